@@ -1,0 +1,144 @@
+"""Seed 000's FastAPI request/response models and WebSocket messages.
+
+The seed's examples are kept as ``json_schema_extra`` examples and are accepted
+verbatim (the tests feed them in unchanged).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, NonNegativeInt
+
+from ._base import Fraction, NonEmptyStr, SeedModel, UtcDatetime, utc_now
+from .governance import GovernanceRules
+from .graph import ModelParameters
+
+CREATE_AGENT_TEMPLATE_EXAMPLE: dict[str, Any] = {
+    "name": "Research Assistant",
+    "description": "Specialized in data analysis and insight extraction",
+    "model": "gpt-4",
+    "parameters": {"temperature": 0.3, "max_tokens": 2000},
+    "personality": "analytical, detail-oriented, thorough",
+    "capabilities": ["data_analysis", "report_generation"],
+    "is_auto_generated": False,
+    "approval_required": True,
+    "governance_rules": {
+        "transitions": {
+            "initialized_to_running": {"approval": "automatic"},
+            "running_to_completed": {"approval": "automatic"},
+            "running_to_paused": {"approval": "human", "timeout": 3600},
+        }
+    },
+}
+
+AGENT_STATE_RESPONSE_EXAMPLE: dict[str, Any] = {
+    "agent_id": "a1b2c3d4-e5f6-7890-abcd-1234567890ab",
+    "name": "Research Bot Alpha",
+    "current_state": "running",
+    "state_timestamp": "2025-03-12T18:25:43.511Z",
+    "previous_state": "initialized",
+    "time_in_state": 1205,
+    "capabilities": [
+        {"name": "data_analysis", "proficiency": 0.85},
+        {"name": "report_generation", "proficiency": 0.72},
+    ],
+    "team_id": "team123",
+    "task_id": "task456",
+    "token_usage": 1230,
+    "token_budget": 10000,
+}
+
+CapabilityName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+
+
+class CreateAgentTemplateRequest(SeedModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [CREATE_AGENT_TEMPLATE_EXAMPLE]})
+
+    name: NonEmptyStr
+    description: str
+    model: NonEmptyStr
+    parameters: ModelParameters
+    personality: str
+    capabilities: list[CapabilityName]
+    is_auto_generated: bool = False
+    approval_required: bool = True
+    governance_rules: GovernanceRules = Field(default_factory=GovernanceRules)
+
+
+class CapabilityProficiency(SeedModel):
+    name: NonEmptyStr
+    proficiency: Fraction
+
+
+class AgentStateResponse(SeedModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [AGENT_STATE_RESPONSE_EXAMPLE]})
+
+    agent_id: NonEmptyStr
+    name: NonEmptyStr
+    current_state: NonEmptyStr
+    state_timestamp: UtcDatetime
+    previous_state: str | None = None
+    time_in_state: NonNegativeInt
+    """Seconds."""
+    capabilities: list[CapabilityProficiency]
+    team_id: str | None = None
+    task_id: str | None = None
+    token_usage: NonNegativeInt
+    token_budget: NonNegativeInt
+
+
+AnimationType = Literal["idle", "pulse", "spin", "shake", "fade", "glow", "none"]
+
+
+class AgentUpdatePayload(SeedModel):
+    agent_id: NonEmptyStr
+    previous_state: str | None = None
+    new_state: NonEmptyStr
+    svg: str
+    """Inline SVG picturing the agent in its new state."""
+    animation_type: AnimationType
+    token_usage: NonNegativeInt
+    message: str | None = None
+
+
+class TeamMemberView(SeedModel):
+    agent_id: NonEmptyStr
+    name: str
+    role: str
+    state: str
+
+
+class TeamConnection(SeedModel):
+    source: NonEmptyStr
+    target: NonEmptyStr
+    strength: Fraction
+    """Collaboration success score of the pair."""
+
+
+class TeamUpdatePayload(SeedModel):
+    team_id: NonEmptyStr
+    status: NonEmptyStr
+    members: list[TeamMemberView]
+    connections: list[TeamConnection]
+    task_progress: Fraction
+    message: str | None = None
+
+
+class WSMessage(SeedModel):
+    message_type: str
+    timestamp: UtcDatetime = Field(default_factory=utc_now)
+    payload: Any
+
+
+class AgentUpdateMessage(WSMessage):
+    message_type: Literal["agent_update"] = "agent_update"
+    payload: AgentUpdatePayload
+
+
+class TeamUpdateMessage(WSMessage):
+    message_type: Literal["team_update"] = "team_update"
+    payload: TeamUpdatePayload
+
+
+WebSocketMessage = Annotated[AgentUpdateMessage | TeamUpdateMessage, Field(discriminator="message_type")]

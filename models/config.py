@@ -1,0 +1,165 @@
+"""Seed 000's configuration models: database, Kafka, agent runtime, GNN training, synthetic data.
+
+They are plain models; ``agentparty.runtime.settings`` fills them from the
+environment (``AGENTPARTY_`` prefix) with pydantic-settings.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from ._base import Fraction, NonEmptyStr, PositiveStrictInt, SeedModel
+from .graph import ModelParameters
+
+BOLT_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
+
+
+class DatabaseConfig(SeedModel):
+    """Neo4j (or any Bolt server) connection; the same code runs against ArcadeDB and Neo4j 5."""
+
+    uri: NonEmptyStr
+    username: NonEmptyStr
+    password: SecretStr
+    max_connection_pool_size: Annotated[int, Field(gt=0)] = 50
+    connection_timeout: Annotated[int, Field(gt=0)] = 30
+    connection_acquisition_timeout: Annotated[int, Field(gt=0)] = 60
+    max_transaction_retry_time: Annotated[int, Field(ge=0)] = 30
+
+    @field_validator("uri")
+    @classmethod
+    def _bolt_uri(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in BOLT_SCHEMES:
+            raise ValueError(f"scheme {parsed.scheme!r} is not a Bolt scheme; use one of {', '.join(BOLT_SCHEMES)}")
+        if not parsed.hostname:
+            raise ValueError("missing host, e.g. bolt://127.0.0.1:7687")
+        return value
+
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"]
+
+
+class KafkaConfig(SeedModel):
+    bootstrap_servers: Annotated[list[NonEmptyStr], Field(min_length=1)]
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    group_id: NonEmptyStr
+    auto_offset_reset: Literal["earliest", "latest", "error"] = "earliest"
+    enable_auto_commit: bool = True
+
+    @field_validator("bootstrap_servers", mode="before")
+    @classmethod
+    def _split_comma_list(cls, value: Any) -> Any:
+        # Environment variables carry lists as "host1:9092,host2:9092".
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _sasl_is_complete(self) -> KafkaConfig:
+        if self.security_protocol.startswith("SASL"):
+            if self.sasl_mechanism is None:
+                raise ValueError(f"sasl_mechanism is required with security_protocol {self.security_protocol}")
+            if self.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512") and not (
+                self.sasl_username and self.sasl_password
+            ):
+                raise ValueError(f"sasl_username and sasl_password are required for {self.sasl_mechanism}")
+        elif self.sasl_mechanism is not None:
+            raise ValueError(f"sasl_mechanism needs a SASL security_protocol, not {self.security_protocol}")
+        return self
+
+    def client_settings(self) -> dict[str, str]:
+        """The settings every librdkafka client (producer, consumer, admin) shares."""
+        settings = {
+            "bootstrap.servers": ",".join(self.bootstrap_servers),
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            settings["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            settings["sasl.username"] = self.sasl_username
+        if self.sasl_password:
+            settings["sasl.password"] = self.sasl_password.get_secret_value()
+        return settings
+
+    def consumer_settings(self) -> dict[str, str | bool]:
+        return {
+            **self.client_settings(),
+            "group.id": self.group_id,
+            "auto.offset.reset": self.auto_offset_reset,
+            "enable.auto.commit": self.enable_auto_commit,
+        }
+
+
+Provider = Literal["openai", "anthropic", "google", "simulated"]
+
+
+class RuntimeModelSettings(SeedModel):
+    """One entry of ``AgentRuntimeConfig.models`` (the seed leaves the inner dict open)."""
+
+    provider: Provider
+    model: NonEmptyStr | None = None
+    """Provider's model name when it differs from the registry key."""
+    base_url: str | None = None
+    """OpenAI-compatible endpoint (Ollama, vLLM) or a local test server."""
+    parameters: ModelParameters = Field(default_factory=ModelParameters)
+    max_concurrency: PositiveStrictInt | None = None
+    requests_per_minute: PositiveStrictInt | None = None
+    tokens_per_minute: PositiveStrictInt | None = None
+
+
+class AgentRuntimeConfig(SeedModel):
+    default_token_budget: Annotated[int, Field(gt=0)] = 10000
+    default_timeout: Annotated[int, Field(gt=0)] = 300
+    """Seconds."""
+    max_consecutive_errors: Annotated[int, Field(gt=0)] = 3
+    retry_backoff_seconds: Annotated[int, Field(ge=0)] = 5
+    models: dict[str, RuntimeModelSettings] = Field(default_factory=dict)
+    prompt_templates: dict[str, str] = Field(default_factory=dict)
+    capability_registry: str = "builtin"
+    """Where capability definitions come from: ``builtin`` or a path to a YAML/JSON file."""
+
+
+class GNNTrainingConfig(SeedModel):
+    model_type: Literal["GraphSAGE"] = "GraphSAGE"
+    hidden_channels: Annotated[int, Field(gt=0)] = 128
+    num_layers: Annotated[int, Field(ge=1, le=8)] = 2
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
+    learning_rate: Annotated[float, Field(gt=0.0)] = 0.001
+    weight_decay: Annotated[float, Field(ge=0.0)] = 5e-4
+    batch_size: Annotated[int, Field(gt=0)] = 32
+    num_epochs: Annotated[int, Field(gt=0)] = 100
+    early_stopping_patience: Annotated[int, Field(gt=0)] = 10
+    validation_split: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
+    test_split: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    random_seed: int = 42
+    use_gpu: bool = True
+    """Use CUDA when present; the CPU otherwise (never an error)."""
+    save_path: NonEmptyStr = "models/gnn"
+
+    @model_validator(mode="after")
+    def _splits_leave_training_data(self) -> GNNTrainingConfig:
+        if self.validation_split + self.test_split >= 1.0:
+            raise ValueError(
+                f"validation_split + test_split = {self.validation_split + self.test_split:g} leaves no training data; "
+                "their sum must be below 1"
+            )
+        return self
+
+
+class SyntheticDataConfig(SeedModel):
+    num_agents: Annotated[int, Field(ge=2)] = 50
+    num_capabilities: Annotated[int, Field(ge=1)] = 20
+    num_tasks: Annotated[int, Field(ge=1)] = 100
+    num_teams: Annotated[int, Field(ge=1)] = 30
+    capability_distribution: Literal["zipf", "uniform"] = "zipf"
+    collaboration_density: Fraction = 0.3
+    success_rate_mean: Fraction = 0.7
+    success_rate_std: Annotated[float, Field(ge=0.0, le=0.5)] = 0.15
+    random_seed: int = 42

@@ -1,0 +1,188 @@
+"""Seed 000's Kafka events: ``BaseEvent`` and the six lifecycle event types with typed payloads.
+
+The seed declares ``payload: Dict[str, Any]`` and documents each payload's keys
+in a comment; here each payload is its own model, so a producer cannot emit an
+event with a missing or misspelt field and a consumer gets typed values.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar, Union
+
+from pydantic import BaseModel, Field, TypeAdapter
+
+from ._base import Fraction, NonEmptyStr, NonNegativeInt, Priority, SeedModel, UtcDatetime, utc_now
+from .graph import FormationMethod, new_id
+
+EVENT_SCHEMA_VERSION = "1.0"
+
+P = TypeVar("P", bound=BaseModel)
+
+
+class BaseEvent(SeedModel, Generic[P]):
+    """Common envelope of every event. ``correlation_id`` groups the events of one flow run."""
+
+    family: ClassVar[str] = "misc"
+    """Topic family the event belongs to (agents, teams, tasks, workflows)."""
+
+    event_id: NonEmptyStr = Field(default_factory=new_id)
+    event_type: str
+    event_version: str = EVENT_SCHEMA_VERSION
+    timestamp: UtcDatetime = Field(default_factory=utc_now)
+    producer: NonEmptyStr = "agentparty"
+    correlation_id: NonEmptyStr
+    payload: P
+
+    def entity_id(self) -> str:
+        """The id events about the same entity share (the Kafka message key)."""
+        for name in ("agent_id", "team_id", "task_id"):
+            value = getattr(self.payload, name, None)
+            if value:
+                return str(value)
+        return self.correlation_id
+
+
+class ResourceAllocation(SeedModel):
+    token_budget: NonNegativeInt = 0
+    max_tokens_per_minute: NonNegativeInt | None = None
+    max_concurrency: NonNegativeInt | None = None
+    timeout_seconds: NonNegativeInt | None = None
+
+
+class AgentProvisionedPayload(SeedModel):
+    agent_id: NonEmptyStr
+    template_id: NonEmptyStr
+    template_version: NonEmptyStr
+    provisioner: NonEmptyStr
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    """The model parameters the agent starts with (temperature, max_tokens, …)."""
+    resource_allocation: ResourceAllocation = Field(default_factory=ResourceAllocation)
+
+
+class StateMetrics(SeedModel):
+    requests: NonNegativeInt = 0
+    errors: NonNegativeInt = 0
+    input_tokens: NonNegativeInt = 0
+    output_tokens: NonNegativeInt = 0
+
+
+class AgentStateTransitionPayload(SeedModel):
+    agent_id: NonEmptyStr
+    previous_state: NonEmptyStr
+    new_state: NonEmptyStr
+    transition_reason: str = ""
+    transition_approver: NonEmptyStr
+    token_count: NonNegativeInt = 0
+    """Tokens used in the previous state."""
+    duration: NonNegativeInt = 0
+    """Seconds spent in the previous state."""
+    metrics: StateMetrics = Field(default_factory=StateMetrics)
+
+
+class TeamAssembledPayload(SeedModel):
+    team_id: NonEmptyStr
+    task_id: NonEmptyStr
+    assembler_id: NonEmptyStr
+    member_count: NonNegativeInt
+    formation_method: FormationMethod
+    agent_roles: dict[str, str]
+    """agent id → role."""
+    token_budget: NonNegativeInt
+    estimated_completion_time: UtcDatetime | None = None
+
+
+class CollaborationMetrics(SeedModel):
+    pair_count: NonNegativeInt = 0
+    mean_pair_success: Fraction | None = None
+    messages_exchanged: NonNegativeInt = 0
+
+
+class CapabilityMetrics(SeedModel):
+    required: list[str] = Field(default_factory=list)
+    covered: list[str] = Field(default_factory=list)
+    coverage: Fraction = 0.0
+    """Share of required capabilities some member had."""
+
+
+class TeamPerformancePayload(SeedModel):
+    team_id: NonEmptyStr
+    task_id: NonEmptyStr
+    success_rating: Fraction
+    completion_time: NonNegativeInt
+    token_usage: NonNegativeInt
+    budget_variance: float
+    """Percent over (+) or under (−) the token budget."""
+    collaboration_metrics: CollaborationMetrics = Field(default_factory=CollaborationMetrics)
+    capability_metrics: CapabilityMetrics = Field(default_factory=CapabilityMetrics)
+
+
+class TaskSubmittedPayload(SeedModel):
+    task_id: NonEmptyStr
+    title: NonEmptyStr
+    description: str = ""
+    submitted_by: NonEmptyStr
+    priority: Priority = 3
+    token_budget: NonNegativeInt
+    deadline: UtcDatetime | None = None
+
+
+class TaskAnalyzedPayload(SeedModel):
+    task_id: NonEmptyStr
+    analyzer_id: NonEmptyStr
+    extracted_capabilities: list[str]
+    complexity: Fraction
+    token_estimate: NonNegativeInt
+    time_estimate: NonNegativeInt
+    """Seconds."""
+    recommended_team_size: Annotated[int, Field(ge=1)]
+
+
+class AgentProvisionedEvent(BaseEvent[AgentProvisionedPayload]):
+    family: ClassVar[str] = "agents"
+    event_type: Literal["agent_provisioned"] = "agent_provisioned"
+
+
+class AgentStateTransitionEvent(BaseEvent[AgentStateTransitionPayload]):
+    family: ClassVar[str] = "agents"
+    event_type: Literal["agent_state_transition"] = "agent_state_transition"
+
+
+class TeamAssembledEvent(BaseEvent[TeamAssembledPayload]):
+    family: ClassVar[str] = "teams"
+    event_type: Literal["team_assembled"] = "team_assembled"
+
+
+class TeamPerformanceEvent(BaseEvent[TeamPerformancePayload]):
+    family: ClassVar[str] = "teams"
+    event_type: Literal["team_performance"] = "team_performance"
+
+
+class TaskSubmittedEvent(BaseEvent[TaskSubmittedPayload]):
+    family: ClassVar[str] = "tasks"
+    event_type: Literal["task_submitted"] = "task_submitted"
+
+
+class TaskAnalyzedEvent(BaseEvent[TaskAnalyzedPayload]):
+    family: ClassVar[str] = "tasks"
+    event_type: Literal["task_analyzed"] = "task_analyzed"
+
+
+LifecycleEvent = Annotated[
+    Union[
+        AgentProvisionedEvent,
+        AgentStateTransitionEvent,
+        TeamAssembledEvent,
+        TeamPerformanceEvent,
+        TaskSubmittedEvent,
+        TaskAnalyzedEvent,
+    ],
+    Field(discriminator="event_type"),
+]
+LIFECYCLE_EVENT_ADAPTER: TypeAdapter[LifecycleEvent] = TypeAdapter(LifecycleEvent)
+EVENT_TYPES: dict[str, type[BaseEvent[Any]]] = {
+    cls.model_fields["event_type"].default: cls
+    for cls in (
+        AgentProvisionedEvent, AgentStateTransitionEvent, TeamAssembledEvent,
+        TeamPerformanceEvent, TaskSubmittedEvent, TaskAnalyzedEvent,
+    )
+}

@@ -1,0 +1,41 @@
+"""Process-wide settings from the environment (``AGENTPARTY_`` prefix), via pydantic-settings.
+
+No other module reads ``os.environ`` for configuration: they take a
+:class:`Settings` (or one of the seed's config models built from it).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agentparty.models import DEFAULT_MODEL_REGISTRY, ModelRegistry, SDKConfiguration
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGENTPARTY_", env_nested_delimiter="__", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".agentparty")
+    """Where local servers keep their data, logs and pid files."""
+    sdk_config: Path | None = None
+    """A YAML/JSON SDKConfiguration file (model registry, providers, security); built-in defaults otherwise."""
+
+    def load_sdk_configuration(self) -> SDKConfiguration:
+        if self.sdk_config is None:
+            return SDKConfiguration()
+        from agentparty.flows.definitions import read_document, validate_document
+
+        return validate_document(read_document(self.sdk_config), SDKConfiguration)
+
+    def model_registry(self) -> ModelRegistry:
+        if self.sdk_config is None:
+            return DEFAULT_MODEL_REGISTRY
+        return self.load_sdk_configuration().models
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
