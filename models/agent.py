@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
@@ -116,3 +117,15 @@ class AgentInstance(CamelModel):
     performance: PerformanceMetrics = Field(default_factory=PerformanceMetrics)
     created_at: UtcDatetime = Field(default_factory=utc_now)
     last_activity: UtcDatetime = Field(default_factory=utc_now)
+
+
+def ensure_unique_ids(agents: Iterable[AgentInstance], field: str = "agents") -> None:
+    """Seed 002: agent ids are unique. Checked wherever instances are gathered (a roster, a team).
+
+    Raises ValueError naming the duplicate's position and the first use.
+    """
+    first: dict[str, int] = {}
+    for index, agent in enumerate(agents):
+        if agent.id in first:
+            raise ValueError(f"{field}[{index}].id: duplicate agent id {agent.id!r} (also {field}[{first[agent.id]}])")
+        first[agent.id] = index

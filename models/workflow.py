@@ -243,13 +243,25 @@ class SubgraphStep(WorkflowStep):
         if exists is not None and not exists(value.workflow):
             raise PydanticCustomError(
                 "subgraph_target",
-                "subgraph target {target!r} not found: neither a workflow file next to this one nor a known workflow id",
+                "subgraph target '{target}' not found: neither a workflow file next to this one nor a known workflow id",
                 {"target": value.workflow},
             )
         return value
 
 
-InlineStep = Annotated[Union[TaskStep, SubgraphStep], Field(discriminator="type")]
+class InlineTaskStep(TaskStep):
+    """The per-item step of a forEach; its id defaults to ``<parallel id>-item``."""
+
+    id: StepId = ""
+
+
+class InlineSubgraphStep(SubgraphStep):
+    """A sub-workflow run once per forEach item; its id defaults to ``<parallel id>-item``."""
+
+    id: StepId = ""
+
+
+InlineStep = Annotated[Union[InlineTaskStep, InlineSubgraphStep], Field(discriminator="type")]
 
 
 class ParallelConfiguration(StepConfiguration):
@@ -281,16 +293,14 @@ class ParallelStep(WorkflowStep):
     type: Literal["parallel"] = "parallel"
     configuration: ParallelConfiguration
 
-    @model_validator(mode="before")
-    @classmethod
-    def _inline_step_id(cls, data: Any) -> Any:
-        # An inline forEach step may omit its id: it is named after its parent.
-        if isinstance(data, dict):
-            config = data.get("configuration")
-            if isinstance(config, dict) and isinstance(config.get("step"), dict) and "id" not in config["step"]:
-                step = {**config["step"], "id": f"{data.get('id', 'parallel')}-item"}
-                data = {**data, "configuration": {**config, "step": step}}
-        return data
+    @model_validator(mode="after")
+    def _inline_step_id(self) -> ParallelStep:
+        inline = self.configuration.step
+        if inline is not None and not inline.id:
+            object.__setattr__(inline, "id", f"{self.id}-item")
+            if not inline.name:
+                object.__setattr__(inline, "name", inline.id)
+        return self
 
 
 AnyWorkflowStep = Annotated[Union[TaskStep, DecisionStep, ParallelStep, SubgraphStep], Field(discriminator="type")]
