@@ -12,7 +12,7 @@ from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar, Union
 from pydantic import BaseModel, Field, TypeAdapter
 
 from ._base import Fraction, NonEmptyStr, NonNegativeInt, Priority, SeedModel, UtcDatetime, utc_now
-from .graph import FormationMethod, new_id
+from .graph import AgentStateMetrics, FormationMethod, new_id
 
 EVENT_SCHEMA_VERSION = "1.0"
 
@@ -59,13 +59,6 @@ class AgentProvisionedPayload(SeedModel):
     resource_allocation: ResourceAllocation = Field(default_factory=ResourceAllocation)
 
 
-class StateMetrics(SeedModel):
-    requests: NonNegativeInt = 0
-    errors: NonNegativeInt = 0
-    input_tokens: NonNegativeInt = 0
-    output_tokens: NonNegativeInt = 0
-
-
 class AgentStateTransitionPayload(SeedModel):
     agent_id: NonEmptyStr
     previous_state: NonEmptyStr
@@ -76,7 +69,8 @@ class AgentStateTransitionPayload(SeedModel):
     """Tokens used in the previous state."""
     duration: NonNegativeInt = 0
     """Seconds spent in the previous state."""
-    metrics: StateMetrics = Field(default_factory=StateMetrics)
+    metrics: AgentStateMetrics = Field(default_factory=AgentStateMetrics)
+    """The same metrics the AgentState node records for the state being left."""
 
 
 class TeamAssembledPayload(SeedModel):
