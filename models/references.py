@@ -113,6 +113,8 @@ class ReferenceScope:
     """step id → the step's output (a dict of named outputs, or any single value)."""
     item: Any = None
     has_item: bool = False
+    skipped: frozenset[str] = frozenset()
+    """Steps that were skipped: references to them resolve to None (the join after an if/else)."""
 
     def lookup(self, ref: Reference) -> Any:
         if ref.kind == "input":
@@ -123,6 +125,8 @@ class ReferenceScope:
             if not self.has_item:
                 raise ReferenceResolutionError(f"{ref}: ${{item}} is only defined inside a forEach step")
             value = self.item
+        elif ref.target in self.skipped:
+            return None
         else:
             if ref.target not in self.step_outputs:
                 raise ReferenceResolutionError(f"{ref}: step {ref.target!r} has no output (not run, skipped or failed)")

@@ -493,6 +493,26 @@ class WorkflowDefinition(CamelModel):
                 found.append(step.configuration.step)
         return found
 
+    def resolve_run_inputs(self, values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """Apply defaults and check run inputs against ``inputs``; returns (inputs, problems)."""
+        from jsonschema import Draft202012Validator
+
+        problems = [f"inputs.{name}: unknown input (declared: {', '.join(sorted(self.inputs)) or 'none'})" for name in values if name not in self.inputs]
+        resolved: dict[str, Any] = {}
+        for name, schema in self.inputs.items():
+            if name in values:
+                value = values[name]
+            elif "default" in schema:
+                value = schema["default"]
+            else:
+                problems.append(f"inputs.{name}: required input is missing")
+                continue
+            for error in Draft202012Validator(schema).iter_errors(value):
+                where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+                problems.append(f"inputs.{name}{where}: {error.message}")
+            resolved[name] = value
+        return resolved, problems
+
     def is_non_trivial(self) -> bool:
         """More than one step, or any agent step: such workflows must say how errors are handled."""
         return len(self.steps) > 1 or any(

@@ -1,0 +1,633 @@
+"""Compile a WorkflowDefinition into a Prefect flow (DESIGN.md §3, §6).
+
+Every step is a Prefect task named by its step id (a subgraph is a subflow), so
+the Prefect UI shows the run the way the definition reads. Scheduling is plain
+asyncio inside one async flow run: each step waits for exactly the steps
+:func:`~agentparty.models.analyze_definition` says it depends on, then runs
+under the run's concurrency bound. Async tasks give real timeouts (a sync
+handler runs in a worker thread the timeout abandons), and async flows have no
+heartbeat wait at exit.
+
+Retries are Prefect's (``flows/retries.py``); results are persisted (to
+Prefect's local storage path, which ``agentparty`` points into ``AGENTPARTY_HOME``)
+with keys built from (run key, definition id and version, step id, item, resolved
+inputs), so a resumed run reuses every step that had completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hashlib
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import Flow, Task
+from prefect.context import FlowRunContext, TaskRunContext
+from prefect.input import RunInput
+
+from agentparty.flows.breaker import BreakerStore, CircuitBreaker, SqliteBreakerStore
+from agentparty.flows.result import StepResult, StepStatus, WorkflowFailed, WorkflowResult
+from agentparty.flows.retries import EffectivePolicy, effective_policy
+from agentparty.models import (
+    DecisionStep,
+    FallbackAction,
+    ParallelStep,
+    SubgraphStep,
+    TaskStep,
+    WorkflowDefinition,
+    WorkflowStep,
+    analyze_definition,
+)
+from agentparty.models.references import ReferenceResolutionError, ReferenceScope, resolve
+from agentparty.tasks.agent import AgentRunner, AgentStepRequest, InterimSimulatedAgent
+from agentparty.tasks.errors import (
+    NonRetryableError,
+    RunInputError,
+    StepError,
+    StepValidationError,
+    SubgraphDepthExceeded,
+)
+from agentparty.tasks.handlers import call_handler, load_handler
+
+logger = logging.getLogger("agentparty.flows")
+
+_FORBIDDEN_IN_NAMES = re.compile(r"[/%&<>]")
+_SUBGRAPH_DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("agentparty_subgraph_depth", default=0)
+RESULT_CACHE_EXPIRATION = timedelta(days=7)
+
+
+def flow_name_for(definition: WorkflowDefinition) -> str:
+    """The definition's name, without the characters Prefect refuses in names."""
+    return _FORBIDDEN_IN_NAMES.sub("-", definition.name).strip() or definition.id
+
+
+@dataclass
+class CompileOptions:
+    max_concurrency: int = 32
+    """Bound on steps running at once in one run (a definition's ``maxConcurrency`` can lower it)."""
+    max_subgraph_depth: int = 5
+    agent_runner: AgentRunner = field(default_factory=InterimSimulatedAgent)
+    home: Path | None = None
+    """State directory (results, breakers); ``AGENTPARTY_HOME`` when None."""
+    breaker_store: BreakerStore | None = None
+    clock: Callable[[], float] = time.time
+    on_step_finished: Callable[[StepResult], None] | None = None
+    """Called as each step ends (the CLI prints progress with it)."""
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What a step's Prefect task returns; persisted, so a resumed run can reuse it."""
+
+    output: Any
+    tokens: int = 0
+    model: str | None = None
+    simulated: bool = False
+    attempts: int = 1
+    flow_run_id: str | None = None
+
+
+@dataclass
+class StepCall:
+    """One call of a step's task: its cache key, the breaker guarding it and the work itself."""
+
+    cache_key: str
+    body: Callable[[], Awaitable[StepOutcome]]
+    breaker: CircuitBreaker | None = None
+
+    def __repr__(self) -> str:  # shown as the task's parameter in the Prefect UI
+        return f"StepCall({self.cache_key[:12]})"
+
+
+def _current_flow_run_id() -> str | None:
+    ctx = FlowRunContext.get()
+    return str(ctx.flow_run.id) if ctx and ctx.flow_run else None
+
+
+async def _step_attempt(call: StepCall) -> StepOutcome:
+    """Body of every step task: one attempt, guarded by the target's circuit breaker."""
+    ctx = TaskRunContext.get()
+    attempt = ctx.task_run.run_count if ctx else 1
+    try:
+        if call.breaker is not None:
+            call.breaker.acquire()
+        outcome = await call.body()
+    except BaseException as exc:
+        from agentparty.tasks.errors import CircuitOpenError
+
+        if call.breaker is not None and not isinstance(exc, (CircuitOpenError, asyncio.CancelledError)):
+            call.breaker.record_failure()
+        try:
+            exc.agentparty_attempts = attempt  # type: ignore[attr-defined]
+        except AttributeError:
+            pass
+        raise
+    if call.breaker is not None:
+        call.breaker.record_success()
+    return StepOutcome(
+        outcome.output, outcome.tokens, outcome.model, outcome.simulated, attempt, _current_flow_run_id()
+    )
+
+
+STEP_TASK: Task[[StepCall], StepOutcome] = Task(
+    fn=_step_attempt,
+    name="step",
+    persist_result=True,
+    cache_key_fn=lambda _ctx, params: params["call"].cache_key,
+    cache_expiration=RESULT_CACHE_EXPIRATION,
+)
+
+
+class HumanDecision(RunInput):
+    """What an operator answers when a step failed under ``fallbackAction: human_intervention``."""
+
+    action: Literal["retry", "skip", "abort"] = "retry"
+    output: dict[str, Any] | None = None
+    """With ``skip``: the output the step should have produced (its dependents use it)."""
+    note: str = ""
+
+
+def _stable_key(*parts: Any) -> str:
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _item_label(item: Any, index: int) -> str:
+    if isinstance(item, (str, int, float)) and len(str(item)) <= 40:
+        return _FORBIDDEN_IN_NAMES.sub("-", str(item))
+    return str(index)
+
+
+class CompiledWorkflow:
+    """A validated definition with its dependency graph, per-step tasks and policies."""
+
+    def __init__(self, definition: WorkflowDefinition, source: Path | None, options: CompileOptions) -> None:
+        from agentparty.flows.definitions import WorkflowCatalog
+        from agentparty.runtime.settings import get_settings
+
+        self.definition = definition
+        self.source = source.resolve() if source else None
+        self.options = options
+        self.flow_name = flow_name_for(definition)
+        graph, problems = analyze_definition(definition)
+        if problems:
+            raise ValueError("; ".join(f"{p.path}: {p.message}" for p in problems))
+        self.graph = graph
+        self.home = options.home or get_settings().home
+        self.search_dirs = [self.source.parent] if self.source else []
+        self.catalog = WorkflowCatalog()
+        self.breaker_store = options.breaker_store
+        self._subflows: dict[Path, Flow[..., Any]] = {}
+        self.dependencies = {sid: self._effective_dependencies(sid) for sid in graph.order}
+        self.gates = {sid: self._gates(sid) for sid in graph.order}
+        self.policies: dict[str, EffectivePolicy] = {}
+        self.tasks: dict[str, Task[[StepCall], StepOutcome]] = {}
+        for step in definition.all_steps():
+            policy = effective_policy(step.retry_policy, definition.error_handling)
+            self.policies[step.id] = policy
+            self.tasks[step.id] = self._task(step, policy)
+
+    # -- structure -------------------------------------------------------------------
+
+    def _effective_dependencies(self, step_id: str) -> frozenset[str]:
+        """A parallel child also waits for what its parallel step waits for."""
+        deps = set(self.graph.dependencies.get(step_id, ()))
+        parent = self.graph.parallel_parent.get(step_id)
+        while parent is not None:
+            siblings = {c for c, p in self.graph.parallel_parent.items() if p == parent}
+            deps |= set(self.graph.dependencies.get(parent, ())) - siblings - {step_id}
+            parent = self.graph.parallel_parent.get(parent)
+        return frozenset(deps)
+
+    def _gates(self, step_id: str) -> list[tuple[str, str]]:
+        gates = []
+        current: str | None = step_id
+        while current is not None:
+            if current in self.graph.branch_of:
+                gates.append(self.graph.branch_of[current])
+            current = self.graph.parallel_parent.get(current)
+        return gates
+
+    def _task(self, step: WorkflowStep, policy: EffectivePolicy, run_name: str | None = None) -> Task[[StepCall], StepOutcome]:
+        return STEP_TASK.with_options(
+            name=step.id,
+            task_run_name=run_name or step.id,
+            timeout_seconds=step.timeout,
+            **policy.prefect_options(),
+        )
+
+    def breaker_for(self, target: str) -> CircuitBreaker | None:
+        handling = self.definition.error_handling
+        if handling is None or handling.circuit_breaker is None:
+            return None
+        if self.breaker_store is None:
+            self.breaker_store = SqliteBreakerStore(self.home / "state" / "breakers.sqlite")
+        return CircuitBreaker(target, handling.circuit_breaker, self.breaker_store, self.options.clock)
+
+    def subflow(self, target: str) -> Flow[..., Any]:
+        base = self.source.parent if self.source else Path.cwd()
+        path = self.catalog.find(target, base)
+        if path is None:
+            raise StepValidationError(f"subgraph target {target!r} not found from {base}")
+        if path not in self._subflows:
+            from agentparty.flows.definitions import WorkflowLoader
+
+            definition = WorkflowLoader(catalog=self.catalog).load(path)
+            self._subflows[path] = compile_workflow(definition, source=path, options=self.options)
+        return self._subflows[path]
+
+    # -- running -----------------------------------------------------------------------
+
+    async def execute(self, inputs: dict[str, Any], resume_key: str | None) -> WorkflowResult:
+        run = _Run(self, inputs, resume_key)
+        return await run.execute()
+
+
+class _Run:
+    """The state of one flow run: outcomes so far, the concurrency bound, abort reason."""
+
+    def __init__(self, compiled: CompiledWorkflow, inputs: dict[str, Any], resume_key: str | None) -> None:
+        self.c = compiled
+        self.d = compiled.definition
+        resolved, problems = self.d.resolve_run_inputs(inputs)
+        if problems:
+            raise RunInputError(problems)
+        self.inputs = resolved
+        self.run_id = _current_flow_run_id()
+        self.run_key = resume_key or self.run_id or "local"
+        bound = compiled.options.max_concurrency if self.d.parallel else 1
+        if self.d.max_concurrency:
+            bound = min(bound, self.d.max_concurrency)
+        self.slots = asyncio.Semaphore(bound)
+        self.results: dict[str, StepResult] = {}
+        self.done = {sid: asyncio.Event() for sid in compiled.graph.order}
+        self.aborted: str | None = None
+
+    # -- orchestration ---------------------------------------------------------------------
+
+    async def execute(self) -> WorkflowResult:
+        started = time.perf_counter()
+        await asyncio.gather(*(self._drive(sid) for sid in self.c.graph.order))
+        failed = [sid for sid, r in self.results.items() if r.status is StepStatus.FAILED]
+        result = WorkflowResult(
+            workflow_id=self.d.id,
+            workflow_name=self.d.name,
+            run_id=self.run_id,
+            status=StepStatus.FAILED if failed else StepStatus.COMPLETED,
+            steps={sid: self.results[sid] for sid in self.c.graph.order},
+            reason=self.aborted,
+            duration_s=time.perf_counter() - started,
+        )
+        await self._publish(result)
+        if failed:
+            raise WorkflowFailed(result)
+        return result
+
+    async def _publish(self, result: WorkflowResult) -> None:
+        if self.run_id is None:
+            return
+        from prefect.artifacts import acreate_table_artifact
+
+        key = re.sub(r"[^a-z0-9-]+", "-", f"{self.d.id}-steps".lower()).strip("-")
+        await acreate_table_artifact(
+            table=result.table(),
+            key=key,
+            description=f"{self.d.name}: {result.status.value} in {result.duration_s:.2f}s, {result.tokens} tokens",
+        )
+
+    def _finish(self, result: StepResult) -> None:
+        self.results[result.step_id] = result
+        self.done[result.step_id].set()
+        if self.c.options.on_step_finished is not None:
+            self.c.options.on_step_finished(result)
+
+    def _skip_reason(self, sid: str) -> str | None:
+        if self.aborted:
+            return f"run aborted: {self.aborted}"
+        for decision, branch in self.c.gates[sid]:
+            gate = self.results[decision]
+            if gate.status is not StepStatus.COMPLETED:
+                return f"decision {decision!r} did not complete"
+            if gate.outputs.get("branch") != branch:
+                return f"branch {branch!r} of decision {decision!r} not taken"
+        gate_ids = {d for d, _ in self.c.gates[sid]}
+        deps = [d for d in self.c.dependencies[sid] if d not in gate_ids]
+        failed = [d for d in deps if self.results[d].status is StepStatus.FAILED]
+        if failed:
+            return f"dependency {failed[0]!r} failed"
+        if deps and all(self.results[d].status is StepStatus.SKIPPED for d in deps):
+            return "every step it depends on was skipped"
+        return None
+
+    async def _drive(self, sid: str) -> None:
+        for dep in self.c.dependencies[sid]:
+            await self.done[dep].wait()
+        reason = self._skip_reason(sid)
+        if reason:
+            self._finish(StepResult(step_id=sid, status=StepStatus.SKIPPED, reason=reason))
+            return
+        step = self.d.step(sid)
+        started = time.perf_counter()
+        try:
+            result = await self._run_step(step)
+        except Exception as exc:  # a step failure never escapes: it becomes a result and a fallback
+            result = await self._fallback(step, exc, started)
+        result.duration_s = time.perf_counter() - started
+        self._finish(result)
+
+    def _scope(self, item: Any = None, has_item: bool = False) -> ReferenceScope:
+        return ReferenceScope(
+            inputs=self.inputs,
+            step_outputs={sid: r.output for sid, r in self.results.items() if r.status is StepStatus.COMPLETED},
+            item=item,
+            has_item=has_item,
+            skipped=frozenset(sid for sid, r in self.results.items() if r.status is StepStatus.SKIPPED),
+        )
+
+    # -- step kinds ------------------------------------------------------------------------
+
+    async def _run_step(self, step: WorkflowStep, policy: EffectivePolicy | None = None) -> StepResult:
+        if isinstance(step, ParallelStep):
+            if step.configuration.step is not None:
+                return await self._fan_out(step)
+            children = {child: self.results[child].output for child in step.configuration.steps}
+            outcome = await self._call(step, {"children": sorted(children)}, lambda: self._const(children), policy)
+            return self._completed(step.id, outcome)
+        if isinstance(step, SubgraphStep):
+            return await self._subgraph(step, self._scope())
+        async with self.slots:
+            return await self._single(step, self._scope(), policy=policy)
+
+    async def _single(
+        self, step: WorkflowStep, scope: ReferenceScope, *, policy: EffectivePolicy | None = None,
+        run_name: str | None = None, item_index: int | None = None,
+    ) -> StepResult:
+        inputs = self._resolve(step.inputs, scope, step.id)
+        if isinstance(step, DecisionStep):
+            outcome = await self._call(step, inputs, lambda: self._decide(step, scope), policy)
+        elif isinstance(step, TaskStep) and step.configuration.handler:
+            body = self._handler_body(step, inputs)
+            outcome = await self._call(step, inputs, body, policy, run_name, item_index, target=f"handler:{step.configuration.handler}")
+        elif isinstance(step, TaskStep):
+            prompt = self._resolve(step.configuration.prompt or "", scope, step.id)
+            body = self._agent_body(step, prompt, inputs)
+            target = f"agent:{step.configuration.agent}@{step.configuration.model or 'default'}"
+            outcome = await self._call(step, {"prompt": prompt, **inputs}, body, policy, run_name, item_index, target=target)
+        else:  # pragma: no cover - the definition's union admits nothing else
+            raise StepValidationError(f"step {step.id!r}: cannot run a {step.type!r} step here")
+        return self._completed(step.id, outcome)
+
+    def _completed(self, sid: str, outcome: StepOutcome) -> StepResult:
+        return StepResult(
+            step_id=sid,
+            status=StepStatus.COMPLETED,
+            output=outcome.output,
+            attempts=outcome.attempts,
+            tokens=outcome.tokens,
+            cached=outcome.flow_run_id is not None and outcome.flow_run_id != self.run_id,
+            reason="simulated agent output" if outcome.simulated else None,
+        )
+
+    async def _call(
+        self,
+        step: WorkflowStep,
+        inputs: dict[str, Any],
+        body: Callable[[], Awaitable[StepOutcome]],
+        policy: EffectivePolicy | None = None,
+        run_name: str | None = None,
+        item_index: int | None = None,
+        target: str | None = None,
+    ) -> StepOutcome:
+        key = _stable_key(self.run_key, self.d.id, self.d.version, step.id, item_index, inputs)
+        task = self.c.tasks[step.id]
+        if policy is not None or run_name is not None:
+            task = self.c._task(step, policy or self.c.policies[step.id], run_name)
+        call = StepCall(key, body, self.c.breaker_for(target) if target else None)
+        return await task(call)
+
+    @staticmethod
+    async def _const(value: Any) -> StepOutcome:
+        return StepOutcome(value)
+
+    def _resolve(self, value: Any, scope: ReferenceScope, sid: str) -> Any:
+        try:
+            return resolve(value, scope)
+        except ReferenceResolutionError as exc:
+            raise StepValidationError(f"step {sid!r}: {exc}") from None
+
+    async def _decide(self, step: DecisionStep, scope: ReferenceScope) -> StepOutcome:
+        from jinja2 import StrictUndefined
+        from jinja2.exceptions import TemplateError
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        env = ImmutableSandboxedEnvironment(undefined=StrictUndefined)
+        steps_view = {
+            sid: {"output": r.output, "outputs": r.outputs, "status": r.status.value} for sid, r in self.results.items()
+        }
+        try:
+            value = env.compile_expression(step.configuration.condition)(inputs=self.inputs, steps=steps_view)
+        except TemplateError as exc:
+            raise StepValidationError(f"decision {step.id!r}: condition {step.configuration.condition!r} failed: {exc}") from None
+        taken = bool(value)
+        return StepOutcome({"result": taken, "branch": "then" if taken else "else"})
+
+    def _handler_body(self, step: TaskStep, inputs: dict[str, Any]) -> Callable[[], Awaitable[StepOutcome]]:
+        async def body() -> StepOutcome:
+            fn = load_handler(step.configuration.handler or "", self.c.search_dirs)
+            value = await call_handler(fn, inputs)
+            _check_declared_outputs(step, value)
+            return StepOutcome(value)
+
+        return body
+
+    def _agent_body(self, step: TaskStep, prompt: str, inputs: dict[str, Any]) -> Callable[[], Awaitable[StepOutcome]]:
+        config = step.configuration
+        request = AgentStepRequest(
+            step_id=step.id, agent=config.agent or "", prompt=prompt, version=config.version,
+            capability=config.capability, model=config.model, output_schema=config.output_schema, inputs=inputs,
+        )
+
+        async def body() -> StepOutcome:
+            response = await self.c.options.agent_runner.run(request)
+            _check_declared_outputs(step, response.output)
+            return StepOutcome(response.output, response.tokens, response.model, response.simulated)
+
+        return body
+
+    async def _fan_out(self, step: ParallelStep) -> StepResult:
+        config = step.configuration
+        inline = config.step
+        assert inline is not None
+        items = self._resolve(config.for_each, self._scope(), step.id)
+        if not isinstance(items, list):
+            raise StepValidationError(f"step {step.id!r}: forEach must give a list, got {type(items).__name__}")
+        limit = asyncio.Semaphore(config.max_concurrency or max(len(items), 1))
+        stop = asyncio.Event()
+        results: list[StepResult | None] = [None] * len(items)
+
+        async def one(index: int, item: Any) -> None:
+            async with limit:
+                if stop.is_set():
+                    results[index] = StepResult(step_id=f"{step.id}[{index}]", status=StepStatus.SKIPPED, reason="an earlier item failed")
+                    return
+                started = time.perf_counter()
+                name = f"{step.id}[{_item_label(item, index)}]"
+                try:
+                    if isinstance(inline, SubgraphStep):
+                        result = await self._subgraph(inline, self._scope(item, True), run_name=name, item_index=index)
+                    else:
+                        async with self.slots:
+                            result = await self._single(inline, self._scope(item, True), run_name=name, item_index=index)
+                except Exception as exc:
+                    result = _failed(name, exc)
+                    if config.fail_fast:
+                        stop.set()
+                result.step_id = name
+                result.duration_s = time.perf_counter() - started
+                results[index] = result
+
+        await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
+        done = [r for r in results if r is not None]
+        failed = [r for r in done if r.status is StepStatus.FAILED]
+        outcome = StepResult(
+            step_id=step.id,
+            status=StepStatus.FAILED if failed else StepStatus.COMPLETED,
+            output=[r.output for r in done],
+            attempts=max((r.attempts for r in done), default=0),
+            tokens=sum(r.tokens for r in done),
+            items=done,
+            cached=bool(done) and all(r.cached for r in done),
+        )
+        if failed:
+            outcome.reason = f"{len(failed)} of {len(items)} items failed; first: {failed[0].step_id}: {failed[0].reason}"
+            raise _FanOutFailed(outcome)
+        return outcome
+
+    async def _subgraph(
+        self, step: SubgraphStep, scope: ReferenceScope, run_name: str | None = None, item_index: int | None = None
+    ) -> StepResult:
+        depth = _SUBGRAPH_DEPTH.get()
+        if depth >= self.c.options.max_subgraph_depth:
+            raise SubgraphDepthExceeded(
+                f"step {step.id!r}: subgraphs nested {depth + 1} deep exceed the limit of {self.c.options.max_subgraph_depth}"
+            )
+        inputs = self._resolve(step.configuration.inputs, scope, step.id)
+        subflow = self.c.subflow(step.configuration.workflow).with_options(flow_run_name=run_name or step.id)
+        token = _SUBGRAPH_DEPTH.set(depth + 1)
+        try:
+            child: WorkflowResult = await subflow(inputs=inputs, resume_key=f"{self.run_key}/{step.id}/{item_index}")
+        except WorkflowFailed as exc:
+            raise StepError(f"subgraph {step.configuration.workflow!r} failed: {exc.result.reason or exc.result.failed_steps}") from exc
+        finally:
+            _SUBGRAPH_DEPTH.reset(token)
+        output = {sid: r.output for sid, r in child.steps.items() if r.status is StepStatus.COMPLETED}
+        return StepResult(step_id=step.id, status=StepStatus.COMPLETED, output=output, attempts=1, tokens=child.tokens)
+
+    # -- failures ------------------------------------------------------------------------
+
+    async def _fallback(self, step: WorkflowStep, exc: Exception, started: float) -> StepResult:
+        handling = self.d.error_handling
+        action = handling.fallback_action if handling and handling.fallback_action else FallbackAction.ABORT
+        failure = exc.result if isinstance(exc, _FanOutFailed) else _failed(step.id, exc)
+        if action is FallbackAction.RETRY and not isinstance(exc, NonRetryableError):
+            logger.warning("step %s failed (%s); fallback: retry under the workflow policy", step.id, failure.reason)
+            workflow_policy = effective_policy(None, handling)
+            try:
+                retried = await self._run_step(step, workflow_policy)
+                retried.attempts += failure.attempts
+                return retried
+            except Exception as again:
+                failure = again.result if isinstance(again, _FanOutFailed) else _failed(step.id, again)
+        elif action is FallbackAction.HUMAN_INTERVENTION and self.run_id is not None:
+            return await self._ask_operator(step, failure)
+        self.aborted = self.aborted or f"step {step.id!r} failed: {failure.reason}"
+        return failure
+
+    async def _ask_operator(self, step: WorkflowStep, failure: StepResult) -> StepResult:
+        from prefect.flow_runs import apause_flow_run
+
+        handling = self.d.error_handling
+        timeout = int(handling.human_intervention_timeout) if handling else 3600
+        rounds = 0
+        while True:
+            rounds += 1
+            logger.warning("step %s failed (%s); waiting up to %ss for an operator", step.id, failure.reason, timeout)
+            try:
+                decision = await apause_flow_run(wait_for_input=HumanDecision, timeout=timeout, key=f"{step.id}-{rounds}", poll_interval=1)
+            except Exception as exc:  # prefect raises on timeout
+                self.aborted = self.aborted or f"step {step.id!r} failed and no operator answered within {timeout}s ({type(exc).__name__})"
+                return failure
+            if decision.action == "abort":
+                self.aborted = self.aborted or f"step {step.id!r} failed; operator aborted the run{': ' + decision.note if decision.note else ''}"
+                return failure
+            if decision.action == "skip":
+                return StepResult(
+                    step_id=step.id, status=StepStatus.COMPLETED, output=decision.output, attempts=failure.attempts,
+                    reason=f"operator skipped the step and supplied its output{': ' + decision.note if decision.note else ''}",
+                )
+            try:
+                retried = await self._run_step(step)
+                retried.attempts += failure.attempts
+                return retried
+            except Exception as exc:
+                failure = exc.result if isinstance(exc, _FanOutFailed) else _failed(step.id, exc)
+
+
+class _FanOutFailed(Exception):
+    def __init__(self, result: StepResult) -> None:
+        self.result = result
+        super().__init__(result.reason)
+
+
+def _failed(sid: str, exc: BaseException) -> StepResult:
+    attempts = getattr(exc, "agentparty_attempts", 1)
+    return StepResult(step_id=sid, status=StepStatus.FAILED, attempts=attempts, reason=f"{type(exc).__name__}: {exc}")
+
+
+def _check_declared_outputs(step: WorkflowStep, value: Any) -> None:
+    """A step that declares outputs must produce each of them, matching its schema."""
+    if not step.outputs:
+        return
+    if not isinstance(value, dict):
+        raise StepValidationError(f"step {step.id!r} declares outputs {sorted(step.outputs)} but produced a {type(value).__name__}")
+    from jsonschema import Draft202012Validator
+
+    for name, schema in step.outputs.items():
+        if name not in value:
+            raise StepValidationError(f"step {step.id!r} produced no output {name!r} (it produced: {', '.join(sorted(value)) or 'nothing'})")
+        error = next(iter(Draft202012Validator(schema).iter_errors(value[name])), None)
+        if error is not None:
+            raise StepValidationError(f"step {step.id!r} output {name!r}: {error.message}")
+
+
+def compile_workflow(
+    definition: WorkflowDefinition, *, source: Path | str | None = None, options: CompileOptions | None = None
+) -> Flow[..., WorkflowResult]:
+    """Build the Prefect flow for a definition. Calling it runs the workflow and returns a WorkflowResult.
+
+    ``source`` is the definition's file: handler modules and subgraph files are found next to it.
+    A failed run raises :class:`WorkflowFailed` (the flow run ends Failed), carrying the result.
+    """
+    compiled = CompiledWorkflow(definition, Path(source) if source else None, options or CompileOptions())
+
+    async def run_workflow(inputs: dict[str, Any] | None = None, resume_key: str | None = None) -> WorkflowResult:
+        return await compiled.execute(inputs or {}, resume_key)
+
+    run_workflow.__qualname__ = run_workflow.__name__ = "workflow_" + re.sub(r"\W", "_", definition.id)
+    flow: Flow[..., WorkflowResult] = Flow(
+        fn=run_workflow,
+        name=compiled.flow_name,
+        description=definition.description or None,
+        version=definition.version,
+        validate_parameters=True,
+    )
+    flow.compiled = compiled  # type: ignore[attr-defined]
+    return flow

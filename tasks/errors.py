@@ -1,0 +1,63 @@
+"""Errors a step can end with, split by whether another attempt could help.
+
+The retry condition (``agentparty.flows.retries``) retries everything except a
+:class:`NonRetryableError`: a bad definition or output, refused credentials, an
+exhausted budget or an open circuit give the same answer on every attempt.
+"""
+
+from __future__ import annotations
+
+
+class StepError(Exception):
+    """Base of the engine's step failures; ``attempts`` is filled in by the step runner."""
+
+    attempts: int = 0
+
+
+class RetryableError(StepError):
+    """Transient: rate limits, 5xx, timeouts, dropped connections."""
+
+
+class NonRetryableError(StepError):
+    """Permanent for this call: retrying would fail the same way."""
+
+
+class StepValidationError(NonRetryableError):
+    """Inputs or outputs that do not fit the step's declared schema."""
+
+
+class AuthenticationError(NonRetryableError):
+    """Credentials were refused (401/403)."""
+
+
+class BudgetExceeded(NonRetryableError):
+    """A token budget would be or was exceeded; the message names the budget, its limit and usage."""
+
+
+class CircuitOpenError(NonRetryableError):
+    """The target's circuit breaker is open: fail fast instead of calling it."""
+
+    def __init__(self, target: str, retry_in: float) -> None:
+        self.target = target
+        self.retry_in = retry_in
+        super().__init__(f"circuit for {target!r} is open; next trial call in {retry_in:.1f}s")
+
+
+class SubgraphDepthExceeded(NonRetryableError):
+    """Subgraphs nested deeper than the limit (a guard against recursive workflows)."""
+
+
+class HandlerImportError(NonRetryableError):
+    """A ``handler`` that cannot be imported or is not callable."""
+
+
+class RunInputError(NonRetryableError):
+    """Run inputs that do not match the definition's ``inputs`` schema."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid run inputs: " + "; ".join(problems))
+
+
+def is_retryable(exc: BaseException) -> bool:
+    return not isinstance(exc, NonRetryableError)
