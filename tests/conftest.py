@@ -1,11 +1,44 @@
-"""Shared fixtures. Server fixtures (graph, broker, Prefect) join here as their issues land."""
+"""Shared fixtures: a real Prefect server for the session (graph and broker fixtures join later)."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from workflow_docs import EXAMPLES
+
+import step_handlers
+
+
+@pytest.fixture(scope="session")
+def agentparty_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("agentparty-home")
+    os.environ["AGENTPARTY_HOME"] = str(home)
+    os.environ["PREFECT_LOCAL_STORAGE_PATH"] = str(home / "results")
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    from agentparty.runtime.settings import get_settings
+
+    get_settings.cache_clear()
+    return home
+
+
+@pytest.fixture(scope="session")
+def prefect_server(agentparty_home: Path) -> Iterator[str]:
+    """A real Prefect API (prefect_test_harness runs the server in a subprocess) for the whole session."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture
+def handlers() -> Iterator[object]:
+    step_handlers.reset()
+    yield step_handlers
+    step_handlers.reset()
 
 
 @pytest.fixture
