@@ -86,5 +86,114 @@ def schema(
         typer.echo(f"wrote {output}", err=True)
 
 
+def _server():  # type: ignore[no-untyped-def]
+    from agentparty.runtime.prefect_server import LocalPrefectServer
+    from agentparty.runtime.settings import get_settings
+
+    settings = get_settings()
+    return LocalPrefectServer(settings.home, port=settings.prefect_port)
+
+
+@app.command()
+def up() -> None:
+    """Start the local services (Prefect server with its UI) under AGENTPARTY_HOME."""
+    server = _server()
+    started = server.start()
+    typer.echo(f"Prefect server {'started' if started else 'already running'}: UI {server.ui_url}, API {server.api_url}")
+    typer.echo(f"state: {server.home}  log: {server.log_file}")
+
+
+@app.command()
+def down() -> None:
+    """Stop the local services started by `agentparty up`."""
+    server = _server()
+    typer.echo("Prefect server stopped" if server.stop() else "Prefect server was not running")
+
+
+@app.command()
+def status() -> None:
+    """Show whether the local services are running."""
+    server = _server()
+    healthy = server.healthy()
+    typer.echo(f"Prefect server: {'running' if healthy else 'stopped'} ({server.api_url}, pid {server.pid() or '-'})")
+    raise typer.Exit(0 if healthy else 1)
+
+
+def _parse_inputs(pairs: list[str]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"{pair!r} is not key=value", param_hint="--input")
+        try:
+            values[name] = json.loads(raw)  # numbers, booleans, lists and objects keep their type
+        except json.JSONDecodeError:
+            values[name] = raw
+    return values
+
+
+@app.command()
+def run(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="Workflow definition file.")],
+    inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help="Run input as key=value (value parsed as JSON when it can be).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the WorkflowResult as JSON.")] = False,
+    resume: Annotated[str | None, typer.Option(help="Resume a failed or crashed run: its flow run id (completed steps are not run again).")] = None,
+) -> None:
+    """Run a workflow on the local Prefect server (started when needed) and report every step."""
+    import asyncio
+    import os
+
+    from agentparty.flows.definitions import DocumentError, load_workflow
+    from agentparty.runtime.settings import get_settings
+
+    values = _parse_inputs(inputs or [])
+    try:
+        definition = load_workflow(path, get_settings().model_registry())
+    except DocumentError as exc:
+        for error in exc.errors:
+            typer.echo(error.render(str(path)), err=True)
+        raise typer.Exit(1) from None
+
+    server = _server()
+    if "PREFECT_API_URL" not in os.environ:
+        if server.start():
+            typer.echo(f"started the Prefect server at {server.ui_url}", err=True)
+        os.environ.update(server.client_env())
+    ui_url = os.environ["PREFECT_API_URL"].removesuffix("/api")
+
+    from agentparty.flows import CompileOptions, StepResult, WorkflowFailed, compile_workflow
+    from agentparty.tasks.errors import RunInputError
+
+    def progress(step: StepResult) -> None:
+        if as_json:
+            return
+        mark = {"completed": "✓", "skipped": "-", "failed": "✗"}[step.status.value]
+        detail = f"{step.attempts} attempt{'s' if step.attempts != 1 else ''}, {step.duration_s:.2f}s, {step.tokens} tokens"
+        note = f" [{step.reason}]" if step.reason else ""
+        typer.echo(f"  {mark} {step.step_id}: {step.status.value} ({detail}){' cached' if step.cached else ''}{note}")
+
+    flow = compile_workflow(
+        definition, source=path, options=CompileOptions(on_step_finished=progress, max_concurrency=get_settings().max_concurrency)
+    )
+    if not as_json:
+        typer.echo(f"running {definition.id} ({flow.name})")
+    try:
+        result = asyncio.run(flow(inputs=values, resume_key=resume))
+        failed = False
+    except WorkflowFailed as exc:
+        result, failed = exc.result, True
+    except RunInputError as exc:
+        for problem in exc.problems:
+            typer.echo(f"{path}: {problem}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+    else:
+        typer.echo(f"{result.status.value} in {result.duration_s:.2f}s, {result.tokens} tokens" + (f": {result.reason}" if result.reason else ""))
+        if result.run_id:
+            typer.echo(f"UI: {ui_url}/runs/flow-run/{result.run_id}")
+    raise typer.Exit(1 if failed else 0)
+
+
 def main() -> None:  # pragma: no cover - console script shim
     app()

@@ -20,6 +20,10 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=lambda: Path.home() / ".agentparty")
     """Where local servers keep their data, logs and pid files."""
+    prefect_port: int = 4200
+    """Port of the local Prefect server started by ``agentparty up``."""
+    max_concurrency: int = 32
+    """Default bound on steps running at once in one workflow run."""
     sdk_config: Path | None = None
     """A YAML/JSON SDKConfiguration file (model registry, providers, security); built-in defaults otherwise."""
 

@@ -1,0 +1,112 @@
+"""The local Prefect server behind ``agentparty up``: SQLite, UI on 127.0.0.1:4200, state under AGENTPARTY_HOME.
+
+A real server rather than Prefect's ephemeral mode: ephemeral mode takes 11-28 s
+to start on every command and drops task-run records at exit (DESIGN.md §5).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class LocalPrefectServer:
+    home: Path
+    host: str = "127.0.0.1"
+    port: int = 4200
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "run" / "prefect-server.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "logs" / "prefect-server.log"
+
+    def client_env(self) -> dict[str, str]:
+        """Environment for processes that use this server (results persist under AGENTPARTY_HOME)."""
+        return {
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_LOCAL_STORAGE_PATH": str(self.home / "results"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        }
+
+    def _server_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+        env.update(
+            PREFECT_HOME=str(self.home / "prefect"),
+            PREFECT_SERVER_API_HOST=self.host,
+            PREFECT_SERVER_API_PORT=str(self.port),
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            PREFECT_UI_API_URL=self.api_url,
+        )
+        return env
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return None
+        return pid
+
+    def start(self, timeout: float = 180.0) -> bool:
+        """Start the server unless it already answers; returns True if this call started it."""
+        if self.healthy():
+            return False
+        for folder in (self.pid_file.parent, self.log_file.parent, self.home / "prefect", self.home / "results"):
+            folder.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "prefect", "server", "start", "--host", self.host, "--port", str(self.port)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self._server_env(), start_new_session=True,
+            )
+        self.pid_file.write_text(str(process.pid))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.healthy():
+                return True
+            if process.poll() is not None:
+                raise RuntimeError(f"the Prefect server exited with code {process.returncode}; see {self.log_file}")
+            time.sleep(0.5)
+        raise TimeoutError(f"the Prefect server did not answer within {timeout:.0f}s; see {self.log_file}")
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.pid() is not None:
+            time.sleep(0.2)
+        if self.pid() is not None:
+            os.killpg(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        return True

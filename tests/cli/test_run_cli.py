@@ -1,0 +1,94 @@
+"""`agentparty run` (against the session's Prefect server) and `up` / `status` / `down` (a server of their own)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from agentparty.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def use_session_server(prefect_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("PREFECT_API_URL", prefect_server)
+    return prefect_server
+
+
+def failing_workflow(tmp_path: Path) -> Path:
+    doc = {
+        "id": "will-fail",
+        "name": "Will fail",
+        "steps": [{"id": "boom", "type": "task", "configuration": {"handler": "step_handlers:always_fails"}, "inputs": {"name": "cli"}}],
+        "triggers": [{"type": "manual"}],
+        "errorHandling": {"retryAttempts": 0, "backoffStrategy": "fixed", "fallbackAction": "abort"},
+    }
+    path = tmp_path / "fail.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_run_reports_each_step_and_the_ui_url(use_session_server: str, examples_dir: Path) -> None:
+    result = runner.invoke(app, ["run", str(examples_dir / "nightly-digest.yaml"), "--input", "max_items=2", "-i", "channel=ops"])
+    assert result.exit_code == 0, result.output
+    assert "✓ collect: completed (1 attempt" in result.stdout
+    assert "✓ publish: completed" in result.stdout
+    assert f"UI: {use_session_server.removesuffix('/api')}/runs/flow-run/" in result.stdout
+
+
+def test_run_json_output(use_session_server: str, examples_dir: Path) -> None:
+    result = runner.invoke(app, ["run", str(examples_dir / "research-report.yaml"), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["status"] == "completed" and payload["steps"]["flag_gaps"]["status"] == "skipped"
+
+
+def test_failed_run_exits_one(use_session_server: str, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", str(failing_workflow(tmp_path))])
+    assert result.exit_code == 1
+    assert "✗ boom: failed" in result.stdout and "failed" in result.stdout.splitlines()[-2]
+
+
+def test_invalid_definition_and_inputs(use_session_server: str, tmp_path: Path, examples_dir: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("id: x\nname: X\nsteps: []\ntriggers: []\n")
+    assert runner.invoke(app, ["run", str(broken)]).exit_code == 1
+    bad_input = runner.invoke(app, ["run", str(examples_dir / "nightly-digest.yaml"), "--input", "max_items=500"])
+    assert bad_input.exit_code == 1 and "inputs.max_items: 500 is greater than the maximum of 50" in bad_input.output
+    assert runner.invoke(app, ["run", str(examples_dir / "nightly-digest.yaml"), "--input", "no-equals"]).exit_code == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_up_status_down_manage_a_local_server(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("agentparty")
+    env = {"AGENTPARTY_HOME": str(tmp_path / "home"), "AGENTPARTY_PREFECT_PORT": str(_free_port()), "PATH": "/usr/bin:/bin"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(script), *args], env=env, capture_output=True, text=True, timeout=240)
+
+    assert cli("status").returncode == 1
+    try:
+        up = cli("up")
+        assert up.returncode == 0, up.stderr
+        assert "started" in up.stdout
+        assert cli("status").returncode == 0
+        assert (tmp_path / "home" / "logs" / "prefect-server.log").exists()
+        assert "already running" in cli("up").stdout
+    finally:
+        down = cli("down")
+    assert "stopped" in down.stdout
+    assert cli("status").returncode == 1
