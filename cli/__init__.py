@@ -138,10 +138,14 @@ def run(
     inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help="Run input as key=value (value parsed as JSON when it can be).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the WorkflowResult as JSON.")] = False,
     resume: Annotated[str | None, typer.Option(help="Resume a failed or crashed run: its flow run id (completed steps are not run again).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show Prefect's own log lines.")] = False,
 ) -> None:
     """Run a workflow on the local Prefect server (started when needed) and report every step."""
     import asyncio
     import os
+
+    if not verbose:  # must be set before Prefect reads its settings
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
     from agentparty.flows.definitions import DocumentError, load_workflow
     from agentparty.runtime.settings import get_settings

@@ -44,7 +44,6 @@ from agentparty.models import (
     TaskStep,
     WorkflowDefinition,
     WorkflowStep,
-    analyze_definition,
 )
 from agentparty.models.references import ReferenceResolutionError, ReferenceScope, resolve
 from agentparty.tasks.agent import AgentRunner, AgentStepRequest, InterimSimulatedAgent
@@ -100,6 +99,8 @@ class StepCall:
     """One call of a step's task: its cache key, the breaker guarding it and the work itself."""
 
     cache_key: str
+    run_name: str
+    """The task run's name in the Prefect UI: the step id, and the item for a fan-out."""
     body: Callable[[], Awaitable[StepOutcome]]
     breaker: CircuitBreaker | None = None
 
@@ -177,23 +178,19 @@ class CompiledWorkflow:
         self.source = source.resolve() if source else None
         self.options = options
         self.flow_name = flow_name_for(definition)
-        graph, problems = analyze_definition(definition)
-        if problems:
-            raise ValueError("; ".join(f"{p.path}: {p.message}" for p in problems))
-        self.graph = graph
+        self.graph = definition.analysis()
         self.home = options.home or get_settings().home
         self.search_dirs = [self.source.parent] if self.source else []
         self.catalog = WorkflowCatalog()
         self.breaker_store = options.breaker_store
         self._subflows: dict[Path, Flow[..., Any]] = {}
-        self.dependencies = {sid: self._effective_dependencies(sid) for sid in graph.order}
-        self.gates = {sid: self._gates(sid) for sid in graph.order}
-        self.policies: dict[str, EffectivePolicy] = {}
-        self.tasks: dict[str, Task[[StepCall], StepOutcome]] = {}
-        for step in definition.all_steps():
-            policy = effective_policy(step.retry_policy, definition.error_handling)
-            self.policies[step.id] = policy
-            self.tasks[step.id] = self._task(step, policy)
+        self.dependencies = {sid: self._effective_dependencies(sid) for sid in self.graph.order}
+        self.gates = {sid: self._gates(sid) for sid in self.graph.order}
+        self.steps = {step.id: step for step in definition.all_steps()}
+        self.policies = {
+            sid: effective_policy(step.retry_policy, definition.error_handling) for sid, step in self.steps.items()
+        }
+        self._tasks: dict[tuple[str, EffectivePolicy], Task[[StepCall], StepOutcome]] = {}
 
     # -- structure -------------------------------------------------------------------
 
@@ -216,13 +213,24 @@ class CompiledWorkflow:
             current = self.graph.parallel_parent.get(current)
         return gates
 
-    def _task(self, step: WorkflowStep, policy: EffectivePolicy, run_name: str | None = None) -> Task[[StepCall], StepOutcome]:
-        return STEP_TASK.with_options(
-            name=step.id,
-            task_run_name=run_name or step.id,
-            timeout_seconds=step.timeout,
-            **policy.prefect_options(),
-        )
+    def task_for(self, step: WorkflowStep, policy: EffectivePolicy | None = None) -> Task[[StepCall], StepOutcome]:
+        """The step's Prefect task, made on first use.
+
+        Made lazily because ``Task()`` reads its function's source (milliseconds
+        each), which would dominate compiling a large definition. The run name
+        comes from the call, so fan-out items share their step's task.
+        """
+        policy = policy or self.policies[step.id]
+        key = (step.id, policy)
+        task = self._tasks.get(key)
+        if task is None:
+            task = self._tasks[key] = STEP_TASK.with_options(
+                name=step.id,
+                task_run_name="{call.run_name}",
+                timeout_seconds=step.timeout,
+                **policy.prefect_options(),
+            )
+        return task
 
     def breaker_for(self, target: str) -> CircuitBreaker | None:
         handling = self.definition.error_handling
@@ -294,14 +302,20 @@ class _Run:
     async def _publish(self, result: WorkflowResult) -> None:
         if self.run_id is None:
             return
-        from prefect.artifacts import acreate_table_artifact
+        from prefect.artifacts import TableArtifact
 
         key = re.sub(r"[^a-z0-9-]+", "-", f"{self.d.id}-steps".lower()).strip("-")
-        await acreate_table_artifact(
+        artifact = TableArtifact(
             table=result.table(),
             key=key,
             description=f"{self.d.name}: {result.status.value} in {result.duration_s:.2f}s, {result.tokens} tokens",
         )
+        ctx = FlowRunContext.get()
+        # Sent while the engine reports the final state (both wait on a server busy
+        # ingesting the run's task events); the flow's end hooks await it, so the
+        # artifact exists before the flow call returns. The flow run's own client:
+        # a new one would build a TLS context first (~50 ms).
+        _PENDING_ARTIFACTS[self.run_id] = asyncio.ensure_future(artifact.acreate(client=ctx.client if ctx else None))
 
     def _finish(self, result: StepResult) -> None:
         self.results[result.step_id] = result
@@ -334,7 +348,7 @@ class _Run:
         if reason:
             self._finish(StepResult(step_id=sid, status=StepStatus.SKIPPED, reason=reason))
             return
-        step = self.d.step(sid)
+        step = self.c.steps[sid]
         started = time.perf_counter()
         try:
             result = await self._run_step(step)
@@ -407,11 +421,8 @@ class _Run:
         target: str | None = None,
     ) -> StepOutcome:
         key = _stable_key(self.run_key, self.d.id, self.d.version, step.id, item_index, inputs)
-        task = self.c.tasks[step.id]
-        if policy is not None or run_name is not None:
-            task = self.c._task(step, policy or self.c.policies[step.id], run_name)
-        call = StepCall(key, body, self.c.breaker_for(target) if target else None)
-        return await task(call)
+        call = StepCall(key, run_name or step.id, body, self.c.breaker_for(target) if target else None)
+        return await self.c.task_for(step, policy)(call)
 
     @staticmethod
     async def _const(value: Any) -> StepOutcome:
@@ -581,6 +592,16 @@ class _Run:
                 failure = exc.result if isinstance(exc, _FanOutFailed) else _failed(step.id, exc)
 
 
+_PENDING_ARTIFACTS: dict[str, asyncio.Future[Any]] = {}
+
+
+async def _await_run_artifact(_flow: Any, flow_run: Any, _state: Any) -> None:
+    """Flow end hook: wait for the run's table artifact (see ``_Run._publish``)."""
+    pending = _PENDING_ARTIFACTS.pop(str(flow_run.id), None)
+    if pending is not None:
+        await pending
+
+
 class _FanOutFailed(Exception):
     def __init__(self, result: StepResult) -> None:
         self.result = result
@@ -621,13 +642,23 @@ def compile_workflow(
     async def run_workflow(inputs: dict[str, Any] | None = None, resume_key: str | None = None) -> WorkflowResult:
         return await compiled.execute(inputs or {}, resume_key)
 
-    run_workflow.__qualname__ = run_workflow.__name__ = "workflow_" + re.sub(r"\W", "_", definition.id)
+    # Named after the module-level entrypoint that rebuilds this flow, so that
+    # ``flow.to_deployment()`` records an entrypoint the runner can re-import.
+    from agentparty.flows import deployed
+
+    run_workflow.__module__ = deployed.__name__
+    run_workflow.__qualname__ = run_workflow.__name__ = deployed.entrypoint_name(definition.id)
     flow: Flow[..., WorkflowResult] = Flow(
         fn=run_workflow,
         name=compiled.flow_name,
         description=definition.description or None,
         version=definition.version,
         validate_parameters=True,
+        persist_result=True,  # a deployment's caller reads the WorkflowResult from another process
+        on_completion=[_await_run_artifact],
+        on_failure=[_await_run_artifact],
+        on_crashed=[_await_run_artifact],
+        on_cancellation=[_await_run_artifact],
     )
     flow.compiled = compiled  # type: ignore[attr-defined]
     return flow

@@ -13,15 +13,18 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from ._base import CamelModel, NonEmptyStr, PositiveStrictInt
 from .context import context_of
 from .graph import SemVer
+
+if TYPE_CHECKING:
+    from .workflow_graph import WorkflowGraph
 
 STEP_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 WORKFLOW_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -445,6 +448,7 @@ class WorkflowDefinition(CamelModel):
     steps: Annotated[list[AnyWorkflowStep], Field(min_length=1)]
     triggers: list[WorkflowTrigger]
     error_handling: ErrorHandlingStrategy | None = None
+    _analysis: WorkflowGraph | None = PrivateAttr(default=None)
     parallel: bool = True
     """When false, steps run one at a time in definition order (dependencies still respected)."""
     max_concurrency: PositiveStrictInt | None = None
@@ -464,9 +468,10 @@ class WorkflowDefinition(CamelModel):
 
     @model_validator(mode="after")
     def _whole_definition(self, info: ValidationInfo) -> WorkflowDefinition:
-        from .workflow_graph import check_definition
+        from .workflow_graph import analyze_definition
 
-        problems = check_definition(self, context_of(info))
+        graph, problems = analyze_definition(self, context_of(info))
+        self._analysis = graph
         if problems:
             raise PydanticCustomError(
                 "workflow_invalid",
@@ -477,6 +482,18 @@ class WorkflowDefinition(CamelModel):
                 },
             )
         return self
+
+    def analysis(self) -> WorkflowGraph:
+        """The dependency graph found while validating, so compiling does not analyse twice.
+
+        Definitions are treated as immutable once validated: after editing a
+        nested step in place, validate the definition again.
+        """
+        if self._analysis is None:
+            from .workflow_graph import analyze_definition
+
+            self._analysis = analyze_definition(self)[0]
+        return self._analysis
 
     def step(self, step_id: str) -> WorkflowStep:
         for step in self.all_steps():

@@ -1,0 +1,79 @@
+"""Module-level entrypoints for deployed workflows (DESIGN.md §6).
+
+A compiled workflow is built at run time from its definition, so its flow
+function is a closure that Prefect's runner cannot re-import. A deployment
+therefore points at an attribute of this module instead
+(``agentparty.flows.deployed.wf_<id>_<hash>``); the module's ``__getattr__``
+finds the definition with that id in the workflow search path and compiles it
+in the flow-run process. The search path is ``AGENTPARTY_WORKFLOWS`` (directories
+separated by ``os.pathsep``), else the working directory, which is what
+``agentparty deploy`` and ``prefect.yaml`` set for the runs they start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prefect import Flow
+
+WORKFLOWS_ENV = "AGENTPARTY_WORKFLOWS"
+_PREFIX = "wf_"
+_compiled: dict[tuple[Path, float], Flow[..., Any]] = {}
+
+
+def entrypoint_name(workflow_id: str) -> str:
+    """A Python identifier for a definition id; the hash keeps ``a-b`` and ``a_b`` apart."""
+    readable = re.sub(r"\W", "_", workflow_id)
+    digest = hashlib.sha256(workflow_id.encode()).hexdigest()[:8]
+    return f"{_PREFIX}{readable}_{digest}"
+
+
+def entrypoint_for(workflow_id: str) -> str:
+    """The module-path entrypoint a deployment of this definition uses."""
+    return f"{__name__}.{entrypoint_name(workflow_id)}"
+
+
+def search_dirs() -> list[Path]:
+    configured = os.environ.get(WORKFLOWS_ENV, "")
+    dirs = [Path(part).expanduser() for part in configured.split(os.pathsep) if part.strip()]
+    return dirs or [Path.cwd()]
+
+
+def definition_file(name: str) -> Path | None:
+    """The definition file whose id maps to the entrypoint ``name``, searching :func:`search_dirs` in order."""
+    from agentparty.flows.definitions import WorkflowCatalog
+
+    catalog = WorkflowCatalog()
+    for directory in search_dirs():
+        for workflow_id in sorted(catalog.ids_in(directory.resolve())):
+            if entrypoint_name(workflow_id) == name:
+                return catalog.find(workflow_id, directory.resolve())
+    return None
+
+
+def load_deployed_flow(name: str) -> Flow[..., Any]:
+    path = definition_file(name)
+    if path is None:
+        searched = ", ".join(str(d) for d in search_dirs())
+        raise AttributeError(
+            f"no workflow definition for entrypoint {name!r} in {searched} "
+            f"(set {WORKFLOWS_ENV} to the directories that hold the deployed definitions)"
+        )
+    key = (path, path.stat().st_mtime)
+    if key not in _compiled:
+        from agentparty.flows.compiler import compile_workflow
+        from agentparty.flows.definitions import load_workflow
+
+        _compiled[key] = compile_workflow(load_workflow(path), source=path)
+    return _compiled[key]
+
+
+def __getattr__(name: str) -> Any:
+    if not name.startswith(_PREFIX):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return load_deployed_flow(name)
