@@ -22,6 +22,11 @@ app = typer.Typer(
 )
 
 
+from agentparty.cli.templates import app as templates_app  # noqa: E402
+
+app.add_typer(templates_app, name="templates")
+
+
 class Kind(StrEnum):
     AUTO = "auto"
     WORKFLOW = "workflow"
@@ -173,6 +178,8 @@ def run(
             return
         mark = {"completed": "✓", "skipped": "-", "failed": "✗"}[step.status.value]
         detail = f"{step.attempts} attempt{'s' if step.attempts != 1 else ''}, {step.duration_s:.2f}s, {step.tokens} tokens"
+        if step.model:
+            detail += f", {step.model}{' (simulated)' if step.simulated else ''}"
         note = f" [{step.reason}]" if step.reason else ""
         typer.echo(f"  {mark} {step.step_id}: {step.status.value} ({detail}){' cached' if step.cached else ''}{note}")
 
@@ -193,7 +200,8 @@ def run(
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
     else:
-        typer.echo(f"{result.status.value} in {result.duration_s:.2f}s, {result.tokens} tokens" + (f": {result.reason}" if result.reason else ""))
+        cost = f", {result.cost:.4f} USD" if result.cost else ""
+        typer.echo(f"{result.status.value} in {result.duration_s:.2f}s, {result.tokens} tokens{cost}" + (f": {result.reason}" if result.reason else ""))
         if result.run_id:
             typer.echo(f"UI: {ui_url}/runs/flow-run/{result.run_id}")
     raise typer.Exit(1 if failed else 0)

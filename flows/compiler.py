@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import hashlib
 import json
 import logging
@@ -46,7 +47,8 @@ from agentparty.models import (
     WorkflowStep,
 )
 from agentparty.models.references import ReferenceResolutionError, ReferenceScope, resolve
-from agentparty.tasks.agent import AgentRunner, AgentStepRequest, InterimSimulatedAgent
+from agentparty.runtime.budgets import Budget
+from agentparty.tasks.agent import AgentRunner, AgentStepRequest
 from agentparty.tasks.errors import (
     NonRetryableError,
     RunInputError,
@@ -73,7 +75,10 @@ class CompileOptions:
     max_concurrency: int = 32
     """Bound on steps running at once in one run (a definition's ``maxConcurrency`` can lower it)."""
     max_subgraph_depth: int = 5
-    agent_runner: AgentRunner = field(default_factory=InterimSimulatedAgent)
+    agent_runner: AgentRunner | None = None
+    """Who answers agent steps; by default agents from the template registry on the model registry's models."""
+    user_id: str | None = None
+    """Who runs the workflow (user budget, REQUESTED_BY); ``AGENTPARTY_USER_ID`` when None."""
     home: Path | None = None
     """State directory (results, breakers); ``AGENTPARTY_HOME`` when None."""
     breaker_store: BreakerStore | None = None
@@ -92,6 +97,8 @@ class StepOutcome:
     simulated: bool = False
     attempts: int = 1
     flow_run_id: str | None = None
+    cost: float = 0.0
+    note: str | None = None
 
 
 @dataclass
@@ -122,10 +129,12 @@ async def _step_attempt(call: StepCall) -> StepOutcome:
             call.breaker.acquire()
         outcome = await call.body()
     except BaseException as exc:
-        from agentparty.tasks.errors import CircuitOpenError
+        from agentparty.tasks.errors import CircuitOpenError, RateLimited
 
         if call.breaker is not None and not isinstance(exc, (CircuitOpenError, asyncio.CancelledError)):
             call.breaker.record_failure()
+        if isinstance(exc, RateLimited) and exc.retry_after and ctx is not None:
+            await _honour_retry_after(ctx, attempt, exc.retry_after)
         try:
             exc.agentparty_attempts = attempt  # type: ignore[attr-defined]
         except AttributeError:
@@ -133,9 +142,22 @@ async def _step_attempt(call: StepCall) -> StepOutcome:
         raise
     if call.breaker is not None:
         call.breaker.record_success()
-    return StepOutcome(
-        outcome.output, outcome.tokens, outcome.model, outcome.simulated, attempt, _current_flow_run_id()
-    )
+    return dataclasses.replace(outcome, attempts=attempt, flow_run_id=_current_flow_run_id())
+
+
+async def _honour_retry_after(ctx: TaskRunContext, attempt: int, retry_after: float) -> None:
+    """Wait out the part of a 429's Retry-After that Prefect's own retry delay will not cover.
+
+    Only when another attempt follows: the delay Prefect is about to apply comes
+    from the step's backoff, and the sum is at least what the provider asked for.
+    """
+    task = ctx.task
+    if attempt > task.retries:
+        return
+    delays = task.retry_delay_seconds
+    planned = delays[min(attempt - 1, len(delays) - 1)] if isinstance(delays, list) and delays else float(delays or 0)
+    if retry_after > planned:
+        await asyncio.sleep(retry_after - planned)
 
 
 STEP_TASK: Task[[StepCall], StepOutcome] = Task(
@@ -231,6 +253,41 @@ class CompiledWorkflow:
                 **policy.prefect_options(),
             )
         return task
+
+    @property
+    def user_id(self) -> str:
+        from agentparty.runtime.settings import get_settings
+
+        return self.options.user_id or get_settings().user_id
+
+    def budgets(self, run_key: str) -> tuple[Budget, ...]:
+        """Task, team and user budgets of one run (the agent's own is added by the agent runner)."""
+        from agentparty.runtime.settings import get_settings
+
+        found = []
+        if self.definition.token_budget:
+            found.append(Budget("task", run_key, self.definition.token_budget))
+        if self.definition.team_token_budget:
+            found.append(Budget("team", run_key, self.definition.team_token_budget))
+        user_limit = get_settings().user_token_budget
+        if user_limit:
+            found.append(Budget("user", self.user_id, user_limit))
+        return tuple(found)
+
+    def agent_runner(self) -> AgentRunner:
+        """The configured runner, or agents from the template registry on the model registry (made on first use)."""
+        if self.options.agent_runner is None:
+            from agentparty.runtime.llm import ModelRouter
+            from agentparty.runtime.settings import get_settings
+            from agentparty.tasks.agent import ModelAgentRunner
+            from agentparty.tasks.templates import TemplateRegistry
+
+            settings = get_settings()
+            config = settings.load_sdk_configuration() if settings.sdk_config else None
+            self.options.agent_runner = ModelAgentRunner(
+                router=ModelRouter.from_settings(self.home, config), templates=TemplateRegistry.at(self.home)
+            )
+        return self.options.agent_runner
 
     def breaker_for(self, target: str) -> CircuitBreaker | None:
         handling = self.definition.error_handling
@@ -406,8 +463,11 @@ class _Run:
             output=outcome.output,
             attempts=outcome.attempts,
             tokens=outcome.tokens,
+            model=outcome.model,
+            simulated=outcome.simulated,
+            cost=outcome.cost,
             cached=outcome.flow_run_id is not None and outcome.flow_run_id != self.run_id,
-            reason="simulated agent output" if outcome.simulated else None,
+            reason=outcome.note,
         )
 
     async def _call(
@@ -461,15 +521,22 @@ class _Run:
 
     def _agent_body(self, step: TaskStep, prompt: str, inputs: dict[str, Any]) -> Callable[[], Awaitable[StepOutcome]]:
         config = step.configuration
+        user_id = self.c.user_id
         request = AgentStepRequest(
             step_id=step.id, agent=config.agent or "", prompt=prompt, version=config.version,
             capability=config.capability, model=config.model, output_schema=config.output_schema, inputs=inputs,
+            run_key=self.run_key, user_id=user_id, budgets=self.c.budgets(self.run_key), agent_token_budget=config.token_budget,
         )
 
         async def body() -> StepOutcome:
-            response = await self.c.options.agent_runner.run(request)
+            response = await self.c.agent_runner().run(request)
             _check_declared_outputs(step, response.output)
-            return StepOutcome(response.output, response.tokens, response.model, response.simulated)
+            note = None
+            if response.fallback_reasons:
+                note = f"answered by fallback model {response.model} ({'; '.join(response.fallback_reasons)})"[:500]
+            return StepOutcome(
+                response.output, response.tokens, response.model, response.simulated, cost=response.cost, note=note
+            )
 
         return body
 

@@ -22,8 +22,14 @@ class StepResult(BaseModel):
     attempts: int = 0
     duration_s: float = 0.0
     tokens: int = 0
+    model: str | None = None
+    """The model that answered an agent step (a fallback when the requested one could not)."""
+    simulated: bool = False
+    """True when the simulated provider answered: the output is not from a real model."""
+    cost: float = 0.0
+    """From the model registry's pricing, in its currency (USD by default)."""
     reason: str | None = None
-    """Why the step was skipped or failed."""
+    """Why the step was skipped or failed, or a note on how it completed."""
     cached: bool = False
     """True when a resumed run reused this step's result instead of executing it again."""
     items: list[StepResult] | None = None
@@ -48,11 +54,15 @@ class WorkflowResult(BaseModel):
         return sum(step.tokens for step in self.steps.values())
 
     @property
+    def cost(self) -> float:
+        return sum(step.cost for step in self.steps.values())
+
+    @property
     def failed_steps(self) -> list[str]:
         return [sid for sid, step in self.steps.items() if step.status is StepStatus.FAILED]
 
     def table(self) -> list[dict[str, Any]]:
-        """Rows for the run artifact and the CLI: step, status, attempts, duration, tokens."""
+        """Rows for the run artifact and the CLI: step, status, attempts, duration, tokens, model."""
         return [
             {
                 "step": sid,
@@ -60,6 +70,7 @@ class WorkflowResult(BaseModel):
                 "attempts": step.attempts,
                 "duration_s": round(step.duration_s, 3),
                 "tokens": step.tokens,
+                "model": (step.model or "") + (" (simulated)" if step.simulated else ""),
                 "note": step.reason or "",
             }
             for sid, step in self.steps.items()

@@ -134,6 +134,8 @@ class TaskConfiguration(StepConfiguration):
     """Model to use instead of the template's (must be registered)."""
     output_schema: JsonSchema | None = None
     """JSON Schema the agent's structured output must satisfy."""
+    token_budget: PositiveStrictInt | None = None
+    """Tokens this step's agent may use in one run (``AgentRuntimeConfig.default_token_budget`` otherwise)."""
     handler: str | None = None
     """``package.module:function``, called with the step's resolved inputs as keyword arguments."""
 
@@ -160,7 +162,7 @@ class TaskConfiguration(StepConfiguration):
                 "a task step needs exactly one of 'agent' (an agent step) or 'handler' (a Python step)",
             )
         if self.handler is not None:
-            extras = [n for n in ("version", "prompt", "capability", "model", "output_schema") if getattr(self, n) is not None]
+            extras = [n for n in ("version", "prompt", "capability", "model", "output_schema", "token_budget") if getattr(self, n) is not None]
             if extras:
                 raise ValueError(f"{', '.join(extras)} apply only to agent steps, not to a handler step")
         return self
@@ -448,6 +450,10 @@ class WorkflowDefinition(CamelModel):
     steps: Annotated[list[AnyWorkflowStep], Field(min_length=1)]
     triggers: list[WorkflowTrigger]
     error_handling: ErrorHandlingStrategy | None = None
+    token_budget: PositiveStrictInt | None = None
+    """Extension: tokens all agent calls of one run may use (the task budget of seed 000)."""
+    team_token_budget: PositiveStrictInt | None = None
+    """Extension: tokens the run's team may use together (seed 000 ``Team.token_budget``)."""
     _analysis: WorkflowGraph | None = PrivateAttr(default=None)
     parallel: bool = True
     """When false, steps run one at a time in definition order (dependencies still respected)."""

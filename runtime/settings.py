@@ -13,6 +13,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentparty.models import DEFAULT_MODEL_REGISTRY, ModelRegistry, SDKConfiguration
+from agentparty.runtime.providers.simulated import SimulatedSettings
 
 
 class Settings(BaseSettings):
@@ -24,6 +25,12 @@ class Settings(BaseSettings):
     """Port of the local Prefect server started by ``agentparty up``."""
     max_concurrency: int = 32
     """Default bound on steps running at once in one workflow run."""
+    simulated: SimulatedSettings = Field(default_factory=SimulatedSettings)
+    """The keyless simulated provider: seed, latency, failure and rate-limit rates (``AGENTPARTY_SIMULATED__SEED`` …)."""
+    user_id: str = "local"
+    """Who runs workflows from this process, for user budgets and the graph's REQUESTED_BY."""
+    user_token_budget: int | None = None
+    """Tokens the user may spend across runs; no limit when unset."""
     sdk_config: Path | None = None
     """A YAML/JSON SDKConfiguration file (model registry, providers, security); built-in defaults otherwise."""
 

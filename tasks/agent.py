@@ -1,31 +1,56 @@
-"""Agent steps: the interface the workflow engine calls, and an interim simulated agent.
+"""Agent steps: provision an agent from its template, move it through its lifecycle, call its model.
 
-INTERIM: :class:`InterimSimulatedAgent` only stands in until the agents issue
-lands (templates, model registry, provider SDKs, the real ``simulated``
-provider), which replaces it behind the same :class:`AgentRunner` interface.
-Its outputs are labelled ``simulated`` and say so wherever they appear.
+One call of :meth:`ModelAgentRunner.run` is one attempt of a ``task`` step with
+``agent:``. The agent is provisioned from the template's published version
+(or, for a name no template defines, an ad-hoc agent on the step's model with a
+generic prompt), goes ``initialized → running`` under the template's
+governance, answers through the model registry (fallback chain, per-model
+concurrency, budgets), and ends ``completed`` or ``failed``. A retried attempt
+finds the same agent (its id derives from run and step) and ``recover``s it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import logging
+import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agentparty.tasks.errors import StepValidationError
+from agentparty.models import AgentLifecycleState
+from agentparty.models.agent import AgentInstance, ExecutionContext, ModelConfiguration
+from agentparty.models.config import AgentRuntimeConfig
+from agentparty.models.events import AgentProvisionedPayload, ResourceAllocation
+from agentparty.models.governance import GovernanceRules
+from agentparty.models.messages import SystemMessage, UserMessage
+from agentparty.runtime.budgets import Budget
+from agentparty.runtime.llm import ModelRouter
+from agentparty.runtime.metrics import AgentMetricsBook
+from agentparty.runtime.providers.base import CompletionRequest
+from agentparty.tasks.lifecycle import AgentLifecycle, Approver, LifecycleSink, MemorySink, PrefectApprover
+from agentparty.tasks.templates import ResolvedTemplate, TemplateError, TemplateRegistry, default_system_prompt
+
+logger = logging.getLogger("agentparty.agents")
 
 
 @dataclass(frozen=True)
 class AgentStepRequest:
     step_id: str
     agent: str
+    """Template name."""
     prompt: str
     version: str | None = None
     capability: str | None = None
     model: str | None = None
     output_schema: dict[str, Any] | None = None
     inputs: dict[str, Any] = field(default_factory=dict)
+    run_key: str = "local"
+    """The run (its flow run id, or the resume key): agents and task budgets are per run."""
+    user_id: str | None = None
+    budgets: tuple[Budget, ...] = ()
+    """Task, team and user budgets the compiler found; the runner adds the agent's own."""
+    agent_token_budget: int | None = None
 
 
 @dataclass(frozen=True)
@@ -35,6 +60,10 @@ class AgentStepResponse:
     input_tokens: int
     output_tokens: int
     simulated: bool
+    agent_id: str = ""
+    requested_model: str | None = None
+    cost: float = 0.0
+    fallback_reasons: tuple[str, ...] = ()
 
     @property
     def tokens(self) -> int:
@@ -45,55 +74,130 @@ class AgentRunner(Protocol):
     async def run(self, request: AgentStepRequest) -> AgentStepResponse: ...
 
 
-def _digest(*parts: Any) -> int:
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+class ProvisionSink(LifecycleSink, Protocol):
+    def provisioned(self, payload: AgentProvisionedPayload) -> None: ...
 
 
-def sample_for_schema(schema: dict[str, Any], seed: int, label: str = "value") -> Any:
-    """A deterministic value that satisfies a (simple) JSON Schema: enough for a simulated answer."""
-    if "const" in schema:
-        return schema["const"]
-    if "enum" in schema:
-        return schema["enum"][seed % len(schema["enum"])]
-    kind = schema.get("type", "object" if "properties" in schema else "string")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
-    if kind == "object":
-        properties = schema.get("properties", {})
-        return {name: sample_for_schema(sub, _digest(seed, name), name) for name, sub in properties.items()}
-    if kind == "array":
-        count = max(schema.get("minItems", 2), 1)
-        return [sample_for_schema(schema.get("items", {}), _digest(seed, i), label) for i in range(count)]
-    if kind == "integer":
-        low, high = schema.get("minimum", 0), schema.get("maximum", 100)
-        return low + seed % (high - low + 1)
-    if kind == "number":
-        low, high = schema.get("minimum", 0.0), schema.get("maximum", 1.0)
-        return round(low + (seed % 1000) / 1000 * (high - low), 3)
-    if kind == "boolean":
-        return seed % 2 == 0
-    if kind == "null":
-        return None
-    return f"[simulated] {label} #{seed % 10_000}"
+@dataclass
+class AgentJournal(MemorySink):
+    """The default sink: provisioning and transitions kept in memory until the graph and event writers plug in."""
+
+    provisions: list[AgentProvisionedPayload] = field(default_factory=list)
+
+    def provisioned(self, payload: AgentProvisionedPayload) -> None:
+        self.provisions.append(payload)
 
 
-class InterimSimulatedAgent:
-    """Deterministic, schema-valid answers without any API key (interim; see module docstring)."""
+@dataclass
+class ModelAgentRunner:
+    router: ModelRouter
+    templates: TemplateRegistry | None = None
+    sink: ProvisionSink = field(default_factory=AgentJournal)
+    approver: Approver = field(default_factory=PrefectApprover)
+    metrics: AgentMetricsBook = field(default_factory=AgentMetricsBook)
+    runtime: AgentRuntimeConfig = field(default_factory=AgentRuntimeConfig)
+    stream: bool = True
+    """Stream answers from models that support it (deltas go to ``on_text`` listeners; live updates use them)."""
+    _lifecycles: dict[str, AgentLifecycle] = field(default_factory=dict)
 
-    model = "simulated"
+    def _template(self, request: AgentStepRequest) -> ResolvedTemplate | None:
+        if self.templates is None or self.templates.find(request.agent) is None:
+            if request.version is not None:
+                raise TemplateError(f"step {request.step_id!r} asks for version {request.version} of {request.agent!r}, which no template defines")
+            return None
+        return self.templates.resolve(request.agent, request.version)
+
+    def _lifecycle(self, agent_id: str, name: str, governance: GovernanceRules) -> AgentLifecycle:
+        if agent_id not in self._lifecycles:
+            self._lifecycles[agent_id] = AgentLifecycle(agent_id, name, governance, self.approver, self.sink)
+        return self._lifecycles[agent_id]
 
     async def run(self, request: AgentStepRequest) -> AgentStepResponse:
-        seed = _digest(request.step_id, request.agent, request.prompt)
-        if request.output_schema:
-            output = sample_for_schema(request.output_schema, seed)
-            from jsonschema import Draft202012Validator
-
-            errors = sorted(Draft202012Validator(request.output_schema).iter_errors(output), key=str)
-            if errors:
-                raise StepValidationError(f"simulated output does not satisfy outputSchema: {errors[0].message}")
+        resolved = self._template(request)
+        registry = self.router.registry
+        if resolved is not None and self.templates is not None:
+            instance = self.templates.provision(
+                resolved, registry, run_key=request.run_key, slot=request.step_id, user_id=request.user_id, model=request.model
+            )
+            system = resolved.record.system_prompt
+            governance = resolved.template.governance_rules
+            parameters = resolved.version.parameters
+            template_id, template_version = resolved.template.id, resolved.version.version
         else:
-            output = f"[simulated] {request.agent} answering: {request.prompt[:80]}"
-        input_tokens = max(1, len(request.prompt) // 4)
-        output_tokens = max(1, len(json.dumps(output)) // 4)
-        return AgentStepResponse(output, request.model or self.model, input_tokens, output_tokens, simulated=True)
+            model_name = request.model or registry.default_model
+            info = self.router.info(model_name)
+            agent_id = str(uuid.uuid5(uuid.NAMESPACE_URL, json.dumps(["agentparty", request.run_key, request.step_id, request.agent])))
+            instance = AgentInstance(
+                id=agent_id,
+                model=ModelConfiguration(provider=info.provider, model=model_name, capabilities=info.capabilities),
+                context=ExecutionContext(session_id=request.run_key, user_id=request.user_id),
+            )
+            system = default_system_prompt(request.agent, "", "", {request.capability: 1.0} if request.capability else {})
+            governance = GovernanceRules()
+            parameters = instance.model.parameters
+            template_id, template_version = "ad-hoc", "0.0.0"
+
+        agent_budget = request.agent_token_budget or self.runtime.default_token_budget
+        lifecycle = self._lifecycle(instance.id, request.agent, governance)
+        if lifecycle.state is AgentLifecycleState.INITIALIZED and not any(p.agent_id == instance.id for p in getattr(self.sink, "provisions", [])):
+            self.sink.provisioned(
+                AgentProvisionedPayload(
+                    agent_id=instance.id, template_id=template_id, template_version=template_version, provisioner="workflow-engine",
+                    parameters=parameters.model_dump(exclude_none=True),
+                    resource_allocation=ResourceAllocation(
+                        token_budget=agent_budget,
+                        max_tokens_per_minute=instance.context.resource_limits.max_tokens_per_minute,
+                        max_concurrency=instance.model.capabilities.max_concurrency,
+                        timeout_seconds=self.runtime.default_timeout,
+                    ),
+                )
+            )
+        start_reason = f"step {request.step_id}"
+        if lifecycle.state in (AgentLifecycleState.INITIALIZED, AgentLifecycleState.COMPLETED, AgentLifecycleState.FAILED):
+            await lifecycle.transition(AgentLifecycleState.RUNNING, start_reason)
+
+        user_text = request.prompt
+        if request.inputs:
+            user_text += "\n\nInputs (JSON):\n" + json.dumps(request.inputs, indent=2, sort_keys=True, default=str)
+        messages = (
+            SystemMessage(content=system),
+            UserMessage(content=user_text, user_id=request.user_id or "workflow", session_id=request.run_key),
+        )
+        completion_request = CompletionRequest(
+            model=instance.model.model,
+            messages=messages,
+            output_schema=request.output_schema,
+            max_tokens=parameters.max_tokens or 1024,
+            temperature=parameters.temperature,
+            top_p=parameters.top_p,
+            stream=self.stream,
+            timeout=float(self.runtime.default_timeout),
+            seed=parameters.seed,
+            metadata={"agent": request.agent, "step": request.step_id},
+        )
+        budgets = (*request.budgets, Budget("agent", instance.id, agent_budget))
+        started = time.perf_counter()
+        try:
+            routed = await self.router.complete(completion_request, model=instance.model.model, budgets=budgets)
+        except BaseException as exc:
+            self.metrics.record(instance.id, response_ms=(time.perf_counter() - started) * 1000, ok=False)
+            if lifecycle.state is AgentLifecycleState.RUNNING:
+                await lifecycle.transition(AgentLifecycleState.FAILED, f"{type(exc).__name__}: {exc}"[:500])
+            raise
+        completion = routed.completion
+        self.metrics.record(
+            instance.id, response_ms=(time.perf_counter() - started) * 1000, tokens=completion.tokens, cost=routed.cost
+        )
+        lifecycle.charge(completion.tokens)
+        await lifecycle.transition(AgentLifecycleState.COMPLETED, f"step {request.step_id} answered by {routed.model}")
+        return AgentStepResponse(
+            output=completion.output,
+            model=routed.model,
+            input_tokens=completion.input_tokens,
+            output_tokens=completion.output_tokens,
+            simulated=completion.simulated,
+            agent_id=instance.id,
+            requested_model=routed.requested_model,
+            cost=routed.cost,
+            fallback_reasons=tuple(f"{a.model}: {a.error}" for a in routed.skipped),
+        )

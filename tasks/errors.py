@@ -29,6 +29,38 @@ class StepValidationError(NonRetryableError):
 class AuthenticationError(NonRetryableError):
     """Credentials were refused (401/403)."""
 
+    try_next_model = True
+
+
+class RateLimited(RetryableError):
+    """HTTP 429: retried after at least ``retry_after`` seconds when the provider said so."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class ProviderUnavailable(RetryableError):
+    """5xx, 408, a timeout or a dropped connection."""
+
+
+class InvalidModelOutput(RetryableError):
+    """The model's structured output does not parse or does not match the schema: another sample may."""
+
+
+class ModelUnavailable(NonRetryableError):
+    """This model cannot answer at all (unknown to its provider, no key configured): the next model may."""
+
+    try_next_model = True
+
+
+class ProviderRequestError(NonRetryableError):
+    """The provider refused the request itself (400/422): the same request fails on every attempt."""
+
+
+class ContentPolicyViolation(NonRetryableError):
+    """The provider refused the content (safety or content-policy filter)."""
+
 
 class BudgetExceeded(NonRetryableError):
     """A token budget would be or was exceeded; the message names the budget, its limit and usage."""
@@ -36,6 +68,8 @@ class BudgetExceeded(NonRetryableError):
 
 class CircuitOpenError(NonRetryableError):
     """The target's circuit breaker is open: fail fast instead of calling it."""
+
+    try_next_model = True
 
     def __init__(self, target: str, retry_in: float) -> None:
         self.target = target
@@ -61,3 +95,8 @@ class RunInputError(NonRetryableError):
 
 def is_retryable(exc: BaseException) -> bool:
     return not isinstance(exc, NonRetryableError)
+
+
+def tries_next_model(exc: BaseException) -> bool:
+    """Whether a model's fallback chain should move on: the failure is about this model, not the request."""
+    return bool(getattr(exc, "try_next_model", False))

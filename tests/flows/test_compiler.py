@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from prefect_pauses import resume_with_input, wait_for_paused_run
+
 from agentparty.flows import CompileOptions, WorkflowFailed, WorkflowResult, compile_workflow
 from agentparty.flows.breaker import SqliteBreakerStore
 from agentparty.flows.compiler import flow_name_for
@@ -251,38 +253,13 @@ def test_human_intervention_resumes_through_the_prefect_api(handlers: Any) -> No
     outcome: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: outcome.update(result=run(defn)))
     thread.start()
-    flow_run_id = asyncio.run(_wait_for_paused_run())
-    asyncio.run(_resume(flow_run_id, {"action": "skip", "output": {"value": 42}, "note": "known outage"}))
+    flow_run_id = asyncio.run(wait_for_paused_run())
+    asyncio.run(resume_with_input(flow_run_id, {"action": "skip", "output": {"value": 42}, "note": "known outage"}))
     thread.join(timeout=60)
     result: WorkflowResult = outcome["result"]
     assert result.steps["boom"].status.value == "completed"
     assert "operator skipped the step" in (result.steps["boom"].reason or "")
     assert result.steps["after"].output == {"got": {"value": 42}}
-
-
-async def _wait_for_paused_run(timeout: float = 60) -> str:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
-    from prefect.client.schemas.objects import StateType
-
-    deadline = time.monotonic() + timeout
-    async with get_client() as client:
-        while time.monotonic() < deadline:
-            runs = await client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])))
-            )
-            if runs:
-                return str(runs[0].id)
-            await asyncio.sleep(0.2)
-    raise AssertionError("no flow run paused for human intervention")
-
-
-async def _resume(flow_run_id: str, run_input: dict[str, Any]) -> None:
-    from uuid import UUID
-
-    from prefect.flow_runs import aresume_flow_run
-
-    await aresume_flow_run(UUID(flow_run_id), run_input=run_input)
 
 
 def test_examples_run_end_to_end(examples_dir: Path) -> None:

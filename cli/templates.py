@@ -1,0 +1,125 @@
+"""``agentparty templates``: agent templates and their versions (seed 000 ``CreateAgentTemplateRequest`` files)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Agent templates: create, version, publish, deprecate, list.", no_args_is_help=True)
+
+
+def _registry():  # type: ignore[no-untyped-def]
+    from agentparty.runtime.settings import get_settings
+    from agentparty.tasks.templates import TemplateRegistry
+
+    return TemplateRegistry.at(get_settings().home)
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(1)
+
+
+@app.command()
+def create(
+    paths: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, readable=True, help="CreateAgentTemplateRequest files (YAML/JSON).")],
+    publish: Annotated[bool, typer.Option(help="Publish version 1.0.0 at once.")] = False,
+    skip_existing: Annotated[bool, typer.Option(help="Leave templates that already exist alone instead of failing.")] = False,
+) -> None:
+    """Create templates (draft version 1.0.0) from request files."""
+    from agentparty.flows.definitions import DocumentError, read_document, validate_document
+    from agentparty.models import CreateAgentTemplateRequest
+    from agentparty.tasks.templates import TemplateError
+
+    registry = _registry()
+    for path in paths:
+        try:
+            request = validate_document(read_document(path), CreateAgentTemplateRequest)
+        except DocumentError as exc:
+            for error in exc.errors:
+                typer.echo(error.render(str(path)), err=True)
+            raise typer.Exit(1) from None
+        if skip_existing and registry.find(request.name) is not None:
+            typer.echo(f"{request.name}: exists, left as it is")
+            continue
+        try:
+            created = registry.create(request)
+            if publish:
+                registry.publish(request.name, created.version.version)
+        except TemplateError as exc:
+            raise _fail(exc) from None
+        typer.echo(f"{request.name}: version {created.version.version} {'published' if publish else 'draft'} (model {created.version.model})")
+
+
+@app.command()
+def version(
+    name: str,
+    bump: Annotated[str, typer.Option(help="major, minor or patch.")] = "minor",
+    model: Annotated[str | None, typer.Option(help="Model of the new version.")] = None,
+    personality: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Create a new draft version from the latest one (earlier versions never change)."""
+    from agentparty.tasks.templates import TemplateError
+
+    if bump not in ("major", "minor", "patch"):
+        raise typer.BadParameter("must be major, minor or patch", param_hint="--bump")
+    try:
+        created = _registry().new_version(name, bump, model=model, personality=personality)  # type: ignore[arg-type]
+    except TemplateError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{name}: version {created.version.version} draft (model {created.version.model})")
+
+
+@app.command()
+def publish(name: str, version: str) -> None:
+    """Publish a version: steps naming the template use the latest published one."""
+    from agentparty.tasks.templates import TemplateError
+
+    try:
+        _registry().publish(name, version)
+    except TemplateError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{name}: version {version} published")
+
+
+@app.command()
+def deprecate(name: str, version: str) -> None:
+    """Deprecate a version: no new agents from it."""
+    from agentparty.tasks.templates import TemplateError
+
+    try:
+        _registry().deprecate(name, version)
+    except TemplateError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{name}: version {version} deprecated")
+
+
+@app.command("list")
+def list_templates(
+    name: Annotated[str | None, typer.Argument(help="One template's versions.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Templates with their versions, status, model and capabilities."""
+    from agentparty.tasks.templates import TemplateError
+
+    registry = _registry()
+    names = [name] if name else registry.store.names()
+    rows = []
+    for template_name in names:
+        try:
+            for record in registry.versions(template_name):
+                rows.append({
+                    "template": template_name, "version": record.version.version, "status": record.status,
+                    "model": record.version.model, "capabilities": record.capabilities,
+                })
+        except TemplateError as exc:
+            raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        caps = ", ".join(f"{c} {p:.2f}" for c, p in sorted(row["capabilities"].items()))
+        typer.echo(f"{row['template']:<24} {row['version']:<9} {row['status']:<11} {row['model']:<20} {caps}")

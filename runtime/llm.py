@@ -1,0 +1,256 @@
+"""The model registry at run time: which models can answer, in what order, how many at once, at what cost.
+
+For a call that asks for a model (or the registry's default), the router walks
+the chain ``[requested] + fallbackChain``. A model is skipped when its provider
+has no key configured or its circuit breaker is open; a model whose call fails
+for reasons about *that model* (refused key, unknown model, open circuit) hands
+over to the next one. Transient failures (429, 5xx, timeouts) are raised to the
+step, whose Prefect retries try again (one retry loop, ours), and they count
+towards the model's breaker, so a model that keeps failing is skipped.
+
+Per model, at most ``capabilities.maxConcurrency`` calls are in flight in this
+process. Budgets are reserved before a call and settled from its usage
+(:mod:`agentparty.runtime.budgets`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agentparty.flows.breaker import BreakerStore, CircuitBreaker, SqliteBreakerStore
+from agentparty.models import CircuitBreakerConfig, ModelRegistry, SDKConfiguration
+from agentparty.models.model_registry import ModelInfo
+from agentparty.runtime.budgets import Budget, BudgetLedger, estimate_tokens
+from agentparty.runtime.providers.base import Completion, CompletionRequest, Provider, TextCallback
+from agentparty.tasks.errors import (
+    BudgetExceeded,
+    CircuitOpenError,
+    ContentPolicyViolation,
+    ModelUnavailable,
+    ProviderRequestError,
+    StepError,
+    tries_next_model,
+)
+
+logger = logging.getLogger("agentparty.llm")
+
+MODEL_BREAKER = CircuitBreakerConfig(failure_threshold=5, recovery_timeout=30.0, half_open_max_calls=1)
+"""Default breaker per model: five consecutive failures open it for 30 s."""
+
+_KEY_ENV = {
+    "openai": ("OPENAI_API_KEY",),
+    "anthropic": ("ANTHROPIC_API_KEY",),
+    "google": ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
+}
+_BASE_URL_ENV = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL", "google": "GOOGLE_GEMINI_BASE_URL"}
+
+
+@dataclass(frozen=True)
+class ProviderCredentials:
+    provider: str
+    api_key: str | None
+    base_url: str | None = None
+
+
+def detect_credentials(config: SDKConfiguration | None = None, environ: Mapping[str, str] | None = None) -> dict[str, ProviderCredentials]:
+    """Providers that can be called: from the SDK configuration's providers, then the usual environment variables.
+
+    An OpenAI-compatible server (Ollama, vLLM) needs only ``OPENAI_BASE_URL`` or an ``endpoint``.
+    """
+    environ = os.environ if environ is None else environ
+    found: dict[str, ProviderCredentials] = {}
+    for provider in config.authentication.providers if config else []:
+        auth = provider.authentication
+        key = getattr(getattr(auth, "configuration", None), "api_key", None)
+        secret = key.get_secret_value() if key is not None else None
+        if secret or provider.endpoint:
+            found.setdefault(provider.type, ProviderCredentials(provider.type, secret, provider.endpoint))
+    for provider, names in _KEY_ENV.items():
+        if provider in found:
+            continue
+        key = next((environ[n] for n in names if environ.get(n)), None)
+        base_url = environ.get(_BASE_URL_ENV[provider]) or None
+        if key or base_url:
+            found[provider] = ProviderCredentials(provider, key, base_url)
+    return found
+
+
+def build_provider(credentials: ProviderCredentials, timeout: float = 60.0) -> Provider:
+    if credentials.provider == "openai":
+        from agentparty.runtime.providers.openai_provider import OpenAIProvider
+
+        return OpenAIProvider(credentials.api_key, credentials.base_url, timeout)
+    if credentials.provider == "anthropic":
+        from agentparty.runtime.providers.anthropic_provider import AnthropicProvider
+
+        return AnthropicProvider(credentials.api_key, credentials.base_url, timeout)
+    if credentials.provider == "google":
+        from agentparty.runtime.providers.google_provider import GoogleProvider
+
+        return GoogleProvider(credentials.api_key, credentials.base_url, timeout)
+    raise ValueError(f"unknown provider {credentials.provider!r}")
+
+
+@dataclass(frozen=True)
+class ModelAttempt:
+    model: str
+    error: str
+
+
+@dataclass(frozen=True)
+class RoutedCompletion:
+    completion: Completion
+    model: str
+    """The model that answered (a fallback when the requested one could not)."""
+    requested_model: str
+    skipped: tuple[ModelAttempt, ...] = ()
+    cost: float = 0.0
+    currency: str = "USD"
+
+    @property
+    def fell_back(self) -> bool:
+        return self.model != self.requested_model
+
+
+@dataclass
+class ModelRouter:
+    registry: ModelRegistry
+    providers: dict[str, Provider]
+    """Provider name → adapter; only these providers' models are offered when ``autoDetection`` is on."""
+    breaker_store: BreakerStore | None = None
+    breaker_config: CircuitBreakerConfig = field(default_factory=lambda: MODEL_BREAKER.model_copy())
+    ledger: BudgetLedger | None = None
+    clock: Callable[[], float] = time.time
+    _slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, home: Path, config: SDKConfiguration | None = None, registry: ModelRegistry | None = None) -> ModelRouter:
+        from agentparty.runtime.providers.simulated import SimulatedProvider
+        from agentparty.runtime.settings import get_settings
+
+        providers: dict[str, Provider] = {"simulated": SimulatedProvider(get_settings().simulated)}
+        for name, credentials in detect_credentials(config).items():
+            providers[name] = build_provider(credentials)
+        return cls(
+            registry=registry or (config.models if config else get_settings().model_registry()),
+            providers=providers,
+            breaker_store=SqliteBreakerStore(home / "state" / "breakers.sqlite"),
+            ledger=BudgetLedger(home / "state" / "budgets.sqlite"),
+        )
+
+    # -- what can answer -------------------------------------------------------------
+
+    def info(self, model: str) -> ModelInfo:
+        try:
+            return self.registry.available_models[model]
+        except KeyError:
+            raise ModelUnavailable(self.registry.unregistered_message(model)) from None
+
+    def available_models(self) -> list[str]:
+        """Registered models whose provider is configured (all of them with ``autoDetection`` off)."""
+        return [
+            name
+            for name, info in self.registry.available_models.items()
+            if not self.registry.auto_detection or info.provider in self.providers
+        ]
+
+    def chain(self, requested: str | None) -> list[str]:
+        first = requested or self.registry.default_model
+        return [first] + [m for m in self.registry.fallback_chain if m != first]
+
+    def _breaker(self, model: str) -> CircuitBreaker | None:
+        if self.breaker_store is None:
+            return None
+        return CircuitBreaker(f"model:{model}", self.breaker_config, self.breaker_store, self.clock)
+
+    def _slot(self, info: ModelInfo) -> asyncio.Semaphore:
+        if info.name not in self._slots:
+            self._slots[info.name] = asyncio.Semaphore(info.capabilities.max_concurrency)
+        return self._slots[info.name]
+
+    # -- calling -----------------------------------------------------------------------
+
+    async def complete(
+        self,
+        request: CompletionRequest,
+        *,
+        model: str | None = None,
+        budgets: Sequence[Budget] = (),
+        on_text: TextCallback | None = None,
+    ) -> RoutedCompletion:
+        """Answer ``request`` with the requested model or the first one in its chain that can."""
+        chain = self.chain(model)
+        skipped: list[ModelAttempt] = []
+        last_error: StepError | None = None
+        for name in chain:
+            try:
+                info = self.info(name)
+                provider = self.providers.get(info.provider)
+                if provider is None:
+                    raise ModelUnavailable(f"{name}: no API key configured for provider {info.provider!r}")
+                completion = await self._call(info, provider, request, budgets, on_text)
+            except BudgetExceeded:
+                raise
+            except StepError as exc:
+                if not tries_next_model(exc):
+                    raise
+                logger.warning("model %s cannot answer (%s); trying the next model in the chain", name, exc)
+                skipped.append(ModelAttempt(name, str(exc)))
+                last_error = exc
+                continue
+            cost = info.pricing.cost(completion.input_tokens, completion.output_tokens) if info.pricing else 0.0
+            return RoutedCompletion(
+                completion, name, chain[0], tuple(skipped), cost, info.pricing.currency if info.pricing else "USD"
+            )
+        tried = "; ".join(f"{a.model}: {a.error}" for a in skipped)
+        error = ModelUnavailable(f"no model in the chain {chain} could answer: {tried}")
+        raise error from last_error
+
+    async def _call(
+        self,
+        info: ModelInfo,
+        provider: Provider,
+        request: CompletionRequest,
+        budgets: Sequence[Budget],
+        on_text: TextCallback | None,
+    ) -> Completion:
+        breaker = self._breaker(info.name)
+        if breaker is not None:
+            breaker.acquire()
+        reservation = None
+        if budgets and self.ledger is not None:
+            prompt_chars = sum(len(m.content) for m in request.messages)
+            reservation = self.ledger.reserve(budgets, estimate_tokens(prompt_chars, request.max_tokens))
+        streaming = request.stream and info.capabilities.supports_streaming
+        call = CompletionRequest(**{**request.__dict__, "model": info.name, "stream": streaming})
+        try:
+            async with self._slot(info):
+                completion = await provider.complete(call, on_text)
+        except BaseException as exc:
+            if reservation is not None:
+                self.ledger.release(reservation)  # type: ignore[union-attr]
+            if breaker is not None and _counts_against_model(exc):
+                breaker.record_failure()
+            raise
+        if breaker is not None:
+            breaker.record_success()
+        if reservation is not None:
+            self.ledger.settle(reservation, budgets, completion.tokens)  # type: ignore[union-attr]
+        return completion
+
+    async def aclose(self) -> None:
+        for provider in self.providers.values():
+            await provider.aclose()
+
+
+def _counts_against_model(exc: BaseException) -> bool:
+    """Failures that say something about the model's health (not the request's content, not cancellation)."""
+    if isinstance(exc, (asyncio.CancelledError, CircuitOpenError, BudgetExceeded, ProviderRequestError, ContentPolicyViolation)):
+        return False
+    return isinstance(exc, (StepError, TimeoutError))

@@ -1,0 +1,183 @@
+"""Agent lifecycle under template governance.
+
+Every state change goes through :data:`AGENT_LIFECYCLE_MACHINE` (an illegal one
+raises ``IllegalTransition``). The template's ``governance_rules`` decide per
+transition whether it is ``automatic`` or needs a ``human``: then the Prefect
+flow run pauses for a typed :class:`ApprovalDecision` in the Prefect UI
+(approve or reject with a reason; the approver is recorded). No answer within
+the rule's timeout refuses the transition, and the step fails with
+:class:`TransitionRefused`, so the run goes on as its fallback action says.
+
+Each applied transition yields the data of an ``AgentStateTransitionEvent`` and
+an ``AgentState`` record (duration and tokens of the state being left, reason,
+approver) and hands them to a :class:`LifecycleSink`: the graph and event
+issues plug their writers in there.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from prefect.input import RunInput
+
+from agentparty.models import AGENT_LIFECYCLE_MACHINE, AgentLifecycleState
+from agentparty.models.events import AgentStateTransitionPayload
+from agentparty.models.governance import ApprovalMode, GovernanceRules
+from agentparty.models.graph import AgentStateMetrics, AgentStateRecord
+from agentparty.tasks.errors import NonRetryableError
+
+logger = logging.getLogger("agentparty.lifecycle")
+AUTOMATIC_APPROVER = "system:governance"
+
+
+class TransitionRefused(NonRetryableError):
+    """A human rejected the transition, or nobody answered within the rule's timeout."""
+
+
+class ApprovalDecision(RunInput):
+    """What an approver answers when a transition needs a human (a form in the Prefect UI)."""
+
+    approve: bool
+    reason: str = ""
+    approver: str = "operator"
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    agent_id: str
+    agent_name: str
+    source: AgentLifecycleState
+    target: AgentLifecycleState
+    reason: str
+    timeout: int
+
+    @property
+    def key(self) -> str:
+        """Pause key: one per agent and transition, so a resumed run asks again only if it was never answered."""
+        return f"approve-{self.agent_id[:8]}-{self.source.value}-to-{self.target.value}"
+
+
+class Approver(Protocol):
+    async def decide(self, request: ApprovalRequest) -> ApprovalDecision | None:
+        """The decision, or None when nobody answered within ``request.timeout``."""
+        ...
+
+
+class PrefectApprover:
+    """Pauses the current flow run and waits for an :class:`ApprovalDecision` from the Prefect UI or API."""
+
+    def __init__(self, poll_interval: int = 1) -> None:
+        self.poll_interval = poll_interval
+
+    async def decide(self, request: ApprovalRequest) -> ApprovalDecision | None:
+        from prefect.context import FlowRunContext
+        from prefect.flow_runs import apause_flow_run
+
+        if FlowRunContext.get() is None:
+            raise TransitionRefused(
+                f"{request.agent_name}: {request.source.value} → {request.target.value} needs a human approval, "
+                "which needs a Prefect flow run to pause"
+            )
+        logger.warning(
+            "agent %s: %s → %s needs approval; waiting up to %ss (key %s)",
+            request.agent_name, request.source.value, request.target.value, request.timeout, request.key,
+        )
+        try:
+            return await apause_flow_run(
+                wait_for_input=ApprovalDecision, timeout=request.timeout, key=request.key, poll_interval=self.poll_interval
+            )
+        except Exception as exc:  # Prefect raises when the pause times out
+            logger.warning("approval %s not given within %ss (%s)", request.key, request.timeout, type(exc).__name__)
+            return None
+
+
+@dataclass(frozen=True)
+class LifecycleTransition:
+    """Everything one applied transition produced."""
+
+    event: AgentStateTransitionPayload
+    record: AgentStateRecord
+    """The AgentState node of the state being *entered*."""
+    left: AgentStateRecord
+    """The state being left, with its final duration and token count."""
+
+
+class LifecycleSink(Protocol):
+    def record(self, transition: LifecycleTransition) -> None: ...
+
+
+@dataclass
+class MemorySink:
+    """Keeps transitions in memory (tests, and the default until the graph and event writers plug in)."""
+
+    transitions: list[LifecycleTransition] = field(default_factory=list)
+
+    def record(self, transition: LifecycleTransition) -> None:
+        self.transitions.append(transition)
+
+
+@dataclass
+class AgentLifecycle:
+    agent_id: str
+    agent_name: str
+    governance: GovernanceRules
+    approver: Approver
+    sink: LifecycleSink
+    clock: Callable[[], float] = time.time
+    state: AgentLifecycleState = AgentLifecycleState.INITIALIZED
+    entered_at: float = field(default=0.0)
+    tokens_in_state: int = 0
+    _current: AgentStateRecord | None = None
+
+    def __post_init__(self) -> None:
+        self.entered_at = self.entered_at or self.clock()
+        self._current = AgentStateRecord(name=self.state, transition_reason="provisioned")
+
+    def charge(self, tokens: int) -> None:
+        """Tokens used in the current state (reported when the agent leaves it)."""
+        self.tokens_in_state += tokens
+
+    async def transition(self, target: AgentLifecycleState, reason: str = "") -> LifecycleTransition:
+        AGENT_LIFECYCLE_MACHINE.check(self.state, target)
+        rule = self.governance.rule_for(self.state.value, target.value)
+        approver = AUTOMATIC_APPROVER
+        if rule.approval is ApprovalMode.HUMAN:
+            timeout = rule.effective_timeout or 0
+            decision = await self.approver.decide(
+                ApprovalRequest(self.agent_id, self.agent_name, self.state, target, reason, timeout)
+            )
+            if decision is None:
+                raise TransitionRefused(
+                    f"agent {self.agent_name}: {self.state.value} → {target.value} needs human approval; none within {timeout}s"
+                )
+            if not decision.approve:
+                raise TransitionRefused(
+                    f"agent {self.agent_name}: {self.state.value} → {target.value} rejected by {decision.approver}"
+                    + (f": {decision.reason}" if decision.reason else "")
+                )
+            approver = f"user:{decision.approver}"
+            reason = decision.reason or reason
+        now = self.clock()
+        duration = max(0, int(now - self.entered_at))
+        metrics = AgentStateMetrics()
+        assert self._current is not None
+        left = self._current.model_copy(update={"duration": duration, "token_count": self.tokens_in_state})
+        event = AgentStateTransitionPayload(
+            agent_id=self.agent_id,
+            previous_state=self.state.value,
+            new_state=target.value,
+            transition_reason=reason,
+            transition_approver=approver,
+            token_count=self.tokens_in_state,
+            duration=duration,
+            metrics=metrics,
+        )
+        entered = AgentStateRecord(name=target, transition_reason=reason)
+        applied = LifecycleTransition(event=event, record=entered, left=left)
+        self.sink.record(applied)
+        self.state, self.entered_at, self.tokens_in_state, self._current = target, now, 0, entered
+        return applied

@@ -1,0 +1,299 @@
+"""Agent templates and their semantic versions, and provisioning agents from them.
+
+A template (seed 000 ``AgentTemplate``) has versions (``TemplateVersion``,
+node key ``(template_id, version)``) that never change once created: editing a
+template means creating a new version. A version is created as a draft, then
+published (steps may use it) and later deprecated (no new agents; existing
+ones keep running). Capabilities are attached per version with a proficiency.
+
+``agent: NAME`` in a step resolves to the template's latest published version,
+``version: X.Y.Z`` to that one. The store is a seam: SQLite under
+``AGENTPARTY_HOME`` here, the graph store when the graph issue plugs in.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+from packaging.version import Version
+from pydantic import BaseModel, Field
+
+from agentparty.models import CreateAgentTemplateRequest
+from agentparty.models.agent import AgentInstance, ExecutionContext, ModelConfiguration, ResourceLimits
+from agentparty.models.graph import AgentTemplate, TemplateStatus, TemplateVersion
+from agentparty.models.model_registry import ModelRegistry
+from agentparty.tasks.errors import NonRetryableError
+
+VersionBump = Literal["major", "minor", "patch"]
+VersionStatus = Literal["draft", "published", "deprecated"]
+_INSTANCE_NAMESPACE = uuid.UUID("5f0f3c52-3c1a-4c38-9d7e-8b6d2b1c0a11")
+
+
+class TemplateError(NonRetryableError):
+    """A template or version that does not exist or cannot be used as asked."""
+
+
+class VersionRecord(BaseModel):
+    """A TemplateVersion with what the graph keeps beside it: status and capabilities."""
+
+    version: TemplateVersion
+    status: VersionStatus = "draft"
+    capabilities: dict[str, float] = Field(default_factory=dict)
+    """Capability name → proficiency in [0, 1]."""
+    system_prompt: str = ""
+
+
+class TemplateStore(Protocol):
+    def save_template(self, template: AgentTemplate) -> None: ...
+    def template_by_name(self, name: str) -> AgentTemplate | None: ...
+    def insert_version(self, record: VersionRecord) -> None:
+        """Add a new version; an existing ``(template_id, version)`` is refused (versions are immutable)."""
+        ...
+    def set_version_status(self, template_id: str, version: str, status: VersionStatus) -> None: ...
+    def versions(self, template_id: str) -> list[VersionRecord]: ...
+    def names(self) -> list[str]: ...
+
+
+class SqliteTemplateStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS templates (id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL, doc TEXT NOT NULL)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS versions (template_id TEXT NOT NULL, version TEXT NOT NULL, status TEXT NOT NULL, "
+                "doc TEXT NOT NULL, PRIMARY KEY (template_id, version))"
+            )
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30.0)
+        db.execute("PRAGMA journal_mode=WAL")
+        return db
+
+    def save_template(self, template: AgentTemplate) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO templates VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET name = excluded.name, doc = excluded.doc",
+                (template.id, template.name, template.model_dump_json()),
+            )
+
+    def template_by_name(self, name: str) -> AgentTemplate | None:
+        with self._connect() as db:
+            row = db.execute("SELECT doc FROM templates WHERE name = ?", (name,)).fetchone()
+        return AgentTemplate.model_validate_json(row[0]) if row else None
+
+    def insert_version(self, record: VersionRecord) -> None:
+        v = record.version
+        try:
+            with self._connect() as db:
+                db.execute(
+                    "INSERT INTO versions VALUES (?, ?, ?, ?)",
+                    (v.template_id, v.version, record.status, record.model_dump_json()),
+                )
+        except sqlite3.IntegrityError:
+            raise TemplateError(f"version {v.version} of template {v.template_id} exists and cannot change; create a new version") from None
+
+    def set_version_status(self, template_id: str, version: str, status: VersionStatus) -> None:
+        with self._connect() as db:
+            row = db.execute("SELECT doc FROM versions WHERE template_id = ? AND version = ?", (template_id, version)).fetchone()
+            if row is None:
+                raise TemplateError(f"template {template_id} has no version {version}")
+            record = VersionRecord.model_validate_json(row[0])
+            record.status = status
+            record.version = record.version.model_copy(update={"is_deprecated": status == "deprecated"})
+            db.execute(
+                "UPDATE versions SET status = ?, doc = ? WHERE template_id = ? AND version = ?",
+                (status, record.model_dump_json(), template_id, version),
+            )
+
+    def names(self) -> list[str]:
+        with self._connect() as db:
+            return [r[0] for r in db.execute("SELECT name FROM templates ORDER BY name")]
+
+    def versions(self, template_id: str) -> list[VersionRecord]:
+        with self._connect() as db:
+            rows = db.execute("SELECT doc FROM versions WHERE template_id = ?", (template_id,)).fetchall()
+        return sorted((VersionRecord.model_validate_json(r[0]) for r in rows), key=lambda r: Version(r.version.version))
+
+
+@dataclass(frozen=True)
+class ResolvedTemplate:
+    template: AgentTemplate
+    record: VersionRecord
+
+    @property
+    def version(self) -> TemplateVersion:
+        return self.record.version
+
+
+def default_system_prompt(name: str, description: str, personality: str, capabilities: Mapping[str, float]) -> str:
+    parts = [f"You are {name}, an agent in an Agent Party team."]
+    if description:
+        parts.append(description.rstrip(".") + ".")
+    if personality:
+        parts.append(f"Personality: {personality}.")
+    if capabilities:
+        parts.append("Capabilities: " + ", ".join(sorted(capabilities)) + ".")
+    parts.append("Answer the task precisely; when a JSON schema is given, answer with JSON that matches it.")
+    return " ".join(parts)
+
+
+class TemplateRegistry:
+    def __init__(self, store: TemplateStore) -> None:
+        self.store = store
+
+    @classmethod
+    def at(cls, home: Path) -> TemplateRegistry:
+        return cls(SqliteTemplateStore(home / "state" / "templates.sqlite"))
+
+    def _template(self, name: str) -> AgentTemplate:
+        template = self.store.template_by_name(name)
+        if template is None:
+            raise TemplateError(f"no agent template named {name!r}")
+        return template
+
+    def create(self, request: CreateAgentTemplateRequest, *, created_by: str = "system", proficiency: float = 0.5) -> ResolvedTemplate:
+        """A new template with draft version 1.0.0 (seed 000 ``CreateAgentTemplateRequest``)."""
+        if self.store.template_by_name(request.name) is not None:
+            raise TemplateError(f"an agent template named {request.name!r} exists; add a version to change it")
+        template = AgentTemplate(
+            name=request.name,
+            description=request.description,
+            created_by=created_by,
+            is_auto_generated=request.is_auto_generated,
+            approval_required=request.approval_required,
+            governance_rules=request.governance_rules,
+            version_count=1,
+        )
+        capabilities = dict.fromkeys(request.capabilities, proficiency)
+        version = TemplateVersion(
+            template_id=template.id, version="1.0.0", model=request.model, parameters=request.parameters, personality=request.personality
+        )
+        record = VersionRecord(
+            version=version,
+            capabilities=capabilities,
+            system_prompt=default_system_prompt(request.name, request.description, request.personality, capabilities),
+        )
+        self.store.save_template(template)
+        self.store.insert_version(record)
+        return ResolvedTemplate(template, record)
+
+    def new_version(
+        self,
+        name: str,
+        bump: VersionBump = "minor",
+        *,
+        model: str | None = None,
+        parameters: dict[str, object] | None = None,
+        personality: str | None = None,
+        capabilities: Mapping[str, float] | None = None,
+        system_prompt: str | None = None,
+    ) -> ResolvedTemplate:
+        """A new draft version derived from the latest one; earlier versions stay exactly as they were."""
+        template = self._template(name)
+        latest = self.store.versions(template.id)[-1]
+        current = Version(latest.version.version)
+        number = {
+            "major": f"{current.major + 1}.0.0",
+            "minor": f"{current.major}.{current.minor + 1}.0",
+            "patch": f"{current.major}.{current.minor}.{current.micro + 1}",
+        }[bump]
+        base = latest.version
+        version = TemplateVersion(
+            template_id=template.id,
+            version=number,
+            model=model or base.model,
+            parameters=base.parameters.model_copy(update=parameters or {}),
+            personality=base.personality if personality is None else personality,
+            cost_profile=base.cost_profile,
+        )
+        caps = dict(latest.capabilities if capabilities is None else capabilities)
+        record = VersionRecord(
+            version=version,
+            capabilities=caps,
+            system_prompt=system_prompt
+            or default_system_prompt(template.name, template.description, version.personality, caps),
+        )
+        self.store.insert_version(record)
+        self.store.save_template(template.model_copy(update={"version_count": template.version_count + 1}))
+        return ResolvedTemplate(template, record)
+
+    def _require_version(self, template: AgentTemplate, version: str) -> None:
+        known = [r.version.version for r in self.store.versions(template.id)]
+        if version not in known:
+            raise TemplateError(f"template {template.name!r} has no version {version} (versions: {', '.join(known)})")
+
+    def publish(self, name: str, version: str) -> None:
+        template = self._template(name)
+        self._require_version(template, version)
+        self.store.set_version_status(template.id, version, "published")
+        if template.status is TemplateStatus.DRAFT:
+            self.store.save_template(template.model_copy(update={"status": TemplateStatus.PUBLISHED}))
+
+    def deprecate(self, name: str, version: str) -> None:
+        template = self._template(name)
+        self._require_version(template, version)
+        self.store.set_version_status(template.id, version, "deprecated")
+        if all(r.status == "deprecated" for r in self.store.versions(template.id)):
+            self.store.save_template(template.model_copy(update={"status": TemplateStatus.DEPRECATED}))
+
+    def versions(self, name: str) -> list[VersionRecord]:
+        return self.store.versions(self._template(name).id)
+
+    def find(self, name: str) -> AgentTemplate | None:
+        return self.store.template_by_name(name)
+
+    def resolve(self, name: str, version: str | None = None) -> ResolvedTemplate:
+        """The named version, or the latest published one; drafts and deprecated versions are refused."""
+        template = self._template(name)
+        records = self.store.versions(template.id)
+        if version is not None:
+            record = next((r for r in records if r.version.version == version), None)
+            if record is None:
+                known = ", ".join(r.version.version for r in records)
+                raise TemplateError(f"template {name!r} has no version {version} (versions: {known})")
+            if record.status != "published":
+                raise TemplateError(f"version {version} of template {name!r} is {record.status}; only published versions can run")
+            return ResolvedTemplate(template, record)
+        published = [r for r in records if r.status == "published"]
+        if not published:
+            raise TemplateError(f"template {name!r} has no published version")
+        return ResolvedTemplate(template, published[-1])
+
+    def provision(
+        self,
+        resolved: ResolvedTemplate,
+        registry: ModelRegistry,
+        *,
+        run_key: str,
+        slot: str,
+        user_id: str | None = None,
+        model: str | None = None,
+        resource_limits: ResourceLimits | None = None,
+    ) -> AgentInstance:
+        """An AgentInstance (seed 002) of this version for one run.
+
+        Its id is derived from (run, slot, template version), so a retried or
+        resumed step provisions the same agent rather than a new one.
+        """
+        if resolved.record.status == "deprecated":
+            raise TemplateError(f"version {resolved.version.version} of {resolved.template.name!r} is deprecated: no new agents")
+        name = model or resolved.version.model
+        info = registry.available_models.get(name)
+        if info is None:
+            raise TemplateError(registry.unregistered_message(name))
+        agent_id = str(uuid.uuid5(_INSTANCE_NAMESPACE, json.dumps([run_key, slot, resolved.template.id, resolved.version.version])))
+        return AgentInstance(
+            id=agent_id,
+            model=ModelConfiguration(
+                provider=info.provider, model=name, version=resolved.version.version,
+                parameters=resolved.version.parameters, capabilities=info.capabilities,
+            ),
+            context=ExecutionContext(session_id=run_key, user_id=user_id, resource_limits=resource_limits or ResourceLimits()),
+        )

@@ -1,0 +1,131 @@
+"""Agent steps inside compiled workflows, against a real Prefect server: templates, lifecycle, budgets, fallbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect_pauses import resume_with_input, wait_for_paused_run
+
+from agentparty.flows import CompileOptions, WorkflowFailed, WorkflowResult, compile_workflow
+from agentparty.flows.breaker import SqliteBreakerStore
+from agentparty.models import CreateAgentTemplateRequest, DEFAULT_MODEL_REGISTRY, WorkflowDefinition
+from agentparty.runtime.budgets import BudgetLedger
+from agentparty.runtime.llm import ModelRouter
+from agentparty.runtime.providers.simulated import SimulatedProvider, SimulatedSettings
+from agentparty.tasks.agent import AgentJournal, ModelAgentRunner
+from agentparty.tasks.templates import TemplateRegistry
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+SCHEMA = {"type": "object", "properties": {"headline": {"type": "string"}, "confidence": {"type": "number", "minimum": 0, "maximum": 1}}, "required": ["headline", "confidence"]}
+
+
+def agent_step(step_id: str = "write", **configuration: Any) -> dict[str, Any]:
+    return {"id": step_id, "type": "task", "configuration": {"agent": "writer", "prompt": "Write a headline about ${inputs.topic}", **configuration}}
+
+
+def definition(steps: list[dict[str, Any]], retries: int = 0, **extra: Any) -> WorkflowDefinition:
+    return WorkflowDefinition.model_validate({
+        "id": "agents-test", "name": "Agents test", "inputs": {"topic": {"type": "string", "default": "graphs"}},
+        "steps": steps, "triggers": [{"type": "manual"}],
+        "errorHandling": {"retryAttempts": retries, "backoffStrategy": "fixed", "baseDelay": 0}, **extra,
+    })
+
+
+def make_runner(tmp_path: Path, simulated: SimulatedSettings | None = None, governance: dict[str, Any] | None = None) -> ModelAgentRunner:
+    templates = TemplateRegistry.at(tmp_path)
+    request = CreateAgentTemplateRequest(
+        name="writer", description="Writes headlines", model="simulated", parameters={"temperature": 0.2}, personality="terse",
+        capabilities=["copywriting"], governance_rules=governance or {"transitions": {}},
+    )
+    templates.create(request)
+    templates.publish("writer", "1.0.0")
+    router = ModelRouter(
+        registry=DEFAULT_MODEL_REGISTRY,
+        providers={"simulated": SimulatedProvider(simulated)},
+        breaker_store=SqliteBreakerStore(tmp_path / "breakers.sqlite"),
+        ledger=BudgetLedger(tmp_path / "budgets.sqlite"),
+    )
+    return ModelAgentRunner(router=router, templates=templates)
+
+
+def run(defn: WorkflowDefinition, runner: ModelAgentRunner) -> WorkflowResult:
+    return asyncio.run(compile_workflow(defn, options=CompileOptions(agent_runner=runner))(inputs={}))
+
+
+def run_failing(defn: WorkflowDefinition, runner: ModelAgentRunner) -> WorkflowResult:
+    with pytest.raises(WorkflowFailed) as caught:
+        run(defn, runner)
+    return caught.value.result
+
+
+def test_agent_step_answers_from_its_template_with_lifecycle_and_usage(tmp_path: Path) -> None:
+    runner = make_runner(tmp_path)
+    result = run(definition([agent_step(outputSchema=SCHEMA)]), runner)
+    step = result.steps["write"]
+    assert step.status.value == "completed" and step.model == "simulated" and step.simulated
+    assert set(step.output) == {"headline", "confidence"} and step.tokens > 0
+    journal = runner.sink
+    assert isinstance(journal, AgentJournal)
+    assert journal.provisions[0].template_version == "1.0.0" and journal.provisions[0].parameters == {"temperature": 0.2}
+    assert [(t.event.previous_state, t.event.new_state) for t in journal.transitions] == [("initialized", "running"), ("running", "completed")]
+    assert journal.transitions[-1].event.token_count == step.tokens
+    metrics = runner.metrics.metrics(journal.provisions[0].agent_id)
+    assert metrics.requests_completed == 1 and metrics.tokens_used == step.tokens and metrics.error_rate == 0
+
+
+def test_exceeded_budget_fails_at_once_naming_the_budget(tmp_path: Path) -> None:
+    result = run_failing(definition([agent_step()], retries=3, tokenBudget=50), make_runner(tmp_path))
+    step = result.steps["write"]
+    assert step.attempts == 1, "a budget error must not be retried"
+    assert "BudgetExceeded" in (step.reason or "") and "task budget" in (step.reason or "") and "limit 50" in (step.reason or "")
+
+
+def test_rate_limit_is_retried_after_the_providers_retry_after(tmp_path: Path) -> None:
+    runner = make_runner(tmp_path, SimulatedSettings(rate_limit_rate=1.0, retry_after_s=1.0))
+    result = run_failing(definition([agent_step()], retries=1), runner)
+    step = result.steps["write"]
+    assert step.attempts == 2 and "RateLimited" in (step.reason or "")
+    assert step.duration_s >= 1.0, "the retry came before the provider's Retry-After"
+    states = [t.event.new_state for t in runner.sink.transitions]  # type: ignore[attr-defined]
+    assert states == ["running", "failed", "running", "failed"], "a retry recovers the same agent"
+
+
+def test_unconfigured_model_falls_back_along_the_chain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    result = run(definition([agent_step(model="gpt-4o")]), make_runner(tmp_path))
+    step = result.steps["write"]
+    assert step.model == "simulated" and "fallback model simulated" in (step.reason or "")
+    assert "no API key configured for provider 'openai'" in (step.reason or "")
+
+
+@pytest.mark.parametrize("approve", [True, False])
+def test_human_governed_transition_waits_for_an_approver_in_prefect(tmp_path: Path, approve: bool) -> None:
+    governance = {"transitions": {"initialized_to_running": {"approval": "human", "timeout": 60}}}
+    runner = make_runner(tmp_path, governance=governance)
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = run(definition([agent_step()]), runner)
+        except WorkflowFailed as exc:
+            outcome["result"] = exc.result
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    flow_run_id = asyncio.run(wait_for_paused_run())
+    asyncio.run(resume_with_input(flow_run_id, {"approve": approve, "approver": "ana", "reason": "reviewed"}))
+    thread.join(timeout=60)
+    step = outcome["result"].steps["write"]
+    transitions = runner.sink.transitions  # type: ignore[attr-defined]
+    if approve:
+        assert step.status.value == "completed"
+        assert transitions[0].event.transition_approver == "user:ana" and transitions[0].event.transition_reason == "reviewed"
+    else:
+        assert step.status.value == "failed" and "TransitionRefused" in (step.reason or "") and "rejected by ana" in (step.reason or "")
+        assert transitions == []

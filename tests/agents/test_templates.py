@@ -1,0 +1,79 @@
+"""Agent templates: seed 000's request accepted verbatim, immutable semantic versions, publish/deprecate, provisioning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agentparty.models import CreateAgentTemplateRequest, DEFAULT_MODEL_REGISTRY
+from agentparty.models.api import CREATE_AGENT_TEMPLATE_EXAMPLE
+from agentparty.models.governance import ApprovalMode
+from agentparty.tasks.templates import TemplateError, TemplateRegistry
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> TemplateRegistry:
+    return TemplateRegistry.at(tmp_path)
+
+
+def test_seed_example_creates_a_draft_template(registry: TemplateRegistry) -> None:
+    created = registry.create(CreateAgentTemplateRequest.model_validate(CREATE_AGENT_TEMPLATE_EXAMPLE))
+    assert created.template.name == "Research Assistant"
+    assert created.template.approval_required and not created.template.is_auto_generated
+    assert created.template.governance_rules.rule_for("running", "paused").approval is ApprovalMode.HUMAN
+    assert created.version.version == "1.0.0" and created.version.model == "gpt-4"
+    assert created.version.parameters.temperature == 0.3 and created.version.parameters.max_tokens == 2000
+    assert set(created.record.capabilities) == {"data_analysis", "report_generation"}
+    assert created.record.status == "draft"
+    with pytest.raises(TemplateError, match="no published version"):
+        registry.resolve("Research Assistant")
+
+
+def test_versions_never_change_and_resolve_to_latest_published(registry: TemplateRegistry) -> None:
+    registry.create(CreateAgentTemplateRequest.model_validate(CREATE_AGENT_TEMPLATE_EXAMPLE))
+    registry.publish("Research Assistant", "1.0.0")
+    v110 = registry.new_version("Research Assistant", "minor", model="gpt-4o", parameters={"temperature": 0.1})
+    assert v110.version.version == "1.1.0"
+    first = registry.resolve("Research Assistant", "1.0.0")
+    assert first.version.model == "gpt-4" and first.version.parameters.temperature == 0.3, "old version changed"
+    assert registry.resolve("Research Assistant").version.version == "1.0.0", "a draft is not used"
+    registry.publish("Research Assistant", "1.1.0")
+    assert registry.resolve("Research Assistant").version.model == "gpt-4o"
+    v2 = registry.new_version("Research Assistant", "major")
+    assert v2.version.version == "2.0.0" and v2.version.parameters.temperature == 0.1
+    with pytest.raises(TemplateError, match="draft"):
+        registry.resolve("Research Assistant", "2.0.0")
+
+
+def test_duplicate_version_or_name_is_refused(registry: TemplateRegistry) -> None:
+    created = registry.create(CreateAgentTemplateRequest.model_validate(CREATE_AGENT_TEMPLATE_EXAMPLE))
+    with pytest.raises(TemplateError, match="cannot change"):
+        registry.store.insert_version(created.record)
+    with pytest.raises(TemplateError, match="exists"):
+        registry.create(CreateAgentTemplateRequest.model_validate(CREATE_AGENT_TEMPLATE_EXAMPLE))
+
+
+def test_deprecated_versions_run_no_new_agents(registry: TemplateRegistry) -> None:
+    registry.create(CreateAgentTemplateRequest.model_validate(CREATE_AGENT_TEMPLATE_EXAMPLE))
+    registry.publish("Research Assistant", "1.0.0")
+    registry.deprecate("Research Assistant", "1.0.0")
+    with pytest.raises(TemplateError, match="deprecated"):
+        registry.resolve("Research Assistant", "1.0.0")
+    assert registry.find("Research Assistant").status.value == "deprecated"  # type: ignore[union-attr]
+
+
+def test_provisioning_is_deterministic_per_run_and_step(registry: TemplateRegistry) -> None:
+    registry.create(CreateAgentTemplateRequest.model_validate(CREATE_AGENT_TEMPLATE_EXAMPLE))
+    registry.publish("Research Assistant", "1.0.0")
+    resolved = registry.resolve("Research Assistant")
+    a = registry.provision(resolved, DEFAULT_MODEL_REGISTRY, run_key="run-1", slot="draft", user_id="ana")
+    b = registry.provision(resolved, DEFAULT_MODEL_REGISTRY, run_key="run-1", slot="draft", user_id="ana")
+    c = registry.provision(resolved, DEFAULT_MODEL_REGISTRY, run_key="run-2", slot="draft", user_id="ana")
+    assert a.id == b.id != c.id
+    assert a.model.provider == "openai" and a.model.model == "gpt-4" and a.model.version == "1.0.0"
+    assert a.context.session_id == "run-1" and a.context.user_id == "ana"
+    simulated = registry.provision(resolved, DEFAULT_MODEL_REGISTRY, run_key="run-1", slot="x", model="simulated")
+    assert simulated.model.provider == "simulated"
+    with pytest.raises(TemplateError, match="not registered"):
+        registry.provision(resolved, DEFAULT_MODEL_REGISTRY, run_key="run-1", slot="x", model="gpt-99")
