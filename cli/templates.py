@@ -27,6 +27,7 @@ def _fail(exc: Exception) -> typer.Exit:
 def create(
     paths: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, readable=True, help="CreateAgentTemplateRequest files (YAML/JSON).")],
     publish: Annotated[bool, typer.Option(help="Publish version 1.0.0 at once.")] = False,
+    approved_by: Annotated[str | None, typer.Option(help="Approver, for templates with approval_required.")] = None,
     skip_existing: Annotated[bool, typer.Option(help="Leave templates that already exist alone instead of failing.")] = False,
 ) -> None:
     """Create templates (draft version 1.0.0) from request files."""
@@ -48,7 +49,7 @@ def create(
         try:
             created = registry.create(request)
             if publish:
-                registry.publish(request.name, created.version.version)
+                registry.publish(request.name, created.version.version, approved_by=approved_by)
         except TemplateError as exc:
             raise _fail(exc) from None
         typer.echo(f"{request.name}: version {created.version.version} {'published' if publish else 'draft'} (model {created.version.model})")
@@ -74,12 +75,16 @@ def version(
 
 
 @app.command()
-def publish(name: str, version: str) -> None:
+def publish(
+    name: str,
+    version: str,
+    approved_by: Annotated[str | None, typer.Option(help="Approver, for templates with approval_required.")] = None,
+) -> None:
     """Publish a version: steps naming the template use the latest published one."""
     from agentparty.tasks.templates import TemplateError
 
     try:
-        _registry().publish(name, version)
+        _registry().publish(name, version, approved_by=approved_by)
     except TemplateError as exc:
         raise _fail(exc) from None
     typer.echo(f"{name}: version {version} published")

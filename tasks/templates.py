@@ -47,6 +47,8 @@ class VersionRecord(BaseModel):
     capabilities: dict[str, float] = Field(default_factory=dict)
     """Capability name → proficiency in [0, 1]."""
     system_prompt: str = ""
+    approved_by: str | None = None
+    """Who approved publishing this version, for templates with ``approval_required``."""
 
 
 class TemplateStore(Protocol):
@@ -55,7 +57,7 @@ class TemplateStore(Protocol):
     def insert_version(self, record: VersionRecord) -> None:
         """Add a new version; an existing ``(template_id, version)`` is refused (versions are immutable)."""
         ...
-    def set_version_status(self, template_id: str, version: str, status: VersionStatus) -> None: ...
+    def set_version_status(self, template_id: str, version: str, status: VersionStatus, approved_by: str | None = None) -> None: ...
     def versions(self, template_id: str) -> list[VersionRecord]: ...
     def names(self) -> list[str]: ...
 
@@ -99,13 +101,14 @@ class SqliteTemplateStore:
         except sqlite3.IntegrityError:
             raise TemplateError(f"version {v.version} of template {v.template_id} exists and cannot change; create a new version") from None
 
-    def set_version_status(self, template_id: str, version: str, status: VersionStatus) -> None:
+    def set_version_status(self, template_id: str, version: str, status: VersionStatus, approved_by: str | None = None) -> None:
         with self._connect() as db:
             row = db.execute("SELECT doc FROM versions WHERE template_id = ? AND version = ?", (template_id, version)).fetchone()
             if row is None:
                 raise TemplateError(f"template {template_id} has no version {version}")
             record = VersionRecord.model_validate_json(row[0])
             record.status = status
+            record.approved_by = approved_by or record.approved_by
             record.version = record.version.model_copy(update={"is_deprecated": status == "deprecated"})
             db.execute(
                 "UPDATE versions SET status = ?, doc = ? WHERE template_id = ? AND version = ?",
@@ -229,10 +232,13 @@ class TemplateRegistry:
         if version not in known:
             raise TemplateError(f"template {template.name!r} has no version {version} (versions: {', '.join(known)})")
 
-    def publish(self, name: str, version: str) -> None:
+    def publish(self, name: str, version: str, *, approved_by: str | None = None) -> None:
+        """Make a version usable; a template with ``approval_required`` needs the approver's name."""
         template = self._template(name)
         self._require_version(template, version)
-        self.store.set_version_status(template.id, version, "published")
+        if template.approval_required and not approved_by:
+            raise TemplateError(f"template {name!r} requires approval to publish: name the approver (approved_by)")
+        self.store.set_version_status(template.id, version, "published", approved_by)
         if template.status is TemplateStatus.DRAFT:
             self.store.save_template(template.model_copy(update={"status": TemplateStatus.PUBLISHED}))
 

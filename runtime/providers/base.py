@@ -25,9 +25,10 @@ from agentparty.tasks.errors import (
     ProviderUnavailable,
     RateLimited,
     StepError,
+    StepValidationError,
 )
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["user", "assistant"]
 TextCallback = Callable[[str], None]
 """Receives each streamed text delta as it arrives."""
 
@@ -62,6 +63,7 @@ class Completion:
     finish_reason: str | None = None
     simulated: bool = False
     streamed: bool = False
+    """True when the answer arrived as a stream from the provider (not merely when streaming was asked for)."""
 
     @property
     def tokens(self) -> int:
@@ -79,26 +81,35 @@ class Provider(Protocol):
 
 
 def chat_turns(messages: tuple[Message, ...]) -> tuple[str, list[tuple[Role, str]]]:
-    """Split unified messages into a system prompt and alternating chat turns.
+    """Split unified messages into a system prompt and alternating chat turns that start with the user.
 
     An error message (a tool or step failure shown to the model) becomes a user
-    turn that says so, since no provider has a role for it.
+    turn that says so, since no provider has a role for it. Consecutive turns of
+    one role are merged, because strict servers refuse two in a row.
     """
     system: list[str] = []
     turns: list[tuple[Role, str]] = []
     for message in messages:
+        role: Role
         if isinstance(message, SystemMessage):
             system.append(message.content)
-        elif isinstance(message, AgentMessage):
-            turns.append(("assistant", message.content))
+            continue
+        if isinstance(message, AgentMessage):
+            role, text = "assistant", message.content
         elif isinstance(message, ErrorMessage):
-            turns.append(("user", f"[error {message.error.code}] {message.error.message}"))
+            role, text = "user", f"[error {message.error.code}] {message.error.message}"
         elif isinstance(message, UserMessage) or message.type == "user":
-            turns.append(("user", message.content))
+            role, text = "user", message.content
         else:
             raise ProviderRequestError(f"cannot send a {message.type!r} message to a model")
-    if not turns:
-        raise ProviderRequestError("a completion needs at least one user message")
+        if turns and turns[-1][0] == role:
+            turns[-1] = (role, f"{turns[-1][1]}\n\n{text}")
+        else:
+            turns.append((role, text))
+    if not turns or turns[-1][0] != "user":
+        raise ProviderRequestError("a completion needs a user message last (the turn the model answers)")
+    if turns[0][0] != "user":
+        raise ProviderRequestError("a conversation must start with a user message")
     return "\n\n".join(system), turns
 
 
@@ -106,12 +117,21 @@ def structured_output(text: str, schema: dict[str, Any] | None, provider: str, m
     """Parse and validate a structured answer; a bad one is retryable (another sample may be good)."""
     if schema is None:
         return text
+    body = text.strip()
+    if body.startswith("```"):  # some OpenAI-compatible servers fence their JSON
+        body = body.split("\n", 1)[1] if "\n" in body else ""
+        body = body.rsplit("```", 1)[0]
     try:
-        value = json.loads(text)
+        value = json.loads(body)
     except json.JSONDecodeError as exc:
         raise InvalidModelOutput(f"{provider}/{model} returned no valid JSON ({exc.msg} at {exc.pos}): {text[:200]!r}") from None
     from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
 
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise StepValidationError(f"outputSchema is not a valid JSON Schema: {exc.message}") from None
     error = next(iter(sorted(Draft202012Validator(schema).iter_errors(value), key=str)), None)
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(root)"
@@ -141,12 +161,15 @@ def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
             return None
 
 
-_CONTENT_POLICY_MARKERS = ("content_policy", "content_filter", "content policy", "safety", "blocked")
+_CONTENT_POLICY_MARKERS = ("content_policy", "content_filter", "content policy", "safety system", "safety settings", "responsible ai")
 
 
 def classify_status(provider: str, model: str, status: int, message: str, headers: Mapping[str, str] | None = None) -> StepError:
     """The engine error for an HTTP status from a provider."""
     where = f"{provider}/{model}: HTTP {status}: {message}"
+    if status == 429 and "insufficient_quota" in message:
+        # OpenAI's "out of credits" is a 429 too, but waiting will not help: the next model may.
+        return ModelUnavailable(f"{where} (quota exhausted)")
     if status == 429:
         retry_after = parse_retry_after(headers)
         hint = f" (retry after {retry_after:.1f}s)" if retry_after is not None else ""

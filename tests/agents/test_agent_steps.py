@@ -40,7 +40,7 @@ def make_runner(tmp_path: Path, simulated: SimulatedSettings | None = None, gove
     templates = TemplateRegistry.at(tmp_path)
     request = CreateAgentTemplateRequest(
         name="writer", description="Writes headlines", model="simulated", parameters={"temperature": 0.2}, personality="terse",
-        capabilities=["copywriting"], governance_rules=governance or {"transitions": {}},
+        capabilities=["copywriting"], approval_required=False, governance_rules=governance or {"transitions": {}},
     )
     templates.create(request)
     templates.publish("writer", "1.0.0")
@@ -129,3 +129,11 @@ def test_human_governed_transition_waits_for_an_approver_in_prefect(tmp_path: Pa
     else:
         assert step.status.value == "failed" and "TransitionRefused" in (step.reason or "") and "rejected by ana" in (step.reason or "")
         assert transitions == []
+
+
+def test_unanswered_approval_times_out_and_the_fallback_decides(tmp_path: Path) -> None:
+    governance = {"transitions": {"initialized_to_running": {"approval": "human", "timeout": 2}}}
+    result = run_failing(definition([agent_step()]), make_runner(tmp_path, governance=governance))
+    step = result.steps["write"]
+    assert "TransitionRefused" in (step.reason or "") and "none within 2s" in (step.reason or "")
+    assert result.reason and "write" in result.reason, "fallback abort names the failed step"

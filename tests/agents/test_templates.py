@@ -32,13 +32,13 @@ def test_seed_example_creates_a_draft_template(registry: TemplateRegistry) -> No
 
 def test_versions_never_change_and_resolve_to_latest_published(registry: TemplateRegistry) -> None:
     registry.create(CreateAgentTemplateRequest.model_validate(CREATE_AGENT_TEMPLATE_EXAMPLE))
-    registry.publish("Research Assistant", "1.0.0")
+    registry.publish("Research Assistant", "1.0.0", approved_by="ana")
     v110 = registry.new_version("Research Assistant", "minor", model="gpt-4o", parameters={"temperature": 0.1})
     assert v110.version.version == "1.1.0"
     first = registry.resolve("Research Assistant", "1.0.0")
     assert first.version.model == "gpt-4" and first.version.parameters.temperature == 0.3, "old version changed"
     assert registry.resolve("Research Assistant").version.version == "1.0.0", "a draft is not used"
-    registry.publish("Research Assistant", "1.1.0")
+    registry.publish("Research Assistant", "1.1.0", approved_by="ana")
     assert registry.resolve("Research Assistant").version.model == "gpt-4o"
     v2 = registry.new_version("Research Assistant", "major")
     assert v2.version.version == "2.0.0" and v2.version.parameters.temperature == 0.1
@@ -56,7 +56,7 @@ def test_duplicate_version_or_name_is_refused(registry: TemplateRegistry) -> Non
 
 def test_deprecated_versions_run_no_new_agents(registry: TemplateRegistry) -> None:
     registry.create(CreateAgentTemplateRequest.model_validate(CREATE_AGENT_TEMPLATE_EXAMPLE))
-    registry.publish("Research Assistant", "1.0.0")
+    registry.publish("Research Assistant", "1.0.0", approved_by="ana")
     registry.deprecate("Research Assistant", "1.0.0")
     with pytest.raises(TemplateError, match="deprecated"):
         registry.resolve("Research Assistant", "1.0.0")
@@ -65,7 +65,7 @@ def test_deprecated_versions_run_no_new_agents(registry: TemplateRegistry) -> No
 
 def test_provisioning_is_deterministic_per_run_and_step(registry: TemplateRegistry) -> None:
     registry.create(CreateAgentTemplateRequest.model_validate(CREATE_AGENT_TEMPLATE_EXAMPLE))
-    registry.publish("Research Assistant", "1.0.0")
+    registry.publish("Research Assistant", "1.0.0", approved_by="ana")
     resolved = registry.resolve("Research Assistant")
     a = registry.provision(resolved, DEFAULT_MODEL_REGISTRY, run_key="run-1", slot="draft", user_id="ana")
     b = registry.provision(resolved, DEFAULT_MODEL_REGISTRY, run_key="run-1", slot="draft", user_id="ana")
@@ -77,3 +77,11 @@ def test_provisioning_is_deterministic_per_run_and_step(registry: TemplateRegist
     assert simulated.model.provider == "simulated"
     with pytest.raises(TemplateError, match="not registered"):
         registry.provision(resolved, DEFAULT_MODEL_REGISTRY, run_key="run-1", slot="x", model="gpt-99")
+
+
+def test_templates_that_require_approval_need_an_approver_to_publish(registry: TemplateRegistry) -> None:
+    registry.create(CreateAgentTemplateRequest.model_validate(CREATE_AGENT_TEMPLATE_EXAMPLE))
+    with pytest.raises(TemplateError, match="requires approval"):
+        registry.publish("Research Assistant", "1.0.0")
+    registry.publish("Research Assistant", "1.0.0", approved_by="ana")
+    assert registry.resolve("Research Assistant").record.approved_by == "ana"
