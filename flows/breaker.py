@@ -16,7 +16,6 @@ rejects at once for ``recoveryTimeout`` seconds; then half-open admits up to
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from agentparty.models import CircuitBreakerConfig
+from agentparty.runtime.state_db import state_db
 from agentparty.tasks.errors import CircuitOpenError
 
 logger = logging.getLogger("agentparty.breaker")
@@ -54,22 +54,14 @@ class BreakerStore(Protocol):
 class SqliteBreakerStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
+        with state_db(path) as db:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS breakers (target TEXT PRIMARY KEY, state TEXT NOT NULL, "
                 "failures INTEGER NOT NULL, opened_at REAL NOT NULL, trial_calls INTEGER NOT NULL)"
             )
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        return db
-
     def update(self, target: str, change: Callable[[BreakerRecord], BreakerRecord]) -> tuple[BreakerRecord, BreakerRecord]:
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        with state_db(self.path, write=True) as db:
             row = db.execute("SELECT state, failures, opened_at, trial_calls FROM breakers WHERE target = ?", (target,)).fetchone()
             before = BreakerRecord(BreakerState(row[0]), row[1], row[2], row[3]) if row else BreakerRecord()
             after = change(before)
@@ -80,13 +72,7 @@ class SqliteBreakerStore:
                     "trial_calls = excluded.trial_calls",
                     (target, after.state.value, after.consecutive_failures, after.opened_at, after.trial_calls),
                 )
-            db.execute("COMMIT")
             return before, after
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        finally:
-            db.close()
 
     def read(self, target: str) -> BreakerRecord:
         return self.update(target, lambda record: record)[1]

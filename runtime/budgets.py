@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from agentparty.runtime.state_db import state_db
 from agentparty.tasks.errors import BudgetExceeded
 
 BudgetLevel = Literal["task", "team", "agent", "user"]
@@ -66,18 +67,12 @@ def estimate_tokens(prompt_chars: int, max_tokens: int, expected_output_tokens: 
 class BudgetLedger:
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
+        with state_db(path) as db:
             db.execute("CREATE TABLE IF NOT EXISTS usage (budget TEXT PRIMARY KEY, used INTEGER NOT NULL)")
             db.execute(
                 "CREATE TABLE IF NOT EXISTS reservations (id TEXT NOT NULL, budget TEXT NOT NULL, tokens INTEGER NOT NULL, "
                 "PRIMARY KEY (id, budget))"
             )
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        return db
 
     def _usage(self, db: sqlite3.Connection, budget: Budget) -> BudgetUsage:
         used = db.execute("SELECT used FROM usage WHERE budget = ?", (budget.key,)).fetchone()
@@ -85,32 +80,23 @@ class BudgetLedger:
         return BudgetUsage(budget, used[0] if used else 0, reserved[0])
 
     def usage(self, budget: Budget) -> BudgetUsage:
-        db = self._connect()
-        try:
+        with state_db(self.path) as db:
             return self._usage(db, budget)
-        finally:
-            db.close()
 
     def reserve(self, budgets: Iterable[Budget], tokens: int) -> str:
         """Hold ``tokens`` on every budget, or refuse the call if one would go over; returns the reservation id."""
         budgets = list(budgets)
         reservation = uuid.uuid4().hex
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        with state_db(self.path, write=True) as db:
             for budget in budgets:
                 usage = self._usage(db, budget)
                 if usage.used + usage.reserved + tokens > budget.limit:
-                    db.execute("ROLLBACK")
                     raise BudgetExceeded(
                         f"{budget.describe()} exceeded: limit {budget.limit} tokens, used {usage.used}"
                         + (f" (+{usage.reserved} reserved by calls in flight)" if usage.reserved else "")
                         + f", this call needs about {tokens}"
                     )
                 db.execute("INSERT INTO reservations VALUES (?, ?, ?)", (reservation, budget.key, tokens))
-            db.execute("COMMIT")
-        finally:
-            db.close()
         return reservation
 
     def settle(self, reservation: str, budgets: Iterable[Budget], tokens: int) -> list[BudgetUsage]:
@@ -120,10 +106,8 @@ class BudgetLedger:
         stops the step from building on an answer its budget could not pay for.
         """
         budgets = list(budgets)
-        db = self._connect()
         over: list[BudgetUsage] = []
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        with state_db(self.path, write=True) as db:
             db.execute("DELETE FROM reservations WHERE id = ?", (reservation,))
             for budget in budgets:
                 db.execute(
@@ -133,10 +117,7 @@ class BudgetLedger:
                 usage = self._usage(db, budget)
                 if usage.used > budget.limit:
                     over.append(usage)
-            db.execute("COMMIT")
             after = [self._usage(db, b) for b in budgets]
-        finally:
-            db.close()
         if over:
             first = over[0]
             raise BudgetExceeded(
@@ -146,8 +127,5 @@ class BudgetLedger:
         return after
 
     def release(self, reservation: str) -> None:
-        db = self._connect()
-        try:
+        with state_db(self.path, write=True) as db:
             db.execute("DELETE FROM reservations WHERE id = ?", (reservation,))
-        finally:
-            db.close()

@@ -28,6 +28,7 @@ from agentparty.models import CreateAgentTemplateRequest
 from agentparty.models.agent import AgentInstance, ExecutionContext, ModelConfiguration, ResourceLimits
 from agentparty.models.graph import AgentTemplate, TemplateStatus, TemplateVersion
 from agentparty.models.model_registry import ModelRegistry
+from agentparty.runtime.state_db import state_db
 from agentparty.tasks.errors import NonRetryableError
 
 VersionBump = Literal["major", "minor", "patch"]
@@ -65,35 +66,29 @@ class TemplateStore(Protocol):
 class SqliteTemplateStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
+        with state_db(path) as db:
             db.execute("CREATE TABLE IF NOT EXISTS templates (id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL, doc TEXT NOT NULL)")
             db.execute(
                 "CREATE TABLE IF NOT EXISTS versions (template_id TEXT NOT NULL, version TEXT NOT NULL, status TEXT NOT NULL, "
                 "doc TEXT NOT NULL, PRIMARY KEY (template_id, version))"
             )
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30.0)
-        db.execute("PRAGMA journal_mode=WAL")
-        return db
-
     def save_template(self, template: AgentTemplate) -> None:
-        with self._connect() as db:
+        with state_db(self.path, write=True) as db:
             db.execute(
                 "INSERT INTO templates VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET name = excluded.name, doc = excluded.doc",
                 (template.id, template.name, template.model_dump_json()),
             )
 
     def template_by_name(self, name: str) -> AgentTemplate | None:
-        with self._connect() as db:
+        with state_db(self.path, write=True) as db:
             row = db.execute("SELECT doc FROM templates WHERE name = ?", (name,)).fetchone()
         return AgentTemplate.model_validate_json(row[0]) if row else None
 
     def insert_version(self, record: VersionRecord) -> None:
         v = record.version
         try:
-            with self._connect() as db:
+            with state_db(self.path, write=True) as db:
                 db.execute(
                     "INSERT INTO versions VALUES (?, ?, ?, ?)",
                     (v.template_id, v.version, record.status, record.model_dump_json()),
@@ -102,7 +97,7 @@ class SqliteTemplateStore:
             raise TemplateError(f"version {v.version} of template {v.template_id} exists and cannot change; create a new version") from None
 
     def set_version_status(self, template_id: str, version: str, status: VersionStatus, approved_by: str | None = None) -> None:
-        with self._connect() as db:
+        with state_db(self.path, write=True) as db:
             row = db.execute("SELECT doc FROM versions WHERE template_id = ? AND version = ?", (template_id, version)).fetchone()
             if row is None:
                 raise TemplateError(f"template {template_id} has no version {version}")
@@ -116,11 +111,11 @@ class SqliteTemplateStore:
             )
 
     def names(self) -> list[str]:
-        with self._connect() as db:
+        with state_db(self.path, write=True) as db:
             return [r[0] for r in db.execute("SELECT name FROM templates ORDER BY name")]
 
     def versions(self, template_id: str) -> list[VersionRecord]:
-        with self._connect() as db:
+        with state_db(self.path, write=True) as db:
             rows = db.execute("SELECT doc FROM versions WHERE template_id = ?", (template_id,)).fetchall()
         return sorted((VersionRecord.model_validate_json(r[0]) for r in rows), key=lambda r: Version(r.version.version))
 
