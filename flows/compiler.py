@@ -285,7 +285,9 @@ class CompiledWorkflow:
             settings = get_settings()
             config = settings.load_sdk_configuration() if settings.sdk_config else None
             self.options.agent_runner = ModelAgentRunner(
-                router=ModelRouter.from_settings(self.home, config), templates=TemplateRegistry.at(self.home)
+                router=ModelRouter.from_settings(self.home, config),
+                templates=TemplateRegistry.at(self.home),
+                runtime=settings.agent_runtime,
             )
         return self.options.agent_runner
 
@@ -449,7 +451,7 @@ class _Run:
             outcome = await self._call(step, inputs, body, policy, run_name, item_index, target=f"handler:{step.configuration.handler}")
         elif isinstance(step, TaskStep):
             prompt = self._resolve(step.configuration.prompt or "", scope, step.id)
-            body = self._agent_body(step, prompt, inputs)
+            body = self._agent_body(step, prompt, inputs, run_name or step.id)
             target = f"agent:{step.configuration.agent}@{step.configuration.model or 'default'}"
             outcome = await self._call(step, {"prompt": prompt, **inputs}, body, policy, run_name, item_index, target=target)
         else:  # pragma: no cover - the definition's union admits nothing else
@@ -519,13 +521,14 @@ class _Run:
 
         return body
 
-    def _agent_body(self, step: TaskStep, prompt: str, inputs: dict[str, Any]) -> Callable[[], Awaitable[StepOutcome]]:
+    def _agent_body(self, step: TaskStep, prompt: str, inputs: dict[str, Any], slot: str) -> Callable[[], Awaitable[StepOutcome]]:
         config = step.configuration
         user_id = self.c.user_id
         request = AgentStepRequest(
             step_id=step.id, agent=config.agent or "", prompt=prompt, version=config.version,
             capability=config.capability, model=config.model, output_schema=config.output_schema, inputs=inputs,
             run_key=self.run_key, user_id=user_id, budgets=self.c.budgets(self.run_key), agent_token_budget=config.token_budget,
+            slot=slot,
         )
 
         async def body() -> StepOutcome:

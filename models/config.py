@@ -112,6 +112,10 @@ class RuntimeModelSettings(SeedModel):
     max_concurrency: PositiveStrictInt | None = None
     requests_per_minute: PositiveStrictInt | None = None
     tokens_per_minute: PositiveStrictInt | None = None
+    burst_limit: PositiveStrictInt | None = None
+    """Calls at once before ``requestsPerMinute`` pacing starts (a tenth of the minute's allowance by default)."""
+    penalty_strategy: Literal["reject", "queue", "throttle"] = "queue"
+    """When the allowance is spent: wait (queue), pace evenly (throttle) or fail retryably (reject)."""
 
 
 class AgentRuntimeConfig(SeedModel):

@@ -99,7 +99,7 @@ class BudgetLedger:
                 db.execute("INSERT INTO reservations VALUES (?, ?, ?)", (reservation, budget.key, tokens))
         return reservation
 
-    def settle(self, reservation: str, budgets: Iterable[Budget], tokens: int) -> list[BudgetUsage]:
+    def settle(self, reservation: str, budgets: Iterable[Budget], tokens: int) -> None:
         """Replace the reservation with the real usage; raise BudgetExceeded if that went over a limit.
 
         The call has happened and its tokens are charged either way: the error
@@ -110,21 +110,18 @@ class BudgetLedger:
         with state_db(self.path, write=True) as db:
             db.execute("DELETE FROM reservations WHERE id = ?", (reservation,))
             for budget in budgets:
-                db.execute(
-                    "INSERT INTO usage VALUES (?, ?) ON CONFLICT(budget) DO UPDATE SET used = used + excluded.used",
+                (used,) = db.execute(
+                    "INSERT INTO usage VALUES (?, ?) ON CONFLICT(budget) DO UPDATE SET used = used + excluded.used RETURNING used",
                     (budget.key, tokens),
-                )
-                usage = self._usage(db, budget)
-                if usage.used > budget.limit:
-                    over.append(usage)
-            after = [self._usage(db, b) for b in budgets]
+                ).fetchone()
+                if used > budget.limit:
+                    over.append(BudgetUsage(budget, used, 0))
         if over:
             first = over[0]
             raise BudgetExceeded(
                 f"{first.budget.describe()} exceeded: limit {first.budget.limit} tokens, used {first.used} "
                 f"after a call that used {tokens}"
             )
-        return after
 
     def release(self, reservation: str) -> None:
         with state_db(self.path, write=True) as db:

@@ -16,6 +16,7 @@ process. Budgets are reserved before a call and settled from its usage
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -23,11 +24,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from agentparty.flows.breaker import BreakerStore, CircuitBreaker, SqliteBreakerStore
 from agentparty.models import CircuitBreakerConfig, ModelRegistry, SDKConfiguration
 from agentparty.models.model_registry import ModelInfo
 from agentparty.runtime.budgets import Budget, BudgetLedger, estimate_tokens
 from agentparty.runtime.providers.base import Completion, CompletionRequest, Provider, TextCallback
+from agentparty.runtime.rate_limits import PrefectRateLimiter, limits_from_runtime
+from agentparty.runtime.secrets import as_secret
 from agentparty.tasks.errors import (
     BudgetExceeded,
     CircuitOpenError,
@@ -54,7 +59,7 @@ _BASE_URL_ENV = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL",
 @dataclass(frozen=True)
 class ProviderCredentials:
     provider: str
-    api_key: str | None
+    api_key: SecretStr | None
     base_url: str | None = None
 
 
@@ -67,8 +72,7 @@ def detect_credentials(config: SDKConfiguration | None = None, environ: Mapping[
     found: dict[str, ProviderCredentials] = {}
     for provider in config.authentication.providers if config else []:
         auth = provider.authentication
-        key = getattr(getattr(auth, "configuration", None), "api_key", None)
-        secret = key.get_secret_value() if key is not None else None
+        secret = as_secret(getattr(getattr(auth, "configuration", None), "api_key", None))
         if secret or provider.endpoint:
             found.setdefault(provider.type, ProviderCredentials(provider.type, secret, provider.endpoint))
     for provider, names in _KEY_ENV.items():
@@ -77,7 +81,7 @@ def detect_credentials(config: SDKConfiguration | None = None, environ: Mapping[
         key = next((environ[n] for n in names if environ.get(n)), None)
         base_url = environ.get(_BASE_URL_ENV[provider]) or None
         if key or base_url:
-            found[provider] = ProviderCredentials(provider, key, base_url)
+            found[provider] = ProviderCredentials(provider, as_secret(key), base_url)
     return found
 
 
@@ -126,6 +130,7 @@ class ModelRouter:
     breaker_store: BreakerStore | None = None
     breaker_config: CircuitBreakerConfig = field(default_factory=lambda: MODEL_BREAKER.model_copy())
     ledger: BudgetLedger | None = None
+    rate_limiter: PrefectRateLimiter | None = None
     clock: Callable[[], float] = time.time
     _slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
 
@@ -137,11 +142,13 @@ class ModelRouter:
         providers: dict[str, Provider] = {"simulated": SimulatedProvider(get_settings().simulated)}
         for name, credentials in detect_credentials(config).items():
             providers[name] = build_provider(credentials)
+        limits = limits_from_runtime(get_settings().agent_runtime.models)
         return cls(
             registry=registry or (config.models if config else get_settings().model_registry()),
             providers=providers,
             breaker_store=SqliteBreakerStore(home / "state" / "breakers.sqlite"),
             ledger=BudgetLedger(home / "state" / "budgets.sqlite"),
+            rate_limiter=PrefectRateLimiter(limits) if limits else None,
         )
 
     # -- what can answer -------------------------------------------------------------
@@ -223,13 +230,15 @@ class ModelRouter:
         breaker = self._breaker(info.name)
         if breaker is not None:
             breaker.acquire()
+        estimate = estimate_tokens(sum(len(m.content) for m in request.messages), request.max_tokens)
         reservation = None
         if budgets and self.ledger is not None:
-            prompt_chars = sum(len(m.content) for m in request.messages)
-            reservation = self.ledger.reserve(budgets, estimate_tokens(prompt_chars, request.max_tokens))
+            reservation = self.ledger.reserve(budgets, estimate)
         streaming = request.stream and info.capabilities.supports_streaming
-        call = CompletionRequest(**{**request.__dict__, "model": info.name, "stream": streaming})
+        call = dataclasses.replace(request, model=info.name, stream=streaming)
         try:
+            if self.rate_limiter is not None:
+                await self.rate_limiter.acquire(info.name, estimate)
             async with self._slot(info):
                 completion = await provider.complete(call, on_text)
         except BaseException as exc:

@@ -13,6 +13,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentparty.models import DEFAULT_MODEL_REGISTRY, ModelRegistry, SDKConfiguration
+from agentparty.models.config import AgentRuntimeConfig
 from agentparty.runtime.providers.simulated import SimulatedSettings
 
 
@@ -27,6 +28,8 @@ class Settings(BaseSettings):
     """Default bound on steps running at once in one workflow run."""
     simulated: SimulatedSettings = Field(default_factory=SimulatedSettings)
     """The keyless simulated provider: seed, latency, failure and rate-limit rates (``AGENTPARTY_SIMULATED__SEED`` …)."""
+    agent_runtime: AgentRuntimeConfig = Field(default_factory=AgentRuntimeConfig)
+    """Seed 000 ``AgentRuntimeConfig`` (``AGENTPARTY_AGENT_RUNTIME`` as JSON): default token budget, per-model rate limits."""
     user_id: str = "local"
     """Who runs workflows from this process, for user budgets and the graph's REQUESTED_BY."""
     user_token_budget: int | None = None

@@ -51,6 +51,12 @@ class AgentStepRequest:
     budgets: tuple[Budget, ...] = ()
     """Task, team and user budgets the compiler found; the runner adds the agent's own."""
     agent_token_budget: int | None = None
+    slot: str = ""
+    """Where in the run the agent works: the step id, or ``step[item]`` for a fan-out item (one agent each)."""
+
+    @property
+    def agent_slot(self) -> str:
+        return self.slot or self.step_id
 
 
 @dataclass(frozen=True)
@@ -99,13 +105,16 @@ class ModelAgentRunner:
     stream: bool = True
     """Stream answers from models that support it (deltas go to ``on_text`` listeners; live updates use them)."""
     _lifecycles: dict[str, AgentLifecycle] = field(default_factory=dict)
+    _provisioned: set[str] = field(default_factory=set)
 
     def _template(self, request: AgentStepRequest) -> ResolvedTemplate | None:
-        if self.templates is None or self.templates.find(request.agent) is None:
+        template = self.templates.find(request.agent) if self.templates is not None else None
+        if template is None:
             if request.version is not None:
                 raise TemplateError(f"step {request.step_id!r} asks for version {request.version} of {request.agent!r}, which no template defines")
             return None
-        return self.templates.resolve(request.agent, request.version)
+        assert self.templates is not None
+        return self.templates.resolve(request.agent, request.version, template)
 
     def _lifecycle(self, agent_id: str, name: str, governance: GovernanceRules) -> AgentLifecycle:
         if agent_id not in self._lifecycles:
@@ -117,7 +126,7 @@ class ModelAgentRunner:
         registry = self.router.registry
         if resolved is not None and self.templates is not None:
             instance = self.templates.provision(
-                resolved, registry, run_key=request.run_key, slot=request.step_id, user_id=request.user_id, model=request.model
+                resolved, registry, run_key=request.run_key, slot=request.agent_slot, user_id=request.user_id, model=request.model
             )
             system = resolved.record.system_prompt
             governance = resolved.template.governance_rules
@@ -126,7 +135,7 @@ class ModelAgentRunner:
         else:
             model_name = request.model or registry.default_model
             info = self.router.info(model_name)
-            agent_id = str(uuid.uuid5(uuid.NAMESPACE_URL, json.dumps(["agentparty", request.run_key, request.step_id, request.agent])))
+            agent_id = str(uuid.uuid5(uuid.NAMESPACE_URL, json.dumps(["agentparty", request.run_key, request.agent_slot, request.agent])))
             instance = AgentInstance(
                 id=agent_id,
                 model=ModelConfiguration(provider=info.provider, model=model_name, capabilities=info.capabilities),
@@ -139,7 +148,8 @@ class ModelAgentRunner:
 
         agent_budget = request.agent_token_budget or self.runtime.default_token_budget
         lifecycle = self._lifecycle(instance.id, request.agent, governance)
-        if lifecycle.state is AgentLifecycleState.INITIALIZED and not any(p.agent_id == instance.id for p in getattr(self.sink, "provisions", [])):
+        if instance.id not in self._provisioned:
+            self._provisioned.add(instance.id)
             self.sink.provisioned(
                 AgentProvisionedPayload(
                     agent_id=instance.id, template_id=template_id, template_version=template_version, provisioner="workflow-engine",

@@ -9,9 +9,17 @@ from __future__ import annotations
 
 
 class StepError(Exception):
-    """Base of the engine's step failures; ``attempts`` is filled in by the step runner."""
+    """Base of the engine's step failures; ``attempts`` is filled in by the step runner.
+
+    Messages are redacted of every registered API key (``agentparty.runtime.secrets``).
+    """
 
     attempts: int = 0
+
+    def __init__(self, *args: object) -> None:
+        from agentparty.runtime.secrets import redact
+
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class RetryableError(StepError):

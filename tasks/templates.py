@@ -250,9 +250,9 @@ class TemplateRegistry:
     def find(self, name: str) -> AgentTemplate | None:
         return self.store.template_by_name(name)
 
-    def resolve(self, name: str, version: str | None = None) -> ResolvedTemplate:
+    def resolve(self, name: str, version: str | None = None, template: AgentTemplate | None = None) -> ResolvedTemplate:
         """The named version, or the latest published one; drafts and deprecated versions are refused."""
-        template = self._template(name)
+        template = template or self._template(name)
         records = self.store.versions(template.id)
         if version is not None:
             record = next((r for r in records if r.version.version == version), None)

@@ -18,6 +18,10 @@ import httpx2
 
 from agentparty.tasks.errors import ContentPolicyViolation, ModelUnavailable, ProviderUnavailable, StepError
 
+from pydantic import SecretStr
+
+from agentparty.runtime.secrets import as_secret, reveal
+
 from .base import Completion, CompletionRequest, TextCallback, chat_turns, classify_status, structured_output
 
 PLACEHOLDER_API_KEY = "not-needed"
@@ -50,8 +54,8 @@ class AnthropicProvider:
 
     name = "anthropic"
 
-    def __init__(self, api_key: str | None, base_url: str | None = None, timeout: float = 60.0) -> None:
-        self._api_key = api_key
+    def __init__(self, api_key: SecretStr | str | None, base_url: str | None = None, timeout: float = 60.0) -> None:
+        self._api_key = as_secret(api_key)
         self._base_url = base_url
         self._timeout = timeout
         self._client: anthropic.AsyncAnthropic | None = None
@@ -61,7 +65,7 @@ class AnthropicProvider:
         if self._client is None:
             # A custom server never gets the ANTHROPIC_API_KEY meant for Anthropic itself;
             # with no key and no base_url the SDK looks up its environment and profiles.
-            key = self._api_key or (PLACEHOLDER_API_KEY if self._base_url else None)
+            key = reveal(self._api_key) or (PLACEHOLDER_API_KEY if self._base_url else None)
             try:
                 self._client = anthropic.AsyncAnthropic(api_key=key, base_url=self._base_url, max_retries=0, timeout=self._timeout)
             except anthropic.CredentialsError as exc:

@@ -23,6 +23,10 @@ from google.genai import types
 
 from agentparty.tasks.errors import ContentPolicyViolation, ModelUnavailable, ProviderUnavailable, StepError
 
+from pydantic import SecretStr
+
+from agentparty.runtime.secrets import as_secret, register, reveal
+
 from .base import Completion, CompletionRequest, TextCallback, chat_turns, classify_status, structured_output
 
 try:  # google-genai's async transport when installed (it falls back to httpx)
@@ -56,8 +60,8 @@ class GoogleProvider:
 
     name = "google"
 
-    def __init__(self, api_key: str | None, base_url: str | None = None, timeout: float = 60.0) -> None:
-        self._api_key = api_key
+    def __init__(self, api_key: SecretStr | str | None, base_url: str | None = None, timeout: float = 60.0) -> None:
+        self._api_key = as_secret(api_key)
         self._base_url = base_url
         self._timeout = timeout
         self._client: genai.Client | None = None
@@ -67,7 +71,8 @@ class GoogleProvider:
         if self._client is None:
             # A custom server never gets the GOOGLE_API_KEY meant for Google itself.
             env_key = os.environ.get("GOOGLE_API_KEY") or os.environ.get("GEMINI_API_KEY")
-            key = self._api_key or (PLACEHOLDER_API_KEY if self._base_url else env_key)
+            key = reveal(self._api_key) or (PLACEHOLDER_API_KEY if self._base_url else env_key)
+            register(key or "")
             if not key:
                 raise ModelUnavailable(f"{self.name}/{model}: no API key configured (pass api_key or set GOOGLE_API_KEY)")
             options = types.HttpOptions(

@@ -20,6 +20,10 @@ import openai
 
 from agentparty.tasks.errors import ContentPolicyViolation, ModelUnavailable, ProviderUnavailable, StepError
 
+from pydantic import SecretStr
+
+from agentparty.runtime.secrets import as_secret, register, reveal
+
 from .base import Completion, CompletionRequest, TextCallback, chat_turns, classify_status, structured_output
 
 PLACEHOLDER_API_KEY = "not-needed"
@@ -34,8 +38,8 @@ class OpenAIProvider:
 
     name = "openai"
 
-    def __init__(self, api_key: str | None, base_url: str | None = None, timeout: float = 60.0) -> None:
-        self._api_key = api_key
+    def __init__(self, api_key: SecretStr | str | None, base_url: str | None = None, timeout: float = 60.0) -> None:
+        self._api_key = as_secret(api_key)
         self._base_url = base_url
         self._timeout = timeout
         self._client: openai.AsyncOpenAI | None = None
@@ -48,7 +52,8 @@ class OpenAIProvider:
         """The SDK client, made on first use so a missing key fails the call (and only it)."""
         if self._client is None:
             # A custom server never gets the OPENAI_API_KEY meant for OpenAI itself.
-            key = self._api_key or (PLACEHOLDER_API_KEY if self._base_url else os.environ.get("OPENAI_API_KEY"))
+            key = reveal(self._api_key) or (PLACEHOLDER_API_KEY if self._base_url else os.environ.get("OPENAI_API_KEY"))
+            register(key or "")
             if not key:
                 raise ModelUnavailable(f"{self.name}/{model}: no API key configured (pass api_key or set OPENAI_API_KEY)")
             self._client = openai.AsyncOpenAI(api_key=key, base_url=self._base_url, max_retries=0, timeout=self._timeout)

@@ -103,7 +103,7 @@ def test_auto_detection_offers_only_configured_providers(tmp_path: Path) -> None
 
 def test_credentials_from_environment_and_openai_compatible_base_url() -> None:
     found = detect_credentials(environ={"ANTHROPIC_API_KEY": "sk-ant-x", "OPENAI_BASE_URL": "http://localhost:11434/v1", "GEMINI_API_KEY": "g"})
-    assert found["anthropic"].api_key == "sk-ant-x"
+    assert found["anthropic"].api_key is not None and found["anthropic"].api_key.get_secret_value() == "sk-ant-x"
     assert found["openai"].api_key is None and found["openai"].base_url == "http://localhost:11434/v1"
-    assert found["google"].api_key == "g"
+    assert found["google"].api_key is not None and found["google"].api_key.get_secret_value() == "g"
     assert detect_credentials(environ={}) == {}
