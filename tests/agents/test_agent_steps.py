@@ -85,6 +85,28 @@ def test_exceeded_budget_fails_at_once_naming_the_budget(tmp_path: Path) -> None
     assert "BudgetExceeded" in (step.reason or "") and "task budget" in (step.reason or "") and "limit 50" in (step.reason or "")
 
 
+@pytest.mark.parametrize("level", ["task", "team", "agent", "user"])
+def test_every_budget_level_refuses_before_the_call(tmp_path: Path, level: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentparty.runtime.settings import get_settings
+
+    step = agent_step(tokenBudget=50) if level == "agent" else agent_step()
+    extra = {"task": {"tokenBudget": 50}, "team": {"teamTokenBudget": 50}}.get(level, {})
+    if level == "user":
+        monkeypatch.setenv("AGENTPARTY_USER_ID", "ana")
+        monkeypatch.setenv("AGENTPARTY_USER_TOKEN_BUDGET", "50")
+    get_settings.cache_clear()
+    try:
+        runner = make_runner(tmp_path)
+        calls_before = sum(runner.router.providers["simulated"]._calls.values())  # type: ignore[attr-defined]
+        result = run_failing(definition([step], retries=2, **extra), runner)
+    finally:
+        get_settings.cache_clear()
+    reason = result.steps["write"].reason or ""
+    assert f"{level} budget" in reason and "limit 50" in reason and "used 0" in reason
+    assert result.steps["write"].attempts == 1
+    assert sum(runner.router.providers["simulated"]._calls.values()) == calls_before, "the model was called anyway"  # type: ignore[attr-defined]
+
+
 def test_rate_limit_is_retried_after_the_providers_retry_after(tmp_path: Path) -> None:
     runner = make_runner(tmp_path, SimulatedSettings(rate_limit_rate=1.0, retry_after_s=1.0))
     result = run_failing(definition([agent_step()], retries=1), runner)
