@@ -99,20 +99,37 @@ def _server():  # type: ignore[no-untyped-def]
     return LocalPrefectServer(settings.home, port=settings.prefect_port)
 
 
+def _graph_server():  # type: ignore[no-untyped-def]
+    from agentparty.runtime.graph_server import LocalBoltServer
+    from agentparty.runtime.settings import get_settings
+
+    settings = get_settings()
+    return LocalBoltServer(settings.home, port=settings.graph_port, http_port=settings.graph_http_port)
+
+
 @app.command()
 def up() -> None:
-    """Start the local services (Prefect server with its UI) under AGENTPARTY_HOME."""
+    """Start the local services under AGENTPARTY_HOME: the Prefect server with its UI, and the Bolt graph server."""
+    from agentparty.runtime.settings import get_settings
+
     server = _server()
     started = server.start()
     typer.echo(f"Prefect server {'started' if started else 'already running'}: UI {server.ui_url}, API {server.api_url}")
     typer.echo(f"state: {server.home}  log: {server.log_file}")
+    if get_settings().database is None:
+        graph = _graph_server()
+        started = graph.start()
+        typer.echo(f"graph server {'started' if started else 'already running'}: {graph.uri}  log: {graph.log_file}")
+        _migrate_graph(graph.database_config())
+    else:
+        typer.echo(f"graph: using {get_settings().database.uri} (AGENTPARTY_DATABASE)")  # type: ignore[union-attr]
 
 
 @app.command()
 def down() -> None:
     """Stop the local services started by `agentparty up`."""
-    server = _server()
-    typer.echo("Prefect server stopped" if server.stop() else "Prefect server was not running")
+    typer.echo("Prefect server stopped" if _server().stop() else "Prefect server was not running")
+    typer.echo("graph server stopped" if _graph_server().stop() else "graph server was not running")
 
 
 @app.command()
@@ -121,7 +138,46 @@ def status() -> None:
     server = _server()
     healthy = server.healthy()
     typer.echo(f"Prefect server: {'running' if healthy else 'stopped'} ({server.api_url}, pid {server.pid() or '-'})")
+    graph = _graph_server()
+    graph_healthy = graph.healthy()
+    typer.echo(f"graph server: {'running' if graph_healthy else 'stopped'} ({graph.uri}, pid {graph.pid() or '-'})")
     raise typer.Exit(0 if healthy else 1)
+
+
+graph_app = typer.Typer(help="The results graph (Neo4j 5 or the local Bolt server).", no_args_is_help=True)
+app.add_typer(graph_app, name="graph")
+
+
+def _database_config():  # type: ignore[no-untyped-def]
+    from agentparty.runtime.settings import get_settings
+
+    return get_settings().database or _graph_server().database_config()
+
+
+def _migrate_graph(config) -> list[int]:  # type: ignore[no-untyped-def]
+    from neo4j import GraphDatabase
+
+    from agentparty.runtime.graph_schema import migrate
+    from agentparty.runtime.graph_server import DATABASE_NAME
+
+    with GraphDatabase.driver(config.uri, auth=(config.username, config.password.get_secret_value())) as driver:
+        driver.verify_connectivity()  # fail at once, not after the managed transactions' retries
+        applied = migrate(driver, DATABASE_NAME)
+    typer.echo(f"graph schema: {'applied migrations ' + ', '.join(map(str, applied)) if applied else 'up to date'}")
+    return applied
+
+
+@graph_app.command("migrate")
+def graph_migrate() -> None:
+    """Apply the graph schema migrations (constraints and indexes); safe to run again."""
+    from neo4j.exceptions import ServiceUnavailable
+
+    config = _database_config()
+    try:
+        _migrate_graph(config)
+    except ServiceUnavailable as exc:
+        typer.echo(f"error: no graph server at {config.uri} ({exc}); start one with `agentparty up`", err=True)
+        raise typer.Exit(1) from None
 
 
 def _parse_inputs(pairs: list[str]) -> dict[str, object]:

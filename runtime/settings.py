@@ -13,7 +13,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentparty.models import DEFAULT_MODEL_REGISTRY, ModelRegistry, SDKConfiguration
-from agentparty.models.config import AgentRuntimeConfig
+from agentparty.models.config import AgentRuntimeConfig, DatabaseConfig
 from agentparty.runtime.providers.simulated import SimulatedSettings
 
 
@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     """Where local servers keep their data, logs and pid files."""
     prefect_port: int = 4200
     """Port of the local Prefect server started by ``agentparty up``."""
+    graph_port: int = 7687
+    """Bolt port of the local graph server started by ``agentparty up``."""
+    graph_http_port: int = 2480
+    database: DatabaseConfig | None = None
+    """A Bolt server of your own (``AGENTPARTY_DATABASE__URI``, ``__USERNAME``, ``__PASSWORD``); the local one when unset."""
     max_concurrency: int = 32
     """Default bound on steps running at once in one workflow run."""
     simulated: SimulatedSettings = Field(default_factory=SimulatedSettings)

@@ -34,6 +34,25 @@ def prefect_server(agentparty_home: Path) -> Iterator[str]:
         yield PREFECT_API_URL.value()
 
 
+@pytest.fixture(scope="session")
+def bolt_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real Bolt graph server (ArcadeDB with its Bolt plugin) on free ports for the whole session."""
+    from agentparty.runtime.graph_server import LocalBoltServer
+
+    server = LocalBoltServer(tmp_path_factory.mktemp("graph-home"), port=free_port(), http_port=free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture
 def handlers() -> Iterator[object]:
     step_handlers.reset()

@@ -75,7 +75,10 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_up_status_down_manage_a_local_server(tmp_path: Path) -> None:
     script = Path(sys.executable).with_name("agentparty")
-    env = {"AGENTPARTY_HOME": str(tmp_path / "home"), "AGENTPARTY_PREFECT_PORT": str(_free_port()), "PATH": "/usr/bin:/bin"}
+    env = {
+        "AGENTPARTY_HOME": str(tmp_path / "home"), "AGENTPARTY_PREFECT_PORT": str(_free_port()),
+        "AGENTPARTY_GRAPH_PORT": str(_free_port()), "AGENTPARTY_GRAPH_HTTP_PORT": str(_free_port()), "PATH": "/usr/bin:/bin",
+    }
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(script), *args], env=env, capture_output=True, text=True, timeout=240)
@@ -85,10 +88,15 @@ def test_up_status_down_manage_a_local_server(tmp_path: Path) -> None:
         up = cli("up")
         assert up.returncode == 0, up.stderr
         assert "started" in up.stdout
-        assert cli("status").returncode == 0
+        assert "graph server started" in up.stdout and "graph schema: applied migrations 1, 2" in up.stdout
+        status = cli("status")
+        assert status.returncode == 0 and "graph server: running" in status.stdout
         assert (tmp_path / "home" / "logs" / "prefect-server.log").exists()
-        assert "already running" in cli("up").stdout
+        assert (tmp_path / "home" / "logs" / "graph-server.log").exists()
+        again = cli("up").stdout
+        assert "Prefect server already running" in again and "graph server already running" in again and "graph schema: up to date" in again
     finally:
         down = cli("down")
-    assert "stopped" in down.stdout
-    assert cli("status").returncode == 1
+    assert "Prefect server stopped" in down.stdout and "graph server stopped" in down.stdout
+    status = cli("status")
+    assert status.returncode == 1 and "graph server: stopped" in status.stdout
