@@ -1,0 +1,201 @@
+"""Idempotent, batched writes of seed 000's graph, through the neo4j driver's managed transactions.
+
+A :class:`GraphBatch` collects nodes and relationships; :meth:`GraphStore.write`
+sends it as one managed transaction (``session.execute_write``) holding one
+``UNWIND`` statement per node label and per relationship type, never a query
+per row. Nodes are ``MERGE``d on their ``id`` and relationships on their two
+ends (plus an optional key), so writing the same batch again, after a retry or
+a resumed run, changes nothing.
+
+Retries: the driver retries transient errors and lost connections for
+``max_transaction_retry_time`` seconds with backoff. ArcadeDB reports two
+writers MERGEing one unique key at once as a constraint error rather than
+waiting (DESIGN.md §5), so those are retried here too, a few times; the second
+MERGE then matches the first one's node. A write that still fails raises
+:class:`GraphWriteError` naming what it was writing.
+
+Datetimes are stored as naive UTC (ArcadeDB hands stored datetimes back naive;
+the models read naive values as UTC).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from agentparty.models.config import DatabaseConfig
+from agentparty.models.graph import GraphNode, RelationshipProperties
+
+logger = logging.getLogger("agentparty.graph")
+
+CONSTRAINT_RETRIES = 5
+
+
+class GraphWriteError(RuntimeError):
+    """A write that failed after the driver's and the store's retries."""
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if hasattr(value, "value") and not isinstance(value, (int, float, str, bool)):  # enums
+        return value.value
+    return value
+
+
+def native(value: Any) -> Any:
+    """Driver temporal types back to Python ones (naive values are UTC)."""
+    if hasattr(value, "to_native"):
+        return value.to_native()
+    if isinstance(value, list):
+        return [native(v) for v in value]
+    return value
+
+
+def node_row(node: GraphNode) -> dict[str, Any]:
+    return {k: _plain(v) for k, v in node.graph_properties().items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One relationship: its properties model says its type; the labels pick one where the type allows several."""
+
+    props: RelationshipProperties
+    source_id: str
+    target_id: str
+    source_label: str | None = None
+    target_label: str | None = None
+    key: tuple[str, ...] = ()
+    """Property names that tell apart several relationships of this type between the same two nodes."""
+
+    def labels(self) -> tuple[str, str]:
+        source = self.source_label or self.props.source[0]
+        target = self.target_label or self.props.target[0]
+        if source not in self.props.source or target not in self.props.target:
+            raise ValueError(f"{self.props.type} goes from {self.props.source} to {self.props.target}, not {source} to {target}")
+        return source, target
+
+
+@dataclass
+class GraphBatch:
+    nodes: list[GraphNode] = field(default_factory=list)
+    edges: list[Edge] = field(default_factory=list)
+
+    def add(self, *nodes: GraphNode) -> GraphBatch:
+        self.nodes.extend(nodes)
+        return self
+
+    def link(self, props: RelationshipProperties, source_id: str, target_id: str, **options: Any) -> GraphBatch:
+        self.edges.append(Edge(props, source_id, target_id, **options))
+        return self
+
+    def statements(self) -> list[tuple[str, dict[str, Any]]]:
+        """One UNWIND statement per label and per (type, labels, key); nodes first, so edges find their ends."""
+        statements: list[tuple[str, dict[str, Any]]] = []
+        by_label: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        for node in self.nodes:
+            by_label[node.label][node.id] = node_row(node)  # the last write of an id in a batch wins
+        for label, rows in by_label.items():
+            statements.append(
+                (f"UNWIND $rows AS row MERGE (n:{label} {{id: row.id}}) SET n += row", {"rows": list(rows.values())})
+            )
+        by_shape: dict[tuple[str, str, str, tuple[str, ...]], list[dict[str, Any]]] = defaultdict(list)
+        for edge in self.edges:
+            source, target = edge.labels()
+            props = {k: _plain(v) for k, v in edge.props.model_dump().items() if v is not None}
+            by_shape[(edge.props.type, source, target, edge.key)].append({"s": edge.source_id, "t": edge.target_id, "props": props})
+        for (rel_type, source, target, key), rows in by_shape.items():
+            pattern = ", ".join(f"{k}: row.props.{k}" for k in key)
+            statements.append(
+                (
+                    f"UNWIND $rows AS row MATCH (a:{source} {{id: row.s}}) MATCH (b:{target} {{id: row.t}}) "
+                    f"MERGE (a)-[r:{rel_type}{' {' + pattern + '}' if key else ''}]->(b) SET r += row.props",
+                    {"rows": rows},
+                )
+            )
+        return statements
+
+
+@dataclass(frozen=True)
+class WriteSummary:
+    nodes: int
+    relationships: int
+    seconds: float
+
+
+class GraphStore:
+    def __init__(self, config: DatabaseConfig, database: str = "neo4j") -> None:
+        from neo4j import GraphDatabase
+
+        self.config = config
+        self.database = database
+        self.driver = GraphDatabase.driver(
+            config.uri,
+            auth=(config.username, config.password.get_secret_value()),
+            max_connection_pool_size=config.max_connection_pool_size,
+            connection_timeout=config.connection_timeout,
+            connection_acquisition_timeout=config.connection_acquisition_timeout,
+            max_transaction_retry_time=config.max_transaction_retry_time,
+        )
+
+    def close(self) -> None:
+        self.driver.close()
+
+    def __enter__(self) -> GraphStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def write(self, batch: GraphBatch, what: str = "graph batch") -> WriteSummary:
+        """Write the batch in one managed transaction; idempotent, so retries and replays are safe."""
+        from neo4j.exceptions import ConstraintError, Neo4jError, ServiceUnavailable, SessionExpired
+
+        statements = batch.statements()
+        if not statements:
+            return WriteSummary(0, 0, 0.0)
+
+        def work(tx: Any) -> None:
+            for query, params in statements:
+                tx.run(query, params).consume()
+
+        started = time.perf_counter()
+        for attempt in range(1, CONSTRAINT_RETRIES + 1):
+            try:
+                with self.driver.session(database=self.database) as session:
+                    session.execute_write(work)
+                break
+            except ConstraintError as exc:  # a concurrent MERGE of the same id (ArcadeDB): the retry matches it
+                if attempt == CONSTRAINT_RETRIES:
+                    raise GraphWriteError(f"{what}: {exc.message}") from exc
+                time.sleep(random.uniform(0.01, 0.05) * attempt)
+            except (ServiceUnavailable, SessionExpired, Neo4jError) as exc:
+                raise GraphWriteError(
+                    f"{what}: the graph at {self.config.uri} refused or lost the write after "
+                    f"{self.config.max_transaction_retry_time}s of retries: {exc}"
+                ) from exc
+        return WriteSummary(len({n.id for n in batch.nodes}), len(batch.edges), time.perf_counter() - started)
+
+    def write_nodes(self, nodes: Iterable[GraphNode]) -> WriteSummary:
+        return self.write(GraphBatch(nodes=list(nodes)))
+
+    def count(self, label: str | None = None, rel_type: str | None = None) -> int:
+        """Nodes with a label, or relationships of a type (tests and the ingest benchmark check exact counts)."""
+        query = f"MATCH ()-[r:{rel_type}]->() RETURN count(r) AS n" if rel_type else f"MATCH (n:{label}) RETURN count(n) AS n"
+        records, _, _ = self.driver.execute_query(query, database_=self.database, routing_="r")
+        return int(records[0]["n"])
+
+    def read_nodes(self, node_type: type[GraphNode], ids: Sequence[str]) -> list[GraphNode]:
+        records, _, _ = self.driver.execute_query(
+            f"UNWIND $ids AS id MATCH (n:{node_type.label} {{id: id}}) RETURN properties(n) AS p",
+            ids=list(ids), database_=self.database, routing_="r",
+        )
+        return [node_type.from_graph_properties({k: native(v) for k, v in dict(r["p"]).items()}) for r in records]
