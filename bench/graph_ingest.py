@@ -1,0 +1,161 @@
+"""Graph ingest through GraphStore vs the raw neo4j driver with the same UNWIND batches, in the same run.
+
+    python bench/graph_ingest.py [--json] [--repeat N] [--batch ROWS]
+
+20,000 nodes (10,000 agents, 10,000 capabilities) and 40,000 HAS_CAPABILITY
+relationships, written in batches of ``--batch`` rows per UNWIND statement and
+one managed transaction per batch, into a local Bolt server (ArcadeDB) started
+for the run. The raw baseline sends the very statements and parameters
+GraphStore builds, prepared before the clock starts; GraphStore's time includes
+turning pydantic models into rows. Each repetition uses fresh ids and the two
+alternate, so both write into a graph of the same size. Target: throughput
+ratio (raw time / GraphStore time) >= 0.8.
+
+Also: the median latency of writing one step result (an Output with CREATED and
+RESULTED_IN, the agent's new AgentState with HAS_STATE and TRANSITIONED_BY).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from agentparty.models.graph import (
+    Agent,
+    AgentStateRecord,
+    Capability,
+    Created,
+    HasCapability,
+    HasState,
+    Output,
+    ResultedIn,
+    SystemActor,
+    Task,
+    TransitionedBy,
+)
+from agentparty.models.states import AgentLifecycleState
+from agentparty.runtime.graph_schema import migrate
+from agentparty.runtime.graph_server import DATABASE_NAME, LocalBoltServer
+from agentparty.runtime.graph_store import GraphBatch, GraphStore
+
+AGENTS, CAPABILITIES, LINKS_PER_AGENT = 10_000, 10_000, 4
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def batches(batch_rows: int) -> list[GraphBatch]:
+    """Node batches first (agents, then capabilities), then relationship batches, each of ``batch_rows`` rows."""
+    agents = [Agent(name=f"agent {i}", model="simulated") for i in range(AGENTS)]
+    capabilities = [Capability(name=f"cap_{i}") for i in range(CAPABILITIES)]
+    out: list[GraphBatch] = []
+    nodes: list[Any] = [*agents, *capabilities]
+    for start in range(0, len(nodes), batch_rows):
+        out.append(GraphBatch(nodes=nodes[start : start + batch_rows]))
+    links = GraphBatch()
+    for i, agent in enumerate(agents):
+        for j in range(LINKS_PER_AGENT):
+            links.link(HasCapability(proficiency=0.5), agent.id, capabilities[(i * LINKS_PER_AGENT + j) % CAPABILITIES].id)
+    for start in range(0, len(links.edges), batch_rows):
+        out.append(GraphBatch(edges=links.edges[start : start + batch_rows]))
+    return out
+
+
+def write_raw(store: GraphStore, prepared: list[list[tuple[str, dict[str, Any]]]]) -> float:
+    started = time.perf_counter()
+    for statements in prepared:
+        def work(tx: Any, statements: list[tuple[str, dict[str, Any]]] = statements) -> None:
+            for query, params in statements:
+                tx.run(query, params).consume()
+
+        with store.driver.session(database=DATABASE_NAME) as session:
+            session.execute_write(work)
+    return time.perf_counter() - started
+
+
+def write_store(store: GraphStore, work: list[GraphBatch]) -> float:
+    started = time.perf_counter()
+    for batch in work:
+        store.write(batch, "bench batch")
+    return time.perf_counter() - started
+
+
+def step_result_latencies(store: GraphStore, count: int) -> list[float]:
+    task, agent, actor = Task(title="bench task"), Agent(name="bench agent", model="simulated"), SystemActor(name="workflow-engine")
+    store.write(GraphBatch().add(task, agent, actor))
+    latencies = []
+    for i in range(count):
+        output = Output(step_id=f"s{i}", content=f"answer {i}", format="text", model="simulated", simulated=True, input_tokens=80)
+        state = AgentStateRecord(name=AgentLifecycleState.COMPLETED, transition_reason=f"step {i}")
+        batch = GraphBatch().add(output, state)
+        batch.link(Created(), agent.id, output.id).link(ResultedIn(), task.id, output.id).link(HasState(), agent.id, state.id)
+        batch.link(TransitionedBy(state_id=state.id), agent.id, actor.id, target_label="SystemActor", key=("state_id",))
+        started = time.perf_counter()
+        store.write(batch, "step result")
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=1000)
+    args = parser.parse_args()
+
+    raw_times, store_times = [], []
+    with tempfile.TemporaryDirectory(prefix="agentparty-graph-bench-") as home:
+        server = LocalBoltServer(Path(home), port=_free_port(), http_port=_free_port(), heap="2g")
+        server.start()
+        try:
+            with GraphStore(server.database_config(), DATABASE_NAME) as store:
+                migrate(store.driver, DATABASE_NAME)
+                write_store(store, batches(args.batch))  # warm the server (JIT, caches) before timing either
+                for rep in range(args.repeat):
+                    prepared = [b.statements() for b in batches(args.batch)]
+                    mine = batches(args.batch)
+                    if rep % 2 == 0:  # alternate who writes into the smaller graph
+                        raw_times.append(write_raw(store, prepared))
+                        store_times.append(write_store(store, mine))
+                    else:
+                        store_times.append(write_store(store, mine))
+                        raw_times.append(write_raw(store, prepared))
+                nodes = store.count("Agent") + store.count("Capability")
+                rels = store.count(rel_type="HAS_CAPABILITY")
+                expected_nodes = (2 * args.repeat + 1) * (AGENTS + CAPABILITIES)
+                if nodes != expected_nodes or rels != (2 * args.repeat + 1) * AGENTS * LINKS_PER_AGENT:
+                    raise SystemExit(f"count mismatch: {nodes} nodes, {rels} relationships")
+                latencies = step_result_latencies(store, 50)
+        finally:
+            server.stop()
+
+    raw, ours = statistics.median(raw_times), statistics.median(store_times)
+    items = AGENTS + CAPABILITIES + AGENTS * LINKS_PER_AGENT
+    rows = [
+        {"benchmark": "raw driver, same UNWIND batches", "seconds": raw, "per_second": items / raw, "ratio": None, "target": ""},
+        {"benchmark": "GraphStore.write", "seconds": ours, "per_second": items / ours, "ratio": raw / ours, "target": ">= 0.8"},
+        {"benchmark": "one step result (median of 50)", "seconds": statistics.median(latencies), "per_second": None, "ratio": None, "target": ""},
+    ]
+    if args.json:
+        print(json.dumps({"batch_rows": args.batch, "repeat": args.repeat, "rows": rows,
+                          "samples": {"raw": raw_times, "store": store_times, "step_result": latencies}}, indent=2))
+        return
+    print(f"20,000 nodes + 40,000 relationships, {args.batch} rows per UNWIND, median of {args.repeat}")
+    print(f"{'benchmark':<36} {'seconds':>9} {'items/s':>9} {'ratio':>6}  target")
+    for row in rows:
+        per_second = f"{row['per_second']:.0f}" if row["per_second"] else ""
+        ratio = f"{row['ratio']:.2f}" if row["ratio"] else ""
+        print(f"{row['benchmark']:<36} {row['seconds']:>9.3f} {per_second:>9} {ratio:>6}  {row['target']}")
+
+
+if __name__ == "__main__":
+    main()
