@@ -9,8 +9,6 @@ code runs against a real Neo4j 5 by pointing ``AGENTPARTY_DATABASE__URI`` at it
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import time
@@ -20,6 +18,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from agentparty.models.config import DatabaseConfig
+from agentparty.runtime.local_service import PidFileService
 
 DATABASE_NAME = "neo4j"
 """ArcadeDB serves the database under the name the Neo4j driver uses by default."""
@@ -34,7 +33,7 @@ def arcadedb_home() -> Path:
 
 
 @dataclass(frozen=True)
-class LocalBoltServer:
+class LocalBoltServer(PidFileService):
     home: Path
     host: str = "127.0.0.1"
     port: int = 7687
@@ -103,17 +102,6 @@ class LocalBoltServer:
         except (Neo4jError, ServiceUnavailable, OSError):
             return False
 
-    def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return None
-        return pid
-
     def start(self, timeout: float = 120.0) -> bool:
         """Start the server unless it already answers; returns True if this call started it."""
         if self.pid() is not None and self.healthy():
@@ -136,22 +124,3 @@ class LocalBoltServer:
                 raise RuntimeError(f"the graph server exited with code {process.returncode}; see {self.log_file}")
             time.sleep(0.3)
         raise TimeoutError(f"the graph server did not answer on {self.uri} within {timeout:.0f}s; see {self.log_file}")
-
-    def stop(self, timeout: float = 30.0, *, kill: bool = False) -> bool:
-        """Stop the server (``kill``: SIGKILL at once, as a crash would)."""
-        pid = self.pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        os.killpg(pid, signal.SIGKILL if kill else signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.pid() is not None:
-            try:
-                os.waitpid(pid, os.WNOHANG)  # reap it when it is our child
-            except ChildProcessError:
-                pass
-            time.sleep(0.2)
-        if self.pid() is not None:
-            os.killpg(pid, signal.SIGKILL)
-        self.pid_file.unlink(missing_ok=True)
-        return True

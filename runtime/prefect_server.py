@@ -7,7 +7,6 @@ to start on every command and drops task-run records at exit (DESIGN.md §5).
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,9 +15,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentparty.runtime.local_service import PidFileService
+
 
 @dataclass(frozen=True)
-class LocalPrefectServer:
+class LocalPrefectServer(PidFileService):
     home: Path
     host: str = "127.0.0.1"
     port: int = 4200
@@ -65,17 +66,6 @@ class LocalPrefectServer:
         except (urllib.error.URLError, OSError):
             return False
 
-    def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return None
-        return pid
-
     def start(self, timeout: float = 180.0) -> bool:
         """Start the server unless it already answers; returns True if this call started it."""
         if self.healthy():
@@ -96,17 +86,3 @@ class LocalPrefectServer:
                 raise RuntimeError(f"the Prefect server exited with code {process.returncode}; see {self.log_file}")
             time.sleep(0.5)
         raise TimeoutError(f"the Prefect server did not answer within {timeout:.0f}s; see {self.log_file}")
-
-    def stop(self, timeout: float = 30.0) -> bool:
-        pid = self.pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.pid() is not None:
-            time.sleep(0.2)
-        if self.pid() is not None:
-            os.killpg(pid, signal.SIGKILL)
-        self.pid_file.unlink(missing_ok=True)
-        return True

@@ -45,6 +45,18 @@ def bolt_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def graph_store(bolt_server: object) -> Iterator[object]:
+    """A GraphStore on the session's Bolt server, schema applied."""
+    from agentparty.runtime.graph_schema import migrate
+    from agentparty.runtime.graph_server import DATABASE_NAME
+    from agentparty.runtime.graph_store import GraphStore
+
+    with GraphStore(bolt_server.database_config(), DATABASE_NAME) as store:  # type: ignore[attr-defined]
+        migrate(store.driver, DATABASE_NAME)
+        yield store
+
+
 def free_port() -> int:
     import socket
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import pytest
 
@@ -24,16 +22,12 @@ from agentparty.models.graph import (
 )
 from agentparty.models.states import AgentLifecycleState
 from agentparty.runtime.graph_reads import GraphReader
-from agentparty.runtime.graph_schema import migrate
-from agentparty.runtime.graph_server import DATABASE_NAME
 from agentparty.runtime.graph_store import GraphBatch, GraphStore
 
 
-@pytest.fixture(scope="module")
-def reader(bolt_server: Any) -> Iterator[GraphReader]:
-    with GraphStore(bolt_server.database_config(), DATABASE_NAME) as store:
-        migrate(store.driver, DATABASE_NAME)
-        yield GraphReader(store)
+@pytest.fixture
+def reader(graph_store: GraphStore) -> GraphReader:
+    return GraphReader(graph_store)
 
 
 def test_agent_profile_has_capabilities_and_ordered_state_history(reader: GraphReader) -> None:

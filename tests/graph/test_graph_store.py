@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -23,16 +22,13 @@ from agentparty.models.graph import (
     WorkedWith,
 )
 from agentparty.models.states import AgentLifecycleState
-from agentparty.runtime.graph_schema import migrate
 from agentparty.runtime.graph_server import DATABASE_NAME
 from agentparty.runtime.graph_store import Edge, GraphBatch, GraphStore
 
 
-@pytest.fixture(scope="module")
-def store(bolt_server: Any) -> Iterator[GraphStore]:
-    with GraphStore(bolt_server.database_config(), DATABASE_NAME) as graph:
-        migrate(graph.driver, DATABASE_NAME)
-        yield graph
+@pytest.fixture
+def store(graph_store: GraphStore) -> GraphStore:
+    return graph_store
 
 
 def count_ids(store: GraphStore, label: str, ids: list[str]) -> int:
