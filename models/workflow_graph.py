@@ -394,6 +394,3 @@ def analyze_definition(definition: WorkflowDefinition, context: ValidationContex
     graph = analyzer.run()
     return graph, analyzer.problems
 
-
-def check_definition(definition: WorkflowDefinition, context: ValidationContext | None = None) -> list[Problem]:
-    return analyze_definition(definition, context)[1]

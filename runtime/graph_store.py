@@ -24,7 +24,7 @@ import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -177,15 +177,14 @@ class GraphStore:
                 if attempt == CONSTRAINT_RETRIES:
                     raise GraphWriteError(f"{what}: {exc.message}") from exc
                 time.sleep(random.uniform(0.01, 0.05) * attempt)
-            except (ServiceUnavailable, SessionExpired, Neo4jError) as exc:
+            except (ServiceUnavailable, SessionExpired) as exc:
                 raise GraphWriteError(
-                    f"{what}: the graph at {self.config.uri} refused or lost the write after "
+                    f"{what}: the graph at {self.config.uri} was unreachable for "
                     f"{self.config.max_transaction_retry_time}s of retries: {exc}"
                 ) from exc
+            except Neo4jError as exc:
+                raise GraphWriteError(f"{what}: the graph refused the write: {exc}") from exc
         return WriteSummary(len({n.id for n in batch.nodes}), len(batch.edges), time.perf_counter() - started)
-
-    def write_nodes(self, nodes: Iterable[GraphNode]) -> WriteSummary:
-        return self.write(GraphBatch(nodes=list(nodes)))
 
     def count(self, label: str | None = None, rel_type: str | None = None) -> int:
         """Nodes with a label, or relationships of a type (tests and the ingest benchmark check exact counts)."""

@@ -133,6 +133,7 @@ class ModelRouter:
     rate_limiter: PrefectRateLimiter | None = None
     clock: Callable[[], float] = time.time
     _slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    _slots_loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def from_settings(cls, home: Path, config: SDKConfiguration | None = None, registry: ModelRegistry | None = None) -> ModelRouter:
@@ -177,6 +178,9 @@ class ModelRouter:
         return CircuitBreaker(f"model:{model}", self.breaker_config, self.breaker_store, self.clock)
 
     def _slot(self, info: ModelInfo) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if loop is not self._slots_loop:  # semaphores bind to the loop they first wait on; each asyncio.run gets fresh ones
+            self._slots, self._slots_loop = {}, loop
         if info.name not in self._slots:
             self._slots[info.name] = asyncio.Semaphore(info.capabilities.max_concurrency)
         return self._slots[info.name]

@@ -59,12 +59,15 @@ class PrefectRateLimiter:
     limits: Mapping[str, ModelRateLimit]
     _ready: set[str] = field(default_factory=set)
     _lock: asyncio.Lock | None = None
+    _lock_loop: asyncio.AbstractEventLoop | None = None
 
     async def _ensure(self, model: str, limit: ModelRateLimit) -> None:
         """Create or update the model's limits on the server once per process."""
         if model in self._ready:
             return
-        self._lock = self._lock or asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        if self._lock is None or loop is not self._lock_loop:  # a lock belongs to one event loop
+            self._lock, self._lock_loop = asyncio.Lock(), loop
         async with self._lock:
             if model in self._ready:
                 return

@@ -58,9 +58,3 @@ def state_db(path: Path, *, write: bool = False) -> Iterator[sqlite3.Connection]
         raise
     db.execute("COMMIT")
 
-
-def close_all() -> None:
-    """Close this thread's connections (tests that delete state directories call it)."""
-    for db in getattr(_local, "connections", {}).values():
-        db.close()
-    _local.connections = {}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,10 +28,17 @@ from agentparty.runtime.budgets import Budget
 from agentparty.runtime.llm import ModelRouter
 from agentparty.runtime.metrics import AgentMetricsBook
 from agentparty.runtime.providers.base import CompletionRequest
-from agentparty.tasks.lifecycle import AgentLifecycle, Approver, LifecycleSink, MemorySink, PrefectApprover
-from agentparty.tasks.templates import ResolvedTemplate, TemplateError, TemplateRegistry, default_system_prompt
+from agentparty.tasks.lifecycle import JOURNAL_LIMIT, AgentLifecycle, Approver, LifecycleSink, MemorySink, PrefectApprover
+from agentparty.tasks.templates import (
+    ResolvedTemplate,
+    TemplateError,
+    TemplateRegistry,
+    agent_instance_id,
+    default_system_prompt,
+)
 
 logger = logging.getLogger("agentparty.agents")
+MAX_TRACKED_AGENTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -86,9 +93,9 @@ class ProvisionSink(LifecycleSink, Protocol):
 
 @dataclass
 class AgentJournal(MemorySink):
-    """The default sink: provisioning and transitions kept in memory until the graph and event writers plug in."""
+    """The default sink: recent provisioning and transitions kept in memory until the graph and event writers plug in."""
 
-    provisions: list[AgentProvisionedPayload] = field(default_factory=list)
+    provisions: deque[AgentProvisionedPayload] = field(default_factory=lambda: deque(maxlen=JOURNAL_LIMIT))
 
     def provisioned(self, payload: AgentProvisionedPayload) -> None:
         self.provisions.append(payload)
@@ -104,8 +111,8 @@ class ModelAgentRunner:
     runtime: AgentRuntimeConfig = field(default_factory=AgentRuntimeConfig)
     stream: bool = True
     """Stream answers from models that support it (deltas go to ``on_text`` listeners; live updates use them)."""
-    _lifecycles: dict[str, AgentLifecycle] = field(default_factory=dict)
-    _provisioned: set[str] = field(default_factory=set)
+    _lifecycles: OrderedDict[str, AgentLifecycle] = field(default_factory=OrderedDict)
+    """Recently active agents (bounded: a long-lived worker runs many runs); a forgotten agent starts afresh."""
 
     def _template(self, request: AgentStepRequest) -> ResolvedTemplate | None:
         template = self.templates.find(request.agent) if self.templates is not None else None
@@ -116,10 +123,16 @@ class ModelAgentRunner:
         assert self.templates is not None
         return self.templates.resolve(request.agent, request.version, template)
 
-    def _lifecycle(self, agent_id: str, name: str, governance: GovernanceRules) -> AgentLifecycle:
-        if agent_id not in self._lifecycles:
-            self._lifecycles[agent_id] = AgentLifecycle(agent_id, name, governance, self.approver, self.sink)
-        return self._lifecycles[agent_id]
+    def _lifecycle(self, agent_id: str, name: str, governance: GovernanceRules) -> tuple[AgentLifecycle, bool]:
+        """The agent's lifecycle, and whether it is new (the agent is being provisioned)."""
+        lifecycle = self._lifecycles.get(agent_id)
+        if lifecycle is not None:
+            self._lifecycles.move_to_end(agent_id)
+            return lifecycle, False
+        lifecycle = self._lifecycles[agent_id] = AgentLifecycle(agent_id, name, governance, self.approver, self.sink)
+        if len(self._lifecycles) > MAX_TRACKED_AGENTS:
+            self._lifecycles.popitem(last=False)
+        return lifecycle, True
 
     async def run(self, request: AgentStepRequest) -> AgentStepResponse:
         resolved = self._template(request)
@@ -135,9 +148,8 @@ class ModelAgentRunner:
         else:
             model_name = request.model or registry.default_model
             info = self.router.info(model_name)
-            agent_id = str(uuid.uuid5(uuid.NAMESPACE_URL, json.dumps(["agentparty", request.run_key, request.agent_slot, request.agent])))
             instance = AgentInstance(
-                id=agent_id,
+                id=agent_instance_id(request.run_key, request.agent_slot, "ad-hoc", request.agent),
                 model=ModelConfiguration(provider=info.provider, model=model_name, capabilities=info.capabilities),
                 context=ExecutionContext(session_id=request.run_key, user_id=request.user_id),
             )
@@ -147,9 +159,8 @@ class ModelAgentRunner:
             template_id, template_version = "ad-hoc", "0.0.0"
 
         agent_budget = request.agent_token_budget or self.runtime.default_token_budget
-        lifecycle = self._lifecycle(instance.id, request.agent, governance)
-        if instance.id not in self._provisioned:
-            self._provisioned.add(instance.id)
+        lifecycle, new = self._lifecycle(instance.id, request.agent, governance)
+        if new:
             self.sink.provisioned(
                 AgentProvisionedPayload(
                     agent_id=instance.id, template_id=template_id, template_version=template_version, provisioner="workflow-engine",

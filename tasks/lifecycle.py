@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -110,11 +111,15 @@ class LifecycleSink(Protocol):
     def record(self, transition: LifecycleTransition) -> None: ...
 
 
+JOURNAL_LIMIT = 10_000
+"""In-memory sinks keep the most recent entries only, so a long-lived worker does not grow without end."""
+
+
 @dataclass
 class MemorySink:
-    """Keeps transitions in memory (tests, and the default until the graph and event writers plug in)."""
+    """Keeps recent transitions in memory (tests, and the default until the graph and event writers plug in)."""
 
-    transitions: list[LifecycleTransition] = field(default_factory=list)
+    transitions: deque[LifecycleTransition] = field(default_factory=lambda: deque(maxlen=JOURNAL_LIMIT))
 
     def record(self, transition: LifecycleTransition) -> None:
         self.transitions.append(transition)

@@ -36,6 +36,11 @@ VersionStatus = Literal["draft", "published", "deprecated"]
 _INSTANCE_NAMESPACE = uuid.UUID("5f0f3c52-3c1a-4c38-9d7e-8b6d2b1c0a11")
 
 
+def agent_instance_id(run_key: str, slot: str, *identity: str) -> str:
+    """An agent's id from where it works (run, step slot) and what it is, so retries and resumes find the same agent."""
+    return str(uuid.uuid5(_INSTANCE_NAMESPACE, json.dumps([run_key, slot, *identity])))
+
+
 class TemplateError(NonRetryableError):
     """A template or version that does not exist or cannot be used as asked."""
 
@@ -81,7 +86,7 @@ class SqliteTemplateStore:
             )
 
     def template_by_name(self, name: str) -> AgentTemplate | None:
-        with state_db(self.path, write=True) as db:
+        with state_db(self.path) as db:
             row = db.execute("SELECT doc FROM templates WHERE name = ?", (name,)).fetchone()
         return AgentTemplate.model_validate_json(row[0]) if row else None
 
@@ -111,11 +116,11 @@ class SqliteTemplateStore:
             )
 
     def names(self) -> list[str]:
-        with state_db(self.path, write=True) as db:
+        with state_db(self.path) as db:
             return [r[0] for r in db.execute("SELECT name FROM templates ORDER BY name")]
 
     def versions(self, template_id: str) -> list[VersionRecord]:
-        with state_db(self.path, write=True) as db:
+        with state_db(self.path) as db:
             rows = db.execute("SELECT doc FROM versions WHERE template_id = ?", (template_id,)).fetchall()
         return sorted((VersionRecord.model_validate_json(r[0]) for r in rows), key=lambda r: Version(r.version.version))
 
@@ -289,7 +294,7 @@ class TemplateRegistry:
         info = registry.available_models.get(name)
         if info is None:
             raise TemplateError(registry.unregistered_message(name))
-        agent_id = str(uuid.uuid5(_INSTANCE_NAMESPACE, json.dumps([run_key, slot, resolved.template.id, resolved.version.version])))
+        agent_id = agent_instance_id(run_key, slot, resolved.template.id, resolved.version.version)
         return AgentInstance(
             id=agent_id,
             model=ModelConfiguration(

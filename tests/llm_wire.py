@@ -94,7 +94,11 @@ class Script:
 
 
 def sample_from_schema(schema: dict[str, Any], root: dict[str, Any] | None = None) -> Any:
-    """A simple value satisfying ``schema`` (objects, arrays, scalars, enums, const, $ref, any/oneOf)."""
+    """A simple value satisfying ``schema`` (objects, arrays, scalars, enums, const, $ref, any/oneOf).
+
+    Deliberately not the simulated provider's sampler: this server stands in for
+    an external provider, so it must not share the engine code the tests check.
+    """
     root = schema if root is None else root
     if "$ref" in schema:
         ref = schema["$ref"]
@@ -399,19 +403,9 @@ class WireServer:
         last_user = next((_text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
         response_format = body.get("response_format") or {}
         schema = (response_format.get("json_schema") or {}).get("schema") if response_format.get("type") == "json_schema" else None
-        if schema is not None:
-            text = self._structured_text(schema, script)
-        elif response_format.get("type") == "json_object":
-            text = script.text if script.text is not None else json.dumps(script.output if script.output is not _UNSET else {"echo": last_user})
-        else:
-            text = script.text if script.text is not None else f"echo: {last_user}"
-        return _Answer(
-            text=text,
-            tool=None,
-            input_tokens=sum(words(p) for p in prompt),
-            output_tokens=words(text),
-            model=script.model or str(body.get("model", "")),
-            finish_reason=script.finish_reason or "stop",
+        return self._text_answer(
+            prompt, last_user, schema, response_format.get("type") == "json_object", script,
+            model=script.model or str(body.get("model", "")), finish_reason="stop",
         )
 
     def _openai_body(self, answer: _Answer) -> dict[str, Any]:
@@ -535,9 +529,18 @@ class WireServer:
         last_user = next((_text_of(c.get("parts")) for c in reversed(contents) if c.get("role", "user") == "user"), "")
         config = body.get("generationConfig") or {}
         schema = config.get("responseJsonSchema") or config.get("responseSchema")
+        return self._text_answer(
+            prompt, last_user, schema, config.get("responseMimeType") == "application/json", script,
+            model=script.model or model, finish_reason="STOP",
+        )
+
+    def _text_answer(
+        self, prompt: list[str], last_user: str, schema: Any, json_mode: bool, script: Script, *, model: str, finish_reason: str
+    ) -> _Answer:
+        """The answer of the dialects whose reply is text (OpenAI, Google): structured, JSON mode, or an echo."""
         if schema is not None:
             text = self._structured_text(schema, script)
-        elif config.get("responseMimeType") == "application/json":
+        elif json_mode:
             text = script.text if script.text is not None else json.dumps(script.output if script.output is not _UNSET else {"echo": last_user})
         else:
             text = script.text if script.text is not None else f"echo: {last_user}"
@@ -546,8 +549,8 @@ class WireServer:
             tool=None,
             input_tokens=sum(words(p) for p in prompt),
             output_tokens=words(text),
-            model=script.model or model,
-            finish_reason=script.finish_reason or "STOP",
+            model=model,
+            finish_reason=script.finish_reason or finish_reason,
         )
 
     def _google_body(self, answer: _Answer, text: str, finish_reason: str | None, output_tokens: int) -> dict[str, Any]:

@@ -150,7 +150,7 @@ def test_human_governed_transition_waits_for_an_approver_in_prefect(tmp_path: Pa
         assert transitions[0].event.transition_approver == "user:ana" and transitions[0].event.transition_reason == "reviewed"
     else:
         assert step.status.value == "failed" and "TransitionRefused" in (step.reason or "") and "rejected by ana" in (step.reason or "")
-        assert transitions == []
+        assert not transitions
 
 
 def test_unanswered_approval_times_out_and_the_fallback_decides(tmp_path: Path) -> None:
