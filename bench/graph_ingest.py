@@ -11,13 +11,16 @@ turning pydantic models into rows. Each repetition uses fresh ids and the two
 alternate, so both write into a graph of the same size. Target: throughput
 ratio (raw time / GraphStore time) >= 0.8.
 
-Also: the median latency of writing one step result (an Output with CREATED and
-RESULTED_IN, the agent's new AgentState with HAS_STATE and TRANSITIONED_BY).
+Also: the median latency of writing one agent step's result as a workflow run
+does (``RunGraph.step``: the agent with its template, version and capabilities,
+MEMBER_OF, two lifecycle transitions with their states and approver, the Output
+with CREATED and RESULTED_IN, and the task and team updates) in one transaction.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import socket
 import statistics
@@ -26,23 +29,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agentparty.models.graph import (
-    Agent,
-    AgentStateRecord,
-    Capability,
-    Created,
-    HasCapability,
-    HasState,
-    Output,
-    ResultedIn,
-    SystemActor,
-    Task,
-    TransitionedBy,
-)
+from agentparty.flows.result import StepResult, StepStatus
+from agentparty.flows.run_graph import RunGraph, SlotRecord
+from agentparty.models import WorkflowDefinition
+from agentparty.models.governance import GovernanceRules
+from agentparty.models.graph import Agent, AgentTemplate, Capability, HasCapability, TemplateVersion, stable_id
 from agentparty.models.states import AgentLifecycleState
 from agentparty.runtime.graph_schema import migrate
 from agentparty.runtime.graph_server import DATABASE_NAME, LocalBoltServer
 from agentparty.runtime.graph_store import GraphBatch, GraphStore
+from agentparty.tasks.agent import AgentWork
+from agentparty.tasks.lifecycle import AgentLifecycle, MemorySink, PrefectApprover
 
 AGENTS, CAPABILITIES, LINKS_PER_AGENT = 10_000, 10_000, 4
 
@@ -90,15 +87,29 @@ def write_store(store: GraphStore, work: list[GraphBatch]) -> float:
 
 
 def step_result_latencies(store: GraphStore, count: int) -> list[float]:
-    task, agent, actor = Task(title="bench task"), Agent(name="bench agent", model="simulated"), SystemActor(name="workflow-engine")
-    store.write(GraphBatch().add(task, agent, actor))
+    """What the engine writes for one agent step: the run's mapping (RunGraph.step) of a real engagement:
+    agent, template and version, capabilities, two lifecycle transitions, the output, task and team."""
+    definition = WorkflowDefinition.model_validate({
+        "id": "bench", "name": "Bench", "steps": [{"id": "s", "type": "task", "configuration": {"agent": "writer", "prompt": "p"}}],
+        "triggers": [{"type": "manual"}], "errorHandling": {"retryAttempts": 0, "backoffStrategy": "fixed"},
+    })
+    run = RunGraph(definition, run_key="bench-run", username="bench")
+    store.write(run.started())
+    template = AgentTemplate(name="writer")
+    version = TemplateVersion(template_id=template.id, version="1.0.0", model="simulated")
+    agent = Agent(id=stable_id("agent", template.id, "1.0.0"), name="writer@1.0.0", model="simulated")
     latencies = []
     for i in range(count):
-        output = Output(step_id=f"s{i}", content=f"answer {i}", format="text", model="simulated", simulated=True, input_tokens=80)
-        state = AgentStateRecord(name=AgentLifecycleState.COMPLETED, transition_reason=f"step {i}")
-        batch = GraphBatch().add(output, state)
-        batch.link(Created(), agent.id, output.id).link(ResultedIn(), task.id, output.id).link(HasState(), agent.id, state.id)
-        batch.link(TransitionedBy(state_id=state.id), agent.id, actor.id, target_label="SystemActor", key=("state_id",))
+        lifecycle = AgentLifecycle(agent.id, "writer", GovernanceRules(), PrefectApprover(), MemorySink(), engagement=f"s[{i}]")
+        asyncio.run(lifecycle.transition(AgentLifecycleState.RUNNING, "step"))
+        asyncio.run(lifecycle.transition(AgentLifecycleState.COMPLETED, "answered"))
+        work = AgentWork(
+            agent=agent, slot=f"s[{i}]", role="s", template=template, version=version,
+            capabilities={"report_generation": 0.7, "summarisation": 0.5}, used=("report_generation",),
+            transitions=lifecycle.drain(), input_tokens=80, output_tokens=40,
+        )
+        record = SlotRecord(f"s[{i}]", True, {"answer": i}, "simulated", True, (work,))
+        batch = run.step(StepResult(step_id=f"s[{i}]", status=StepStatus.COMPLETED, tokens=120), [record])
         started = time.perf_counter()
         store.write(batch, "step result")
         latencies.append(time.perf_counter() - started)

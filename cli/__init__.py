@@ -180,6 +180,28 @@ def graph_migrate() -> None:
         raise typer.Exit(1) from None
 
 
+@graph_app.command("task")
+def graph_task(task_id: Annotated[str, typer.Argument(help="The Task id `agentparty run` printed.")]) -> None:
+    """Show a recorded run: the task with its status and token usage, and every output, as JSON."""
+    from neo4j.exceptions import ServiceUnavailable
+
+    from agentparty.runtime.graph_reads import GraphReader
+    from agentparty.runtime.graph_server import DATABASE_NAME
+    from agentparty.runtime.graph_store import GraphStore
+
+    config = _database_config()
+    try:
+        with GraphStore(config, DATABASE_NAME) as store:
+            view = GraphReader(store).task(task_id)
+    except ServiceUnavailable as exc:
+        typer.echo(f"error: no graph server at {config.uri} ({exc}); start one with `agentparty up`", err=True)
+        raise typer.Exit(1) from None
+    if view is None:
+        typer.echo(f"error: no task {task_id} in the graph at {config.uri}", err=True)
+        raise typer.Exit(1)
+    typer.echo(view.model_dump_json(indent=2))
+
+
 def _parse_inputs(pairs: list[str]) -> dict[str, object]:
     values: dict[str, object] = {}
     for pair in pairs:
@@ -200,8 +222,9 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the WorkflowResult as JSON.")] = False,
     resume: Annotated[str | None, typer.Option(help="Resume a failed or crashed run: its flow run id (completed steps are not run again).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show Prefect's own log lines.")] = False,
+    graph: Annotated[bool, typer.Option(help="Record the run in the results graph (the local graph server is started when needed).")] = True,
 ) -> None:
-    """Run a workflow on the local Prefect server (started when needed) and report every step."""
+    """Run a workflow on the local Prefect server (started when needed), record it in the graph, report every step."""
     import asyncio
     import os
 
@@ -225,6 +248,12 @@ def run(
             typer.echo(f"started the Prefect server at {server.ui_url}", err=True)
         os.environ.update(server.client_env())
     ui_url = os.environ["PREFECT_API_URL"].removesuffix("/api")
+    settings = get_settings()
+    record = graph and settings.graph != "off"
+    if record and settings.database is None:
+        graph_server = _graph_server()
+        if graph_server.start():
+            typer.echo(f"started the graph server at {graph_server.uri}", err=True)
 
     from agentparty.flows import CompileOptions, StepResult, WorkflowFailed, compile_workflow
     from agentparty.tasks.errors import RunInputError
@@ -240,7 +269,8 @@ def run(
         typer.echo(f"  {mark} {step.step_id}: {step.status.value} ({detail}){' cached' if step.cached else ''}{note}")
 
     flow = compile_workflow(
-        definition, source=path, options=CompileOptions(on_step_finished=progress, max_concurrency=get_settings().max_concurrency)
+        definition, source=path,
+        options=CompileOptions(on_step_finished=progress, max_concurrency=settings.max_concurrency, record_graph=record),
     )
     if not as_json:
         typer.echo(f"running {definition.id} ({flow.name})")
@@ -260,6 +290,10 @@ def run(
         typer.echo(f"{result.status.value} in {result.duration_s:.2f}s, {result.tokens} tokens{cost}" + (f": {result.reason}" if result.reason else ""))
         if result.run_id:
             typer.echo(f"UI: {ui_url}/runs/flow-run/{result.run_id}")
+        if record and (resume or result.run_id):
+            from agentparty.models.graph import stable_id
+
+            typer.echo(f"graph: Task {stable_id('task', resume or result.run_id or '')} ({settings.database.uri if settings.database else _graph_server().uri})")
     raise typer.Exit(1 if failed else 0)
 
 

@@ -24,6 +24,7 @@ import json
 import logging
 import re
 import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,6 +38,7 @@ from prefect.input import RunInput
 from agentparty.flows.breaker import BreakerStore, CircuitBreaker, SqliteBreakerStore
 from agentparty.flows.result import StepResult, StepStatus, WorkflowFailed, WorkflowResult
 from agentparty.flows.retries import EffectivePolicy, effective_policy
+from agentparty.flows.run_graph import GraphRecorder, RunGraph, SlotRecord
 from agentparty.models import (
     DecisionStep,
     FallbackAction,
@@ -48,7 +50,8 @@ from agentparty.models import (
 )
 from agentparty.models.references import ReferenceResolutionError, ReferenceScope, resolve
 from agentparty.runtime.budgets import Budget
-from agentparty.tasks.agent import AgentRunner, AgentStepRequest
+from agentparty.runtime.graph_store import GraphWriteError
+from agentparty.tasks.agent import AgentRunner, AgentStepRequest, AgentWork, agent_work_of
 from agentparty.tasks.errors import (
     NonRetryableError,
     RunInputError,
@@ -85,6 +88,10 @@ class CompileOptions:
     clock: Callable[[], float] = time.time
     on_step_finished: Callable[[StepResult], None] | None = None
     """Called as each step ends (the CLI prints progress with it)."""
+    graph: GraphRecorder | None = None
+    """Where runs are written step by step; from ``AGENTPARTY_GRAPH`` / ``AGENTPARTY_DATABASE`` when None."""
+    record_graph: bool = True
+    """False: write nothing to any graph, whatever the settings say."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,8 @@ class StepOutcome:
     flow_run_id: str | None = None
     cost: float = 0.0
     note: str | None = None
+    agents: tuple[AgentWork, ...] = ()
+    """The agent engagement behind an agent step, for the results graph (persisted, so a resumed run writes it too)."""
 
 
 @dataclass
@@ -213,6 +222,8 @@ class CompiledWorkflow:
             sid: effective_policy(step.retry_policy, definition.error_handling) for sid, step in self.steps.items()
         }
         self._tasks: dict[tuple[str, EffectivePolicy], Task[[StepCall], StepOutcome]] = {}
+        self._recorder: GraphRecorder | None = options.graph
+        self._recorder_resolved = options.graph is not None or not options.record_graph
 
     # -- structure -------------------------------------------------------------------
 
@@ -291,6 +302,16 @@ class CompiledWorkflow:
             )
         return self.options.agent_runner
 
+    def recorder(self) -> GraphRecorder | None:
+        """The graph this workflow's runs are written to, if any (resolved on first use)."""
+        if not self._recorder_resolved:
+            from agentparty.flows.run_graph import configured_recorder
+            from agentparty.runtime.settings import get_settings
+
+            self._recorder = configured_recorder(get_settings())
+            self._recorder_resolved = True
+        return self._recorder
+
     def breaker_for(self, target: str) -> CircuitBreaker | None:
         handling = self.definition.error_handling
         if handling is None or handling.circuit_breaker is None:
@@ -337,26 +358,85 @@ class _Run:
         self.results: dict[str, StepResult] = {}
         self.done = {sid: asyncio.Event() for sid in compiled.graph.order}
         self.aborted: str | None = None
+        recorder = compiled.recorder()
+        self.recorder = recorder
+        self.graph = RunGraph(self.d, self.run_key, compiled.user_id) if recorder is not None else None
+        self.slot_records: dict[str, list[SlotRecord]] = defaultdict(list)
 
     # -- orchestration ---------------------------------------------------------------------
 
     async def execute(self) -> WorkflowResult:
         started = time.perf_counter()
+        await self._record_start()
         await asyncio.gather(*(self._drive(sid) for sid in self.c.graph.order))
         failed = [sid for sid, r in self.results.items() if r.status is StepStatus.FAILED]
         result = WorkflowResult(
             workflow_id=self.d.id,
             workflow_name=self.d.name,
             run_id=self.run_id,
-            status=StepStatus.FAILED if failed else StepStatus.COMPLETED,
+            status=StepStatus.FAILED if failed or self.aborted else StepStatus.COMPLETED,
             steps={sid: self.results[sid] for sid in self.c.graph.order},
             reason=self.aborted,
             duration_s=time.perf_counter() - started,
         )
+        await self._record_finish(result)
+        result.duration_s = time.perf_counter() - started
         await self._publish(result)
-        if failed:
+        if result.status is StepStatus.FAILED:
             raise WorkflowFailed(result)
         return result
+
+    # -- the results graph -------------------------------------------------------------------
+
+    async def _record_start(self) -> None:
+        if self.graph is None or self.recorder is None:
+            return
+        try:
+            await self.recorder.write(self.graph.started(), f"start of run {self.run_key}")
+        except GraphWriteError as exc:
+            self.aborted = f"recording the run in the graph failed: {exc}"
+            logger.error("%s", self.aborted)
+
+    async def _record_step(self, step: WorkflowStep, result: StepResult) -> StepResult:
+        """One transaction per step result; a write that fails after every retry fails the step, clearly."""
+        records = self.slot_records.pop(step.id, [])
+        if isinstance(step, ParallelStep) and step.configuration.step is not None:
+            records += self.slot_records.pop(step.configuration.step.id, [])
+        if self.graph is None or self.recorder is None or result.status is StepStatus.SKIPPED:
+            return result
+        try:
+            await self.recorder.write(self.graph.step(result, records), f"step {result.step_id!r} of run {self.run_key}")
+        except GraphWriteError as exc:
+            reason = f"recording the step in the graph failed: {exc}"
+            logger.error("step %s: %s", result.step_id, reason)
+            self.aborted = self.aborted or f"step {result.step_id!r} failed: {reason}"
+            if result.status is StepStatus.FAILED:
+                result.reason = f"{result.reason}; {reason}"
+            else:
+                result = result.model_copy(update={"status": StepStatus.FAILED, "reason": reason})
+        return result
+
+    async def _record_finish(self, result: WorkflowResult) -> None:
+        if self.graph is None or self.recorder is None:
+            return
+        batch, outcome = self.graph.finished(result)
+        try:
+            await self.recorder.finish(batch, outcome, f"end of run {self.run_key}")
+        except GraphWriteError as exc:
+            reason = f"recording the run's end in the graph failed: {exc}"
+            logger.error("%s", reason)
+            result.status = StepStatus.FAILED
+            result.reason = f"{result.reason}; {reason}" if result.reason else reason
+
+    def _slot_done(self, step: WorkflowStep, slot: str, outcome: StepOutcome | None, error: BaseException | None) -> None:
+        if not isinstance(step, TaskStep) or self.graph is None:
+            return
+        if outcome is not None:
+            record = SlotRecord(slot, True, outcome.output, outcome.model, outcome.simulated, outcome.agents)
+        else:
+            work = agent_work_of(error) if error is not None else None
+            record = SlotRecord(slot, False, agents=(work,) if work else ())
+        self.slot_records[step.id].append(record)
 
     async def _publish(self, result: WorkflowResult) -> None:
         if self.run_id is None:
@@ -413,6 +493,7 @@ class _Run:
             result = await self._run_step(step)
         except Exception as exc:  # a step failure never escapes: it becomes a result and a fallback
             result = await self._fallback(step, exc, started)
+        result = await self._record_step(step, result)
         result.duration_s = time.perf_counter() - started
         self._finish(result)
 
@@ -484,7 +565,13 @@ class _Run:
     ) -> StepOutcome:
         key = _stable_key(self.run_key, self.d.id, self.d.version, step.id, item_index, inputs)
         call = StepCall(key, run_name or step.id, body, self.c.breaker_for(target) if target else None)
-        return await self.c.task_for(step, policy)(call)
+        try:
+            outcome = await self.c.task_for(step, policy)(call)
+        except BaseException as exc:
+            self._slot_done(step, call.run_name, None, exc)
+            raise
+        self._slot_done(step, call.run_name, outcome, None)
+        return outcome
 
     @staticmethod
     async def _const(value: Any) -> StepOutcome:
@@ -538,7 +625,8 @@ class _Run:
             if response.fallback_reasons:
                 note = f"answered by fallback model {response.model} ({'; '.join(response.fallback_reasons)})"[:500]
             return StepOutcome(
-                response.output, response.tokens, response.model, response.simulated, cost=response.cost, note=note
+                response.output, response.tokens, response.model, response.simulated, cost=response.cost, note=note,
+                agents=(response.work,) if response.work is not None else (),
             )
 
         return body

@@ -11,7 +11,7 @@ import json
 import re
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
-from uuid import UUID, uuid4
+from uuid import UUID, uuid4, uuid5
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -48,6 +48,20 @@ UuidStr = Annotated[str, AfterValidator(_uuid_string)]
 
 def new_id() -> str:
     return str(uuid4())
+
+
+_STABLE_NAMESPACE = UUID("0c7d5a8e-5b5e-4b8f-9a3c-6f1e2d4b7a90")
+
+
+def stable_id(kind: str, *parts: str) -> str:
+    """A UUID derived from what a node *is* (its kind and natural key), so every writer and every replay
+    of a write names the same node: a retried step, a resumed run, the synthetic history generator."""
+    return str(uuid5(_STABLE_NAMESPACE, json.dumps([kind, *parts])))
+
+
+def capability_id(name: str) -> str:
+    """Capabilities are identified by name across templates, tasks and the GNN."""
+    return stable_id("capability", name)
 
 
 class ModelParameters(BaseModel):
@@ -105,6 +119,13 @@ class GraphNode(SeedModel):
     label: ClassVar[str]
     json_fields: ClassVar[frozenset[str]] = frozenset()
     """Fields the seed stores as ``json_string``/``json_array`` of objects."""
+    kept_fields: ClassVar[frozenset[str]] = frozenset({"created_at"})
+    """Fields set when the node is created and never overwritten by a later upsert of it.
+
+    Either first-write facts (``created_at``) or figures that accumulate across
+    runs and belong to their own writers (an agent's reliability and token
+    count, GNN embeddings): a run that upserts the node must not reset them.
+    """
 
     id: UuidStr = Field(default_factory=new_id)
 
@@ -126,8 +147,17 @@ class GraphNode(SeedModel):
 
 
 class Agent(GraphNode):
+    """A persistent agent: one published template version put to work (or an ad-hoc agent on one model).
+
+    It outlives runs, so its history accumulates: the teams it joined,
+    WORKED_WITH peers, proficiencies, reliability and tokens.
+    """
+
     label: ClassVar[str] = "Agent"
     json_fields: ClassVar[frozenset[str]] = frozenset({"parameters", "cost_profile"})
+    kept_fields: ClassVar[frozenset[str]] = frozenset(
+        {"created_at", "reliability_score", "token_count", "embeddings", "cost_profile"}
+    )
 
     name: NonEmptyStr
     status: AgentLifecycleState = AgentLifecycleState.INITIALIZED
@@ -190,6 +220,7 @@ class FormationMethod(StrEnum):
 
 class Team(GraphNode):
     label: ClassVar[str] = "Team"
+    kept_fields: ClassVar[frozenset[str]] = frozenset({"created_at", "outcome_recorded"})
 
     name: NonEmptyStr
     created_at: UtcDatetime = Field(default_factory=utc_now)
@@ -202,6 +233,9 @@ class Team(GraphNode):
     token_usage: NonNegativeInt = 0
     completion_time: NonNegativeInt | None = None
     """Seconds from assembly to completion."""
+    outcome_recorded: bool = False
+    """Extension: set in the transaction that adds this team's outcome to WORKED_WITH, proficiencies and
+    reliability, so a replayed or resumed run never counts the same task twice."""
 
 
 class Task(GraphNode):
@@ -223,6 +257,7 @@ class Task(GraphNode):
 
 class Capability(GraphNode):
     label: ClassVar[str] = "Capability"
+    kept_fields: ClassVar[frozenset[str]] = frozenset({"created_at", "embeddings"})
 
     name: NonEmptyStr
     description: str = ""

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from ._base import CamelModel, NonEmptyStr, PositiveStrictInt
+from ._base import CamelModel, Fraction, NonEmptyStr, PositiveStrictInt, Priority
 from .context import context_of
 from .graph import SemVer
 
@@ -454,6 +454,10 @@ class WorkflowDefinition(CamelModel):
     """Extension: tokens all agent calls of one run may use (the task budget of seed 000)."""
     team_token_budget: PositiveStrictInt | None = None
     """Extension: tokens the run's team may use together (seed 000 ``Team.token_budget``)."""
+    priority: Priority = 3
+    """Extension: the run's Task priority in the graph (1 lowest … 5 highest; a GNN task feature)."""
+    complexity: Fraction = 0.5
+    """Extension: the run's Task complexity in [0, 1] (a GNN task feature)."""
     _analysis: WorkflowGraph | None = PrivateAttr(default=None)
     parallel: bool = True
     """When false, steps run one at a time in definition order (dependencies still respected)."""

@@ -5,7 +5,10 @@ sends it as one managed transaction (``session.execute_write``) holding one
 ``UNWIND`` statement per node label and per relationship type, never a query
 per row. Nodes are ``MERGE``d on their ``id`` and relationships on their two
 ends (plus an optional key), so writing the same batch again, after a retry or
-a resumed run, changes nothing.
+a resumed run, changes nothing. A node's ``kept_fields`` (and every property of
+a node added with :meth:`GraphBatch.ensure` or an edge linked ``create_only``)
+are set only when the MERGE creates it: figures that accumulate across runs are
+never reset by a later upsert.
 
 Retries: the driver retries transient errors and lost connections for
 ``max_transaction_retry_time`` seconds with backoff. ArcadeDB reports two
@@ -24,10 +27,10 @@ import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from agentparty.models.config import DatabaseConfig
 from agentparty.models.graph import GraphNode, RelationshipProperties
@@ -35,17 +38,18 @@ from agentparty.models.graph import GraphNode, RelationshipProperties
 logger = logging.getLogger("agentparty.graph")
 
 CONSTRAINT_RETRIES = 5
+T = TypeVar("T")
 
 
 class GraphWriteError(RuntimeError):
     """A write that failed after the driver's and the store's retries."""
 
 
-def _plain(value: Any) -> Any:
+def graph_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [graph_value(v) for v in value]
     if hasattr(value, "value") and not isinstance(value, (int, float, str, bool)):  # enums
         return value.value
     return value
@@ -61,7 +65,18 @@ def native(value: Any) -> Any:
 
 
 def node_row(node: GraphNode) -> dict[str, Any]:
-    return {k: _plain(v) for k, v in node.graph_properties().items() if v is not None}
+    return {k: graph_value(v) for k, v in node.graph_properties().items() if v is not None}
+
+
+def _split_row(node: GraphNode, create_only: bool) -> dict[str, Any]:
+    """``set``: properties every write refreshes; ``init``: those only a creating MERGE sets."""
+    props = node_row(node)
+    kept = props.keys() - {"id"} if create_only else node.kept_fields
+    return {
+        "id": node.id,
+        "set": {k: v for k, v in props.items() if k not in kept},
+        "init": {k: v for k, v in props.items() if k in kept},
+    }
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,8 @@ class Edge:
     target_label: str | None = None
     key: tuple[str, ...] = ()
     """Property names that tell apart several relationships of this type between the same two nodes."""
+    create_only: bool = False
+    """Set the properties only when the relationship is created (they accumulate under other writers)."""
 
     def labels(self) -> tuple[str, str]:
         source = self.source_label or self.props.source[0]
@@ -88,13 +105,28 @@ class Edge:
 class GraphBatch:
     nodes: list[GraphNode] = field(default_factory=list)
     edges: list[Edge] = field(default_factory=list)
+    ensured: set[str] = field(default_factory=set)
+    """Ids of nodes added with :meth:`ensure`."""
 
     def add(self, *nodes: GraphNode) -> GraphBatch:
+        """Upsert: create the node, or refresh every property but its ``kept_fields``."""
         self.nodes.extend(nodes)
+        return self
+
+    def ensure(self, *nodes: GraphNode) -> GraphBatch:
+        """Create the node if it is missing; an existing one is left exactly as it is."""
+        self.nodes.extend(nodes)
+        self.ensured.update(node.id for node in nodes)
         return self
 
     def link(self, props: RelationshipProperties, source_id: str, target_id: str, **options: Any) -> GraphBatch:
         self.edges.append(Edge(props, source_id, target_id, **options))
+        return self
+
+    def extend(self, other: GraphBatch) -> GraphBatch:
+        self.nodes.extend(other.nodes)
+        self.edges.extend(other.edges)
+        self.ensured |= other.ensured
         return self
 
     def statements(self) -> list[tuple[str, dict[str, Any]]]:
@@ -102,22 +134,28 @@ class GraphBatch:
         statements: list[tuple[str, dict[str, Any]]] = []
         by_label: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         for node in self.nodes:
-            by_label[node.label][node.id] = node_row(node)  # the last write of an id in a batch wins
+            by_label[node.label][node.id] = _split_row(node, node.id in self.ensured)  # the last write of an id wins
         for label, rows in by_label.items():
             statements.append(
-                (f"UNWIND $rows AS row MERGE (n:{label} {{id: row.id}}) SET n += row", {"rows": list(rows.values())})
+                (
+                    f"UNWIND $rows AS row MERGE (n:{label} {{id: row.id}}) ON CREATE SET n += row.init SET n += row.set",
+                    {"rows": list(rows.values())},
+                )
             )
-        by_shape: dict[tuple[str, str, str, tuple[str, ...]], list[dict[str, Any]]] = defaultdict(list)
+        by_shape: dict[tuple[str, str, str, tuple[str, ...], bool], list[dict[str, Any]]] = defaultdict(list)
         for edge in self.edges:
             source, target = edge.labels()
-            props = {k: _plain(v) for k, v in edge.props.model_dump().items() if v is not None}
-            by_shape[(edge.props.type, source, target, edge.key)].append({"s": edge.source_id, "t": edge.target_id, "props": props})
-        for (rel_type, source, target, key), rows in by_shape.items():
+            props = {k: graph_value(v) for k, v in edge.props.model_dump().items() if v is not None}
+            by_shape[(edge.props.type, source, target, edge.key, edge.create_only)].append(
+                {"s": edge.source_id, "t": edge.target_id, "props": props}
+            )
+        for (rel_type, source, target, key, create_only), rows in by_shape.items():
             pattern = ", ".join(f"{k}: row.props.{k}" for k in key)
             statements.append(
                 (
                     f"UNWIND $rows AS row MATCH (a:{source} {{id: row.s}}) MATCH (b:{target} {{id: row.t}}) "
-                    f"MERGE (a)-[r:{rel_type}{' {' + pattern + '}' if key else ''}]->(b) SET r += row.props",
+                    f"MERGE (a)-[r:{rel_type}{' {' + pattern + '}' if key else ''}]->(b) "
+                    + ("ON CREATE SET r += row.props" if create_only else "SET r += row.props"),
                     {"rows": rows},
                 )
             )
@@ -157,8 +195,6 @@ class GraphStore:
 
     def write(self, batch: GraphBatch, what: str = "graph batch") -> WriteSummary:
         """Write the batch in one managed transaction; idempotent, so retries and replays are safe."""
-        from neo4j.exceptions import ConstraintError, Neo4jError, ServiceUnavailable, SessionExpired
-
         statements = batch.statements()
         if not statements:
             return WriteSummary(0, 0, 0.0)
@@ -168,11 +204,21 @@ class GraphStore:
                 tx.run(query, params).consume()
 
         started = time.perf_counter()
+        self.transact(work, what)
+        return WriteSummary(len({n.id for n in batch.nodes}), len(batch.edges), time.perf_counter() - started)
+
+    def transact(self, work: Callable[[Any], T], what: str) -> T:
+        """Run ``work(tx)`` as one managed write transaction (replayed whole on transient errors).
+
+        ``work`` may read before it writes: a replay sees the state the failed
+        attempt left, which is the state before it (the attempt was rolled back).
+        """
+        from neo4j.exceptions import ConstraintError, Neo4jError, ServiceUnavailable, SessionExpired
+
         for attempt in range(1, CONSTRAINT_RETRIES + 1):
             try:
                 with self.driver.session(database=self.database) as session:
-                    session.execute_write(work)
-                break
+                    return session.execute_write(work)
             except ConstraintError as exc:  # a concurrent MERGE of the same id (ArcadeDB): the retry matches it
                 if attempt == CONSTRAINT_RETRIES:
                     raise GraphWriteError(f"{what}: {exc.message}") from exc
@@ -184,7 +230,7 @@ class GraphStore:
                 ) from exc
             except Neo4jError as exc:
                 raise GraphWriteError(f"{what}: the graph refused the write: {exc}") from exc
-        return WriteSummary(len({n.id for n in batch.nodes}), len(batch.edges), time.perf_counter() - started)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def count(self, label: str | None = None, rel_type: str | None = None) -> int:
         """Nodes with a label, or relationships of a type (tests and the ingest benchmark check exact counts)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +30,8 @@ class Settings(BaseSettings):
     graph_http_port: int = 2480
     database: DatabaseConfig | None = None
     """A Bolt server of your own (``AGENTPARTY_DATABASE__URI``, ``__USERNAME``, ``__PASSWORD``); the local one when unset."""
+    graph: Literal["auto", "on", "off"] = "auto"
+    """Record workflow runs in the graph: ``auto`` when a database is configured or the local graph server runs."""
     max_concurrency: int = 32
     """Default bound on steps running at once in one workflow run."""
     simulated: SimulatedSettings = Field(default_factory=SimulatedSettings)

@@ -1,16 +1,23 @@
 """Agent steps: provision an agent from its template, move it through its lifecycle, call its model.
 
 One call of :meth:`ModelAgentRunner.run` is one attempt of a ``task`` step with
-``agent:``. The agent is provisioned from the template's published version
-(or, for a name no template defines, an ad-hoc agent on the step's model with a
-generic prompt), goes ``initialized → running`` under the template's
-governance, answers through the model registry (fallback chain, per-model
-concurrency, budgets), and ends ``completed`` or ``failed``. A retried attempt
-finds the same agent (its id derives from run and step) and ``recover``s it.
+``agent:``. The step puts a persistent agent to work: the template's published
+version (or, for a name no template defines, an ad-hoc agent on the step's
+model with a generic prompt). Each (run, slot) is one *engagement* with its own
+lifecycle: ``initialized → running`` under the template's governance, an answer
+through the model registry (fallback chain, per-model concurrency, budgets),
+then ``completed`` or ``failed``. A retried attempt finds the same engagement
+and moves it ``failed → running`` again.
+
+What the engagement contributes to the results graph travels as an
+:class:`AgentWork` on the response (and on the exception of a failed attempt),
+so the compiler writes it with the step's result, and a resumed run that reuses
+the persisted result writes it again, idempotently.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -22,23 +29,35 @@ from agentparty.models import AgentLifecycleState
 from agentparty.models.agent import AgentInstance, ExecutionContext, ModelConfiguration
 from agentparty.models.config import AgentRuntimeConfig
 from agentparty.models.events import AgentProvisionedPayload, ResourceAllocation
+from agentparty.models.graph import Agent, AgentTemplate, ModelParameters, TemplateVersion
 from agentparty.models.governance import GovernanceRules
 from agentparty.models.messages import SystemMessage, UserMessage
 from agentparty.runtime.budgets import Budget
 from agentparty.runtime.llm import ModelRouter
 from agentparty.runtime.metrics import AgentMetricsBook
 from agentparty.runtime.providers.base import CompletionRequest
-from agentparty.tasks.lifecycle import JOURNAL_LIMIT, AgentLifecycle, Approver, LifecycleSink, MemorySink, PrefectApprover
+from agentparty.tasks.lifecycle import (
+    JOURNAL_LIMIT,
+    AgentLifecycle,
+    Approver,
+    LifecycleSink,
+    LifecycleTransition,
+    MemorySink,
+    PrefectApprover,
+)
 from agentparty.tasks.templates import (
     ResolvedTemplate,
     TemplateError,
     TemplateRegistry,
-    agent_instance_id,
     default_system_prompt,
+    engagement_key,
+    persistent_agent_id,
 )
 
 logger = logging.getLogger("agentparty.agents")
 MAX_TRACKED_AGENTS = 10_000
+AD_HOC_PROFICIENCY = 0.5
+"""Proficiency an agent starts with in a capability a step asks of it that its template does not declare."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +86,27 @@ class AgentStepRequest:
 
 
 @dataclass(frozen=True)
+class AgentWork:
+    """One engagement of an agent, as the results graph records it (picklable: persisted with the step result)."""
+
+    agent: Agent
+    """The persistent agent, its ``status`` the engagement's latest state."""
+    slot: str
+    role: str
+    """Its role in the run's team: the step's capability, or the step id."""
+    template: AgentTemplate | None
+    version: TemplateVersion | None
+    capabilities: dict[str, float]
+    """Capability name → the proficiency an agent of this kind starts with."""
+    used: tuple[str, ...]
+    """Capabilities this step exercised (its ``capability``, else all the agent's)."""
+    transitions: tuple[LifecycleTransition, ...]
+    """Every transition of the engagement not yet carried by an earlier result, oldest first."""
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(frozen=True)
 class AgentStepResponse:
     output: Any
     model: str
@@ -77,6 +117,7 @@ class AgentStepResponse:
     requested_model: str | None = None
     cost: float = 0.0
     fallback_reasons: tuple[str, ...] = ()
+    work: AgentWork | None = None
 
     @property
     def tokens(self) -> int:
@@ -111,8 +152,8 @@ class ModelAgentRunner:
     runtime: AgentRuntimeConfig = field(default_factory=AgentRuntimeConfig)
     stream: bool = True
     """Stream answers from models that support it (deltas go to ``on_text`` listeners; live updates use them)."""
-    _lifecycles: OrderedDict[str, AgentLifecycle] = field(default_factory=OrderedDict)
-    """Recently active agents (bounded: a long-lived worker runs many runs); a forgotten agent starts afresh."""
+    _lifecycles: OrderedDict[tuple[str, str], AgentLifecycle] = field(default_factory=OrderedDict)
+    """Recently active engagements (bounded: a long-lived worker runs many runs); a forgotten one starts afresh."""
 
     def _template(self, request: AgentStepRequest) -> ResolvedTemplate | None:
         template = self.templates.find(request.agent) if self.templates is not None else None
@@ -123,13 +164,16 @@ class ModelAgentRunner:
         assert self.templates is not None
         return self.templates.resolve(request.agent, request.version, template)
 
-    def _lifecycle(self, agent_id: str, name: str, governance: GovernanceRules) -> tuple[AgentLifecycle, bool]:
-        """The agent's lifecycle, and whether it is new (the agent is being provisioned)."""
-        lifecycle = self._lifecycles.get(agent_id)
+    def _lifecycle(self, agent_id: str, engagement: str, name: str, governance: GovernanceRules) -> tuple[AgentLifecycle, bool]:
+        """The engagement's lifecycle, and whether it is new (the agent is being provisioned into the run)."""
+        key = (agent_id, engagement)
+        lifecycle = self._lifecycles.get(key)
         if lifecycle is not None:
-            self._lifecycles.move_to_end(agent_id)
+            self._lifecycles.move_to_end(key)
             return lifecycle, False
-        lifecycle = self._lifecycles[agent_id] = AgentLifecycle(agent_id, name, governance, self.approver, self.sink)
+        lifecycle = self._lifecycles[key] = AgentLifecycle(
+            agent_id, name, governance, self.approver, self.sink, engagement=engagement
+        )
         if len(self._lifecycles) > MAX_TRACKED_AGENTS:
             self._lifecycles.popitem(last=False)
         return lifecycle, True
@@ -139,17 +183,22 @@ class ModelAgentRunner:
         registry = self.router.registry
         if resolved is not None and self.templates is not None:
             instance = self.templates.provision(
-                resolved, registry, run_key=request.run_key, slot=request.agent_slot, user_id=request.user_id, model=request.model
+                resolved, registry, run_key=request.run_key, user_id=request.user_id, model=request.model
             )
             system = resolved.record.system_prompt
             governance = resolved.template.governance_rules
             parameters = resolved.version.parameters
             template_id, template_version = resolved.template.id, resolved.version.version
+            node = Agent(
+                id=instance.id, name=f"{resolved.template.name}@{template_version}", model=resolved.version.model,
+                parameters=parameters, personality=resolved.version.personality,
+            )
+            capabilities = dict(resolved.record.capabilities)
         else:
             model_name = request.model or registry.default_model
             info = self.router.info(model_name)
             instance = AgentInstance(
-                id=agent_instance_id(request.run_key, request.agent_slot, "ad-hoc", request.agent),
+                id=persistent_agent_id("ad-hoc", request.agent, model_name),
                 model=ModelConfiguration(provider=info.provider, model=model_name, capabilities=info.capabilities),
                 context=ExecutionContext(session_id=request.run_key, user_id=request.user_id),
             )
@@ -157,9 +206,14 @@ class ModelAgentRunner:
             governance = GovernanceRules()
             parameters = instance.model.parameters
             template_id, template_version = "ad-hoc", "0.0.0"
+            node = Agent(id=instance.id, name=f"{request.agent} (ad-hoc, {model_name})", model=model_name, parameters=parameters)
+            capabilities = {}
+        if request.capability and request.capability not in capabilities:
+            capabilities[request.capability] = AD_HOC_PROFICIENCY
 
         agent_budget = request.agent_token_budget or self.runtime.default_token_budget
-        lifecycle, new = self._lifecycle(instance.id, request.agent, governance)
+        engagement = engagement_key(request.run_key, request.agent_slot)
+        lifecycle, new = self._lifecycle(instance.id, engagement, request.agent, governance)
         if new:
             self.sink.provisioned(
                 AgentProvisionedPayload(
@@ -173,10 +227,38 @@ class ModelAgentRunner:
                     ),
                 )
             )
-        start_reason = f"step {request.step_id}"
-        if lifecycle.state in (AgentLifecycleState.INITIALIZED, AgentLifecycleState.COMPLETED, AgentLifecycleState.FAILED):
-            await lifecycle.transition(AgentLifecycleState.RUNNING, start_reason)
 
+        def work(transitions: tuple[LifecycleTransition, ...], input_tokens: int = 0, output_tokens: int = 0) -> AgentWork:
+            return AgentWork(
+                agent=node.model_copy(update={"status": lifecycle.state}),
+                slot=request.agent_slot,
+                role=request.capability or request.step_id,
+                template=resolved.template if resolved else None,
+                version=resolved.version if resolved else None,
+                capabilities=capabilities,
+                used=(request.capability,) if request.capability else tuple(sorted(capabilities)),
+                transitions=transitions,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+            )
+
+        try:
+            start_reason = f"step {request.step_id}"
+            if lifecycle.state in (AgentLifecycleState.INITIALIZED, AgentLifecycleState.COMPLETED, AgentLifecycleState.FAILED):
+                await lifecycle.transition(AgentLifecycleState.RUNNING, start_reason)
+            response = await self._answer(request, instance, lifecycle, system, parameters, agent_budget, engagement)
+        except BaseException as exc:
+            # Not drained: a later successful attempt carries these transitions too.
+            _attach_work(exc, work(lifecycle.pending()))
+            raise
+        return dataclasses.replace(
+            response, work=work(lifecycle.drain(), response.input_tokens, response.output_tokens)
+        )
+
+    async def _answer(
+        self, request: AgentStepRequest, instance: AgentInstance, lifecycle: AgentLifecycle, system: str,
+        parameters: ModelParameters, agent_budget: int, engagement: str,
+    ) -> AgentStepResponse:
         user_text = request.prompt
         if request.inputs:
             user_text += "\n\nInputs (JSON):\n" + json.dumps(request.inputs, indent=2, sort_keys=True, default=str)
@@ -196,7 +278,7 @@ class ModelAgentRunner:
             seed=parameters.seed,
             metadata={"agent": request.agent, "step": request.step_id},
         )
-        budgets = (*request.budgets, Budget("agent", instance.id, agent_budget))
+        budgets = (*request.budgets, Budget("agent", f"{instance.id}|{engagement}", agent_budget))
         started = time.perf_counter()
         try:
             routed = await self.router.complete(completion_request, model=instance.model.model, budgets=budgets)
@@ -222,3 +304,15 @@ class ModelAgentRunner:
             cost=routed.cost,
             fallback_reasons=tuple(f"{a.model}: {a.error}" for a in routed.skipped),
         )
+
+
+def _attach_work(exc: BaseException, work: AgentWork) -> None:
+    """A failed attempt's transitions ride on its exception: a step that finally fails still records them."""
+    try:
+        exc.agent_work = work  # type: ignore[attr-defined]
+    except AttributeError:  # exceptions with __slots__
+        pass
+
+
+def agent_work_of(exc: BaseException) -> AgentWork | None:
+    return getattr(exc, "agent_work", None)

@@ -10,17 +10,24 @@ the rule's timeout refuses the transition, and the step fails with
 
 Each applied transition yields the data of an ``AgentStateTransitionEvent`` and
 an ``AgentState`` record (duration and tokens of the state being left, reason,
-approver) and hands them to a :class:`LifecycleSink`: the graph and event
-issues plug their writers in there.
+approver) and hands them to a :class:`LifecycleSink`. A lifecycle is one
+*engagement* of a persistent agent (one run, one step slot); its AgentState ids
+derive from (agent, engagement, sequence number), so a resumed run that replays
+the engagement writes the same states rather than new ones. Transitions also
+stay *pending* until :meth:`AgentLifecycle.drain`: the agent step's result
+carries them to the graph writer (and, being persisted with it, carries them
+again when a resumed run reuses the result).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Protocol
 
 from prefect.input import RunInput
@@ -28,7 +35,7 @@ from prefect.input import RunInput
 from agentparty.models import AGENT_LIFECYCLE_MACHINE, AgentLifecycleState
 from agentparty.models.events import AgentStateTransitionPayload
 from agentparty.models.governance import ApprovalMode, GovernanceRules
-from agentparty.models.graph import AgentStateMetrics, AgentStateRecord
+from agentparty.models.graph import AgentStateMetrics, AgentStateRecord, stable_id
 from agentparty.tasks.errors import NonRetryableError
 
 logger = logging.getLogger("agentparty.lifecycle")
@@ -55,11 +62,13 @@ class ApprovalRequest:
     target: AgentLifecycleState
     reason: str
     timeout: int
+    engagement: str = ""
 
     @property
     def key(self) -> str:
-        """Pause key: one per agent and transition, so a resumed run asks again only if it was never answered."""
-        return f"approve-{self.agent_id[:8]}-{self.source.value}-to-{self.target.value}"
+        """Pause key: one per engagement and transition, so a resumed run asks again only if it was never answered."""
+        where = hashlib.sha256(f"{self.agent_id}|{self.engagement}".encode()).hexdigest()[:10]
+        return f"approve-{where}-{self.source.value}-to-{self.target.value}"
 
 
 class Approver(Protocol):
@@ -133,14 +142,42 @@ class AgentLifecycle:
     approver: Approver
     sink: LifecycleSink
     clock: Callable[[], float] = time.time
+    engagement: str = ""
+    """Where the agent works this time (run key and step slot); part of every state id."""
     state: AgentLifecycleState = AgentLifecycleState.INITIALIZED
     entered_at: float = field(default=0.0)
     tokens_in_state: int = 0
     _current: AgentStateRecord | None = None
+    _sequence: int = 0
+    _pending: list[LifecycleTransition] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.entered_at = self.entered_at or self.clock()
-        self._current = AgentStateRecord(name=self.state, transition_reason="provisioned")
+        self._current = self._state_record(self.state, "provisioned")
+
+    def _state_record(self, name: AgentLifecycleState, reason: str) -> AgentStateRecord:
+        record = AgentStateRecord(
+            id=stable_id("agent-state", self.agent_id, self.engagement, str(self._sequence)),
+            name=name,
+            timestamp=datetime.fromtimestamp(self.clock(), timezone.utc),
+            transition_reason=reason,
+        )
+        self._sequence += 1
+        return record
+
+    @property
+    def current(self) -> AgentStateRecord:
+        """The state the agent is in now (its duration and tokens so far are filled in when it leaves)."""
+        assert self._current is not None
+        return self._current
+
+    def drain(self) -> tuple[LifecycleTransition, ...]:
+        """Transitions applied since the last drain, oldest first (the step result carries them to the graph)."""
+        pending, self._pending = tuple(self._pending), []
+        return pending
+
+    def pending(self) -> tuple[LifecycleTransition, ...]:
+        return tuple(self._pending)
 
     def charge(self, tokens: int) -> None:
         """Tokens used in the current state (reported when the agent leaves it)."""
@@ -153,7 +190,7 @@ class AgentLifecycle:
         if rule.approval is ApprovalMode.HUMAN:
             timeout = rule.effective_timeout or 0
             decision = await self.approver.decide(
-                ApprovalRequest(self.agent_id, self.agent_name, self.state, target, reason, timeout)
+                ApprovalRequest(self.agent_id, self.agent_name, self.state, target, reason, timeout, self.engagement)
             )
             if decision is None:
                 raise TransitionRefused(
@@ -181,8 +218,9 @@ class AgentLifecycle:
             duration=duration,
             metrics=metrics,
         )
-        entered = AgentStateRecord(name=target, transition_reason=reason)
+        entered = self._state_record(target, reason)
         applied = LifecycleTransition(event=event, record=entered, left=left)
+        self._pending.append(applied)
         self.sink.record(applied)
         self.state, self.entered_at, self.tokens_in_state, self._current = target, now, 0, entered
         return applied

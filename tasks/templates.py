@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,19 +25,27 @@ from pydantic import BaseModel, Field
 
 from agentparty.models import CreateAgentTemplateRequest
 from agentparty.models.agent import AgentInstance, ExecutionContext, ModelConfiguration, ResourceLimits
-from agentparty.models.graph import AgentTemplate, TemplateStatus, TemplateVersion
+from agentparty.models.graph import AgentTemplate, TemplateStatus, TemplateVersion, stable_id
 from agentparty.models.model_registry import ModelRegistry
 from agentparty.runtime.state_db import state_db
 from agentparty.tasks.errors import NonRetryableError
 
 VersionBump = Literal["major", "minor", "patch"]
 VersionStatus = Literal["draft", "published", "deprecated"]
-_INSTANCE_NAMESPACE = uuid.UUID("5f0f3c52-3c1a-4c38-9d7e-8b6d2b1c0a11")
+def persistent_agent_id(*identity: str) -> str:
+    """The id of the persistent agent a step puts to work: one per published template version
+    (``template_id, version``) or per ad-hoc agent (``"ad-hoc", name, model``).
+
+    The agent outlives runs (seed 000's Agent node accumulates teams, peers,
+    proficiencies and reliability), so its id depends on what it is, never on
+    the run; where it works is the lifecycle's *engagement* (run key and slot).
+    """
+    return stable_id("agent", *identity)
 
 
-def agent_instance_id(run_key: str, slot: str, *identity: str) -> str:
-    """An agent's id from where it works (run, step slot) and what it is, so retries and resumes find the same agent."""
-    return str(uuid.uuid5(_INSTANCE_NAMESPACE, json.dumps([run_key, slot, *identity])))
+def engagement_key(run_key: str, slot: str) -> str:
+    """One engagement of an agent: a run and the step slot (``step`` or ``step[item]``) it works in."""
+    return json.dumps([run_key, slot])
 
 
 class TemplateError(NonRetryableError):
@@ -278,15 +285,15 @@ class TemplateRegistry:
         registry: ModelRegistry,
         *,
         run_key: str,
-        slot: str,
         user_id: str | None = None,
         model: str | None = None,
         resource_limits: ResourceLimits | None = None,
     ) -> AgentInstance:
-        """An AgentInstance (seed 002) of this version for one run.
+        """An AgentInstance (seed 002) of this version, working in one run's slot.
 
-        Its id is derived from (run, slot, template version), so a retried or
-        resumed step provisions the same agent rather than a new one.
+        Its id is the version's persistent agent (:func:`persistent_agent_id`),
+        so every run, retry and resume of a step puts the same agent to work;
+        the run is its session.
         """
         if resolved.record.status == "deprecated":
             raise TemplateError(f"version {resolved.version.version} of {resolved.template.name!r} is deprecated: no new agents")
@@ -294,7 +301,7 @@ class TemplateRegistry:
         info = registry.available_models.get(name)
         if info is None:
             raise TemplateError(registry.unregistered_message(name))
-        agent_id = agent_instance_id(run_key, slot, resolved.template.id, resolved.version.version)
+        agent_id = persistent_agent_id(resolved.template.id, resolved.version.version)
         return AgentInstance(
             id=agent_id,
             model=ModelConfiguration(

@@ -9,7 +9,7 @@ import pytest
 from agentparty.models import CreateAgentTemplateRequest, DEFAULT_MODEL_REGISTRY
 from agentparty.models.api import CREATE_AGENT_TEMPLATE_EXAMPLE
 from agentparty.models.governance import ApprovalMode
-from agentparty.tasks.templates import TemplateError, TemplateRegistry
+from agentparty.tasks.templates import TemplateError, TemplateRegistry, persistent_agent_id
 
 
 @pytest.fixture
@@ -63,20 +63,23 @@ def test_deprecated_versions_run_no_new_agents(registry: TemplateRegistry) -> No
     assert registry.find("Research Assistant").status.value == "deprecated"  # type: ignore[union-attr]
 
 
-def test_provisioning_is_deterministic_per_run_and_step(registry: TemplateRegistry) -> None:
+def test_provisioning_puts_the_versions_persistent_agent_to_work(registry: TemplateRegistry) -> None:
     registry.create(CreateAgentTemplateRequest.model_validate(CREATE_AGENT_TEMPLATE_EXAMPLE))
     registry.publish("Research Assistant", "1.0.0", approved_by="ana")
     resolved = registry.resolve("Research Assistant")
-    a = registry.provision(resolved, DEFAULT_MODEL_REGISTRY, run_key="run-1", slot="draft", user_id="ana")
-    b = registry.provision(resolved, DEFAULT_MODEL_REGISTRY, run_key="run-1", slot="draft", user_id="ana")
-    c = registry.provision(resolved, DEFAULT_MODEL_REGISTRY, run_key="run-2", slot="draft", user_id="ana")
-    assert a.id == b.id != c.id
+    a = registry.provision(resolved, DEFAULT_MODEL_REGISTRY, run_key="run-1", user_id="ana")
+    b = registry.provision(resolved, DEFAULT_MODEL_REGISTRY, run_key="run-2", user_id="ana")
+    assert a.id == b.id == persistent_agent_id(resolved.template.id, "1.0.0")
+    assert a.context.session_id == "run-1" and b.context.session_id == "run-2" and a.context.user_id == "ana"
+    registry.new_version("Research Assistant")
+    registry.publish("Research Assistant", "1.1.0", approved_by="ana")
+    newer = registry.provision(registry.resolve("Research Assistant"), DEFAULT_MODEL_REGISTRY, run_key="run-1")
+    assert newer.id != a.id  # a new version is a new agent: its history starts afresh
     assert a.model.provider == "openai" and a.model.model == "gpt-4" and a.model.version == "1.0.0"
-    assert a.context.session_id == "run-1" and a.context.user_id == "ana"
-    simulated = registry.provision(resolved, DEFAULT_MODEL_REGISTRY, run_key="run-1", slot="x", model="simulated")
+    simulated = registry.provision(resolved, DEFAULT_MODEL_REGISTRY, run_key="run-1", model="simulated")
     assert simulated.model.provider == "simulated"
     with pytest.raises(TemplateError, match="not registered"):
-        registry.provision(resolved, DEFAULT_MODEL_REGISTRY, run_key="run-1", slot="x", model="gpt-99")
+        registry.provision(resolved, DEFAULT_MODEL_REGISTRY, run_key="run-1", model="gpt-99")
 
 
 def test_templates_that_require_approval_need_an_approver_to_publish(registry: TemplateRegistry) -> None:

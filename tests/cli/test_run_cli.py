@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,18 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def use_session_server(prefect_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def use_session_server(prefect_server: str, bolt_server: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The session's Prefect server, and its graph server as the configured database (no server of the CLI's own)."""
+    from agentparty.runtime.settings import get_settings
+
+    config = bolt_server.database_config()  # type: ignore[attr-defined]
     monkeypatch.setenv("PREFECT_API_URL", prefect_server)
-    return prefect_server
+    monkeypatch.setenv("AGENTPARTY_DATABASE__URI", config.uri)
+    monkeypatch.setenv("AGENTPARTY_DATABASE__USERNAME", config.username)
+    monkeypatch.setenv("AGENTPARTY_DATABASE__PASSWORD", config.password.get_secret_value())
+    get_settings.cache_clear()
+    yield prefect_server
+    get_settings.cache_clear()
 
 
 def failing_workflow(tmp_path: Path) -> Path:
@@ -54,7 +64,8 @@ def test_run_json_output(use_session_server: str, examples_dir: Path) -> None:
 def test_failed_run_exits_one(use_session_server: str, tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", str(failing_workflow(tmp_path))])
     assert result.exit_code == 1
-    assert "✗ boom: failed" in result.stdout and "failed" in result.stdout.splitlines()[-2]
+    assert "✗ boom: failed" in result.stdout
+    assert any(line.startswith("failed in ") for line in result.stdout.splitlines())
 
 
 def test_invalid_definition_and_inputs(use_session_server: str, tmp_path: Path, examples_dir: Path) -> None:
@@ -100,3 +111,20 @@ def test_up_status_down_manage_a_local_server(tmp_path: Path) -> None:
     assert "Prefect server stopped" in down.stdout and "graph server stopped" in down.stdout
     status = cli("status")
     assert status.returncode == 1 and "graph server: stopped" in status.stdout
+
+
+def test_run_records_the_run_in_the_graph(use_session_server: str, examples_dir: Path, graph_store: object) -> None:
+    from agentparty.runtime.graph_reads import GraphReader
+
+    result = runner.invoke(app, ["run", str(examples_dir / "nightly-digest.yaml"), "-i", "max_items=2"])
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.stdout.splitlines() if line.startswith("graph: Task "))
+    task = GraphReader(graph_store).task(line.split()[2])  # type: ignore[arg-type]
+    assert task is not None and task.task.status.value == "completed" and task.task.title == "Nightly digest"
+    assert {o.step_id for o in task.outputs} >= {"collect", "publish"}
+    shown = runner.invoke(app, ["graph", "task", line.split()[2]])
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["task"]["status"] == "completed"
+    assert runner.invoke(app, ["graph", "task", "00000000-0000-4000-8000-000000000000"]).exit_code == 1
+
+    skipped = runner.invoke(app, ["run", str(examples_dir / "nightly-digest.yaml"), "--no-graph"])
+    assert skipped.exit_code == 0 and "graph: Task" not in skipped.stdout

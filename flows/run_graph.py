@@ -1,0 +1,409 @@
+"""A workflow run, written into seed 000's graph step by step.
+
+One run is one **Task** (REQUESTED_BY its **User**, REQUIRES the capabilities
+its agent steps ask for) worked on by one **Team** (ASSEMBLED_BY the workflow
+engine). The agents the steps put to work join the team (MEMBER_OF, role = the
+step's capability, else the step id); each is a persistent **Agent** that
+INSTANTIATES its TemplateVersion and HAS_CAPABILITY what the template declares.
+Every lifecycle state of an engagement is an **AgentState** (HAS_STATE, and
+TRANSITIONED_BY the governance actor or the approving User), and every completed
+``task`` step leaves an **Output** (CREATED by its agent, RESULTED_IN of the task).
+
+Writes happen as the run goes: one transaction when the run starts, one per step
+result, one when it ends; every id derives from the run key and the step slot
+(:func:`~agentparty.models.graph.stable_id`), so a retried write or a resumed run
+MERGEs the same nodes and relationships instead of adding new ones.
+
+**After each run** (in the closing transaction, once per team: the team's
+``outcome_recorded`` flag is read and set in that same transaction, so a replay
+or a resumed run cannot count the task twice):
+
+* the team's ``performance_score`` is the share of its task slots that ran and
+  completed (``completed / (completed + failed)``, fan-out items counted one by one);
+* every pair of distinct members gets ``WORKED_WITH`` (one relationship per pair,
+  from the smaller id to the larger): ``success_score`` is the running mean of the
+  teams' performance scores, ``task_count`` counts the tasks, ``last_collaboration``
+  is the run's end;
+* for each agent and capability its steps exercised (``n`` slots, ``k`` completed,
+  ``t`` tokens): ``proficiency ← (p·(u + PRIOR) + k) / (u + PRIOR + n)`` where ``u``
+  is ``usage_count`` before the run and PRIOR = 2, i.e. the template's proficiency
+  counts as two earlier uses and every use pulls it toward its success rate;
+  ``usage_count ← u + n``; ``token_efficiency`` (tokens per use, as seed 000
+  defines it) becomes the running mean of tokens per use;
+* each agent's ``reliability_score`` moves toward its success share in the run,
+  ``r ← (1 − α)·r + α·share`` with α = 0.2, and ``token_count`` adds its tokens.
+
+A run whose outcome was recorded as failed and that is later resumed to success
+updates the task's and team's status, not the means: history counts a task once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from agentparty.flows.result import StepResult, StepStatus, WorkflowResult
+from agentparty.models import TaskStep, WorkflowDefinition
+from agentparty.models.graph import (
+    AssembledBy,
+    Capability,
+    Created,
+    DefinesCapabilities,
+    HasCapability,
+    HasState,
+    HasVersion,
+    Instantiates,
+    MemberOf,
+    Output,
+    RequestedBy,
+    Requires,
+    ResultedIn,
+    SystemActor,
+    Task,
+    Team,
+    TransitionedBy,
+    User,
+    WorksOn,
+    capability_id,
+    stable_id,
+)
+from agentparty.models._base import utc_now
+from agentparty.models.states import TaskStatus, TeamStatus
+from agentparty.models.config import DatabaseConfig
+from agentparty.runtime.graph_store import GraphBatch, GraphStore, GraphWriteError, graph_value
+from agentparty.tasks.agent import AgentWork
+from agentparty.tasks.lifecycle import AUTOMATIC_APPROVER
+
+if TYPE_CHECKING:
+    from agentparty.runtime.settings import Settings
+
+logger = logging.getLogger("agentparty.graph")
+
+ENGINE_ACTOR = "workflow-engine"
+PROFICIENCY_PRIOR = 2.0
+RELIABILITY_RATE = 0.2
+
+
+@dataclass(frozen=True)
+class SlotRecord:
+    """One executed slot of a ``task`` step (the step, or one fan-out item) and what the graph keeps of it."""
+
+    slot: str
+    completed: bool
+    output: Any = None
+    model: str | None = None
+    simulated: bool = False
+    agents: tuple[AgentWork, ...] = ()
+
+
+def _actor(name: str, kind: str) -> SystemActor:
+    return SystemActor(id=stable_id("actor", name), name=name, kind=kind)  # type: ignore[arg-type]
+
+
+def _user(name: str) -> User:
+    return User(id=stable_id("user", name), username=name)
+
+
+def _output_content(value: Any) -> tuple[str, str]:
+    if isinstance(value, str):
+        return value, "text"
+    return json.dumps(value, sort_keys=True, default=str), "json"
+
+
+@dataclass
+class RunGraph:
+    """Builds the batches of one run (pure: the caller writes them)."""
+
+    definition: WorkflowDefinition
+    run_key: str
+    username: str
+    started_at: datetime = field(default_factory=utc_now)
+    token_usage: int = 0
+    _tokens_by_step: dict[str, int] = field(default_factory=dict)
+    _members: set[str] = field(default_factory=set)
+    _slots: dict[str, SlotRecord] = field(default_factory=dict)
+    """The latest record of every slot that ran (a retried slot's last word counts)."""
+
+    @property
+    def task_id(self) -> str:
+        return stable_id("task", self.run_key)
+
+    @property
+    def team_id(self) -> str:
+        return stable_id("team", self.run_key)
+
+    def required_capabilities(self) -> list[str]:
+        return sorted(
+            {s.configuration.capability for s in self.definition.all_steps() if isinstance(s, TaskStep) and s.configuration.capability}
+        )
+
+    def task(self, status: TaskStatus, completed_at: datetime | None = None) -> Task:
+        d = self.definition
+        return Task(
+            id=self.task_id, title=d.name, description=d.description, created_at=self.started_at, status=status,
+            priority=d.priority, complexity=d.complexity, required_capabilities=self.required_capabilities(),
+            created_by=_user(self.username).id, completed_at=completed_at, token_budget=d.token_budget or 0,
+            token_usage=self.token_usage,
+        )
+
+    def team(self, status: TeamStatus, **extra: Any) -> Team:
+        return Team(
+            id=self.team_id, name=f"{self.definition.name} team", created_at=self.started_at, status=status,
+            size=len(self._members), task_id=self.task_id, token_budget=self.definition.team_token_budget or 0,
+            token_usage=self.token_usage, **extra,
+        )
+
+    # -- the three kinds of write ---------------------------------------------------------
+
+    def started(self) -> GraphBatch:
+        user, engine = _user(self.username), _actor(ENGINE_ACTOR, "assembler")
+        batch = GraphBatch().ensure(user, engine).add(self.task(TaskStatus.IN_PROGRESS), self.team(TeamStatus.FORMING))
+        batch.link(RequestedBy(), self.task_id, user.id)
+        batch.link(WorksOn(), self.team_id, self.task_id)
+        batch.link(AssembledBy(), self.team_id, engine.id, target_label="SystemActor")
+        complexity = self.definition.complexity
+        for name in self.required_capabilities():
+            batch.ensure(Capability(id=capability_id(name), name=name))
+            batch.link(Requires(importance=1.0, complexity=complexity), self.task_id, capability_id(name))
+        return batch
+
+    def step(self, result: StepResult, records: Iterable[SlotRecord]) -> GraphBatch:
+        batch = GraphBatch()
+        self._tokens_by_step[result.step_id] = result.tokens
+        self.token_usage = sum(self._tokens_by_step.values())
+        for record in records:
+            self._slots[record.slot] = record
+            for work in record.agents:
+                self._agent(batch, work)
+            if record.completed:
+                self._output(batch, record)
+        batch.add(
+            self.task(TaskStatus.IN_PROGRESS),
+            self.team(TeamStatus.ACTIVE if self._members else TeamStatus.FORMING),
+        )
+        return batch
+
+    def finished(self, result: WorkflowResult) -> tuple[GraphBatch, Outcome]:
+        ok = result.status is StepStatus.COMPLETED
+        ended = utc_now()
+        score = self.performance_score()
+        extra: dict[str, Any] = {"completion_time": max(0, int((ended - self.started_at).total_seconds()))}
+        if score is not None:
+            extra["performance_score"] = score
+        batch = GraphBatch().add(
+            self.task(TaskStatus.COMPLETED if ok else TaskStatus.FAILED, completed_at=ended),
+            self.team(TeamStatus.COMPLETED if ok else TeamStatus.FAILED, **extra),
+        )
+        return batch, self._outcome(score if score is not None else (1.0 if ok else 0.0), ended)
+
+    # -- pieces ---------------------------------------------------------------------------
+
+    def performance_score(self) -> float | None:
+        ran = list(self._slots.values())
+        if not ran:
+            return None
+        return sum(1 for r in ran if r.completed) / len(ran)
+
+    def _agent(self, batch: GraphBatch, work: AgentWork) -> None:
+        agent = work.agent
+        self._members.add(agent.id)
+        batch.add(agent)
+        if work.template is not None and work.version is not None:
+            batch.add(work.template, work.version)
+            batch.link(HasVersion(), work.template.id, work.version.id)
+            batch.link(Instantiates(), agent.id, work.version.id)
+            for name, proficiency in work.capabilities.items():
+                batch.link(DefinesCapabilities(proficiency=proficiency), work.template.id, capability_id(name))
+        for name, proficiency in work.capabilities.items():
+            batch.ensure(Capability(id=capability_id(name), name=name))
+            batch.link(HasCapability(proficiency=proficiency), agent.id, capability_id(name), create_only=True)
+        batch.link(MemberOf(role=work.role, joined_at=self.started_at), agent.id, self.team_id, key=("role",), create_only=True)
+        for transition in work.transitions:
+            for state in (transition.left, transition.record):
+                batch.add(state)
+                batch.link(HasState(timestamp=state.timestamp), agent.id, state.id)
+            approver = transition.event.transition_approver
+            if approver == AUTOMATIC_APPROVER:
+                actor, label = _actor("governance", "governance"), "SystemActor"
+            else:
+                actor, label = _user(approver.removeprefix("user:")), "User"
+            batch.ensure(actor)
+            batch.link(
+                TransitionedBy(timestamp=transition.record.timestamp, state_id=transition.record.id),
+                agent.id, actor.id, target_label=label, key=("state_id",),
+            )
+
+    def _output(self, batch: GraphBatch, record: SlotRecord) -> None:
+        content, fmt = _output_content(record.output)
+        work = record.agents[-1] if record.agents else None
+        output = Output(
+            id=stable_id("output", self.run_key, record.slot), step_id=record.slot, content=content, format=fmt,  # type: ignore[arg-type]
+            model=record.model, simulated=record.simulated,
+            input_tokens=work.input_tokens if work else 0, output_tokens=work.output_tokens if work else 0,
+        )
+        batch.add(output)
+        batch.link(ResultedIn(), self.task_id, output.id)
+        if work is not None:
+            batch.link(Created(timestamp=output.created_at), work.agent.id, output.id)
+
+    def _outcome(self, score: float, ended: datetime) -> Outcome:
+        by_agent: dict[str, list[bool]] = defaultdict(list)
+        tokens: dict[str, int] = defaultdict(int)
+        uses: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])  # slots, completed, tokens
+        for record in self._slots.values():
+            final = {w.agent.id: w for w in record.agents}  # one engagement per slot; its last word
+            for agent_id, work in final.items():
+                by_agent[agent_id].append(record.completed)
+                used_tokens = work.input_tokens + work.output_tokens if record.completed else 0
+                tokens[agent_id] += used_tokens
+                for capability in work.used:
+                    tally = uses[(agent_id, capability)]
+                    tally[0] += 1
+                    tally[1] += int(record.completed)
+                    tally[2] += used_tokens
+        members = sorted(self._members)
+        return Outcome(
+            team_id=self.team_id,
+            at=ended,
+            pairs=[{"a": a, "b": b, "score": score} for i, a in enumerate(members) for b in members[i + 1 :]],
+            capabilities=[
+                {"agent": agent_id, "capability": capability_id(name), "used": n, "completed": k, "tokens": t}
+                for (agent_id, name), (n, k, t) in sorted(uses.items())
+            ],
+            agents=[
+                {"agent": agent_id, "share": sum(done) / len(done), "tokens": tokens[agent_id]}
+                for agent_id, done in sorted(by_agent.items())
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished team's contribution to collaboration, proficiency and reliability history."""
+
+    team_id: str
+    at: datetime
+    pairs: list[dict[str, Any]]
+    capabilities: list[dict[str, Any]]
+    agents: list[dict[str, Any]]
+
+    def apply(self, tx: Any) -> bool:
+        """Add this outcome unless the team's was already added; runs inside the closing transaction."""
+        row = tx.run("MATCH (t:Team {id: $id}) RETURN t.outcome_recorded AS done", id=self.team_id).single()
+        if row is None or row["done"]:
+            return False
+        at = graph_value(self.at)
+        tx.run(
+            "UNWIND $pairs AS p MATCH (a:Agent {id: p.a}) MATCH (b:Agent {id: p.b}) "
+            "MERGE (a)-[r:WORKED_WITH]->(b) "
+            "ON CREATE SET r.success_score = p.score, r.task_count = 1, r.last_collaboration = $at "
+            "ON MATCH SET r.success_score = (r.success_score * r.task_count + p.score) / (r.task_count + 1), "
+            "r.task_count = r.task_count + 1, r.last_collaboration = $at",
+            pairs=self.pairs, at=at,
+        ).consume()
+        tx.run(
+            "UNWIND $rows AS row MATCH (a:Agent {id: row.agent})-[h:HAS_CAPABILITY]->(c:Capability {id: row.capability}) "
+            "WITH h, row, toFloat(coalesce(h.usage_count, 0)) AS u, h.proficiency AS p, toFloat(coalesce(h.token_efficiency, 0.0)) AS te "
+            "SET h.proficiency = (p * (u + $prior) + row.completed) / (u + $prior + row.used), "
+            "h.token_efficiency = (te * u + row.tokens) / (u + row.used), "
+            "h.usage_count = toInteger(u) + row.used",
+            rows=self.capabilities, prior=PROFICIENCY_PRIOR,
+        ).consume()
+        tx.run(
+            "UNWIND $rows AS row MATCH (a:Agent {id: row.agent}) "
+            "WITH a, row, a.reliability_score AS r, coalesce(a.token_count, 0) AS t "
+            "SET a.reliability_score = (1.0 - $rate) * r + $rate * row.share, a.token_count = t + row.tokens",
+            rows=self.agents, rate=RELIABILITY_RATE,
+        ).consume()
+        tx.run("MATCH (t:Team {id: $id}) SET t.outcome_recorded = true", id=self.team_id).consume()
+        return True
+
+
+def write_finished(store: GraphStore, batch: GraphBatch, outcome: Outcome, what: str) -> bool:
+    """The closing transaction: final task and team state, then the outcome (once per team)."""
+    statements = batch.statements()
+
+    def work(tx: Any) -> bool:
+        for query, params in statements:
+            tx.run(query, params).consume()
+        return outcome.apply(tx)
+
+    return store.transact(work, what)
+
+
+class GraphRecorder:
+    """Writes runs into one graph from async code (the driver is synchronous: writes go to a worker thread)."""
+
+    def __init__(self, store: GraphStore) -> None:
+        self.store = store
+        self._schema_checked = False
+
+    def _ensure_schema(self) -> None:
+        """Migrations at first use ("at startup" for a process that never ran ``agentparty up``)."""
+        if self._schema_checked:
+            return
+        from neo4j.exceptions import Neo4jError, ServiceUnavailable, SessionExpired
+
+        from agentparty.runtime.graph_schema import migrate
+
+        try:
+            migrate(self.store.driver, self.store.database)
+        except (Neo4jError, ServiceUnavailable, SessionExpired, OSError) as exc:
+            raise GraphWriteError(f"graph schema at {self.store.config.uri}: {exc}") from exc
+        self._schema_checked = True
+
+    def _write(self, batch: GraphBatch, what: str) -> None:
+        self._ensure_schema()
+        self.store.write(batch, what)
+
+    def _finish(self, batch: GraphBatch, outcome: Outcome, what: str) -> bool:
+        self._ensure_schema()
+        return write_finished(self.store, batch, outcome, what)
+
+    async def write(self, batch: GraphBatch, what: str) -> None:
+        await asyncio.to_thread(self._write, batch, what)
+
+    async def finish(self, batch: GraphBatch, outcome: Outcome, what: str) -> bool:
+        return await asyncio.to_thread(self._finish, batch, outcome, what)
+
+
+_RECORDERS: dict[tuple[str, str, str], GraphRecorder] = {}
+_RECORDERS_LOCK = threading.Lock()
+
+
+def recorder_for(config: DatabaseConfig, database: str = "neo4j") -> GraphRecorder:
+    """One recorder (one driver and connection pool) per graph per process."""
+    key = (config.uri, config.username, database)
+    with _RECORDERS_LOCK:
+        recorder = _RECORDERS.get(key)
+        if recorder is None:
+            recorder = _RECORDERS[key] = GraphRecorder(GraphStore(config, database))
+        return recorder
+
+
+def configured_recorder(settings: Settings) -> GraphRecorder | None:
+    """The graph runs are written to, as ``AGENTPARTY_GRAPH`` says.
+
+    ``off``: none. ``on``: the configured database (``AGENTPARTY_DATABASE__URI``)
+    or the local server, reachable or not (an unreachable graph fails the steps
+    whose writes it refuses). ``auto`` (default): the configured database, or
+    the local server when ``agentparty up`` (or ``agentparty run``) started it.
+    """
+    if settings.graph == "off":
+        return None
+    if settings.database is not None:
+        return recorder_for(settings.database)
+    from agentparty.runtime.graph_server import DATABASE_NAME, LocalBoltServer
+
+    server = LocalBoltServer(settings.home, port=settings.graph_port, http_port=settings.graph_http_port)
+    if settings.graph == "auto" and (server.pid() is None or not server.accepting()):
+        logger.info("not recording runs in a graph: no graph server under %s (agentparty up starts one)", settings.home)
+        return None
+    return recorder_for(server.database_config(), DATABASE_NAME)
