@@ -38,6 +38,7 @@ from prefect.input import RunInput
 from agentparty.flows.breaker import BreakerStore, CircuitBreaker, SqliteBreakerStore
 from agentparty.flows.result import StepResult, StepStatus, WorkflowFailed, WorkflowResult
 from agentparty.flows.retries import EffectivePolicy, effective_policy
+from agentparty.flows.run_events import RunEvents
 from agentparty.flows.run_graph import GraphRecorder, RunGraph, SlotRecord
 from agentparty.models import (
     DecisionStep,
@@ -50,6 +51,7 @@ from agentparty.models import (
 )
 from agentparty.models.references import ReferenceResolutionError, ReferenceScope, resolve
 from agentparty.runtime.budgets import Budget
+from agentparty.runtime.event_bus import EventBus
 from agentparty.runtime.graph_store import GraphWriteError
 from agentparty.tasks.agent import AgentRunner, AgentStepRequest, AgentWork, agent_work_of
 from agentparty.tasks.errors import (
@@ -92,6 +94,10 @@ class CompileOptions:
     """Where runs are written step by step; from ``AGENTPARTY_GRAPH`` / ``AGENTPARTY_DATABASE`` when None."""
     record_graph: bool = True
     """False: write nothing to any graph, whatever the settings say."""
+    events: EventBus | None = None
+    """Where lifecycle and workflow events go (outbox, Prefect feed, Kafka); from ``AGENTPARTY_EVENTS`` when None."""
+    emit_events: bool = True
+    """False: emit no events, whatever the settings say."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,8 @@ class StepCall:
     """The task run's name in the Prefect UI: the step id, and the item for a fan-out."""
     body: Callable[[], Awaitable[StepOutcome]]
     breaker: CircuitBreaker | None = None
+    on_attempt: Callable[[str, int], None] | None = None
+    """Told (slot, attempt number) as each attempt starts (step started / retried events)."""
 
     def __repr__(self) -> str:  # shown as the task's parameter in the Prefect UI
         return f"StepCall({self.cache_key[:12]})"
@@ -133,6 +141,8 @@ async def _step_attempt(call: StepCall) -> StepOutcome:
     """Body of every step task: one attempt, guarded by the target's circuit breaker."""
     ctx = TaskRunContext.get()
     attempt = ctx.task_run.run_count if ctx else 1
+    if call.on_attempt is not None:
+        call.on_attempt(call.run_name, attempt)
     try:
         if call.breaker is not None:
             call.breaker.acquire()
@@ -224,6 +234,8 @@ class CompiledWorkflow:
         self._tasks: dict[tuple[str, EffectivePolicy], Task[[StepCall], StepOutcome]] = {}
         self._recorder: GraphRecorder | None = options.graph
         self._recorder_resolved = options.graph is not None or not options.record_graph
+        self._bus: EventBus | None = options.events
+        self._bus_resolved = options.events is not None or not options.emit_events
 
     # -- structure -------------------------------------------------------------------
 
@@ -312,13 +324,23 @@ class CompiledWorkflow:
             self._recorder_resolved = True
         return self._recorder
 
-    def breaker_for(self, target: str) -> CircuitBreaker | None:
+    def event_bus(self) -> EventBus | None:
+        """Where this workflow's runs emit events, if anywhere (resolved on first use)."""
+        if not self._bus_resolved:
+            from agentparty.runtime.event_bus import configured_bus
+            from agentparty.runtime.settings import get_settings
+
+            self._bus = configured_bus(get_settings())
+            self._bus_resolved = True
+        return self._bus
+
+    def breaker_for(self, target: str, on_transition: Any = None) -> CircuitBreaker | None:
         handling = self.definition.error_handling
         if handling is None or handling.circuit_breaker is None:
             return None
         if self.breaker_store is None:
             self.breaker_store = SqliteBreakerStore(self.home / "state" / "breakers.sqlite")
-        return CircuitBreaker(target, handling.circuit_breaker, self.breaker_store, self.options.clock)
+        return CircuitBreaker(target, handling.circuit_breaker, self.breaker_store, self.options.clock, on_transition)
 
     def subflow(self, target: str) -> Flow[..., Any]:
         base = self.source.parent if self.source else Path.cwd()
@@ -362,11 +384,15 @@ class _Run:
         self.recorder = recorder
         self.graph = RunGraph(self.d, self.run_key, compiled.user_id) if recorder is not None else None
         self.slot_records: dict[str, list[SlotRecord]] = defaultdict(list)
+        self.bus = compiled.event_bus()
+        self.events = RunEvents(self.d, self.run_key, self.run_id, compiled.user_id) if self.bus is not None else None
 
     # -- orchestration ---------------------------------------------------------------------
 
     async def execute(self) -> WorkflowResult:
         started = time.perf_counter()
+        if self.events is not None:
+            self._emit(*self.events.run_started(self._planned_team()))
         await self._record_start()
         await asyncio.gather(*(self._drive(sid) for sid in self.c.graph.order))
         failed = [sid for sid, r in self.results.items() if r.status is StepStatus.FAILED]
@@ -381,6 +407,7 @@ class _Run:
         )
         await self._record_finish(result)
         result.duration_s = time.perf_counter() - started
+        await self._settle_events(result)
         await self._publish(result)
         if result.status is StepStatus.FAILED:
             raise WorkflowFailed(result)
@@ -397,11 +424,14 @@ class _Run:
             self.aborted = f"recording the run in the graph failed: {exc}"
             logger.error("%s", self.aborted)
 
-    async def _record_step(self, step: WorkflowStep, result: StepResult) -> StepResult:
-        """One transaction per step result; a write that fails after every retry fails the step, clearly."""
+    def _take_records(self, step: WorkflowStep) -> list[SlotRecord]:
         records = self.slot_records.pop(step.id, [])
         if isinstance(step, ParallelStep) and step.configuration.step is not None:
             records += self.slot_records.pop(step.configuration.step.id, [])
+        return records
+
+    async def _record_step(self, result: StepResult, records: list[SlotRecord]) -> StepResult:
+        """One transaction per step result; a write that fails after every retry fails the step, clearly."""
         if self.graph is None or self.recorder is None or result.status is StepStatus.SKIPPED:
             return result
         try:
@@ -428,8 +458,56 @@ class _Run:
             result.status = StepStatus.FAILED
             result.reason = f"{result.reason}; {reason}" if result.reason else reason
 
+    # -- events ------------------------------------------------------------------------------
+
+    def _emit(self, *events: Any) -> None:
+        if self.bus is not None:
+            self.bus.emit(*events)
+
+    def _attempt_started(self, slot: str, attempt: int) -> None:
+        if self.events is not None:
+            self._emit(self.events.step_attempt(slot, attempt))
+
+    def _breaker_changed(self, target: str, before: Any, after: Any) -> None:
+        if self.events is not None:
+            self._emit(self.events.breaker(target, before.value, after.value))
+
+    def _planned_team(self) -> dict[str, str] | None:
+        """agent id → role for the agent steps, when the runner can name its agents before they work."""
+        runner = self.c.agent_runner() if any(
+            isinstance(s, TaskStep) and s.configuration.agent for s in self.c.steps.values()
+        ) else None
+        plan = getattr(runner, "agent_id_for", None)
+        if plan is None:
+            return None
+        roles: dict[str, list[str]] = defaultdict(list)
+        for step in self.d.all_steps():
+            if isinstance(step, TaskStep) and step.configuration.agent:
+                config = step.configuration
+                try:
+                    agent_id = plan(config.agent, config.version, config.model)
+                except Exception:  # an unknown template fails its step later, with its own error
+                    continue
+                role = config.capability or step.id
+                if role not in roles[agent_id]:
+                    roles[agent_id].append(role)
+        return {agent_id: ", ".join(r) for agent_id, r in roles.items()}
+
+    async def _settle_events(self, result: WorkflowResult) -> None:
+        if self.bus is None or self.events is None:
+            return
+        from agentparty.runtime.settings import get_settings
+
+        self._emit(*self.events.run_finished(result))
+        pending = await asyncio.to_thread(self.bus.settle, self.events.correlation_id, get_settings().events_settle_timeout)
+        result.events_pending = pending
+        if pending:
+            logger.warning(
+                "%d events of this run are not delivered yet; they stay in the outbox (agentparty events relay sends them)", pending
+            )
+
     def _slot_done(self, step: WorkflowStep, slot: str, outcome: StepOutcome | None, error: BaseException | None) -> None:
-        if not isinstance(step, TaskStep) or self.graph is None:
+        if not isinstance(step, TaskStep) or (self.graph is None and self.events is None):
             return
         if outcome is not None:
             record = SlotRecord(slot, True, outcome.output, outcome.model, outcome.simulated, outcome.agents)
@@ -485,7 +563,10 @@ class _Run:
             await self.done[dep].wait()
         reason = self._skip_reason(sid)
         if reason:
-            self._finish(StepResult(step_id=sid, status=StepStatus.SKIPPED, reason=reason))
+            skipped = StepResult(step_id=sid, status=StepStatus.SKIPPED, reason=reason)
+            if self.events is not None:
+                self._emit(*self.events.step_finished(skipped, []))
+            self._finish(skipped)
             return
         step = self.c.steps[sid]
         started = time.perf_counter()
@@ -493,8 +574,11 @@ class _Run:
             result = await self._run_step(step)
         except Exception as exc:  # a step failure never escapes: it becomes a result and a fallback
             result = await self._fallback(step, exc, started)
-        result = await self._record_step(step, result)
+        records = self._take_records(step)
+        result = await self._record_step(result, records)
         result.duration_s = time.perf_counter() - started
+        if self.events is not None:
+            self._emit(*self.events.step_finished(result, records))
         self._finish(result)
 
     def _scope(self, item: Any = None, has_item: bool = False) -> ReferenceScope:
@@ -564,7 +648,10 @@ class _Run:
         target: str | None = None,
     ) -> StepOutcome:
         key = _stable_key(self.run_key, self.d.id, self.d.version, step.id, item_index, inputs)
-        call = StepCall(key, run_name or step.id, body, self.c.breaker_for(target) if target else None)
+        call = StepCall(
+            key, run_name or step.id, body, self.c.breaker_for(target, self._breaker_changed) if target else None,
+            self._attempt_started if self.events is not None else None,
+        )
         try:
             outcome = await self.c.task_for(step, policy)(call)
         except BaseException as exc:

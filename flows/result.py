@@ -48,6 +48,8 @@ class WorkflowResult(BaseModel):
     steps: dict[str, StepResult] = Field(default_factory=dict)
     reason: str | None = None
     duration_s: float = 0.0
+    events_pending: int = 0
+    """Events of this run not yet delivered to the broker when it ended (they stay in the outbox)."""
 
     @property
     def tokens(self) -> int:

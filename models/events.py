@@ -161,6 +161,52 @@ class TaskAnalyzedEvent(BaseEvent[TaskAnalyzedPayload]):
     event_type: Literal["task_analyzed"] = "task_analyzed"
 
 
+WorkflowEventType = Literal[
+    "workflow_run_started", "workflow_run_completed", "workflow_run_failed",
+    "step_started", "step_retried", "step_completed", "step_failed", "step_skipped",
+]
+
+
+class WorkflowEventPayload(SeedModel):
+    """Extension: a workflow run's or step's progress, in the seed's event envelope."""
+
+    workflow_id: NonEmptyStr
+    workflow_version: NonEmptyStr
+    run_key: NonEmptyStr
+    """The run (its first flow run id, or the resume key): what a resumed run shares with the run it resumes."""
+    task_id: NonEmptyStr
+    step_id: str | None = None
+    """The step, or ``step[item]`` for a fan-out item; None for run events."""
+    attempt: NonNegativeInt | None = None
+    reason: str | None = None
+    tokens: NonNegativeInt = 0
+    duration_s: float | None = None
+
+
+class WorkflowEvent(BaseEvent[WorkflowEventPayload]):
+    family: ClassVar[str] = "workflows"
+    event_type: WorkflowEventType
+
+    def entity_id(self) -> str:
+        return self.payload.task_id
+
+
+class CircuitBreakerPayload(SeedModel):
+    target: NonEmptyStr
+    """What the breaker guards: ``handler:module:fn`` or ``agent:NAME@MODEL``."""
+    previous_state: Literal["closed", "open", "half_open"]
+    new_state: Literal["closed", "open", "half_open"]
+    failures: NonNegativeInt = 0
+
+
+class CircuitBreakerEvent(BaseEvent[CircuitBreakerPayload]):
+    family: ClassVar[str] = "workflows"
+    event_type: Literal["circuit_breaker_opened", "circuit_breaker_half_open", "circuit_breaker_closed"]
+
+    def entity_id(self) -> str:
+        return self.payload.target
+
+
 LifecycleEvent = Annotated[
     Union[
         AgentProvisionedEvent,
@@ -169,6 +215,8 @@ LifecycleEvent = Annotated[
         TeamPerformanceEvent,
         TaskSubmittedEvent,
         TaskAnalyzedEvent,
+        WorkflowEvent,
+        CircuitBreakerEvent,
     ],
     Field(discriminator="event_type"),
 ]
@@ -180,3 +228,7 @@ EVENT_TYPES: dict[str, type[BaseEvent[Any]]] = {
         TeamPerformanceEvent, TaskSubmittedEvent, TaskAnalyzedEvent,
     )
 }
+EVENT_TYPES.update({name: WorkflowEvent for name in WorkflowEventType.__args__})  # type: ignore[attr-defined]
+EVENT_TYPES.update(
+    {name: CircuitBreakerEvent for name in ("circuit_breaker_opened", "circuit_breaker_half_open", "circuit_breaker_closed")}
+)

@@ -14,7 +14,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentparty.models import DEFAULT_MODEL_REGISTRY, ModelRegistry, SDKConfiguration
-from agentparty.models.config import AgentRuntimeConfig, DatabaseConfig
+from agentparty.models.config import AgentRuntimeConfig, DatabaseConfig, KafkaConfig
 from agentparty.runtime.providers.simulated import SimulatedSettings
 
 
@@ -32,6 +32,17 @@ class Settings(BaseSettings):
     """A Bolt server of your own (``AGENTPARTY_DATABASE__URI``, ``__USERNAME``, ``__PASSWORD``); the local one when unset."""
     graph: Literal["auto", "on", "off"] = "auto"
     """Record workflow runs in the graph: ``auto`` when a database is configured or the local graph server runs."""
+    kafka: KafkaConfig | None = None
+    """A Kafka cluster of your own (``AGENTPARTY_KAFKA__BOOTSTRAP_SERVERS``, ``__SECURITY_PROTOCOL``, ``__SASL_*``, ``__GROUP_ID``)."""
+    kafka_port: int = 9092
+    """Port of the local Kafka-protocol broker (Tansu) started by ``agentparty up``."""
+    events: Literal["auto", "on", "off"] = "auto"
+    """Emit lifecycle events: ``auto`` when a broker is configured or the local one runs."""
+    event_topic_prefix: str = "agentparty."
+    event_partitions: int = 3
+    event_replication: int = 1
+    events_settle_timeout: float = 10.0
+    """Seconds a run waits at its end for its events to be delivered before it reports them pending."""
     max_concurrency: int = 32
     """Default bound on steps running at once in one workflow run."""
     simulated: SimulatedSettings = Field(default_factory=SimulatedSettings)

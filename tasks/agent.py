@@ -104,6 +104,8 @@ class AgentWork:
     """Every transition of the engagement not yet carried by an earlier result, oldest first."""
     input_tokens: int = 0
     output_tokens: int = 0
+    provisioned: AgentProvisionedPayload | None = None
+    """Set on the first result of a new engagement (the agent was provisioned into the run)."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,13 @@ class ModelAgentRunner:
             self._lifecycles.popitem(last=False)
         return lifecycle, True
 
+    def agent_id_for(self, agent: str, version: str | None = None, model: str | None = None) -> str:
+        """The persistent agent a step naming ``agent`` will put to work (team plans name members before they work)."""
+        resolved = self._template(AgentStepRequest(step_id="plan", agent=agent, prompt="", version=version, model=model))
+        if resolved is not None:
+            return persistent_agent_id(resolved.template.id, resolved.version.version)
+        return persistent_agent_id("ad-hoc", agent, model or self.router.registry.default_model)
+
     async def run(self, request: AgentStepRequest) -> AgentStepResponse:
         resolved = self._template(request)
         registry = self.router.registry
@@ -215,20 +224,20 @@ class ModelAgentRunner:
         engagement = engagement_key(request.run_key, request.agent_slot)
         lifecycle, new = self._lifecycle(instance.id, engagement, request.agent, governance)
         if new:
-            self.sink.provisioned(
-                AgentProvisionedPayload(
-                    agent_id=instance.id, template_id=template_id, template_version=template_version, provisioner="workflow-engine",
-                    parameters=parameters.model_dump(exclude_none=True),
-                    resource_allocation=ResourceAllocation(
-                        token_budget=agent_budget,
-                        max_tokens_per_minute=instance.context.resource_limits.max_tokens_per_minute,
-                        max_concurrency=instance.model.capabilities.max_concurrency,
-                        timeout_seconds=self.runtime.default_timeout,
-                    ),
-                )
+            lifecycle.provisioned = AgentProvisionedPayload(
+                agent_id=instance.id, template_id=template_id, template_version=template_version, provisioner="workflow-engine",
+                parameters=parameters.model_dump(exclude_none=True),
+                resource_allocation=ResourceAllocation(
+                    token_budget=agent_budget,
+                    max_tokens_per_minute=instance.context.resource_limits.max_tokens_per_minute,
+                    max_concurrency=instance.model.capabilities.max_concurrency,
+                    timeout_seconds=self.runtime.default_timeout,
+                ),
             )
+            self.sink.provisioned(lifecycle.provisioned)
 
         def work(transitions: tuple[LifecycleTransition, ...], input_tokens: int = 0, output_tokens: int = 0) -> AgentWork:
+            provisioned = lifecycle.provisioned
             return AgentWork(
                 agent=node.model_copy(update={"status": lifecycle.state}),
                 slot=request.agent_slot,
@@ -240,6 +249,7 @@ class ModelAgentRunner:
                 transitions=transitions,
                 input_tokens=input_tokens,
                 output_tokens=output_tokens,
+                provisioned=provisioned,
             )
 
         try:
@@ -251,9 +261,9 @@ class ModelAgentRunner:
             # Not drained: a later successful attempt carries these transitions too.
             _attach_work(exc, work(lifecycle.pending()))
             raise
-        return dataclasses.replace(
-            response, work=work(lifecycle.drain(), response.input_tokens, response.output_tokens)
-        )
+        done = work(lifecycle.drain(), response.input_tokens, response.output_tokens)
+        lifecycle.provisioned = None  # carried by this result
+        return dataclasses.replace(response, work=done)
 
     async def _answer(
         self, request: AgentStepRequest, instance: AgentInstance, lifecycle: AgentLifecycle, system: str,

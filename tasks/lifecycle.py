@@ -33,7 +33,7 @@ from typing import Protocol
 from prefect.input import RunInput
 
 from agentparty.models import AGENT_LIFECYCLE_MACHINE, AgentLifecycleState
-from agentparty.models.events import AgentStateTransitionPayload
+from agentparty.models.events import AgentProvisionedPayload, AgentStateTransitionPayload
 from agentparty.models.governance import ApprovalMode, GovernanceRules
 from agentparty.models.graph import AgentStateMetrics, AgentStateRecord, stable_id
 from agentparty.tasks.errors import NonRetryableError
@@ -150,6 +150,8 @@ class AgentLifecycle:
     _current: AgentStateRecord | None = None
     _sequence: int = 0
     _pending: list[LifecycleTransition] = field(default_factory=list)
+    provisioned: AgentProvisionedPayload | None = None
+    """The provisioning of this engagement until a step result carries it (for the AgentProvisioned event)."""
 
     def __post_init__(self) -> None:
         self.entered_at = self.entered_at or self.clock()

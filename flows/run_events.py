@@ -1,0 +1,188 @@
+"""The events of one workflow run, in seed 000's envelope (pure: the compiler emits what this builds).
+
+Ids are deterministic, so a retried step or a resumed run re-emits the same ids
+and the outbox ignores them: per run key (the task and its team: submitted,
+analyzed, assembled, performance; a step's attempts and its end; an agent
+engagement's provisioning) or per lifecycle state (each transition). Run
+started/completed/failed belong to one flow run each, so a resume reports its
+own start and end. ``correlation_id`` is the flow run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentparty.flows.result import StepResult, StepStatus, WorkflowResult
+from agentparty.models import TaskStep, WorkflowDefinition
+from agentparty.models.events import (
+    AgentProvisionedEvent,
+    AgentStateTransitionEvent,
+    BaseEvent,
+    CapabilityMetrics,
+    CircuitBreakerEvent,
+    CircuitBreakerPayload,
+    CollaborationMetrics,
+    TaskAnalyzedEvent,
+    TaskAnalyzedPayload,
+    TaskSubmittedEvent,
+    TaskSubmittedPayload,
+    TeamAssembledEvent,
+    TeamAssembledPayload,
+    TeamPerformanceEvent,
+    TeamPerformancePayload,
+    WorkflowEvent,
+    WorkflowEventPayload,
+)
+from agentparty.models.graph import FormationMethod, new_id, stable_id
+
+PRODUCER = "agentparty.workflow-engine"
+
+
+@dataclass
+class RunEvents:
+    definition: WorkflowDefinition
+    run_key: str
+    flow_run_id: str | None
+    username: str
+    _capabilities: set[str] = field(default_factory=set)
+    _slots: dict[str, bool] = field(default_factory=dict)
+    _members: set[str] = field(default_factory=set)
+
+    @property
+    def correlation_id(self) -> str:
+        return self.flow_run_id or self.run_key
+
+    @property
+    def task_id(self) -> str:
+        return stable_id("task", self.run_key)
+
+    @property
+    def team_id(self) -> str:
+        return stable_id("team", self.run_key)
+
+    def _envelope(self, *id_parts: str) -> dict[str, Any]:
+        return {"event_id": stable_id("event", *id_parts), "correlation_id": self.correlation_id, "producer": PRODUCER}
+
+    def _workflow(self, event_type: str, id_parts: tuple[str, ...], **payload: Any) -> WorkflowEvent:
+        return WorkflowEvent(
+            **self._envelope(event_type, *id_parts),
+            event_type=event_type,  # type: ignore[arg-type]
+            payload=WorkflowEventPayload(
+                workflow_id=self.definition.id, workflow_version=self.definition.version, run_key=self.run_key,
+                task_id=self.task_id, **payload,
+            ),
+        )
+
+    def required_capabilities(self) -> list[str]:
+        return sorted(
+            {s.configuration.capability for s in self.definition.all_steps() if isinstance(s, TaskStep) and s.configuration.capability}
+        )
+
+    # -- run ------------------------------------------------------------------------------
+
+    def run_started(self, team_roles: dict[str, str] | None) -> list[BaseEvent[Any]]:
+        d = self.definition
+        agent_steps = [s for s in d.all_steps() if isinstance(s, TaskStep) and s.configuration.agent]
+        events: list[BaseEvent[Any]] = [
+            self._workflow("workflow_run_started", (self.correlation_id,)),
+            TaskSubmittedEvent(
+                **self._envelope("task_submitted", self.run_key),
+                payload=TaskSubmittedPayload(
+                    task_id=self.task_id, title=d.name, description=d.description, submitted_by=self.username,
+                    priority=d.priority, token_budget=d.token_budget or 0,
+                ),
+            ),
+            TaskAnalyzedEvent(
+                **self._envelope("task_analyzed", self.run_key),
+                payload=TaskAnalyzedPayload(
+                    task_id=self.task_id, analyzer_id=PRODUCER, extracted_capabilities=self.required_capabilities(),
+                    complexity=d.complexity,
+                    token_estimate=d.token_budget or sum(1024 for _ in agent_steps),
+                    time_estimate=int(sum(s.timeout or 0 for s in d.all_steps())),
+                    recommended_team_size=max(1, len({s.configuration.agent for s in agent_steps})),
+                ),
+            ),
+        ]
+        if team_roles:
+            events.append(
+                TeamAssembledEvent(
+                    **self._envelope("team_assembled", self.run_key),
+                    payload=TeamAssembledPayload(
+                        team_id=self.team_id, task_id=self.task_id, assembler_id=PRODUCER, member_count=len(team_roles),
+                        formation_method=FormationMethod.MANUAL, agent_roles=team_roles, token_budget=d.team_token_budget or 0,
+                    ),
+                )
+            )
+        return events
+
+    def run_finished(self, result: WorkflowResult) -> list[BaseEvent[Any]]:
+        ok = result.status is StepStatus.COMPLETED
+        ran = list(self._slots.values())
+        success = sum(ran) / len(ran) if ran else (1.0 if ok else 0.0)
+        budget = self.definition.team_token_budget or self.definition.token_budget or 0
+        required = self.required_capabilities()
+        covered = [c for c in required if c in self._capabilities]
+        members = len(self._members)
+        events: list[BaseEvent[Any]] = [
+            TeamPerformanceEvent(
+                **self._envelope("team_performance", self.run_key),
+                payload=TeamPerformancePayload(
+                    team_id=self.team_id, task_id=self.task_id, success_rating=success,
+                    completion_time=int(result.duration_s), token_usage=result.tokens,
+                    budget_variance=(result.tokens - budget) / budget * 100 if budget else 0.0,
+                    collaboration_metrics=CollaborationMetrics(pair_count=members * (members - 1) // 2),
+                    capability_metrics=CapabilityMetrics(
+                        required=required, covered=covered, coverage=len(covered) / len(required) if required else 1.0
+                    ),
+                ),
+            ),
+            self._workflow(
+                "workflow_run_completed" if ok else "workflow_run_failed", (self.correlation_id,),
+                reason=result.reason, tokens=result.tokens, duration_s=result.duration_s,
+            ),
+        ]
+        return events
+
+    # -- steps ----------------------------------------------------------------------------
+
+    def step_attempt(self, slot: str, attempt: int) -> WorkflowEvent:
+        kind = "step_started" if attempt <= 1 else "step_retried"
+        return self._workflow(kind, (self.run_key, slot, str(attempt)), step_id=slot, attempt=attempt)
+
+    def step_finished(self, result: StepResult, records: list[Any]) -> list[BaseEvent[Any]]:
+        """Agent provisioning and transitions the step's slots carried, then the step's own end."""
+        events: list[BaseEvent[Any]] = []
+        for record in records:
+            self._slots[record.slot] = record.completed
+            for work in record.agents:
+                self._members.add(work.agent.id)
+                self._capabilities.update(work.capabilities)
+                if work.provisioned is not None:
+                    events.append(
+                        AgentProvisionedEvent(
+                            **self._envelope("agent_provisioned", self.run_key, record.slot, work.agent.id),
+                            payload=work.provisioned,
+                        )
+                    )
+                for transition in work.transitions:
+                    events.append(
+                        AgentStateTransitionEvent(
+                            **self._envelope("agent_state_transition", transition.record.id), payload=transition.event,
+                        )
+                    )
+        kind = {StepStatus.COMPLETED: "step_completed", StepStatus.FAILED: "step_failed", StepStatus.SKIPPED: "step_skipped"}[result.status]
+        events.append(
+            self._workflow(
+                kind, (self.run_key, result.step_id), step_id=result.step_id, attempt=result.attempts or None,
+                reason=result.reason, tokens=result.tokens, duration_s=result.duration_s,
+            )
+        )
+        return events
+
+    def breaker(self, target: str, before: str, after: str, failures: int = 0) -> CircuitBreakerEvent:
+        kind = {"open": "circuit_breaker_opened", "half_open": "circuit_breaker_half_open", "closed": "circuit_breaker_closed"}[after]
+        return CircuitBreakerEvent(
+            event_id=new_id(), correlation_id=self.correlation_id, producer=PRODUCER, event_type=kind,  # type: ignore[arg-type]
+            payload=CircuitBreakerPayload(target=target, previous_state=before, new_state=after, failures=failures),  # type: ignore[arg-type]
+        )

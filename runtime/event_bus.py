@@ -1,0 +1,115 @@
+"""Where the engine emits events: the durable outbox first, Prefect's event feed beside it, Kafka through the relay.
+
+``emit`` appends to the outbox (one SQLite transaction per call, duplicates of a
+known event id ignored), mirrors each event as a Prefect event (resource = the
+agent, team, task or breaker it is about, so it shows in the Prefect UI's event
+feed and can trigger automations and deployments) and wakes the relay thread.
+``settle`` is what a run calls at its end: wait until its events are delivered,
+or report how many are still pending (they stay in the outbox; ``agentparty
+events relay`` or the next run sends them).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agentparty.models.config import KafkaConfig
+from agentparty.models.events import BaseEvent
+from agentparty.runtime.outbox import Outbox
+from agentparty.runtime.relay import OutboxRelay
+
+if TYPE_CHECKING:
+    from agentparty.runtime.settings import Settings
+
+logger = logging.getLogger("agentparty.events")
+
+_RESOURCE_KINDS = {"agents": "agent", "teams": "team", "tasks": "task", "workflows": "task"}
+
+
+def mirror_to_prefect(event: BaseEvent[Any]) -> None:
+    """The event in Prefect's event feed (best effort: Prefect's own client buffers and sends it)."""
+    from prefect.events import emit_event
+
+    kind = "breaker" if event.event_type.startswith("circuit_breaker") else _RESOURCE_KINDS.get(event.family, "entity")
+    try:
+        event_uuid = uuid.UUID(event.event_id)
+    except ValueError:
+        event_uuid = uuid.uuid5(uuid.NAMESPACE_URL, event.event_id)
+    emit_event(
+        event=f"agentparty.{event.event_type}",
+        resource={"prefect.resource.id": f"agentparty.{kind}.{event.entity_id()}", "prefect.resource.name": event.entity_id()},
+        related=[{"prefect.resource.id": f"prefect.flow-run.{event.correlation_id}", "prefect.resource.role": "flow-run"}],
+        payload=event.payload.model_dump(mode="json"),
+        occurred=event.timestamp,
+        id=event_uuid,
+    )
+
+
+@dataclass
+class EventBus:
+    outbox: Outbox
+    relay: OutboxRelay | None = None
+    mirror: bool = True
+
+    def emit(self, *events: BaseEvent[Any]) -> int:
+        """Store the events durably and pass them on; returns how many were new."""
+        new = self.outbox.append(list(events))
+        if self.mirror and new:
+            for event in events:
+                try:
+                    mirror_to_prefect(event)
+                except Exception as exc:  # the Prefect feed is a mirror: it must never fail a step
+                    logger.debug("not mirrored to Prefect: %s", exc)
+        if self.relay is not None:
+            self.relay.start()
+            self.relay.nudge()
+        return new
+
+    def settle(self, correlation_id: str | None, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds for this run's events to be delivered; the number still pending."""
+        if self.relay is None:
+            return self.outbox.pending_count(correlation_id)
+        return self.relay.wait_delivered(correlation_id, timeout)
+
+
+_BUSES: dict[tuple[Path, str], EventBus] = {}
+_LOCK = threading.Lock()
+
+
+def bus_for(home: Path, kafka: KafkaConfig | None, prefix: str, mirror: bool = True) -> EventBus:
+    """One bus (one outbox file, one relay thread and producer) per home and broker per process."""
+    key = (home, ",".join(kafka.bootstrap_servers) if kafka else "")
+    with _LOCK:
+        bus = _BUSES.get(key)
+        if bus is None:
+            outbox = Outbox.at(home, prefix)
+            bus = _BUSES[key] = EventBus(outbox, OutboxRelay(outbox, kafka) if kafka else None, mirror)
+        return bus
+
+
+def kafka_config(settings: Settings) -> KafkaConfig | None:
+    """The configured cluster, or the local broker when it runs (``agentparty up``)."""
+    if settings.kafka is not None:
+        return settings.kafka
+    from agentparty.runtime.broker import LocalKafkaBroker
+
+    broker = LocalKafkaBroker(settings.home, port=settings.kafka_port)
+    if broker.pid() is None or not broker.accepting():
+        return None
+    return KafkaConfig(bootstrap_servers=[broker.bootstrap_servers], group_id="agentparty")
+
+
+def configured_bus(settings: Settings) -> EventBus | None:
+    """As ``AGENTPARTY_EVENTS`` says: ``off``; ``on`` (outbox always, relayed when a broker is configured or
+    running); ``auto`` (default: only when a broker is configured or the local one runs)."""
+    if settings.events == "off":
+        return None
+    kafka = kafka_config(settings)
+    if kafka is None and settings.events == "auto":
+        return None
+    return bus_for(settings.home, kafka, settings.event_topic_prefix)

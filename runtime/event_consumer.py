@@ -1,0 +1,105 @@
+"""Reading events back: typed, de-duplicated by ``event_id``, tolerant of newer versions.
+
+An event whose ``event_version`` has a newer major version than this code knows
+is yielded raw (a dict) with a warning, never a crash; duplicates (a relay that
+re-sent after a lost acknowledgement) are dropped by id within a bounded window.
+Without a group id the consumer reads every partition from the start (assign,
+no group coordination: what ``agentparty events tail`` and tests want); with
+one it joins the consumer group and commits offsets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from agentparty.models.config import KafkaConfig
+from agentparty.models.events import EVENT_SCHEMA_VERSION, EVENT_TYPES, BaseEvent
+from agentparty.runtime.relay import consumer_config, topic_names
+
+logger = logging.getLogger("agentparty.events")
+DEDUPE_WINDOW = 100_000
+
+
+@dataclass(frozen=True)
+class RawEvent:
+    """An event this code cannot type (unknown type or newer version): kept as sent."""
+
+    event_type: str
+    event_version: str
+    data: dict[str, Any]
+
+
+def _major(version: str) -> str:
+    return version.split(".", 1)[0]
+
+
+class EventConsumer:
+    def __init__(
+        self, config: KafkaConfig, prefix: str = "agentparty.", *, types: set[str] | None = None, group_id: str | None = None,
+    ) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        self.types = types
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self.duplicates = 0
+        settings = consumer_config(config, group_id or f"{config.group_id}-reader")
+        if group_id is None:
+            settings["enable.auto.commit"] = False
+        self._consumer = Consumer(settings)
+        topics = topic_names(prefix)
+        if group_id is None:
+            metadata = self._consumer.list_topics(timeout=10)
+            self._consumer.assign([
+                TopicPartition(topic, partition, OFFSET_BEGINNING)
+                for topic in topics if topic in metadata.topics
+                for partition in metadata.topics[topic].partitions
+            ])
+        else:
+            self._consumer.subscribe(topics)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def __enter__(self) -> EventConsumer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _decode(self, value: bytes) -> BaseEvent[Any] | RawEvent | None:
+        data = json.loads(value)
+        event_id, event_type = data.get("event_id", ""), data.get("event_type", "")
+        if event_id in self._seen:
+            self.duplicates += 1
+            return None
+        self._seen[event_id] = None
+        if len(self._seen) > DEDUPE_WINDOW:
+            self._seen.popitem(last=False)
+        if self.types is not None and event_type not in self.types:
+            return None
+        version = str(data.get("event_version", ""))
+        cls = EVENT_TYPES.get(event_type)
+        if cls is None or _major(version) != _major(EVENT_SCHEMA_VERSION):
+            logger.warning("event %s: %s version %s is not one this code knows; kept raw", event_id, event_type, version)
+            return RawEvent(event_type, version, data)
+        return cls.model_validate(data)
+
+    def events(self, idle_timeout: float = 2.0, follow: bool = False) -> Iterator[BaseEvent[Any] | RawEvent]:
+        """Events as they come; stops after ``idle_timeout`` seconds without one unless ``follow``."""
+        while True:
+            message = self._consumer.poll(idle_timeout)
+            if message is None:
+                if follow:
+                    continue
+                return
+            if message.error():
+                logger.warning("consumer: %s", message.error())
+                continue
+            event = self._decode(message.value())
+            if event is not None:
+                yield event

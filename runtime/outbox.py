@@ -1,0 +1,114 @@
+"""The durable event outbox (DESIGN.md §7): every event lands in SQLite before anything is sent.
+
+``append`` writes a batch of events in one transaction; ``INSERT OR IGNORE`` on
+the event id makes a re-emitted event (a retried step, a resumed run) a no-op,
+so ids that derive from (run, step, transition) are emitted once, ever. The
+relay (``runtime/relay.py``) reads pending rows in order, and marks them
+delivered only after the broker acknowledged them; delivered rows are kept for
+``RETENTION_S`` so a late replay of the same id is still recognised, then pruned.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agentparty.models.events import BaseEvent
+from agentparty.runtime.state_db import state_db
+
+RETENTION_S = 7 * 24 * 3600
+"""How long delivered ids are remembered (as long as a run's persisted step results are reused)."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    topic TEXT NOT NULL,
+    key TEXT NOT NULL,
+    correlation_id TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    value BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    delivered_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (delivered_at, seq);
+CREATE INDEX IF NOT EXISTS outbox_run ON outbox (correlation_id, delivered_at);
+"""
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    seq: int
+    event_id: str
+    topic: str
+    key: str
+    headers: list[tuple[str, str]]
+    value: bytes
+
+
+class Outbox:
+    def __init__(self, path: Path, topic_prefix: str = "agentparty.") -> None:
+        self.path = path
+        self.topic_prefix = topic_prefix
+        self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
+        with state_db(self.path) as db:
+            for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
+                db.execute(statement)
+
+    @classmethod
+    def at(cls, home: Path, topic_prefix: str = "agentparty.") -> Outbox:
+        return cls(home / "state" / "outbox.sqlite", topic_prefix)
+
+    def topic_for(self, event: BaseEvent[Any]) -> str:
+        return f"{self.topic_prefix}{event.family}"
+
+    def append(self, events: list[BaseEvent[Any]]) -> int:
+        """Store events durably, in one transaction; returns how many were new (the rest were already known)."""
+        if not events:
+            return 0
+        now = time.time()
+        rows = [
+            (
+                e.event_id, self.topic_for(e), e.entity_id(), e.correlation_id,
+                json.dumps([["event_type", e.event_type], ["event_version", e.event_version], ["correlation_id", e.correlation_id]]),
+                e.model_dump_json().encode(), now,
+            )
+            for e in events
+        ]
+        with state_db(self.path, write=True) as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO outbox (event_id, topic, key, correlation_id, headers, value, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+            )
+            return db.total_changes - before
+
+    def pending(self, limit: int = 10_000) -> list[OutboxRow]:
+        with state_db(self.path) as db:
+            found = db.execute(
+                "SELECT seq, event_id, topic, key, headers, value FROM outbox WHERE delivered_at IS NULL ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [OutboxRow(seq, eid, topic, key, [tuple(h) for h in json.loads(headers)], value) for seq, eid, topic, key, headers, value in found]  # type: ignore[misc]
+
+    def mark_delivered(self, seqs: list[int]) -> None:
+        if not seqs:
+            return
+        now = time.time()
+        with state_db(self.path, write=True) as db:
+            db.executemany("UPDATE outbox SET delivered_at = ? WHERE seq = ?", [(now, s) for s in seqs])
+            db.execute("DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?", (now - RETENTION_S,))
+
+    def pending_count(self, correlation_id: str | None = None) -> int:
+        with state_db(self.path) as db:
+            if correlation_id is None:
+                row = db.execute("SELECT count(*) FROM outbox WHERE delivered_at IS NULL").fetchone()
+            else:
+                row = db.execute(
+                    "SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND correlation_id = ?", (correlation_id,)
+                ).fetchone()
+        return int(row[0])
