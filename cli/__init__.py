@@ -26,6 +26,11 @@ from agentparty.cli.templates import app as templates_app  # noqa: E402
 
 app.add_typer(templates_app, name="templates")
 
+from agentparty.cli.events import app as events_app  # noqa: E402
+from agentparty.cli.events import init_topics, local_broker  # noqa: E402
+
+app.add_typer(events_app, name="events")
+
 
 class Kind(StrEnum):
     AUTO = "auto"
@@ -109,7 +114,7 @@ def _graph_server():  # type: ignore[no-untyped-def]
 
 @app.command()
 def up() -> None:
-    """Start the local services under AGENTPARTY_HOME: the Prefect server with its UI, and the Bolt graph server."""
+    """Start the local services under AGENTPARTY_HOME: the Prefect server with its UI, the Bolt graph server, the Kafka broker."""
     from agentparty.runtime.settings import get_settings
 
     server = _server()
@@ -123,6 +128,14 @@ def up() -> None:
         _migrate_graph(graph.database_config())
     else:
         typer.echo(f"graph: using {get_settings().database.uri} (AGENTPARTY_DATABASE)")  # type: ignore[union-attr]
+    if get_settings().kafka is None:
+        broker = local_broker()
+        started = broker.start()
+        typer.echo(f"Kafka broker {'started' if started else 'already running'}: {broker.bootstrap_servers}  log: {broker.log_file}")
+    else:
+        typer.echo(f"events: using {','.join(get_settings().kafka.bootstrap_servers)} (AGENTPARTY_KAFKA)")  # type: ignore[union-attr]
+    created = init_topics()
+    typer.echo(f"event topics: created {', '.join(created)}" if created else "event topics: up to date")
 
 
 @app.command()
@@ -130,17 +143,26 @@ def down() -> None:
     """Stop the local services started by `agentparty up`."""
     typer.echo("Prefect server stopped" if _server().stop() else "Prefect server was not running")
     typer.echo("graph server stopped" if _graph_server().stop() else "graph server was not running")
+    typer.echo("Kafka broker stopped" if local_broker().stop() else "Kafka broker was not running")
 
 
 @app.command()
 def status() -> None:
     """Show whether the local services are running."""
+    from agentparty.runtime.settings import get_settings
+
     server = _server()
     healthy = server.healthy()
     typer.echo(f"Prefect server: {'running' if healthy else 'stopped'} ({server.api_url}, pid {server.pid() or '-'})")
     graph = _graph_server()
     graph_healthy = graph.healthy()
     typer.echo(f"graph server: {'running' if graph_healthy else 'stopped'} ({graph.uri}, pid {graph.pid() or '-'})")
+    broker = local_broker()
+    typer.echo(f"Kafka broker: {'running' if broker.accepting() else 'stopped'} ({broker.bootstrap_servers}, pid {broker.pid() or '-'})")
+    from agentparty.runtime.outbox import Outbox
+
+    pending = Outbox.at(get_settings().home).pending_count()
+    typer.echo(f"event outbox: {pending} pending")
     raise typer.Exit(0 if healthy else 1)
 
 
@@ -223,6 +245,7 @@ def run(
     resume: Annotated[str | None, typer.Option(help="Resume a failed or crashed run: its flow run id (completed steps are not run again).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show Prefect's own log lines.")] = False,
     graph: Annotated[bool, typer.Option(help="Record the run in the results graph (the local graph server is started when needed).")] = True,
+    events: Annotated[bool, typer.Option(help="Emit lifecycle events (the local Kafka broker is started when needed).")] = True,
 ) -> None:
     """Run a workflow on the local Prefect server (started when needed), record it in the graph, report every step."""
     import asyncio
@@ -254,6 +277,11 @@ def run(
         graph_server = _graph_server()
         if graph_server.start():
             typer.echo(f"started the graph server at {graph_server.uri}", err=True)
+    emit = events and settings.events != "off"
+    if emit and settings.kafka is None:
+        broker = local_broker()
+        if broker.start():
+            typer.echo(f"started the Kafka broker at {broker.bootstrap_servers}", err=True)
 
     from agentparty.flows import CompileOptions, StepResult, WorkflowFailed, compile_workflow
     from agentparty.tasks.errors import RunInputError
@@ -270,7 +298,9 @@ def run(
 
     flow = compile_workflow(
         definition, source=path,
-        options=CompileOptions(on_step_finished=progress, max_concurrency=settings.max_concurrency, record_graph=record),
+        options=CompileOptions(
+            on_step_finished=progress, max_concurrency=settings.max_concurrency, record_graph=record, emit_events=emit
+        ),
     )
     if not as_json:
         typer.echo(f"running {definition.id} ({flow.name})")
@@ -294,6 +324,11 @@ def run(
             from agentparty.models.graph import stable_id
 
             typer.echo(f"graph: Task {stable_id('task', resume or result.run_id or '')} ({settings.database.uri if settings.database else _graph_server().uri})")
+        if emit:
+            typer.echo(
+                "events: all delivered" if not result.events_pending
+                else f"events: {result.events_pending} not delivered yet (kept in the outbox; `agentparty events relay` sends them)"
+            )
     raise typer.Exit(1 if failed else 0)
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from ._base import Fraction, NonEmptyStr, PositiveStrictInt, SeedModel
 from .graph import ModelParameters
@@ -44,7 +45,8 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"
 
 
 class KafkaConfig(SeedModel):
-    bootstrap_servers: Annotated[list[NonEmptyStr], Field(min_length=1)]
+    bootstrap_servers: Annotated[list[NonEmptyStr], Field(min_length=1), NoDecode]
+    """``host:port`` list; from the environment as ``host1:9092,host2:9092``."""
     security_protocol: SecurityProtocol = "PLAINTEXT"
     sasl_mechanism: SaslMechanism | None = None
     sasl_username: str | None = None

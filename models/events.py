@@ -35,10 +35,12 @@ class BaseEvent(SeedModel, Generic[P]):
 
     def entity_id(self) -> str:
         """The id events about the same entity share (the Kafka message key)."""
+        fields = type(self.payload).model_fields
         for name in ("agent_id", "team_id", "task_id"):
-            value = getattr(self.payload, name, None)
-            if value:
-                return str(value)
+            if name in fields:
+                value = getattr(self.payload, name)
+                if value:
+                    return str(value)
         return self.correlation_id
 
 

@@ -31,6 +31,13 @@ logger = logging.getLogger("agentparty.events")
 _RESOURCE_KINDS = {"agents": "agent", "teams": "team", "tasks": "task", "workflows": "task"}
 
 
+def _in_flow_run() -> bool:
+    """Outside a flow run Prefect's event client may have no server to talk to (it would start one)."""
+    from prefect.context import FlowRunContext
+
+    return FlowRunContext.get() is not None
+
+
 def mirror_to_prefect(event: BaseEvent[Any]) -> None:
     """The event in Prefect's event feed (best effort: Prefect's own client buffers and sends it)."""
     from prefect.events import emit_event
@@ -59,7 +66,7 @@ class EventBus:
     def emit(self, *events: BaseEvent[Any]) -> int:
         """Store the events durably and pass them on; returns how many were new."""
         new = self.outbox.append(list(events))
-        if self.mirror and new:
+        if self.mirror and new and _in_flow_run():
             for event in events:
                 try:
                     mirror_to_prefect(event)

@@ -10,7 +10,6 @@ delivered only after the broker acknowledged them; delivered rows are kept for
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +27,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     event_id TEXT NOT NULL UNIQUE,
     topic TEXT NOT NULL,
     key TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    event_version TEXT NOT NULL,
     correlation_id TEXT NOT NULL,
-    headers TEXT NOT NULL,
     value BLOB NOT NULL,
     created_at REAL NOT NULL,
     delivered_at REAL
@@ -45,8 +45,14 @@ class OutboxRow:
     event_id: str
     topic: str
     key: str
-    headers: list[tuple[str, str]]
+    event_type: str
+    event_version: str
+    correlation_id: str
     value: bytes
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        return [("event_type", self.event_type), ("event_version", self.event_version), ("correlation_id", self.correlation_id)]
 
 
 class Outbox:
@@ -73,34 +79,34 @@ class Outbox:
             return 0
         now = time.time()
         rows = [
-            (
-                e.event_id, self.topic_for(e), e.entity_id(), e.correlation_id,
-                json.dumps([["event_type", e.event_type], ["event_version", e.event_version], ["correlation_id", e.correlation_id]]),
-                e.model_dump_json().encode(), now,
-            )
+            (e.event_id, self.topic_for(e), e.entity_id(), e.event_type, e.event_version, e.correlation_id, e.model_dump_json().encode(), now)
             for e in events
         ]
         with state_db(self.path, write=True) as db:
             before = db.total_changes
             db.executemany(
-                "INSERT OR IGNORE INTO outbox (event_id, topic, key, correlation_id, headers, value, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+                "INSERT OR IGNORE INTO outbox (event_id, topic, key, event_type, event_version, correlation_id, value, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
             )
             return db.total_changes - before
 
     def pending(self, limit: int = 10_000) -> list[OutboxRow]:
         with state_db(self.path) as db:
             found = db.execute(
-                "SELECT seq, event_id, topic, key, headers, value FROM outbox WHERE delivered_at IS NULL ORDER BY seq LIMIT ?",
+                "SELECT seq, event_id, topic, key, event_type, event_version, correlation_id, value FROM outbox "
+                "WHERE delivered_at IS NULL ORDER BY seq LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [OutboxRow(seq, eid, topic, key, [tuple(h) for h in json.loads(headers)], value) for seq, eid, topic, key, headers, value in found]  # type: ignore[misc]
+        return [OutboxRow(*row) for row in found]
 
     def mark_delivered(self, seqs: list[int]) -> None:
         if not seqs:
             return
         now = time.time()
         with state_db(self.path, write=True) as db:
-            db.executemany("UPDATE outbox SET delivered_at = ? WHERE seq = ?", [(now, s) for s in seqs])
+            db.executemany(
+                "UPDATE outbox SET delivered_at = ? WHERE seq BETWEEN ? AND ?", [(now, a, b) for a, b in _ranges(sorted(seqs))]
+            )
             db.execute("DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?", (now - RETENTION_S,))
 
     def pending_count(self, correlation_id: str | None = None) -> int:
@@ -112,3 +118,14 @@ class Outbox:
                     "SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND correlation_id = ?", (correlation_id,)
                 ).fetchone()
         return int(row[0])
+
+
+def _ranges(seqs: list[int]) -> list[tuple[int, int]]:
+    """Sorted sequence numbers as inclusive runs (delivered events are mostly contiguous: one UPDATE per run)."""
+    runs: list[tuple[int, int]] = []
+    for seq in seqs:
+        if runs and seq == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], seq)
+        else:
+            runs.append((seq, seq))
+    return runs

@@ -19,8 +19,8 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def use_session_server(prefect_server: str, bolt_server: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The session's Prefect server, and its graph server as the configured database (no server of the CLI's own)."""
+def use_session_server(prefect_server: str, bolt_server: object, kafka_broker: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The session's Prefect server, graph server and broker as the configured ones (no server of the CLI's own)."""
     from agentparty.runtime.settings import get_settings
 
     config = bolt_server.database_config()  # type: ignore[attr-defined]
@@ -28,6 +28,8 @@ def use_session_server(prefect_server: str, bolt_server: object, monkeypatch: py
     monkeypatch.setenv("AGENTPARTY_DATABASE__URI", config.uri)
     monkeypatch.setenv("AGENTPARTY_DATABASE__USERNAME", config.username)
     monkeypatch.setenv("AGENTPARTY_DATABASE__PASSWORD", config.password.get_secret_value())
+    monkeypatch.setenv("AGENTPARTY_KAFKA__BOOTSTRAP_SERVERS", kafka_broker.bootstrap_servers)  # type: ignore[attr-defined]
+    monkeypatch.setenv("AGENTPARTY_KAFKA__GROUP_ID", "cli-tests")
     get_settings.cache_clear()
     yield prefect_server
     get_settings.cache_clear()
@@ -88,7 +90,8 @@ def test_up_status_down_manage_a_local_server(tmp_path: Path) -> None:
     script = Path(sys.executable).with_name("agentparty")
     env = {
         "AGENTPARTY_HOME": str(tmp_path / "home"), "AGENTPARTY_PREFECT_PORT": str(_free_port()),
-        "AGENTPARTY_GRAPH_PORT": str(_free_port()), "AGENTPARTY_GRAPH_HTTP_PORT": str(_free_port()), "PATH": "/usr/bin:/bin",
+        "AGENTPARTY_GRAPH_PORT": str(_free_port()), "AGENTPARTY_GRAPH_HTTP_PORT": str(_free_port()),
+        "AGENTPARTY_KAFKA_PORT": str(_free_port()), "PATH": "/usr/bin:/bin",
     }
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -100,17 +103,18 @@ def test_up_status_down_manage_a_local_server(tmp_path: Path) -> None:
         assert up.returncode == 0, up.stderr
         assert "started" in up.stdout
         assert "graph server started" in up.stdout and "graph schema: applied migrations 1, 2" in up.stdout
+        assert "Kafka broker started" in up.stdout and "event topics: created" in up.stdout
         status = cli("status")
-        assert status.returncode == 0 and "graph server: running" in status.stdout
+        assert status.returncode == 0 and "graph server: running" in status.stdout and "Kafka broker: running" in status.stdout
         assert (tmp_path / "home" / "logs" / "prefect-server.log").exists()
         assert (tmp_path / "home" / "logs" / "graph-server.log").exists()
         again = cli("up").stdout
         assert "Prefect server already running" in again and "graph server already running" in again and "graph schema: up to date" in again
     finally:
         down = cli("down")
-    assert "Prefect server stopped" in down.stdout and "graph server stopped" in down.stdout
+    assert "Prefect server stopped" in down.stdout and "graph server stopped" in down.stdout and "Kafka broker stopped" in down.stdout
     status = cli("status")
-    assert status.returncode == 1 and "graph server: stopped" in status.stdout
+    assert status.returncode == 1 and "graph server: stopped" in status.stdout and "Kafka broker: stopped" in status.stdout
 
 
 def test_run_records_the_run_in_the_graph(use_session_server: str, examples_dir: Path, graph_store: object) -> None:

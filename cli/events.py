@@ -1,0 +1,111 @@
+"""``agentparty events``: topics, the outbox relay, and reading events back."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Lifecycle events: create topics, relay the outbox to Kafka, tail events.", no_args_is_help=True)
+
+
+def local_broker():  # type: ignore[no-untyped-def]
+    from agentparty.runtime.broker import LocalKafkaBroker
+    from agentparty.runtime.settings import get_settings
+
+    settings = get_settings()
+    return LocalKafkaBroker(settings.home, port=settings.kafka_port)
+
+
+def _kafka():  # type: ignore[no-untyped-def]
+    """The configured cluster, else the local broker (whether or not it runs: commands then say it is down)."""
+    from agentparty.models.config import KafkaConfig
+    from agentparty.runtime.settings import get_settings
+
+    settings = get_settings()
+    if settings.kafka is not None:
+        return settings.kafka
+    return KafkaConfig(bootstrap_servers=[local_broker().bootstrap_servers], group_id="agentparty")
+
+
+def init_topics() -> list[str]:
+    from agentparty.runtime.relay import ensure_topics
+    from agentparty.runtime.settings import get_settings
+
+    settings = get_settings()
+    return ensure_topics(_kafka(), settings.event_topic_prefix, settings.event_partitions, settings.event_replication)
+
+
+@app.command()
+def init() -> None:
+    """Create the event topics (one per family: agents, teams, tasks, workflows) that do not exist yet."""
+    from confluent_kafka import KafkaException
+
+    try:
+        created = init_topics()
+    except KafkaException as exc:
+        typer.echo(f"error: no broker at {','.join(_kafka().bootstrap_servers)} ({exc}); start one with `agentparty up`", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"created {', '.join(created)}" if created else "topics already exist")
+
+
+@app.command()
+def relay(
+    once: Annotated[bool, typer.Option(help="Send what is pending and exit (else keep relaying until interrupted).")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between drains when nothing wakes the relay.")] = 1.0,
+) -> None:
+    """Send the outbox's pending events to Kafka (events stay in the outbox until the broker acknowledges them)."""
+    from agentparty.runtime.outbox import Outbox
+    from agentparty.runtime.relay import OutboxRelay
+    from agentparty.runtime.settings import get_settings
+
+    settings = get_settings()
+    outbox = Outbox.at(settings.home, settings.event_topic_prefix)
+    relay_ = OutboxRelay(outbox, _kafka())
+    if once:
+        report = relay_.drain()
+        typer.echo(f"delivered {report.delivered}, failed {report.failed}, pending {report.pending}")
+        raise typer.Exit(0 if report.pending == 0 else 1)
+    typer.echo(f"relaying {outbox.path} to {','.join(_kafka().bootstrap_servers)}; Ctrl-C stops", err=True)
+    try:
+        while True:
+            report = relay_.drain()
+            if report.delivered or report.failed:
+                typer.echo(f"delivered {report.delivered}, failed {report.failed}, pending {report.pending}", err=True)
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+@app.command()
+def tail(
+    event_type: Annotated[list[str] | None, typer.Option("--type", "-t", help="Only these event types (repeatable).")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep waiting for new events.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line.")] = False,
+    idle: Annotated[float, typer.Option(help="Without --follow: stop after this many seconds without an event.")] = 2.0,
+) -> None:
+    """Print events from the topics, oldest first, without duplicates."""
+    from confluent_kafka import KafkaException
+
+    from agentparty.runtime.event_consumer import EventConsumer, RawEvent
+    from agentparty.runtime.settings import get_settings
+
+    try:
+        consumer = EventConsumer(_kafka(), get_settings().event_topic_prefix, types=set(event_type) if event_type else None)
+    except KafkaException as exc:
+        typer.echo(f"error: no broker at {','.join(_kafka().bootstrap_servers)} ({exc})", err=True)
+        raise typer.Exit(1) from None
+    with consumer:
+        try:
+            for event in consumer.events(idle_timeout=idle, follow=follow):
+                if isinstance(event, RawEvent):
+                    typer.echo(json.dumps(event.data) if as_json else f"{event.event_type} (version {event.event_version}, raw)")
+                elif as_json:
+                    typer.echo(event.model_dump_json())
+                else:
+                    detail = {k: v for k, v in event.payload.model_dump(mode="json").items() if v not in (None, [], {}, "")}
+                    typer.echo(f"{event.timestamp:%H:%M:%S} {event.event_type:<24} {event.entity_id()}  {json.dumps(detail)[:160]}")
+        except KeyboardInterrupt:
+            pass
