@@ -84,7 +84,7 @@ def tail(
     event_type: Annotated[list[str] | None, typer.Option("--type", "-t", help="Only these event types (repeatable).")] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep waiting for new events.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line.")] = False,
-    idle: Annotated[float, typer.Option(help="Without --follow: stop after this many seconds without an event.")] = 2.0,
+    idle: Annotated[float, typer.Option(help="Without --follow: seconds to wait for the first event (then 2 s of quiet ends it).")] = 10.0,
 ) -> None:
     """Print events from the topics, oldest first, without duplicates."""
     from confluent_kafka import KafkaException

@@ -89,14 +89,18 @@ class EventConsumer:
             return RawEvent(event_type, version, data)
         return cls.model_validate(data)
 
-    def events(self, idle_timeout: float = 2.0, follow: bool = False) -> Iterator[BaseEvent[Any] | RawEvent]:
-        """Events as they come; stops after ``idle_timeout`` seconds without one unless ``follow``."""
+    def events(self, idle_timeout: float = 10.0, follow: bool = False, quiet: float = 2.0) -> Iterator[BaseEvent[Any] | RawEvent]:
+        """Events as they come. Without ``follow``: wait up to ``idle_timeout`` seconds for the first message, then
+        stop after ``quiet`` seconds without one. (Not the partitions' high watermarks: Tansu reports them short
+        when a partition holds several producer batches.)"""
+        seen_any = False
         while True:
-            message = self._consumer.poll(idle_timeout)
+            message = self._consumer.poll(quiet if seen_any else idle_timeout)
             if message is None:
                 if follow:
                     continue
                 return
+            seen_any = True
             if message.error():
                 logger.warning("consumer: %s", message.error())
                 continue

@@ -20,10 +20,11 @@ from agentparty.runtime.state_db import state_db
 
 RETENTION_S = 7 * 24 * 3600
 """How long delivered ids are remembered (as long as a run's persisted step results are reused)."""
+PRUNE_EVERY_S = 600.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     event_id TEXT NOT NULL UNIQUE,
     topic TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -34,8 +35,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at REAL NOT NULL,
     delivered_at REAL
 );
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (delivered_at, seq);
-CREATE INDEX IF NOT EXISTS outbox_run ON outbox (correlation_id, delivered_at);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (seq) WHERE delivered_at IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_run ON outbox (correlation_id) WHERE delivered_at IS NULL;
 """
 
 
@@ -59,6 +60,7 @@ class Outbox:
     def __init__(self, path: Path, topic_prefix: str = "agentparty.") -> None:
         self.path = path
         self.topic_prefix = topic_prefix
+        self._pruned_at = 0.0
         self._ensure_schema()
 
     def _ensure_schema(self) -> None:
@@ -90,12 +92,13 @@ class Outbox:
             )
             return db.total_changes - before
 
-    def pending(self, limit: int = 10_000) -> list[OutboxRow]:
+    def pending(self, limit: int = 10_000, after: int = 0) -> list[OutboxRow]:
+        """Undelivered events in emission order (``after``: past this sequence number, for a relay with sends in flight)."""
         with state_db(self.path) as db:
             found = db.execute(
                 "SELECT seq, event_id, topic, key, event_type, event_version, correlation_id, value FROM outbox "
-                "WHERE delivered_at IS NULL ORDER BY seq LIMIT ?",
-                (limit,),
+                "WHERE delivered_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
+                (after, limit),
             ).fetchall()
         return [OutboxRow(*row) for row in found]
 
@@ -107,7 +110,9 @@ class Outbox:
             db.executemany(
                 "UPDATE outbox SET delivered_at = ? WHERE seq BETWEEN ? AND ?", [(now, a, b) for a, b in _ranges(sorted(seqs))]
             )
-            db.execute("DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?", (now - RETENTION_S,))
+            if now - self._pruned_at > PRUNE_EVERY_S:  # a scan of the table: not on every delivery
+                db.execute("DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?", (now - RETENTION_S,))
+                self._pruned_at = now
 
     def pending_count(self, correlation_id: str | None = None) -> int:
         with state_db(self.path) as db:

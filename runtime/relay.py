@@ -130,22 +130,32 @@ class OutboxRelay:
                     return DrainReport(0, 0, 0, self.outbox.pending_count())
             if self._producer is None:
                 self._producer = self._new_producer()
-            sent = delivered_total = failed = 0
+            sent = failed = 0
+            delivered: list[int] = []
+            errors: list[Any] = []
+            delivered_total = 0
+
+            def report(err: Any, _msg: Any, seq: int) -> None:
+                if err is None:
+                    delivered.append(seq)
+                else:
+                    errors.append(err)
+
+            def settle() -> None:
+                """Mark what has been acknowledged so far (the callbacks run inside poll/flush, in this thread)."""
+                nonlocal delivered, delivered_total
+                done, delivered = delivered, []
+                self.outbox.mark_delivered(done)
+                delivered_total += len(done)
+
+            # Pipelined: the next batch is read and sent while the broker acknowledges the previous one.
+            cursor = 0
             batches = 0
-            while max_batches is None or batches < max_batches:
-                rows = self.outbox.pending(self.batch)
+            while (max_batches is None or batches < max_batches) and not errors:
+                rows = self.outbox.pending(self.batch, after=cursor)
                 if not rows:
                     break
                 batches += 1
-                delivered: list[int] = []
-                errors: list[Any] = []
-
-                def report(err: Any, _msg: Any, seq: int) -> None:
-                    if err is None:
-                        delivered.append(seq)
-                    else:
-                        errors.append(err)
-
                 for row in rows:
                     while True:
                         try:
@@ -156,17 +166,17 @@ class OutboxRelay:
                             break
                         except BufferError:  # the local queue is full: let deliveries drain it
                             self._producer.poll(0.05)
+                cursor = rows[-1].seq
                 sent += len(rows)
-                self._producer.flush(self.message_timeout_ms / 1000 + 5)
-                self.outbox.mark_delivered(delivered)
-                delivered_total += len(delivered)
-                if errors:
-                    failed += len(errors)
-                    first = errors[0]
-                    logger.warning("%d of %d events not delivered (%s); they stay in the outbox", len(errors), len(rows), first)
-                    if any(isinstance(e, KafkaError) and e.fatal() for e in errors):
-                        self._producer = None  # e.g. UnknownProducerId after a broker restart: start a fresh producer
-                    break
+                self._producer.poll(0)
+                settle()
+            self._producer.flush(self.message_timeout_ms / 1000 + 5)
+            settle()
+            if errors:
+                failed = len(errors)
+                logger.warning("%d of %d events not delivered (%s); they stay in the outbox", failed, sent, errors[0])
+                if any(isinstance(e, KafkaError) and e.fatal() for e in errors):
+                    self._producer = None  # e.g. UnknownProducerId after a broker restart: start a fresh producer
             return DrainReport(sent, delivered_total, failed, self.outbox.pending_count())
 
     def wait_delivered(self, correlation_id: str | None, timeout: float) -> int:
@@ -207,3 +217,5 @@ class OutboxRelay:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        with self._lock:
+            self._producer = None  # releases librdkafka's threads and connections (undelivered events stay in the outbox)

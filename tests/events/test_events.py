@@ -48,9 +48,10 @@ def bus_on(tmp_path: Path, config: KafkaConfig, prefix: str) -> EventBus:
     return EventBus(outbox, OutboxRelay(outbox, config, message_timeout_ms=3000), mirror=True)
 
 
-def read_all(config: KafkaConfig, prefix: str, idle: float = 2.0) -> list[Any]:
+def read_all(config: KafkaConfig, prefix: str) -> list[Any]:
+    """Every event on the topics now (the consumer reads each partition to its end)."""
     with EventConsumer(config, prefix) as consumer:
-        return list(consumer.events(idle_timeout=idle))
+        return list(consumer.events())
 
 
 def run_report(runner: ModelAgentRunner, bus: EventBus, key: str) -> WorkflowResult:
@@ -151,9 +152,49 @@ def test_consumers_drop_duplicates_and_keep_unknown_versions_raw(kafka_broker: L
     producer.produce(f"{prefix}tasks", value=json.dumps(newer).encode(), key=b"t1")
     producer.flush(10)
     with EventConsumer(config, prefix) as consumer:
-        events = list(consumer.events(idle_timeout=2))
+        events = list(consumer.events())
         assert consumer.duplicates == 2
     assert [e.event_id for e in events if not isinstance(e, RawEvent)] == [event.event_id]
     raw = [e for e in events if isinstance(e, RawEvent)]
     assert len(raw) == 1 and raw[0].event_version == "2.0" and raw[0].data["payload"] == {"shape": "new"}
     bus.relay.stop()  # type: ignore[union-attr]
+
+
+def test_circuit_breaker_transitions_are_events(kafka_broker: LocalKafkaBroker, tmp_path: Path, handlers: Any) -> None:
+    from agentparty.flows import WorkflowFailed
+    from agentparty.flows.breaker import SqliteBreakerStore
+
+    prefix = f"b{uuid.uuid4().hex[:8]}."
+    bus = bus_on(tmp_path, kafka(kafka_broker), prefix)
+    definition = WorkflowDefinition.model_validate({
+        "id": "breaks", "name": "Breaks",
+        "steps": [{"id": "boom", "type": "task", "configuration": {"handler": "step_handlers:always_fails"}, "inputs": {"name": "breaker"}}],
+        "triggers": [{"type": "manual"}],
+        "errorHandling": {
+            "retryAttempts": 0, "backoffStrategy": "fixed",
+            "circuitBreaker": {"failureThreshold": 1, "recoveryTimeout": 60, "halfOpenMaxCalls": 1},
+        },
+    })
+    options = CompileOptions(events=bus, record_graph=False, breaker_store=SqliteBreakerStore(tmp_path / "breakers.sqlite"))
+    with pytest.raises(WorkflowFailed):
+        asyncio.run(compile_workflow(definition, options=options)())
+    opened = [e for e in read_all(kafka(kafka_broker), prefix) if e.event_type.startswith("circuit_breaker")]
+    assert [(e.event_type, e.payload.previous_state, e.payload.new_state) for e in opened] == [("circuit_breaker_opened", "closed", "open")]
+    assert opened[0].payload.target == "handler:step_handlers:always_fails"
+
+
+def test_kafka_config_maps_onto_librdkafka_settings() -> None:
+    from pydantic import SecretStr
+
+    from agentparty.runtime.relay import consumer_config
+
+    secured = KafkaConfig(
+        bootstrap_servers="b1:9093,b2:9093", security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",  # type: ignore[arg-type]
+        sasl_username="svc", sasl_password=SecretStr("s3cret"), group_id="readers", auto_offset_reset="latest", enable_auto_commit=False,
+    )
+    produced = producer_config(secured)
+    assert produced["bootstrap.servers"] == "b1:9093,b2:9093" and produced["security.protocol"] == "SASL_SSL"
+    assert produced["sasl.mechanism"] == "SCRAM-SHA-512" and produced["sasl.username"] == "svc" and produced["sasl.password"] == "s3cret"
+    assert produced["acks"] == "all" and produced["enable.idempotence"] is True
+    consumed = consumer_config(secured)
+    assert consumed["group.id"] == "readers" and consumed["auto.offset.reset"] == "latest" and consumed["enable.auto.commit"] is False

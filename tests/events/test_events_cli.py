@@ -59,11 +59,13 @@ def test_run_emits_and_tail_another_client_and_prefect_see_the_same_events(with_
 
     other = KafkaConsumer(
         f"{prefix}workflows", bootstrap_servers=kafka_broker.bootstrap_servers,  # type: ignore[attr-defined]
-        auto_offset_reset="earliest", group_id=None, consumer_timeout_ms=3000,
+        auto_offset_reset="earliest", group_id=None, consumer_timeout_ms=1000,
     )
-    by_other = {
-        json.loads(m.value)["event_id"]: (m.key.decode(), {k: v.decode() for k, v in m.headers}) for m in other
-    }
+    by_other: dict[str, tuple[str, dict[str, str]]] = {}
+    deadline = time.monotonic() + 60
+    while not {e["event_id"] for e in ours} <= set(by_other) and time.monotonic() < deadline:
+        for m in other:  # until a second passes without a message
+            by_other[json.loads(m.value)["event_id"]] = (m.key.decode(), {k: v.decode() for k, v in m.headers})
     other.close()
     assert {e["event_id"] for e in ours} <= set(by_other)
     key, headers = by_other[ours[0]["event_id"]]
