@@ -63,7 +63,7 @@ def relay(
 
     settings = get_settings()
     outbox = Outbox.at(settings.home, settings.event_topic_prefix)
-    relay_ = OutboxRelay(outbox, _kafka())
+    relay_ = OutboxRelay(outbox, _kafka(), partitions=settings.event_partitions, replication=settings.event_replication)
     if once:
         report = relay_.drain()
         typer.echo(f"delivered {report.delivered}, failed {report.failed}, pending {report.pending}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentparty.flows.result import StepResult, StepStatus, WorkflowResult
+from agentparty.flows.run_graph import required_capabilities, task_id_for, team_id_for
 from agentparty.models import TaskStep, WorkflowDefinition
 from agentparty.models.events import (
     AgentProvisionedEvent,
@@ -55,11 +56,11 @@ class RunEvents:
 
     @property
     def task_id(self) -> str:
-        return stable_id("task", self.run_key)
+        return task_id_for(self.run_key)
 
     @property
     def team_id(self) -> str:
-        return stable_id("team", self.run_key)
+        return team_id_for(self.run_key)
 
     def _envelope(self, *id_parts: str) -> dict[str, Any]:
         return {"event_id": stable_id("event", *id_parts), "correlation_id": self.correlation_id, "producer": PRODUCER}
@@ -75,9 +76,7 @@ class RunEvents:
         )
 
     def required_capabilities(self) -> list[str]:
-        return sorted(
-            {s.configuration.capability for s in self.definition.all_steps() if isinstance(s, TaskStep) and s.configuration.capability}
-        )
+        return required_capabilities(self.definition)
 
     # -- run ------------------------------------------------------------------------------
 

@@ -103,6 +103,22 @@ class SlotRecord:
     agents: tuple[AgentWork, ...] = ()
 
 
+def task_id_for(run_key: str) -> str:
+    """The Task a run is (its graph node, its events' ``task_id``)."""
+    return stable_id("task", run_key)
+
+
+def team_id_for(run_key: str) -> str:
+    return stable_id("team", run_key)
+
+
+def required_capabilities(definition: WorkflowDefinition) -> list[str]:
+    """The capabilities a run's agent steps name (the Task's REQUIRES, the analysis event's extracted capabilities)."""
+    return sorted(
+        {s.configuration.capability for s in definition.all_steps() if isinstance(s, TaskStep) and s.configuration.capability}
+    )
+
+
 def _actor(name: str, kind: str) -> SystemActor:
     return SystemActor(id=stable_id("actor", name), name=name, kind=kind)  # type: ignore[arg-type]
 
@@ -133,16 +149,14 @@ class RunGraph:
 
     @property
     def task_id(self) -> str:
-        return stable_id("task", self.run_key)
+        return task_id_for(self.run_key)
 
     @property
     def team_id(self) -> str:
-        return stable_id("team", self.run_key)
+        return team_id_for(self.run_key)
 
     def required_capabilities(self) -> list[str]:
-        return sorted(
-            {s.configuration.capability for s in self.definition.all_steps() if isinstance(s, TaskStep) and s.configuration.capability}
-        )
+        return required_capabilities(self.definition)
 
     def task(self, status: TaskStatus, completed_at: datetime | None = None) -> Task:
         d = self.definition

@@ -10,9 +10,6 @@ configuring ``AGENTPARTY_KAFKA__BOOTSTRAP_SERVERS`` and friends.
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,13 +48,6 @@ class LocalKafkaBroker(PidFileService):
             "--storage-engine", "memory://tansu/",
         ]
 
-    def accepting(self) -> bool:
-        try:
-            with socket.create_connection((self.host, self.port), timeout=1):
-                return True
-        except OSError:
-            return False
-
     def healthy(self) -> bool:
         """The broker answers a metadata request."""
         if not self.accepting():
@@ -79,16 +69,5 @@ class LocalKafkaBroker(PidFileService):
             raise RuntimeError(f"port {self.port} is taken by another process; set AGENTPARTY_KAFKA_PORT")
         for folder in (self.pid_file.parent, self.log_file.parent):
             folder.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("ab") as log:
-            process = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            )
-        self.pid_file.write_text(str(process.pid))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.accepting():
-                return True
-            if process.poll() is not None:
-                raise RuntimeError(f"the Kafka broker exited with code {process.returncode}; see {self.log_file}")
-            time.sleep(0.05)
-        raise TimeoutError(f"the Kafka broker did not listen on {self.bootstrap_servers} within {timeout:.0f}s; see {self.log_file}")
+        self.launch(self.command(), self.accepting, name="Kafka broker", timeout=timeout, poll=0.05)
+        return True

@@ -88,14 +88,17 @@ _BUSES: dict[tuple[Path, str], EventBus] = {}
 _LOCK = threading.Lock()
 
 
-def bus_for(home: Path, kafka: KafkaConfig | None, prefix: str, mirror: bool = True) -> EventBus:
+def bus_for(
+    home: Path, kafka: KafkaConfig | None, prefix: str, mirror: bool = True, partitions: int = 3, replication: int = 1
+) -> EventBus:
     """One bus (one outbox file, one relay thread and producer) per home and broker per process."""
     key = (home, ",".join(kafka.bootstrap_servers) if kafka else "")
     with _LOCK:
         bus = _BUSES.get(key)
         if bus is None:
             outbox = Outbox.at(home, prefix)
-            bus = _BUSES[key] = EventBus(outbox, OutboxRelay(outbox, kafka) if kafka else None, mirror)
+            relay = OutboxRelay(outbox, kafka, partitions=partitions, replication=replication) if kafka else None
+            bus = _BUSES[key] = EventBus(outbox, relay, mirror)
         return bus
 
 
@@ -119,4 +122,6 @@ def configured_bus(settings: Settings) -> EventBus | None:
     kafka = kafka_config(settings)
     if kafka is None and settings.events == "auto":
         return None
-    return bus_for(settings.home, kafka, settings.event_topic_prefix)
+    return bus_for(
+        settings.home, kafka, settings.event_topic_prefix, partitions=settings.event_partitions, replication=settings.event_replication
+    )

@@ -9,9 +9,6 @@ code runs against a real Neo4j 5 by pointing ``AGENTPARTY_DATABASE__URI`` at it
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,14 +76,6 @@ class LocalBoltServer(PidFileService):
             "com.arcadedb.server.ArcadeDBServer",
         ]
 
-    def accepting(self) -> bool:
-        """The Bolt port accepts connections (the server is up, or something else holds the port)."""
-        try:
-            with socket.create_connection((self.host, self.port), timeout=1):
-                return True
-        except OSError:
-            return False
-
     def healthy(self) -> bool:
         """A Bolt session answers a query with the local credentials."""
         if not self.accepting():
@@ -110,17 +99,7 @@ class LocalBoltServer(PidFileService):
             raise RuntimeError(f"port {self.port} is taken by another process; set AGENTPARTY_GRAPH_PORT")
         for folder in (self.pid_file.parent, self.log_file.parent, self.data_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("ab") as log:
-            process = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.data_dir, start_new_session=True,
-            )
-        self.pid_file.write_text(str(process.pid))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.accepting() and self.healthy():
-                return True
-            if process.poll() is not None:
-                raise RuntimeError(f"the graph server exited with code {process.returncode}; see {self.log_file}")
-            time.sleep(0.3)
-        raise TimeoutError(f"the graph server did not answer on {self.uri} within {timeout:.0f}s; see {self.log_file}")
+        self.launch(
+            self.command(), lambda: self.accepting() and self.healthy(), name="graph server", timeout=timeout, cwd=self.data_dir
+        )
+        return True

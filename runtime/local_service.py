@@ -4,12 +4,53 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
 class PidFileService:
-    """Mixin for a server started detached (its own session) whose pid lives in ``pid_file``."""
+    """Mixin for a server started detached (its own session) whose pid lives in ``pid_file``.
+
+    Subclasses are dataclasses with ``host`` and ``port`` and say where their pid and log files live.
+    """
+
+    host: str
+    port: int
+
+    @property
+    def log_file(self) -> Path:
+        raise NotImplementedError
+
+    def accepting(self) -> bool:
+        """Something accepts connections on the port (the server, or another process holding it)."""
+        try:
+            with socket.create_connection((self.host, self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def launch(
+        self, command: list[str], ready: Callable[[], bool], *, name: str, timeout: float, poll: float = 0.3,
+        env: dict[str, str] | None = None, cwd: Path | None = None,
+    ) -> None:
+        """Start ``command`` detached, logging to ``log_file``, and wait until ``ready()``; the exit code if it dies."""
+        with self.log_file.open("ab") as log:
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(str(process.pid))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready():
+                return
+            if process.poll() is not None:
+                raise RuntimeError(f"the {name} exited with code {process.returncode}; see {self.log_file}")
+            time.sleep(poll)
+        raise TimeoutError(f"the {name} did not answer within {timeout:.0f}s; see {self.log_file}")
 
     @property
     def pid_file(self) -> Path:

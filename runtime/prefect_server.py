@@ -7,9 +7,7 @@ to start on every command and drops task-run records at exit (DESIGN.md §5).
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -72,17 +70,8 @@ class LocalPrefectServer(PidFileService):
             return False
         for folder in (self.pid_file.parent, self.log_file.parent, self.home / "prefect", self.home / "results"):
             folder.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "prefect", "server", "start", "--host", self.host, "--port", str(self.port)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self._server_env(), start_new_session=True,
-            )
-        self.pid_file.write_text(str(process.pid))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.healthy():
-                return True
-            if process.poll() is not None:
-                raise RuntimeError(f"the Prefect server exited with code {process.returncode}; see {self.log_file}")
-            time.sleep(0.5)
-        raise TimeoutError(f"the Prefect server did not answer within {timeout:.0f}s; see {self.log_file}")
+        self.launch(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", self.host, "--port", str(self.port)],
+            self.healthy, name="Prefect server", timeout=timeout, poll=0.5, env=self._server_env(),
+        )
+        return True

@@ -99,9 +99,14 @@ class DrainReport:
 class OutboxRelay:
     """Sends what the outbox holds; ``drain`` once, or ``start`` a background thread that keeps draining."""
 
-    def __init__(self, outbox: Outbox, config: KafkaConfig, *, message_timeout_ms: int = 10_000, batch: int = 10_000) -> None:
+    def __init__(
+        self, outbox: Outbox, config: KafkaConfig, *, message_timeout_ms: int = 10_000, batch: int = 10_000,
+        partitions: int = 3, replication: int = 1,
+    ) -> None:
         self.outbox = outbox
         self.config = config
+        self.partitions = partitions
+        self.replication = replication
         self.message_timeout_ms = message_timeout_ms
         self.batch = batch
         self._producer: Any = None
@@ -123,7 +128,7 @@ class OutboxRelay:
         with self._lock:
             if not self._topics_ready:
                 try:
-                    ensure_topics(self.config, self.outbox.topic_prefix)
+                    ensure_topics(self.config, self.outbox.topic_prefix, self.partitions, self.replication)
                     self._topics_ready = True
                 except KafkaException as exc:
                     logger.warning("event topics not ready (%s); events stay in the outbox", exc)
