@@ -24,7 +24,6 @@ import json
 import logging
 import re
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -38,8 +37,8 @@ from prefect.input import RunInput
 from agentparty.flows.breaker import BreakerStore, CircuitBreaker, SqliteBreakerStore
 from agentparty.flows.result import StepResult, StepStatus, WorkflowFailed, WorkflowResult
 from agentparty.flows.retries import EffectivePolicy, effective_policy
-from agentparty.flows.run_events import RunEvents
-from agentparty.flows.run_graph import GraphRecorder, RunGraph, SlotRecord
+from agentparty.flows.run_graph import GraphRecorder
+from agentparty.flows.run_observers import RunObservers
 from agentparty.models import (
     DecisionStep,
     FallbackAction,
@@ -52,8 +51,7 @@ from agentparty.models import (
 from agentparty.models.references import ReferenceResolutionError, ReferenceScope, resolve
 from agentparty.runtime.budgets import Budget
 from agentparty.runtime.event_bus import EventBus
-from agentparty.runtime.graph_store import GraphWriteError
-from agentparty.tasks.agent import AgentRunner, AgentStepRequest, AgentWork, agent_work_of
+from agentparty.tasks.agent import AgentRunner, AgentStepRequest, AgentWork
 from agentparty.tasks.errors import (
     NonRetryableError,
     RunInputError,
@@ -380,20 +378,15 @@ class _Run:
         self.results: dict[str, StepResult] = {}
         self.done = {sid: asyncio.Event() for sid in compiled.graph.order}
         self.aborted: str | None = None
-        recorder = compiled.recorder()
-        self.recorder = recorder
-        self.graph = RunGraph(self.d, self.run_key, compiled.user_id) if recorder is not None else None
-        self.slot_records: dict[str, list[SlotRecord]] = defaultdict(list)
-        self.bus = compiled.event_bus()
-        self.events = RunEvents(self.d, self.run_key, self.run_id, compiled.user_id) if self.bus is not None else None
+        self.observers = RunObservers(compiled, self.run_key, self.run_id)
 
     # -- orchestration ---------------------------------------------------------------------
 
     async def execute(self) -> WorkflowResult:
         started = time.perf_counter()
-        if self.events is not None:
-            self._emit(*self.events.run_started(self._planned_team()))
-        await self._record_start()
+        refused = await self.observers.started()
+        if refused:
+            self.aborted = refused
         await asyncio.gather(*(self._drive(sid) for sid in self.c.graph.order))
         failed = [sid for sid, r in self.results.items() if r.status is StepStatus.FAILED]
         result = WorkflowResult(
@@ -405,116 +398,11 @@ class _Run:
             reason=self.aborted,
             duration_s=time.perf_counter() - started,
         )
-        await self._record_finish(result)
-        result.duration_s = time.perf_counter() - started
-        await self._settle_events(result)
+        await self.observers.finished(result, started)
         await self._publish(result)
         if result.status is StepStatus.FAILED:
             raise WorkflowFailed(result)
         return result
-
-    # -- the results graph -------------------------------------------------------------------
-
-    async def _record_start(self) -> None:
-        if self.graph is None or self.recorder is None:
-            return
-        try:
-            await self.recorder.write(self.graph.started(), f"start of run {self.run_key}")
-        except GraphWriteError as exc:
-            self.aborted = f"recording the run in the graph failed: {exc}"
-            logger.error("%s", self.aborted)
-
-    def _take_records(self, step: WorkflowStep) -> list[SlotRecord]:
-        records = self.slot_records.pop(step.id, [])
-        if isinstance(step, ParallelStep) and step.configuration.step is not None:
-            records += self.slot_records.pop(step.configuration.step.id, [])
-        return records
-
-    async def _record_step(self, result: StepResult, records: list[SlotRecord]) -> StepResult:
-        """One transaction per step result; a write that fails after every retry fails the step, clearly."""
-        if self.graph is None or self.recorder is None or result.status is StepStatus.SKIPPED:
-            return result
-        try:
-            await self.recorder.write(self.graph.step(result, records), f"step {result.step_id!r} of run {self.run_key}")
-        except GraphWriteError as exc:
-            reason = f"recording the step in the graph failed: {exc}"
-            logger.error("step %s: %s", result.step_id, reason)
-            self.aborted = self.aborted or f"step {result.step_id!r} failed: {reason}"
-            if result.status is StepStatus.FAILED:
-                result.reason = f"{result.reason}; {reason}"
-            else:
-                result = result.model_copy(update={"status": StepStatus.FAILED, "reason": reason})
-        return result
-
-    async def _record_finish(self, result: WorkflowResult) -> None:
-        if self.graph is None or self.recorder is None:
-            return
-        batch, outcome = self.graph.finished(result)
-        try:
-            await self.recorder.finish(batch, outcome, f"end of run {self.run_key}")
-        except GraphWriteError as exc:
-            reason = f"recording the run's end in the graph failed: {exc}"
-            logger.error("%s", reason)
-            result.status = StepStatus.FAILED
-            result.reason = f"{result.reason}; {reason}" if result.reason else reason
-
-    # -- events ------------------------------------------------------------------------------
-
-    def _emit(self, *events: Any) -> None:
-        if self.bus is not None:
-            self.bus.emit(*events)
-
-    def _attempt_started(self, slot: str, attempt: int) -> None:
-        if self.events is not None:
-            self._emit(self.events.step_attempt(slot, attempt))
-
-    def _breaker_changed(self, target: str, before: Any, after: Any) -> None:
-        if self.events is not None:
-            self._emit(self.events.breaker(target, before.value, after.value))
-
-    def _planned_team(self) -> dict[str, str] | None:
-        """agent id → role for the agent steps, when the runner can name its agents before they work."""
-        runner = self.c.agent_runner() if any(
-            isinstance(s, TaskStep) and s.configuration.agent for s in self.c.steps.values()
-        ) else None
-        plan = getattr(runner, "agent_id_for", None)
-        if plan is None:
-            return None
-        roles: dict[str, list[str]] = defaultdict(list)
-        for step in self.d.all_steps():
-            if isinstance(step, TaskStep) and step.configuration.agent:
-                config = step.configuration
-                try:
-                    agent_id = plan(config.agent, config.version, config.model)
-                except Exception:  # an unknown template fails its step later, with its own error
-                    continue
-                role = config.capability or step.id
-                if role not in roles[agent_id]:
-                    roles[agent_id].append(role)
-        return {agent_id: ", ".join(r) for agent_id, r in roles.items()}
-
-    async def _settle_events(self, result: WorkflowResult) -> None:
-        if self.bus is None or self.events is None:
-            return
-        from agentparty.runtime.settings import get_settings
-
-        self._emit(*self.events.run_finished(result))
-        pending = await asyncio.to_thread(self.bus.settle, self.events.correlation_id, get_settings().events_settle_timeout)
-        result.events_pending = pending
-        if pending:
-            logger.warning(
-                "%d events of this run are not delivered yet; they stay in the outbox (agentparty events relay sends them)", pending
-            )
-
-    def _slot_done(self, step: WorkflowStep, slot: str, outcome: StepOutcome | None, error: BaseException | None) -> None:
-        if not isinstance(step, TaskStep) or (self.graph is None and self.events is None):
-            return
-        if outcome is not None:
-            record = SlotRecord(slot, True, outcome.output, outcome.model, outcome.simulated, outcome.agents)
-        else:
-            work = agent_work_of(error) if error is not None else None
-            record = SlotRecord(slot, False, agents=(work,) if work else ())
-        self.slot_records[step.id].append(record)
 
     async def _publish(self, result: WorkflowResult) -> None:
         if self.run_id is None:
@@ -564,8 +452,7 @@ class _Run:
         reason = self._skip_reason(sid)
         if reason:
             skipped = StepResult(step_id=sid, status=StepStatus.SKIPPED, reason=reason)
-            if self.events is not None:
-                self._emit(*self.events.step_finished(skipped, []))
+            self.observers.step_skipped(skipped)
             self._finish(skipped)
             return
         step = self.c.steps[sid]
@@ -574,11 +461,10 @@ class _Run:
             result = await self._run_step(step)
         except Exception as exc:  # a step failure never escapes: it becomes a result and a fallback
             result = await self._fallback(step, exc, started)
-        records = self._take_records(step)
-        result = await self._record_step(result, records)
         result.duration_s = time.perf_counter() - started
-        if self.events is not None:
-            self._emit(*self.events.step_finished(result, records))
+        result, refused = await self.observers.step_finished(step, result)
+        if refused:
+            self.aborted = self.aborted or refused
         self._finish(result)
 
     def _scope(self, item: Any = None, has_item: bool = False) -> ReferenceScope:
@@ -649,15 +535,15 @@ class _Run:
     ) -> StepOutcome:
         key = _stable_key(self.run_key, self.d.id, self.d.version, step.id, item_index, inputs)
         call = StepCall(
-            key, run_name or step.id, body, self.c.breaker_for(target, self._breaker_changed) if target else None,
-            self._attempt_started if self.events is not None else None,
+            key, run_name or step.id, body, self.c.breaker_for(target, self.observers.breaker_changed) if target else None,
+            self.observers.attempt_listener(),
         )
         try:
             outcome = await self.c.task_for(step, policy)(call)
         except BaseException as exc:
-            self._slot_done(step, call.run_name, None, exc)
+            self.observers.slot_done(step, call.run_name, None, exc)
             raise
-        self._slot_done(step, call.run_name, outcome, None)
+        self.observers.slot_done(step, call.run_name, outcome, None)
         return outcome
 
     @staticmethod

@@ -1,0 +1,159 @@
+"""What a workflow run tells the outside world as it goes: the results graph and the event bus.
+
+The compiler's run loop calls these hooks; each does nothing when its sink is
+off (no graph configured, no broker). Step results reach both in the same
+shape (:class:`~agentparty.flows.run_graph.SlotRecord`: one per executed slot,
+with the agent engagement behind it), graph first: a step counts as done only
+once its graph write went through, and its events follow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from agentparty.flows.result import StepResult, StepStatus, WorkflowResult
+from agentparty.flows.run_events import RunEvents
+from agentparty.flows.run_graph import RunGraph, SlotRecord
+from agentparty.models import ParallelStep, TaskStep, WorkflowStep
+from agentparty.runtime.graph_store import GraphWriteError
+from agentparty.tasks.agent import agent_work_of
+
+if TYPE_CHECKING:
+    from agentparty.flows.compiler import CompiledWorkflow, StepOutcome
+
+logger = logging.getLogger("agentparty.flows")
+
+
+class RunObservers:
+    def __init__(self, compiled: CompiledWorkflow, run_key: str, run_id: str | None) -> None:
+        self.c = compiled
+        self.run_key = run_key
+        definition = compiled.definition
+        self.recorder = compiled.recorder()
+        self.graph = RunGraph(definition, run_key, compiled.user_id) if self.recorder is not None else None
+        self.bus = compiled.event_bus()
+        self.events = RunEvents(definition, run_key, run_id, compiled.user_id) if self.bus is not None else None
+        self._records: dict[str, list[SlotRecord]] = defaultdict(list)
+
+    def _emit(self, *events: Any) -> None:
+        if self.bus is not None:
+            self.bus.emit(*events)
+
+    # -- run --------------------------------------------------------------------------------
+
+    async def started(self) -> str | None:
+        """Announce the run; the reason to abort it when the graph refuses its first write."""
+        if self.events is not None:
+            self._emit(*self.events.run_started(self._planned_team()))
+        if self.graph is None or self.recorder is None:
+            return None
+        try:
+            await self.recorder.write(self.graph.started(), f"start of run {self.run_key}")
+        except GraphWriteError as exc:
+            reason = f"recording the run in the graph failed: {exc}"
+            logger.error("%s", reason)
+            return reason
+        return None
+
+    async def finished(self, result: WorkflowResult, started: float) -> None:
+        """The closing graph transaction (a failure fails the run), then the closing events, delivered or counted."""
+        if self.graph is not None and self.recorder is not None:
+            batch, outcome = self.graph.finished(result)
+            try:
+                await self.recorder.finish(batch, outcome, f"end of run {self.run_key}")
+            except GraphWriteError as exc:
+                reason = f"recording the run's end in the graph failed: {exc}"
+                logger.error("%s", reason)
+                result.status = StepStatus.FAILED
+                result.reason = f"{result.reason}; {reason}" if result.reason else reason
+        result.duration_s = time.perf_counter() - started
+        if self.bus is None or self.events is None:
+            return
+        from agentparty.runtime.settings import get_settings
+
+        self._emit(*self.events.run_finished(result))
+        pending = await asyncio.to_thread(self.bus.settle, self.events.correlation_id, get_settings().events_settle_timeout)
+        result.events_pending = pending
+        if pending:
+            logger.warning(
+                "%d events of this run are not delivered yet; they stay in the outbox (agentparty events relay sends them)", pending
+            )
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def slot_done(self, step: WorkflowStep, slot: str, outcome: StepOutcome | None, error: BaseException | None) -> None:
+        """One executed slot of a ``task`` step, successful (its outcome) or not (the error, with its agent work)."""
+        if not isinstance(step, TaskStep) or (self.graph is None and self.events is None):
+            return
+        if outcome is not None:
+            record = SlotRecord(slot, True, outcome.output, outcome.model, outcome.simulated, outcome.agents)
+        else:
+            work = agent_work_of(error) if error is not None else None
+            record = SlotRecord(slot, False, agents=(work,) if work else ())
+        self._records[step.id].append(record)
+
+    def _take_records(self, step: WorkflowStep) -> list[SlotRecord]:
+        records = self._records.pop(step.id, [])
+        if isinstance(step, ParallelStep) and step.configuration.step is not None:
+            records += self._records.pop(step.configuration.step.id, [])
+        return records
+
+    async def step_finished(self, step: WorkflowStep, result: StepResult) -> tuple[StepResult, str | None]:
+        """One graph transaction per step result, then its events. A write that fails after every retry fails the
+        step, clearly; the second value is then the reason to abort the run."""
+        records = self._take_records(step)
+        refused = None
+        if self.graph is not None and self.recorder is not None and result.status is not StepStatus.SKIPPED:
+            try:
+                await self.recorder.write(self.graph.step(result, records), f"step {result.step_id!r} of run {self.run_key}")
+            except GraphWriteError as exc:
+                reason = f"recording the step in the graph failed: {exc}"
+                logger.error("step %s: %s", result.step_id, reason)
+                refused = f"step {result.step_id!r} failed: {reason}"
+                if result.status is StepStatus.FAILED:
+                    result.reason = f"{result.reason}; {reason}"
+                else:
+                    result = result.model_copy(update={"status": StepStatus.FAILED, "reason": reason})
+        if self.events is not None:
+            self._emit(*self.events.step_finished(result, records))
+        return result, refused
+
+    def step_skipped(self, result: StepResult) -> None:
+        if self.events is not None:
+            self._emit(*self.events.step_finished(result, []))
+
+    def attempt_listener(self) -> Callable[[str, int], None] | None:
+        """Told (slot, attempt) as each attempt of a step starts: step started / retried events."""
+        if self.events is None:
+            return None
+        events = self.events
+        return lambda slot, attempt: self._emit(events.step_attempt(slot, attempt))
+
+    def breaker_changed(self, target: str, before: Any, after: Any) -> None:
+        if self.events is not None:
+            self._emit(self.events.breaker(target, before.value, after.value))
+
+    def _planned_team(self) -> dict[str, str] | None:
+        """agent id → role for the agent steps, when the runner can name its agents before they work."""
+        agent_steps = [s for s in self.c.definition.all_steps() if isinstance(s, TaskStep) and s.configuration.agent]
+        if not agent_steps:
+            return None
+        plan = getattr(self.c.agent_runner(), "agent_id_for", None)
+        if plan is None:
+            return None
+        roles: dict[str, list[str]] = defaultdict(list)
+        for step in agent_steps:
+            config = step.configuration
+            try:
+                agent_id = plan(config.agent, config.version, config.model)
+            except Exception:  # an unknown template fails its step later, with its own error
+                continue
+            role = config.capability or step.id
+            if role not in roles[agent_id]:
+                roles[agent_id].append(role)
+        return {agent_id: ", ".join(r) for agent_id, r in roles.items()}
