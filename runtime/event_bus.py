@@ -84,15 +84,15 @@ class EventBus:
         return self.relay.wait_delivered(correlation_id, timeout)
 
 
-_BUSES: dict[tuple[Path, str], EventBus] = {}
+_BUSES: dict[tuple[Path, str, str], EventBus] = {}
 _LOCK = threading.Lock()
 
 
 def bus_for(
     home: Path, kafka: KafkaConfig | None, prefix: str, mirror: bool = True, partitions: int = 3, replication: int = 1
 ) -> EventBus:
-    """One bus (one outbox file, one relay thread and producer) per home and broker per process."""
-    key = (home, ",".join(kafka.bootstrap_servers) if kafka else "")
+    """One bus (one outbox file, one relay thread and producer) per home, broker and topic prefix per process."""
+    key = (home, ",".join(kafka.bootstrap_servers) if kafka else "", prefix)
     with _LOCK:
         bus = _BUSES.get(key)
         if bus is None:
