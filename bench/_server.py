@@ -5,26 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from agentparty.runtime.local_service import free_port
 from agentparty.runtime.prefect_server import LocalPrefectServer
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
 def benchmark_server() -> Iterator[LocalPrefectServer]:
     with tempfile.TemporaryDirectory(prefix="agentparty-bench-") as home:
-        server = LocalPrefectServer(Path(home), port=_free_port())
+        server = LocalPrefectServer(Path(home), port=free_port())
         server.start()
         os.environ.update(server.client_env())
         os.environ["AGENTPARTY_HOME"] = home

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import tempfile
 import time
@@ -28,14 +27,11 @@ from agentparty.models.config import KafkaConfig
 from agentparty.models.events import TaskSubmittedEvent, TaskSubmittedPayload
 from agentparty.runtime.broker import LocalKafkaBroker
 from agentparty.runtime.event_bus import EventBus
+from agentparty.runtime.local_service import free_port
 from agentparty.runtime.outbox import Outbox
 from agentparty.runtime.relay import OutboxRelay, ensure_topics, producer_config
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def make_events(n: int) -> list[TaskSubmittedEvent]:
@@ -116,7 +112,7 @@ def main() -> None:
     raw_times, our_times, relay_times = [], [], []
     with tempfile.TemporaryDirectory(prefix="agentparty-events-bench-") as tmp:
         home = Path(tmp)
-        broker = LocalKafkaBroker(home, port=_free_port())
+        broker = LocalKafkaBroker(home, port=free_port())
         broker.start()
         try:
             config = KafkaConfig(bootstrap_servers=[broker.bootstrap_servers], group_id="bench")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import statistics
 import tempfile
 import time
@@ -38,16 +37,13 @@ from agentparty.models.states import AgentLifecycleState
 from agentparty.runtime.graph_schema import migrate
 from agentparty.runtime.graph_server import DATABASE_NAME, LocalBoltServer
 from agentparty.runtime.graph_store import GraphBatch, GraphStore
+from agentparty.runtime.local_service import free_port
 from agentparty.tasks.agent import AgentWork
 from agentparty.tasks.lifecycle import AgentLifecycle, MemorySink, PrefectApprover
 
 AGENTS, CAPABILITIES, LINKS_PER_AGENT = 10_000, 10_000, 4
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def batches(batch_rows: int) -> list[GraphBatch]:
@@ -109,7 +105,8 @@ def step_result_latencies(store: GraphStore, count: int) -> list[float]:
             transitions=lifecycle.drain(), input_tokens=80, output_tokens=40,
         )
         record = SlotRecord(f"s[{i}]", True, {"answer": i}, "simulated", True, (work,))
-        batch = run.step(StepResult(step_id=f"s[{i}]", status=StepStatus.COMPLETED, tokens=120), [record])
+        run.tally.add(StepResult(step_id=f"s[{i}]", status=StepStatus.COMPLETED, tokens=120), [record])
+        batch = run.step([record])
         started = time.perf_counter()
         store.write(batch, "step result")
         latencies.append(time.perf_counter() - started)
@@ -125,7 +122,7 @@ def main() -> None:
 
     raw_times, store_times = [], []
     with tempfile.TemporaryDirectory(prefix="agentparty-graph-bench-") as home:
-        server = LocalBoltServer(Path(home), port=_free_port(), http_port=_free_port(), heap="2g")
+        server = LocalBoltServer(Path(home), port=free_port(), http_port=free_port(), heap="2g")
         server.start()
         try:
             with GraphStore(server.database_config(), DATABASE_NAME) as store:

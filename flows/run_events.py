@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentparty.flows.result import StepResult, StepStatus, WorkflowResult
-from agentparty.flows.run_graph import required_capabilities, task_id_for, team_id_for
+from agentparty.flows.run_graph import RunTally, required_capabilities, task_id_for, team_id_for
 from agentparty.models import TaskStep, WorkflowDefinition
 from agentparty.models.events import (
     AgentProvisionedEvent,
@@ -46,9 +46,8 @@ class RunEvents:
     run_key: str
     flow_run_id: str | None
     username: str
-    _capabilities: set[str] = field(default_factory=set)
-    _slots: dict[str, bool] = field(default_factory=dict)
-    _members: set[str] = field(default_factory=set)
+    tally: RunTally = field(default_factory=RunTally)
+    """Shared with the run's graph mapping; whoever drives the run adds each step result to it first."""
 
     @property
     def correlation_id(self) -> str:
@@ -117,12 +116,11 @@ class RunEvents:
 
     def run_finished(self, result: WorkflowResult) -> list[BaseEvent[Any]]:
         ok = result.status is StepStatus.COMPLETED
-        ran = list(self._slots.values())
-        success = sum(ran) / len(ran) if ran else (1.0 if ok else 0.0)
+        success = self.tally.performance_score(ok)
         budget = self.definition.team_token_budget or self.definition.token_budget or 0
         required = self.required_capabilities()
-        covered = [c for c in required if c in self._capabilities]
-        members = len(self._members)
+        covered = [c for c in required if c in self.tally.capabilities]
+        members = len(self.tally.members)
         events: list[BaseEvent[Any]] = [
             TeamPerformanceEvent(
                 **self._envelope("team_performance", self.run_key),
@@ -153,10 +151,7 @@ class RunEvents:
         """Agent provisioning and transitions the step's slots carried, then the step's own end."""
         events: list[BaseEvent[Any]] = []
         for record in records:
-            self._slots[record.slot] = record.completed
             for work in record.agents:
-                self._members.add(work.agent.id)
-                self._capabilities.update(work.capabilities)
                 if work.provisioned is not None:
                     events.append(
                         AgentProvisionedEvent(

@@ -119,6 +119,39 @@ def required_capabilities(definition: WorkflowDefinition) -> list[str]:
     )
 
 
+@dataclass
+class RunTally:
+    """What a run's steps have done so far, kept once for both the graph and the events of the run."""
+
+    slots: dict[str, SlotRecord] = field(default_factory=dict)
+    """The latest record of every slot that ran (a retried slot's last word counts)."""
+    members: set[str] = field(default_factory=set)
+    """Agents that worked in the run."""
+    capabilities: set[str] = field(default_factory=set)
+    """Capabilities those agents have."""
+    tokens_by_step: dict[str, int] = field(default_factory=dict)
+
+    def add(self, result: StepResult, records: Iterable[SlotRecord]) -> None:
+        """Take in one step result (idempotent: slots, steps and agents are keyed)."""
+        self.tokens_by_step[result.step_id] = result.tokens
+        for record in records:
+            self.slots[record.slot] = record
+            for work in record.agents:
+                self.members.add(work.agent.id)
+                self.capabilities.update(work.capabilities)
+
+    @property
+    def token_usage(self) -> int:
+        return sum(self.tokens_by_step.values())
+
+    def performance_score(self, completed: bool) -> float:
+        """Share of the task slots that ran and completed; with none, whether the run completed."""
+        ran = list(self.slots.values())
+        if not ran:
+            return 1.0 if completed else 0.0
+        return sum(1 for r in ran if r.completed) / len(ran)
+
+
 def _actor(name: str, kind: str) -> SystemActor:
     return SystemActor(id=stable_id("actor", name), name=name, kind=kind)  # type: ignore[arg-type]
 
@@ -140,12 +173,9 @@ class RunGraph:
     definition: WorkflowDefinition
     run_key: str
     username: str
+    tally: RunTally = field(default_factory=RunTally)
+    """Shared with the run's events; whoever drives the run adds each step result to it before ``step``."""
     started_at: datetime = field(default_factory=utc_now)
-    token_usage: int = 0
-    _tokens_by_step: dict[str, int] = field(default_factory=dict)
-    _members: set[str] = field(default_factory=set)
-    _slots: dict[str, SlotRecord] = field(default_factory=dict)
-    """The latest record of every slot that ran (a retried slot's last word counts)."""
 
     @property
     def task_id(self) -> str:
@@ -164,14 +194,14 @@ class RunGraph:
             id=self.task_id, title=d.name, description=d.description, created_at=self.started_at, status=status,
             priority=d.priority, complexity=d.complexity, required_capabilities=self.required_capabilities(),
             created_by=_user(self.username).id, completed_at=completed_at, token_budget=d.token_budget or 0,
-            token_usage=self.token_usage,
+            token_usage=self.tally.token_usage,
         )
 
     def team(self, status: TeamStatus, **extra: Any) -> Team:
         return Team(
             id=self.team_id, name=f"{self.definition.name} team", created_at=self.started_at, status=status,
-            size=len(self._members), task_id=self.task_id, token_budget=self.definition.team_token_budget or 0,
-            token_usage=self.token_usage, **extra,
+            size=len(self.tally.members), task_id=self.task_id, token_budget=self.definition.team_token_budget or 0,
+            token_usage=self.tally.token_usage, **extra,
         )
 
     # -- the three kinds of write ---------------------------------------------------------
@@ -188,46 +218,37 @@ class RunGraph:
             batch.link(Requires(importance=1.0, complexity=complexity), self.task_id, capability_id(name))
         return batch
 
-    def step(self, result: StepResult, records: Iterable[SlotRecord]) -> GraphBatch:
+    def step(self, records: Iterable[SlotRecord]) -> GraphBatch:
+        """The step's slots (already in the tally), with the task and team as they stand now."""
         batch = GraphBatch()
-        self._tokens_by_step[result.step_id] = result.tokens
-        self.token_usage = sum(self._tokens_by_step.values())
         for record in records:
-            self._slots[record.slot] = record
             for work in record.agents:
                 self._agent(batch, work)
             if record.completed:
                 self._output(batch, record)
         batch.add(
             self.task(TaskStatus.IN_PROGRESS),
-            self.team(TeamStatus.ACTIVE if self._members else TeamStatus.FORMING),
+            self.team(TeamStatus.ACTIVE if self.tally.members else TeamStatus.FORMING),
         )
         return batch
 
     def finished(self, result: WorkflowResult) -> tuple[GraphBatch, Outcome]:
         ok = result.status is StepStatus.COMPLETED
         ended = utc_now()
-        score = self.performance_score()
-        extra: dict[str, Any] = {"completion_time": max(0, int((ended - self.started_at).total_seconds()))}
-        if score is not None:
-            extra["performance_score"] = score
+        score = self.tally.performance_score(ok)
         batch = GraphBatch().add(
             self.task(TaskStatus.COMPLETED if ok else TaskStatus.FAILED, completed_at=ended),
-            self.team(TeamStatus.COMPLETED if ok else TeamStatus.FAILED, **extra),
+            self.team(
+                TeamStatus.COMPLETED if ok else TeamStatus.FAILED,
+                completion_time=max(0, int((ended - self.started_at).total_seconds())), performance_score=score,
+            ),
         )
-        return batch, self._outcome(score if score is not None else (1.0 if ok else 0.0), ended)
+        return batch, self._outcome(score, ended)
 
     # -- pieces ---------------------------------------------------------------------------
 
-    def performance_score(self) -> float | None:
-        ran = list(self._slots.values())
-        if not ran:
-            return None
-        return sum(1 for r in ran if r.completed) / len(ran)
-
     def _agent(self, batch: GraphBatch, work: AgentWork) -> None:
         agent = work.agent
-        self._members.add(agent.id)
         batch.add(agent)
         if work.template is not None and work.version is not None:
             batch.add(work.template, work.version)
@@ -271,7 +292,7 @@ class RunGraph:
         by_agent: dict[str, list[bool]] = defaultdict(list)
         tokens: dict[str, int] = defaultdict(int)
         uses: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])  # slots, completed, tokens
-        for record in self._slots.values():
+        for record in self.tally.slots.values():
             final = {w.agent.id: w for w in record.agents}  # one engagement per slot; its last word
             for agent_id, work in final.items():
                 by_agent[agent_id].append(record.completed)
@@ -282,7 +303,7 @@ class RunGraph:
                     tally[0] += 1
                     tally[1] += int(record.completed)
                     tally[2] += used_tokens
-        members = sorted(self._members)
+        members = sorted(self.tally.members)
         return Outcome(
             team_id=self.team_id,
             at=ended,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentparty.flows.result import StepResult, StepStatus, WorkflowResult
 from agentparty.flows.run_events import RunEvents
-from agentparty.flows.run_graph import RunGraph, SlotRecord
+from agentparty.flows.run_graph import RunGraph, RunTally, SlotRecord
 from agentparty.models import ParallelStep, TaskStep, WorkflowStep
 from agentparty.runtime.graph_store import GraphWriteError
 from agentparty.tasks.agent import agent_work_of
@@ -34,10 +34,11 @@ class RunObservers:
         self.c = compiled
         self.run_key = run_key
         definition = compiled.definition
+        self.tally = RunTally()
         self.recorder = compiled.recorder()
-        self.graph = RunGraph(definition, run_key, compiled.user_id) if self.recorder is not None else None
+        self.graph = RunGraph(definition, run_key, compiled.user_id, self.tally) if self.recorder is not None else None
         self.bus = compiled.event_bus()
-        self.events = RunEvents(definition, run_key, run_id, compiled.user_id) if self.bus is not None else None
+        self.events = RunEvents(definition, run_key, run_id, compiled.user_id, self.tally) if self.bus is not None else None
         self._records: dict[str, list[SlotRecord]] = defaultdict(list)
 
     def _emit(self, *events: Any) -> None:
@@ -107,10 +108,11 @@ class RunObservers:
         """One graph transaction per step result, then its events. A write that fails after every retry fails the
         step, clearly; the second value is then the reason to abort the run."""
         records = self._take_records(step)
+        self.tally.add(result, records)
         refused = None
         if self.graph is not None and self.recorder is not None and result.status is not StepStatus.SKIPPED:
             try:
-                await self.recorder.write(self.graph.step(result, records), f"step {result.step_id!r} of run {self.run_key}")
+                await self.recorder.write(self.graph.step(records), f"step {result.step_id!r} of run {self.run_key}")
             except GraphWriteError as exc:
                 reason = f"recording the step in the graph failed: {exc}"
                 logger.error("step %s: %s", result.step_id, reason)

@@ -11,6 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (benchmarks and tests start their servers on one)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 class PidFileService:
     """Mixin for a server started detached (its own session) whose pid lives in ``pid_file``.
 

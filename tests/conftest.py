@@ -11,6 +11,8 @@ from workflow_docs import EXAMPLES
 
 import step_handlers
 
+from agentparty.runtime.local_service import free_port
+
 
 @pytest.fixture(scope="session")
 def agentparty_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -66,14 +68,6 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     broker.start()
     yield broker
     broker.stop()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

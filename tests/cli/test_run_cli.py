@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from agentparty.cli import app
+from agentparty.runtime.local_service import free_port
 
 runner = CliRunner()
 
@@ -79,19 +79,15 @@ def test_invalid_definition_and_inputs(use_session_server: str, tmp_path: Path, 
     assert runner.invoke(app, ["run", str(examples_dir / "nightly-digest.yaml"), "--input", "no-equals"]).exit_code == 2
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow
 def test_up_status_down_manage_a_local_server(tmp_path: Path) -> None:
     script = Path(sys.executable).with_name("agentparty")
     env = {
-        "AGENTPARTY_HOME": str(tmp_path / "home"), "AGENTPARTY_PREFECT_PORT": str(_free_port()),
-        "AGENTPARTY_GRAPH_PORT": str(_free_port()), "AGENTPARTY_GRAPH_HTTP_PORT": str(_free_port()),
-        "AGENTPARTY_KAFKA_PORT": str(_free_port()), "PATH": "/usr/bin:/bin",
+        "AGENTPARTY_HOME": str(tmp_path / "home"), "AGENTPARTY_PREFECT_PORT": str(free_port()),
+        "AGENTPARTY_GRAPH_PORT": str(free_port()), "AGENTPARTY_GRAPH_HTTP_PORT": str(free_port()),
+        "AGENTPARTY_KAFKA_PORT": str(free_port()), "PATH": "/usr/bin:/bin",
     }
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:

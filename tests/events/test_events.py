@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_port
 from graph_runs import example_runner
 from workflow_docs import EXAMPLES
 
@@ -23,6 +22,7 @@ from agentparty.models.events import TaskSubmittedEvent, TaskSubmittedPayload
 from agentparty.runtime.broker import LocalKafkaBroker
 from agentparty.runtime.event_bus import EventBus
 from agentparty.runtime.event_consumer import EventConsumer, RawEvent
+from agentparty.runtime.local_service import free_port
 from agentparty.runtime.outbox import Outbox
 from agentparty.runtime.relay import OutboxRelay, producer_config
 from agentparty.tasks.agent import ModelAgentRunner

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_port
 from graph_runs import census, empty, example_runner
 
 from agentparty.flows import CompileOptions, WorkflowFailed, WorkflowResult, compile_workflow
@@ -20,6 +19,7 @@ from agentparty.flows.run_graph import GraphRecorder
 from agentparty.models import WorkflowDefinition
 from agentparty.runtime.graph_server import DATABASE_NAME, LocalBoltServer
 from agentparty.runtime.graph_store import GraphStore
+from agentparty.runtime.local_service import free_port
 from agentparty.tasks.agent import ModelAgentRunner
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
