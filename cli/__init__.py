@@ -26,6 +26,10 @@ from agentparty.cli.templates import app as templates_app  # noqa: E402
 
 app.add_typer(templates_app, name="templates")
 
+from agentparty.cli.gnn import app as gnn_app  # noqa: E402
+
+app.add_typer(gnn_app, name="gnn")
+
 from agentparty.cli.events import app as events_app  # noqa: E402
 from agentparty.cli.events import init_topics, local_broker  # noqa: E402
 

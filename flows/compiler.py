@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from prefect import Flow, Task
 from prefect.context import FlowRunContext, TaskRunContext
@@ -51,6 +51,7 @@ from agentparty.models import (
 from agentparty.models.references import ReferenceResolutionError, ReferenceScope, resolve
 from agentparty.runtime.budgets import Budget
 from agentparty.runtime.event_bus import EventBus
+from agentparty.runtime.graph_store import GraphWriteError
 from agentparty.tasks.agent import AgentRunner, AgentStepRequest, AgentWork
 from agentparty.tasks.errors import (
     NonRetryableError,
@@ -60,6 +61,9 @@ from agentparty.tasks.errors import (
     SubgraphDepthExceeded,
 )
 from agentparty.tasks.handlers import call_handler, load_handler
+
+if TYPE_CHECKING:
+    from agentparty.flows.staffing import Staffing
 
 logger = logging.getLogger("agentparty.flows")
 
@@ -379,11 +383,13 @@ class _Run:
         self.done = {sid: asyncio.Event() for sid in compiled.graph.order}
         self.aborted: str | None = None
         self.observers = RunObservers(compiled, self.run_key, self.run_id)
+        self.staffing: Staffing | None = None
 
     # -- orchestration ---------------------------------------------------------------------
 
     async def execute(self) -> WorkflowResult:
         started = time.perf_counter()
+        await self._staff()
         refused = await self.observers.started()
         if refused:
             self.aborted = refused
@@ -403,6 +409,37 @@ class _Run:
         if result.status is StepStatus.FAILED:
             raise WorkflowFailed(result)
         return result
+
+    async def _staff(self) -> None:
+        """Agents for the steps that name only a capability, from the team recommender (flows/staffing.py)."""
+        from neo4j.exceptions import DriverError, Neo4jError
+
+        from agentparty.flows.staffing import StaffingError, staff_run, staffing_markdown, unstaffed_steps
+
+        if not unstaffed_steps(self.d):
+            return
+        recorder = self.c.recorder()
+        if recorder is None:
+            self.aborted = (
+                f"formationMethod {self.d.formation_method.value!r} needs the results graph to recommend a team "
+                "(start it with `agentparty up`, or set AGENTPARTY_DATABASE__URI)"
+            )
+            return
+        from agentparty.flows.run_graph import task_id_for
+
+        try:
+            self.staffing = await asyncio.to_thread(staff_run, self.d, self.run_key, task_id_for(self.run_key), recorder.store, self.c.home)
+        except (StaffingError, GraphWriteError, Neo4jError, DriverError, OSError) as exc:  # driver: graph unreachable or refusing
+            self.aborted = f"assembling the team failed: {type(exc).__name__}: {exc}"
+            return
+        self.observers.staffing = self.staffing
+        if self.run_id is not None:
+            from prefect.artifacts import acreate_markdown_artifact
+
+            await acreate_markdown_artifact(
+                markdown=staffing_markdown(self.staffing), key=re.sub(r"[^a-z0-9-]+", "-", f"{self.d.id}-team".lower()).strip("-"),
+                description=f"{self.d.name}: team {self.d.formation_method.value} by {self.staffing.recommendation.method}",
+            )
 
     async def _publish(self, result: WorkflowResult) -> None:
         if self.run_id is None:
@@ -503,7 +540,9 @@ class _Run:
         elif isinstance(step, TaskStep):
             prompt = self._resolve(step.configuration.prompt or "", scope, step.id)
             body = self._agent_body(step, prompt, inputs, run_name or step.id)
-            target = f"agent:{step.configuration.agent}@{step.configuration.model or 'default'}"
+            staffed = self.staffing.steps.get(step.id) if self.staffing else None
+            agent = staffed.agent if staffed else step.configuration.agent
+            target = f"agent:{agent}@{step.configuration.model or (staffed.model if staffed else None) or 'default'}"
             outcome = await self._call(step, {"prompt": prompt, **inputs}, body, policy, run_name, item_index, target=target)
         else:  # pragma: no cover - the definition's union admits nothing else
             raise StepValidationError(f"step {step.id!r}: cannot run a {step.type!r} step here")
@@ -584,9 +623,12 @@ class _Run:
     def _agent_body(self, step: TaskStep, prompt: str, inputs: dict[str, Any], slot: str) -> Callable[[], Awaitable[StepOutcome]]:
         config = step.configuration
         user_id = self.c.user_id
+        staffed = self.staffing.steps.get(step.id) if self.staffing else None
         request = AgentStepRequest(
-            step_id=step.id, agent=config.agent or "", prompt=prompt, version=config.version,
-            capability=config.capability, model=config.model, output_schema=config.output_schema, inputs=inputs,
+            step_id=step.id, agent=staffed.agent if staffed else config.agent or "", prompt=prompt,
+            version=staffed.version if staffed else config.version,
+            capability=config.capability, model=config.model or (staffed.model if staffed else None),
+            output_schema=config.output_schema, inputs=inputs,
             run_key=self.run_key, user_id=user_id, budgets=self.c.budgets(self.run_key), agent_token_budget=config.token_budget,
             slot=slot,
         )

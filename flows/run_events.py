@@ -38,6 +38,7 @@ from agentparty.models.events import (
 from agentparty.models.graph import FormationMethod, new_id, stable_id
 
 PRODUCER = "agentparty.workflow-engine"
+RECOMMENDER = "agentparty.team-recommender"
 
 
 @dataclass
@@ -79,9 +80,9 @@ class RunEvents:
 
     # -- run ------------------------------------------------------------------------------
 
-    def run_started(self, team_roles: dict[str, str] | None) -> list[BaseEvent[Any]]:
+    def run_started(self, team_roles: dict[str, str] | None, formation: FormationMethod = FormationMethod.MANUAL) -> list[BaseEvent[Any]]:
         d = self.definition
-        agent_steps = [s for s in d.all_steps() if isinstance(s, TaskStep) and s.configuration.agent]
+        agent_steps = [s for s in d.all_steps() if isinstance(s, TaskStep) and s.configuration.is_agent]
         events: list[BaseEvent[Any]] = [
             self._workflow("workflow_run_started", (self.correlation_id,)),
             TaskSubmittedEvent(
@@ -98,7 +99,7 @@ class RunEvents:
                     complexity=d.complexity,
                     token_estimate=d.token_budget or sum(1024 for _ in agent_steps),
                     time_estimate=int(sum(s.timeout or 0 for s in d.all_steps())),
-                    recommended_team_size=max(1, len({s.configuration.agent for s in agent_steps})),
+                    recommended_team_size=max(1, len(team_roles) if team_roles else len({s.configuration.agent for s in agent_steps})),
                 ),
             ),
         ]
@@ -107,8 +108,9 @@ class RunEvents:
                 TeamAssembledEvent(
                     **self._envelope("team_assembled", self.run_key),
                     payload=TeamAssembledPayload(
-                        team_id=self.team_id, task_id=self.task_id, assembler_id=PRODUCER, member_count=len(team_roles),
-                        formation_method=FormationMethod.MANUAL, agent_roles=team_roles, token_budget=d.team_token_budget or 0,
+                        team_id=self.team_id, task_id=self.task_id,
+                        assembler_id=PRODUCER if formation is FormationMethod.MANUAL else RECOMMENDER, member_count=len(team_roles),
+                        formation_method=formation, agent_roles=team_roles, token_budget=d.team_token_budget or 0,
                     ),
                 )
             )

@@ -53,6 +53,7 @@ from agentparty.flows.result import StepResult, StepStatus, WorkflowResult
 from agentparty.models import TaskStep, WorkflowDefinition
 from agentparty.models.graph import (
     AssembledBy,
+    FormationMethod,
     Capability,
     Created,
     DefinesCapabilities,
@@ -87,6 +88,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("agentparty.graph")
 
 ENGINE_ACTOR = "workflow-engine"
+RECOMMENDER_ACTOR = "team-recommender"
 PROFICIENCY_PRIOR = 2.0
 RELIABILITY_RATE = 0.2
 
@@ -176,6 +178,8 @@ class RunGraph:
     tally: RunTally = field(default_factory=RunTally)
     """Shared with the run's events; whoever drives the run adds each step result to it before ``step``."""
     started_at: datetime = field(default_factory=utc_now)
+    formation_method: FormationMethod = FormationMethod.MANUAL
+    """``recommended`` / ``auto`` when the team recommender staffed the run (ASSEMBLED_BY the recommender)."""
 
     @property
     def task_id(self) -> str:
@@ -200,6 +204,7 @@ class RunGraph:
     def team(self, status: TeamStatus, **extra: Any) -> Team:
         return Team(
             id=self.team_id, name=f"{self.definition.name} team", created_at=self.started_at, status=status,
+            formation_method=self.formation_method,
             size=len(self.tally.members), task_id=self.task_id, token_budget=self.definition.team_token_budget or 0,
             token_usage=self.tally.token_usage, **extra,
         )
@@ -207,7 +212,9 @@ class RunGraph:
     # -- the three kinds of write ---------------------------------------------------------
 
     def started(self) -> GraphBatch:
-        user, engine = _user(self.username), _actor(ENGINE_ACTOR, "assembler")
+        user = _user(self.username)
+        manual = self.formation_method is FormationMethod.MANUAL
+        engine = _actor(ENGINE_ACTOR, "assembler") if manual else _actor(RECOMMENDER_ACTOR, "recommender")
         batch = GraphBatch().ensure(user, engine).add(self.task(TaskStatus.IN_PROGRESS), self.team(TeamStatus.FORMING))
         batch.link(RequestedBy(), self.task_id, user.id)
         batch.link(WorksOn(), self.team_id, self.task_id)

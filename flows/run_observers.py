@@ -20,11 +20,13 @@ from agentparty.flows.result import StepResult, StepStatus, WorkflowResult
 from agentparty.flows.run_events import RunEvents
 from agentparty.flows.run_graph import RunGraph, RunTally, SlotRecord
 from agentparty.models import ParallelStep, TaskStep, WorkflowStep
+from agentparty.models.graph import FormationMethod
 from agentparty.runtime.graph_store import GraphWriteError
 from agentparty.tasks.agent import agent_work_of
 
 if TYPE_CHECKING:
     from agentparty.flows.compiler import CompiledWorkflow, StepOutcome
+    from agentparty.flows.staffing import Staffing
 
 logger = logging.getLogger("agentparty.flows")
 
@@ -40,6 +42,8 @@ class RunObservers:
         self.bus = compiled.event_bus()
         self.events = RunEvents(definition, run_key, run_id, compiled.user_id, self.tally) if self.bus is not None else None
         self._records: dict[str, list[SlotRecord]] = defaultdict(list)
+        self.staffing: Staffing | None = None
+        """Set before :meth:`started` when the team recommender staffed some steps."""
 
     def _emit(self, *events: Any) -> None:
         if self.bus is not None:
@@ -49,10 +53,12 @@ class RunObservers:
 
     async def started(self) -> str | None:
         """Announce the run; the reason to abort it when the graph refuses its first write."""
+        formation = self.staffing.formation_method if self.staffing else FormationMethod.MANUAL
         if self.events is not None:
-            self._emit(*self.events.run_started(self._planned_team()))
+            self._emit(*self.events.run_started(self._planned_team(), formation))
         if self.graph is None or self.recorder is None:
             return None
+        self.graph.formation_method = formation
         try:
             await self.recorder.write(self.graph.started(), f"start of run {self.run_key}")
         except GraphWriteError as exc:
@@ -143,12 +149,13 @@ class RunObservers:
     def _planned_team(self) -> dict[str, str] | None:
         """agent id → role for the agent steps, when the runner can name its agents before they work."""
         agent_steps = [s for s in self.c.definition.all_steps() if isinstance(s, TaskStep) and s.configuration.agent]
-        if not agent_steps:
-            return None
+        staffed = self.staffing.roles() if self.staffing else {}
         plan = getattr(self.c.agent_runner(), "agent_id_for", None)
-        if plan is None:
-            return None
+        if not agent_steps or plan is None:
+            return staffed or None
         roles: dict[str, list[str]] = defaultdict(list)
+        for agent_id, role in staffed.items():
+            roles[agent_id].append(role)
         for step in agent_steps:
             config = step.configuration
             try:

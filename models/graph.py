@@ -170,6 +170,9 @@ class Agent(GraphNode):
     reliability_score: Fraction = 0.5
     token_count: NonNegativeInt = 0
     embeddings: list[float] = Field(default_factory=list)
+    handle: str | None = None
+    """Extension: what a workflow step names to put this agent to work: ``template@version`` for a
+    template's agent, the agent name for an ad-hoc one (team recommendations hand it to the engine)."""
 
 
 class TemplateStatus(StrEnum):

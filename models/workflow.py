@@ -21,7 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from ._base import CamelModel, Fraction, NonEmptyStr, PositiveStrictInt, Priority
 from .context import context_of
-from .graph import SemVer
+from .graph import FormationMethod, SemVer
 
 if TYPE_CHECKING:
     from .workflow_graph import WorkflowGraph
@@ -125,7 +125,8 @@ class TaskConfiguration(StepConfiguration):
     """Either an agent step (``agent`` …) or a plain Python step (``handler``)."""
 
     agent: NonEmptyStr | None = None
-    """Agent template name."""
+    """Agent template name (or an ad-hoc agent's name). Omitted, with a ``capability``, the workflow's
+    ``formationMethod`` (recommended / auto) lets the team recommender choose the agent."""
     version: SemVer | None = None
     """Template version; the latest published one when omitted."""
     prompt: str | None = None
@@ -156,10 +157,15 @@ class TaskConfiguration(StepConfiguration):
 
     @model_validator(mode="after")
     def _agent_xor_handler(self) -> TaskConfiguration:
-        if (self.agent is None) == (self.handler is None):
+        if self.agent is not None and self.handler is not None:
+            raise PydanticCustomError(
+                "task_kind", "a task step needs exactly one of 'agent' (an agent step) or 'handler' (a Python step), not both"
+            )
+        if self.agent is None and self.handler is None and self.capability is None:
             raise PydanticCustomError(
                 "task_kind",
-                "a task step needs exactly one of 'agent' (an agent step) or 'handler' (a Python step)",
+                "a task step needs 'agent' (an agent step), 'handler' (a Python step), or 'capability' alone "
+                "(an agent step the team recommender staffs)",
             )
         if self.handler is not None:
             extras = [n for n in ("version", "prompt", "capability", "model", "output_schema", "token_budget") if getattr(self, n) is not None]
@@ -169,7 +175,12 @@ class TaskConfiguration(StepConfiguration):
 
     @property
     def is_agent(self) -> bool:
-        return self.agent is not None
+        return self.handler is None
+
+    @property
+    def is_unstaffed(self) -> bool:
+        """An agent step naming no agent: the team recommender picks one for its capability."""
+        return self.handler is None and self.agent is None
 
 
 class DecisionConfiguration(StepConfiguration):
@@ -458,6 +469,13 @@ class WorkflowDefinition(CamelModel):
     """Extension: the run's Task priority in the graph (1 lowest … 5 highest; a GNN task feature)."""
     complexity: Fraction = 0.5
     """Extension: the run's Task complexity in [0, 1] (a GNN task feature)."""
+    formation_method: FormationMethod = FormationMethod.MANUAL
+    """Extension (seed 000 ``Team.formation_method``): ``manual`` when every agent step names its agent;
+    ``recommended`` or ``auto`` let the team recommender staff agent steps that name only a capability
+    (``recommended``: proposed by the recommender and accepted as is; ``auto``: assembled with no person
+    involved; both recorded as such on the Team and the TeamAssembled event)."""
+    team_size: Annotated[int, Field(ge=1, le=20)] | None = None
+    """Extension: most agents the recommender may put in the team (default: staffed capabilities + 1, 2 to 5)."""
     _analysis: WorkflowGraph | None = PrivateAttr(default=None)
     parallel: bool = True
     """When false, steps run one at a time in definition order (dependencies still respected)."""
@@ -475,6 +493,18 @@ class WorkflowDefinition(CamelModel):
         if sum(1 for t in value if t.type == "webhook") > 1:
             raise ValueError("at most one webhook trigger per workflow (the endpoint is per workflow)")
         return value
+
+    @model_validator(mode="after")
+    def _unstaffed_steps_need_a_recommender(self) -> WorkflowDefinition:
+        unstaffed = [s.id for s in self.all_steps() if isinstance(s, TaskStep) and s.configuration.is_unstaffed]
+        if unstaffed and self.formation_method is FormationMethod.MANUAL:
+            raise PydanticCustomError(
+                "formation_method",
+                "steps {steps} name no agent: set formationMethod to 'recommended' or 'auto' for the team recommender "
+                "to staff them, or give each an 'agent'",
+                {"steps": ", ".join(repr(s) for s in unstaffed)},
+            )
+        return self
 
     @model_validator(mode="after")
     def _whole_definition(self, info: ValidationInfo) -> WorkflowDefinition:

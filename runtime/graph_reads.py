@@ -135,13 +135,14 @@ class GraphReader:
         return [Candidate(agent=_node(Agent, r["a"]), proficiencies={f["name"]: f["p"] for f in r["found"]}) for r in rows]
 
     def export(self) -> Iterator[ExportRecord]:
-        """Agents, capabilities and tasks with the edges between them, streamed for GNN training."""
+        """Agents, capabilities, tasks and teams with the edges between them, streamed for GNN training."""
         with self.store.driver.session(database=self.store.database, default_access_mode="READ") as session:
-            for label in ("Agent", "Capability", "Task"):
+            for label in ("Agent", "Capability", "Task", "Team"):
                 for record in session.run(f"MATCH (n:{label}) RETURN properties(n) AS p"):
                     yield ExportRecord(kind="node", label=label, properties={k: native(v) for k, v in dict(record["p"]).items()})
             for rel_type, source, target in (
                 ("HAS_CAPABILITY", "Agent", "Capability"), ("REQUIRES", "Task", "Capability"), ("WORKED_WITH", "Agent", "Agent"),
+                ("MEMBER_OF", "Agent", "Team"), ("WORKS_ON", "Team", "Task"),
             ):
                 for record in session.run(
                     f"MATCH (a:{source})-[r:{rel_type}]->(b:{target}) RETURN a.id AS s, b.id AS t, properties(r) AS p"

@@ -14,7 +14,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentparty.models import DEFAULT_MODEL_REGISTRY, ModelRegistry, SDKConfiguration
-from agentparty.models.config import AgentRuntimeConfig, DatabaseConfig, KafkaConfig
+from agentparty.models.config import AgentRuntimeConfig, DatabaseConfig, GNNTrainingConfig, KafkaConfig
 from agentparty.runtime.providers.simulated import SimulatedSettings
 
 
@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     """Who runs workflows from this process, for user budgets and the graph's REQUESTED_BY."""
     user_token_budget: int | None = None
     """Tokens the user may spend across runs; no limit when unset."""
+    gnn_training: GNNTrainingConfig = Field(default_factory=GNNTrainingConfig)
+    """Seed 000 ``GNNTrainingConfig`` for the training flow (``AGENTPARTY_GNN_TRAINING`` as JSON, or ``__FIELD``)."""
+    gnn_schedule: str = "0 2 * * *"
+    """Cron of the scheduled training deployment (default nightly at 02:00)."""
+    gnn_timezone: str = "UTC"
     sdk_config: Path | None = None
     """A YAML/JSON SDKConfiguration file (model registry, providers, security); built-in defaults otherwise."""
 

@@ -201,6 +201,7 @@ class ModelAgentRunner:
             node = Agent(
                 id=instance.id, name=f"{resolved.template.name}@{template_version}", model=resolved.version.model,
                 parameters=parameters, personality=resolved.version.personality,
+                handle=f"{resolved.template.name}@{template_version}",
             )
             capabilities = dict(resolved.record.capabilities)
         else:
@@ -215,7 +216,10 @@ class ModelAgentRunner:
             governance = GovernanceRules()
             parameters = instance.model.parameters
             template_id, template_version = "ad-hoc", "0.0.0"
-            node = Agent(id=instance.id, name=f"{request.agent} (ad-hoc, {model_name})", model=model_name, parameters=parameters)
+            node = Agent(
+                id=instance.id, name=f"{request.agent} (ad-hoc, {model_name})", model=model_name, parameters=parameters,
+                handle=request.agent,
+            )
             capabilities = {}
         if request.capability and request.capability not in capabilities:
             capabilities[request.capability] = AD_HOC_PROFICIENCY

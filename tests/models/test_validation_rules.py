@@ -115,7 +115,11 @@ def test_step_ids_must_be_unique() -> None:
 def test_task_step_needs_agent_or_handler() -> None:
     doc = minimal_workflow()
     doc["steps"][0]["configuration"] = {"prompt": "hi"}
-    assert_error(errors_of(WorkflowDefinition, doc), "steps[0].configuration", "exactly one of 'agent'", "'handler'")
+    assert_error(errors_of(WorkflowDefinition, doc), "steps[0].configuration", "needs 'agent'", "'handler'", "'capability' alone")
+    doc["steps"][0]["configuration"] = {"agent": "writer", "handler": "pkg.mod:fn"}
+    assert_error(errors_of(WorkflowDefinition, doc), "steps[0].configuration", "exactly one of 'agent'", "not both")
+    doc["steps"][0]["configuration"] = {"capability": "research", "prompt": "hi"}  # for the recommender, which a manual team lacks
+    assert_error(errors_of(WorkflowDefinition, doc), "", "steps 'only' name no agent", "formationMethod to 'recommended' or 'auto'")
     doc["steps"][0]["configuration"] = {"handler": "not a path"}
     assert_error(errors_of(WorkflowDefinition, doc), "steps[0].configuration.handler", "is not 'package.module:function'")
 

@@ -1,0 +1,194 @@
+"""``agentparty gnn``: synthetic history, training, evaluation, recommendations and the training schedule."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(help="The GNN team recommender (GraphSAGE on the results graph).", no_args_is_help=True)
+
+
+def _graph_store() -> Any:
+    """The configured graph, starting and migrating the local Bolt server when it is the one."""
+    from agentparty.cli import _graph_server, _migrate_graph
+    from agentparty.flows.train_gnn import configured_store
+    from agentparty.runtime.settings import get_settings
+
+    settings = get_settings()
+    if settings.database is None:
+        server = _graph_server()
+        if server.start():
+            typer.echo(f"started the graph server at {server.uri}", err=True)
+        _migrate_graph(server.database_config())
+    else:
+        _migrate_graph(settings.database)
+    return configured_store(settings)
+
+
+def _prefect() -> None:
+    from agentparty.cli import _server
+
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    if "PREFECT_API_URL" not in os.environ:
+        server = _server()
+        if server.start():
+            typer.echo(f"started the Prefect server at {server.ui_url}", err=True)
+        os.environ.update(server.client_env())
+
+
+def _synthetic_config(agents: int, capabilities: int, tasks: int, teams: int, seed: int) -> Any:
+    from agentparty.models.config import SyntheticDataConfig
+
+    return SyntheticDataConfig(num_agents=agents, num_capabilities=capabilities, num_tasks=tasks, num_teams=teams, random_seed=seed)
+
+
+Agents = Annotated[int, typer.Option(help="SyntheticDataConfig.num_agents")]
+Capabilities = Annotated[int, typer.Option(help="SyntheticDataConfig.num_capabilities")]
+Tasks = Annotated[int, typer.Option(help="SyntheticDataConfig.num_tasks")]
+Teams = Annotated[int, typer.Option(help="SyntheticDataConfig.num_teams")]
+Seed = Annotated[int, typer.Option(help="SyntheticDataConfig.random_seed")]
+
+
+@app.command()
+def synth(agents: Agents = 50, capabilities: Capabilities = 20, tasks: Tasks = 100, teams: Teams = 30, seed: Seed = 42) -> None:
+    """Write a synthetic team history (seed 000 SyntheticDataConfig) into the graph; the same seed writes the same graph."""
+    from agentparty.gnn.data import GraphSnapshot
+    from agentparty.gnn.pipeline import synthesise
+
+    config = _synthetic_config(agents, capabilities, tasks, teams, seed)
+    history = synthesise(_graph_store(), config)
+    snapshot = GraphSnapshot.from_batch(history.batch)
+    typer.echo(
+        f"synthetic history (seed {seed}): {len(snapshot.agents)} agents, {len(snapshot.capabilities)} capabilities, "
+        f"{len(snapshot.tasks)} tasks, {len(history.teams)} teams, {len(snapshot.worked_with)} WORKED_WITH pairs; "
+        f"data {snapshot.digest()[:16]}"
+    )
+
+
+@app.command()
+def train(
+    epochs: Annotated[int | None, typer.Option(help="GNNTrainingConfig.num_epochs (AGENTPARTY_GNN_TRAINING otherwise).")] = None,
+    truth_seed: Annotated[int | None, typer.Option(help="The graph came from `gnn synth --seed N` with default sizes: add ground-truth columns.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the flow's result as JSON.")] = False,
+) -> None:
+    """Run the train_gnn flow now (extract → train → evaluate → promote) on the local Prefect server."""
+    _prefect()
+    _graph_store()
+    from agentparty.flows.train_gnn import train_gnn
+    from agentparty.gnn.evaluate import MethodMetrics, table
+    from agentparty.models.config import SyntheticDataConfig
+    from agentparty.runtime.settings import get_settings
+
+    training = get_settings().gnn_training
+    if epochs is not None:
+        training = training.model_copy(update={"num_epochs": epochs})
+    truth = SyntheticDataConfig(random_seed=truth_seed) if truth_seed is not None else None
+    try:
+        result = train_gnn(training=training, truth_from=truth)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    rows = [MethodMetrics(**{k: (float("nan") if v is None else v) for k, v in m.items() if k != "validation_score"}) for m in result["metrics"]]
+    typer.echo(table(rows))
+    promotion = result["promotion"]
+    typer.echo(f"\nmodel {result['model_id']}: {'champion' if promotion['promoted'] else 'not promoted'} ({promotion['reason']})")
+    typer.echo(f"{result['epochs']} epochs, {result['seconds_per_epoch'] * 1000:.1f} ms per epoch; data {result['snapshot'][:16]}")
+
+
+@app.command()
+def evaluate(
+    truth_seed: Annotated[int | None, typer.Option(help="The graph came from `gnn synth --seed N` with default sizes: add ground-truth columns.")] = None,
+) -> None:
+    """Print the evaluation table: the champion (re-scored on the current graph) beside every baseline."""
+    from agentparty.gnn.embeddings import default_embedder
+    from agentparty.gnn.evaluate import evaluate as evaluate_method
+    from agentparty.gnn.evaluate import table
+    from agentparty.gnn.pipeline import extract, fitted_baselines, rescore, synthetic_truth
+    from agentparty.gnn.registry import ModelRegistry
+    from agentparty.gnn.train import prepare
+    from agentparty.models.config import SyntheticDataConfig
+    from agentparty.runtime.settings import get_settings
+
+    settings = get_settings()
+    snapshot = extract(_graph_store())
+    if not snapshot.teams:
+        typer.echo("error: the graph holds no finished teams to evaluate on (`agentparty gnn synth` writes a history)", err=True)
+        raise typer.Exit(1)
+    embedder = default_embedder(settings.home)
+    truth = synthetic_truth(SyntheticDataConfig(random_seed=truth_seed), snapshot) if truth_seed is not None else None
+    registry = ModelRegistry(settings.home, settings.gnn_training)
+    champion = registry.champion()
+    rows = []
+    if champion is not None:
+        row = rescore(registry, champion, snapshot, champion.training_config(), embedder, truth)
+        row.method = f"graphsage ({champion.id})"
+        rows.append(row)
+    data = prepare(snapshot, champion.training_config() if champion else settings.gnn_training, embedder)
+    rows += [evaluate_method(method, data, truth) for method in fitted_baselines(data)]
+    typer.echo(table(rows))
+    if champion is None:
+        typer.echo("\nno champion model yet: `agentparty gnn train` trains one")
+
+
+@app.command()
+def recommend(
+    capability: Annotated[list[str], typer.Option("--capability", "-c", help="A required capability (repeat).")],
+    size: Annotated[int | None, typer.Option(help="Most agents in the team (default: capabilities + 1, 2 to 5).")] = None,
+    budget: Annotated[int, typer.Option(help="Token budget (0: none).")] = 0,
+    title: Annotated[str, typer.Option(help="Task title (its text embedding is a feature).")] = "ad-hoc task",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Recommend a team for a task needing the given capabilities, with the reasons."""
+    from agentparty.gnn.recommend import recommender_for
+    from agentparty.models.graph import Task, stable_id
+    from agentparty.runtime.settings import get_settings
+
+    settings = get_settings()
+    recommender = recommender_for(_graph_store(), settings.home)
+    task = Task(id=stable_id("cli-task", title, *sorted(capability)), title=title, required_capabilities=sorted(set(capability)), token_budget=budget)
+    result = recommender.recommend(task, size=size, token_budget=budget)
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+        return
+    typer.echo(f"{result.note}\nmethod: {result.method}; coverage {result.coverage:.0%}; ~{result.estimated_tokens:,} tokens")
+    for member in result.members:
+        typer.echo(f"  {member.handle or member.name}  ({member.agent_id})\n      {member.explanation}")
+    if result.uncovered:
+        typer.echo(f"uncovered: {', '.join(result.uncovered)}")
+
+
+@app.command()
+def schedule(
+    cron: Annotated[str | None, typer.Option(help="Cron expression (AGENTPARTY_GNN_SCHEDULE, default nightly 02:00).")] = None,
+    timezone: Annotated[str | None, typer.Option(help="Timezone of the cron (AGENTPARTY_GNN_TIMEZONE, default UTC).")] = None,
+    work_pool: Annotated[str, typer.Option(help="Process work pool the runs go to (created when missing).")] = "agentparty",
+) -> None:
+    """Create or update the cron-scheduled train-gnn deployment on the Prefect server."""
+    _prefect()
+    import asyncio
+
+    from agentparty.flows.train_gnn import FLOW_NAME, training_deployment
+
+    asyncio.run(ensure_process_pool(work_pool))
+    deployment = training_deployment(cron, timezone)
+    deployment_id = deployment.apply(work_pool_name=work_pool)
+    schedule_text = deployment.schedules[0].schedule
+    typer.echo(f"deployment {FLOW_NAME}/{deployment.name} ({deployment_id}) on pool {work_pool!r}: {schedule_text.cron} {schedule_text.timezone}")
+
+
+async def ensure_process_pool(name: str) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    async with get_client() as client:
+        try:
+            await client.create_work_pool(WorkPoolCreate(name=name, type="process"))
+        except ObjectAlreadyExists:
+            pass

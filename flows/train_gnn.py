@@ -1,0 +1,143 @@
+"""``train_gnn``: the scheduled Prefect flow that keeps the team recommender current.
+
+extract (graph → snapshot) → train (GraphSAGE, early stopping) → evaluate (the
+model and every baseline on the same time split) → promote (save; crown it only
+if it beats the champion on validation). The evaluation table, the promotion
+decision and a PNG of the training curves are published as a markdown artifact
+(key ``gnn-evaluation``) on the flow run.
+
+The flow is module-level, so deployments reference it by module path
+(``agentparty.flows.train_gnn.train_gnn``, DESIGN.md §6); see
+:func:`training_deployment` for the cron-scheduled one.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE as NO_CACHE
+
+from agentparty.gnn.data import GraphSnapshot
+from agentparty.gnn.embeddings import TextEmbedder, default_embedder
+from agentparty.gnn.evaluate import markdown_table
+from agentparty.gnn.pipeline import Candidate, curves_png, extract, model_card, promote, synthetic_truth, train_candidate
+from agentparty.gnn.registry import ModelRegistry, Promotion
+from agentparty.models.config import GNNTrainingConfig, SyntheticDataConfig
+from agentparty.runtime.graph_store import GraphStore
+from agentparty.runtime.settings import Settings, get_settings
+
+DEPLOYMENT_NAME = "scheduled"
+FLOW_NAME = "train-gnn"
+
+
+def configured_store(settings: Settings) -> GraphStore:
+    """The graph runs are recorded in: AGENTPARTY_DATABASE, else the local Bolt server of this home."""
+    from agentparty.flows.run_graph import recorder_for
+
+    if settings.database is not None:
+        return recorder_for(settings.database).store
+    from agentparty.runtime.graph_server import DATABASE_NAME, LocalBoltServer
+
+    server = LocalBoltServer(settings.home, port=settings.graph_port, http_port=settings.graph_http_port)
+    return recorder_for(server.database_config(), DATABASE_NAME).store
+
+
+@task(name="extract-graph", cache_policy=NO_CACHE, persist_result=False)
+def extract_graph(store: GraphStore) -> GraphSnapshot:
+    snapshot = extract(store)
+    get_run_logger().info(
+        "snapshot %s: %d agents, %d capabilities, %d tasks, %d finished teams",
+        snapshot.digest()[:12], len(snapshot.agents), len(snapshot.capabilities), len(snapshot.tasks), len(snapshot.teams),
+    )
+    return snapshot
+
+
+@task(name="train-and-evaluate", cache_policy=NO_CACHE, persist_result=False)
+def train_and_evaluate(snapshot: GraphSnapshot, training: GNNTrainingConfig, embedder: TextEmbedder,
+                       truth_from: SyntheticDataConfig | None) -> Candidate:
+    if len(snapshot.teams) == 0:
+        raise ValueError("the graph holds no finished teams to learn from: run workflows first, or `agentparty gnn synth`")
+    truth = synthetic_truth(truth_from, snapshot) if truth_from is not None else None
+    logger = get_run_logger()
+    candidate = train_candidate(snapshot, training, embedder, truth)
+    logger.info(
+        "trained %d epochs (best %d), %.3f s/epoch on %s", len(candidate.run.curves), candidate.run.best_epoch,
+        candidate.run.seconds_per_epoch, candidate.run.device,
+    )
+    return candidate
+
+
+@task(name="promote", cache_policy=NO_CACHE, persist_result=False)
+def promote_candidate(candidate: Candidate, registry: ModelRegistry, embedder: TextEmbedder,
+                      truth_from: SyntheticDataConfig | None) -> Promotion:
+    truth = synthetic_truth(truth_from, candidate.data.snapshot) if truth_from is not None else None
+    candidate.card = model_card(candidate)
+    promotion = promote(registry, candidate, embedder, truth)
+    get_run_logger().info("%s: %s", "promoted" if promotion.promoted else "kept the champion", promotion.reason)
+    return promotion
+
+
+def evaluation_markdown(candidate: Candidate, promotion: Promotion) -> str:
+    png = base64.b64encode(curves_png(candidate.run)).decode()
+    card = candidate.card
+    return "\n\n".join([
+        f"# GNN training {card.id if card else ''}",
+        f"**{'Promoted to champion' if promotion.promoted else 'Not promoted'}**: {promotion.reason}. "
+        f"Best baseline on validation: {promotion.best_baseline} ({_fmt(promotion.best_baseline_score)}).",
+        markdown_table(candidate.rows),
+        f"Data snapshot `{candidate.data.digest[:16]}`, {len(candidate.run.curves)} epochs (best {candidate.run.best_epoch}), "
+        f"{candidate.run.seconds_per_epoch * 1000:.1f} ms per epoch on {candidate.run.device}.",
+        f"![training curves](data:image/png;base64,{png})",
+    ])
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+@flow(name=FLOW_NAME, log_prints=False)
+def train_gnn(
+    training: GNNTrainingConfig | None = None, truth_from: SyntheticDataConfig | None = None, publish: bool = True,
+) -> dict[str, Any]:
+    """Extract the graph, train the GraphSAGE recommender, evaluate it beside the baselines, promote it if better.
+
+    ``truth_from``: the SyntheticDataConfig the graph was synthesised from, to add the ground-truth columns
+    (recall@k, nDCG@k) to the evaluation.
+    """
+    from prefect.artifacts import create_markdown_artifact
+
+    settings = get_settings()
+    training = training or settings.gnn_training
+    store = configured_store(settings)
+    embedder = default_embedder(settings.home)
+    registry = ModelRegistry(settings.home, training)
+    snapshot = extract_graph(store)
+    candidate = train_and_evaluate(snapshot, training, embedder, truth_from)
+    promotion = promote_candidate(candidate, registry, embedder, truth_from)
+    if publish:
+        create_markdown_artifact(key="gnn-evaluation", markdown=evaluation_markdown(candidate, promotion), description="GNN evaluation")
+    return {
+        "model_id": promotion.candidate,
+        "promotion": promotion.model_dump(),
+        "metrics": [row.as_dict() for row in candidate.rows],
+        "snapshot": candidate.data.digest,
+        "epochs": len(candidate.run.curves),
+        "seconds_per_epoch": candidate.run.seconds_per_epoch,
+    }
+
+
+def training_deployment(cron: str | None = None, timezone: str | None = None, name: str = DEPLOYMENT_NAME) -> Any:
+    """The cron-scheduled deployment of :func:`train_gnn` (module-path entrypoint; apply it to a process work pool)."""
+    from prefect.deployments.runner import EntrypointType
+    from prefect.schedules import Cron
+
+    settings = get_settings()
+    return train_gnn.to_deployment(
+        name=name,
+        schedule=Cron(cron or settings.gnn_schedule, timezone=timezone or settings.gnn_timezone),
+        entrypoint_type=EntrypointType.MODULE_PATH,
+        description="Nightly GNN training: extract → train → evaluate → promote.",
+        tags=["agentparty", "gnn"],
+    )

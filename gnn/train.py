@@ -1,0 +1,233 @@
+"""Training the GNN: full batch, both heads at once, early stopping on validation loss.
+
+Determinism: the seed fixes torch, numpy and the negative samples; CPU kernels
+used here are deterministic, so the same snapshot and config give the same
+weights and metrics (a test holds us to it). On the CPU we train with one
+thread for small graphs (DESIGN.md §8: 3-7x faster on 2 cores) and let torch
+use its default for large ones.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from agentparty.gnn.data import (
+    AGENT,
+    CAPABILITY,
+    EDGE_TYPES,
+    TASK,
+    Examples,
+    FeatureScaler,
+    GraphSnapshot,
+    GraphTensors,
+    NodeTables,
+    TimeSplit,
+    build_tensors,
+    embed_nodes,
+    examples,
+    node_tables,
+    time_split,
+)
+from agentparty.gnn.embeddings import TextEmbedder
+from agentparty.gnn.model import TeamGNN, pick_device
+from agentparty.gnn.scoring import History
+from agentparty.models.config import GNNTrainingConfig
+from agentparty.models.gnn import GraphSAGEModelConfig
+
+logger = logging.getLogger("agentparty.gnn")
+SMALL_GRAPH_NODES = 50_000
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+@contextmanager
+def training_threads(nodes: int, device: torch.device) -> Iterator[None]:
+    """One intra-op thread for small graphs on the CPU, restored afterwards (the process may embed texts next)."""
+    before = torch.get_num_threads()
+    if device.type == "cpu" and nodes < SMALL_GRAPH_NODES:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@dataclass
+class PreparedData:
+    """A snapshot cut into periods, with one message graph per period and the labelled pairs of each."""
+
+    snapshot: GraphSnapshot
+    config: GNNTrainingConfig
+    split: TimeSplit
+    tables: NodeTables
+    scaler: FeatureScaler
+    graphs: dict[str, GraphTensors]
+    """``train`` (collaboration before the pair window), ``val`` and ``test``."""
+    labelled: dict[str, Examples]
+    digest: str
+
+    def history(self, period: str) -> History:
+        return History.before(self.snapshot, self.graphs[period], self.split.cutoff(period))
+
+
+def prepare(snapshot: GraphSnapshot, config: GNNTrainingConfig, embedder: TextEmbedder, scaler: FeatureScaler | None = None) -> PreparedData:
+    """Split and tensorise; ``scaler`` given (a saved model's) means scale as that model was trained."""
+    split = time_split(snapshot, config)
+    tables = node_tables(snapshot)
+    vectors = embed_nodes(tables, embedder)
+    fit = scaler is None
+    scaler = scaler or FeatureScaler()
+    graphs: dict[str, GraphTensors] = {}
+    for period in ("train", "val", "test"):
+        graphs[period] = build_tensors(
+            snapshot, embedder, scaler, cutoff=split.cutoff(period), fit=fit and period == "train", tables=tables, embeddings=vectors
+        )
+    seed = config.random_seed
+    labelled = {
+        "train": examples(snapshot, graphs["train"], split.train_tasks, seed, pairs_from=split.pair_start),
+        "val": examples(snapshot, graphs["val"], split.val_tasks, seed + 1),
+        "test": examples(snapshot, graphs["test"], split.test_tasks, seed + 2),
+    }
+    return PreparedData(snapshot, config, split, tables, scaler, graphs, labelled, snapshot.digest())
+
+
+@dataclass
+class GNNScorer:
+    """Scores from node embeddings computed once for a graph (cached: scoring is two small MLPs)."""
+
+    model: TeamGNN
+    embeddings: dict[str, torch.Tensor]
+
+    @classmethod
+    @torch.no_grad()
+    def on(cls, model: TeamGNN, graph: GraphTensors) -> GNNScorer:
+        model.eval()
+        device = next(model.parameters()).device
+        return cls(model, {k: v for k, v in model(graph.data.to(device)).items()})
+
+    @torch.no_grad()
+    def suitability(self, agents: np.ndarray, tasks: np.ndarray) -> np.ndarray:
+        a = self.embeddings[AGENT][torch.as_tensor(agents, dtype=torch.long)]
+        t = self.embeddings[TASK][torch.as_tensor(tasks, dtype=torch.long)]
+        return torch.sigmoid(self.model.suitability(a, t)).cpu().numpy()
+
+    @torch.no_grad()
+    def collaboration(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        x = self.embeddings[AGENT][torch.as_tensor(a, dtype=torch.long)]
+        y = self.embeddings[AGENT][torch.as_tensor(b, dtype=torch.long)]
+        return torch.sigmoid(self.model.collaboration(x, y)).cpu().numpy()
+
+
+@dataclass
+class GNNMethod:
+    """A trained model as a recommender method (``scorer`` embeds the graph once)."""
+
+    model: TeamGNN
+    name: str = "graphsage"
+
+    def scorer(self, graph: GraphTensors, history: History) -> GNNScorer:
+        return GNNScorer.on(self.model, graph)
+
+
+@dataclass
+class EpochLog:
+    epoch: int
+    train_loss: float
+    val_loss: float
+    seconds: float
+
+
+@dataclass
+class TrainingRun:
+    model: TeamGNN
+    curves: list[EpochLog] = field(default_factory=list)
+    best_epoch: int = 0
+    device: str = "cpu"
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        return float(np.mean([e.seconds for e in self.curves])) if self.curves else 0.0
+
+
+def architecture(config: GNNTrainingConfig) -> GraphSAGEModelConfig:
+    """Seed ``model_config`` with the training config's sizes (the seed repeats them in both places)."""
+    return GraphSAGEModelConfig(
+        hidden_channels=config.hidden_channels, num_layers=config.num_layers, dropout=config.dropout,
+        learning_rate=config.learning_rate, weight_decay=config.weight_decay,
+    )
+
+
+def new_model(config: GraphSAGEModelConfig) -> TeamGNN:
+    return TeamGNN(config, list(EDGE_TYPES), [AGENT, CAPABILITY, TASK])
+
+
+def _loss(model: TeamGNN, h: dict[str, torch.Tensor], ex: Examples, device: torch.device) -> torch.Tensor:
+    bce = nn.functional.binary_cross_entropy_with_logits
+    losses = []
+    if len(ex.suit_label):
+        a = h[AGENT][torch.as_tensor(ex.suit_agent, device=device)]
+        t = h[TASK][torch.as_tensor(ex.suit_task, device=device)]
+        losses.append(bce(model.suitability(a, t), torch.as_tensor(ex.suit_target, device=device)))
+    if len(ex.pair_label):
+        x = h[AGENT][torch.as_tensor(ex.pair_a, device=device)]
+        y = h[AGENT][torch.as_tensor(ex.pair_b, device=device)]
+        losses.append(bce(model.collaboration(x, y), torch.as_tensor(ex.pair_target, device=device)))
+    if not losses:
+        return torch.zeros((), device=device, requires_grad=True)
+    return torch.stack(losses).sum()
+
+
+def train_model(
+    data: PreparedData, on_epoch: Callable[[EpochLog], None] | None = None, max_epochs: int | None = None
+) -> TrainingRun:
+    device = pick_device(data.config.use_gpu)
+    with training_threads(sum(g.num_nodes for g in data.graphs["train"].data.node_stores), device):
+        return _train(data, device, on_epoch, max_epochs)
+
+
+def _train(data: PreparedData, device: torch.device, on_epoch: Callable[[EpochLog], None] | None, max_epochs: int | None) -> TrainingRun:
+    config = data.config
+    seed_everything(config.random_seed)
+    model = new_model(architecture(config)).to(device)
+    train_graph = data.graphs["train"].data.to(device)
+    val_graph = data.graphs["val"].data.to(device)
+    model.materialise(train_graph)  # lazy sizes before the optimizer (DESIGN.md §8)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    run = TrainingRun(model=model, device=device.type)
+    best_loss, best_state, waited = float("inf"), copy.deepcopy(model.state_dict()), 0
+    val_has_labels = len(data.labelled["val"].suit_label) + len(data.labelled["val"].pair_label) > 0
+    for epoch in range(1, (max_epochs or config.num_epochs) + 1):
+        started = time.perf_counter()
+        model.train()
+        optimizer.zero_grad()
+        loss = _loss(model, model(train_graph), data.labelled["train"], device)
+        loss.backward()
+        optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            val_loss = float(_loss(model, model(val_graph), data.labelled["val"], device)) if val_has_labels else float(loss)
+        log = EpochLog(epoch, float(loss.detach()), val_loss, time.perf_counter() - started)
+        run.curves.append(log)
+        if on_epoch:
+            on_epoch(log)
+        if val_loss < best_loss - 1e-6:
+            best_loss, best_state, waited, run.best_epoch = val_loss, copy.deepcopy(model.state_dict()), 0, epoch
+        else:
+            waited += 1
+            if waited >= config.early_stopping_patience:
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    return run
