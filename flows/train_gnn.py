@@ -2,7 +2,8 @@
 
 extract (graph → snapshot) → train (GraphSAGE, early stopping) → evaluate (the
 model and every baseline on the same time split) → promote (save; crown it only
-if it beats the champion on validation). The evaluation table, the promotion
+if it beats the champion on validation, then write its agent embeddings to
+``Agent.embeddings`` in the graph). The evaluation table, the promotion
 decision and a PNG of the training curves are published as a markdown artifact
 (key ``gnn-evaluation``) on the flow run.
 
@@ -22,7 +23,16 @@ from prefect.cache_policies import NONE as NO_CACHE
 from agentparty.gnn.data import GraphSnapshot
 from agentparty.gnn.embeddings import TextEmbedder, default_embedder
 from agentparty.gnn.evaluate import markdown_table
-from agentparty.gnn.pipeline import Candidate, curves_png, extract, model_card, promote, synthetic_truth, train_candidate
+from agentparty.gnn.pipeline import (
+    Candidate,
+    curves_png,
+    extract,
+    model_card,
+    promote,
+    publish_embeddings,
+    synthetic_truth,
+    train_candidate,
+)
 from agentparty.gnn.registry import ModelRegistry, Promotion
 from agentparty.models.config import GNNTrainingConfig, SyntheticDataConfig
 from agentparty.runtime.graph_store import GraphStore
@@ -71,11 +81,17 @@ def train_and_evaluate(snapshot: GraphSnapshot, training: GNNTrainingConfig, emb
 
 @task(name="promote", cache_policy=NO_CACHE, persist_result=False)
 def promote_candidate(candidate: Candidate, registry: ModelRegistry, embedder: TextEmbedder,
-                      truth_from: SyntheticDataConfig | None) -> Promotion:
+                      truth_from: SyntheticDataConfig | None, store: GraphStore) -> Promotion:
+    """Save the model; crown it if it beats the champion, and then write its agent embeddings to the graph."""
     truth = synthetic_truth(truth_from, candidate.data.snapshot) if truth_from is not None else None
     candidate.card = model_card(candidate)
     promotion = promote(registry, candidate, embedder, truth)
-    get_run_logger().info("%s: %s", "promoted" if promotion.promoted else "kept the champion", promotion.reason)
+    logger = get_run_logger()
+    logger.info("%s: %s", "promoted" if promotion.promoted else "kept the champion", promotion.reason)
+    if promotion.promoted:
+        data = candidate.data
+        written = publish_embeddings(store, candidate.run.model, data.snapshot, data.scaler, embedder)
+        logger.info("wrote %d agent embeddings to the graph", written)
     return promotion
 
 
@@ -115,7 +131,7 @@ def train_gnn(
     registry = ModelRegistry(settings.home, training)
     snapshot = extract_graph(store)
     candidate = train_and_evaluate(snapshot, training, embedder, truth_from)
-    promotion = promote_candidate(candidate, registry, embedder, truth_from)
+    promotion = promote_candidate(candidate, registry, embedder, truth_from, store)
     if publish:
         create_markdown_artifact(key="gnn-evaluation", markdown=evaluation_markdown(candidate, promotion), description="GNN evaluation")
     return {

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from agentparty.gnn.baselines import CommonNeighbours, LogisticRegressionBaseline, Popularity
-from agentparty.gnn.data import GraphSnapshot
+from agentparty.gnn.data import AGENT, FeatureScaler, GraphSnapshot, build_tensors
 from agentparty.gnn.embeddings import TextEmbedder, default_embedder
 from agentparty.gnn.evaluate import MethodMetrics, evaluate
 from agentparty.gnn.model import TeamGNN
@@ -22,7 +22,7 @@ from agentparty.gnn.recommend import Recommender
 from agentparty.gnn.registry import ModelCard, ModelRegistry, Promotion, beats, new_model_id
 from agentparty.gnn.scoring import Method
 from agentparty.gnn.synthetic import GroundTruth, SyntheticHistory, generate
-from agentparty.gnn.train import GNNMethod, PreparedData, TrainingRun, architecture, new_model, prepare, train_model
+from agentparty.gnn.train import GNNMethod, GNNScorer, PreparedData, TrainingRun, architecture, new_model, prepare, train_model
 from agentparty.models.config import GNNTrainingConfig, SyntheticDataConfig
 from agentparty.runtime.graph_reads import GraphReader
 from agentparty.runtime.graph_store import GraphBatch, GraphStore
@@ -180,6 +180,23 @@ def promote(registry: ModelRegistry, candidate: Candidate, embedder: TextEmbedde
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
+
+
+def publish_embeddings(store: GraphStore, model: TeamGNN, snapshot: GraphSnapshot, scaler: FeatureScaler, embedder: TextEmbedder) -> int:
+    """Write the champion's agent embeddings to ``Agent.embeddings`` (seed 000: "GNN-generated embeddings").
+
+    A targeted SET, not an upsert: ``embeddings`` is one of the Agent's kept fields, which runs never overwrite.
+    """
+    graph = build_tensors(snapshot, embedder, scaler, cutoff=None)
+    vectors = GNNScorer.on(model, graph).embeddings[AGENT].cpu()
+    rows = [{"id": agent_id, "e": [round(float(v), 6) for v in vectors[i]]} for i, agent_id in enumerate(graph.tables.agent_ids)]
+
+    def work(tx: Any) -> None:
+        for start in range(0, len(rows), WRITE_CHUNK):
+            tx.run("UNWIND $rows AS row MATCH (a:Agent {id: row.id}) SET a.embeddings = row.e", rows=rows[start:start + WRITE_CHUNK]).consume()
+
+    store.transact(work, "GNN agent embeddings")
+    return len(rows)
 
 
 def load_recommender(store: GraphStore, home: Path, embedder: TextEmbedder | None = None,

@@ -73,6 +73,11 @@ def test_the_training_flow_runs_end_to_end_and_its_deployment_is_scheduled(
     assert result["promotion"]["promoted"], result["promotion"]
     assert [m["method"] for m in result["metrics"]] == ["graphsage", "popularity", "logistic-regression", "adamic-adar"]
     assert result["metrics"][0]["recall_at_k"] is not None  # ground-truth columns, from truth_from
+    records, _, _ = synthetic_graph.driver.execute_query(
+        "MATCH (a:Agent) RETURN count(a) AS n, min(size(a.embeddings)) AS low, max(size(a.embeddings)) AS high",
+        database_=synthetic_graph.database,
+    )
+    assert (records[0]["n"], records[0]["low"], records[0]["high"]) == (50, 128, 128), "the champion's embeddings are in the graph"
     champion = ModelRegistry(tmp_path, training).champion()
     assert champion is not None and champion.id == result["model_id"] and champion.snapshot_digest == result["snapshot"]
 
