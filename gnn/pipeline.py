@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from agentparty.gnn.baselines import CommonNeighbours, LogisticRegressionBaseline, Popularity
 from agentparty.gnn.data import AGENT, FeatureScaler, GraphSnapshot, build_tensors
@@ -22,7 +24,7 @@ from agentparty.gnn.recommend import Recommender
 from agentparty.gnn.registry import ModelCard, ModelRegistry, Promotion, beats, new_model_id
 from agentparty.gnn.scoring import Method
 from agentparty.gnn.synthetic import GroundTruth, SyntheticHistory, generate
-from agentparty.gnn.train import GNNMethod, GNNScorer, PreparedData, TrainingRun, architecture, new_model, prepare, train_model
+from agentparty.gnn.train import GNNMethod, PreparedData, TrainingRun, architecture, new_model, prepare, train_model
 from agentparty.models.config import GNNTrainingConfig, SyntheticDataConfig
 from agentparty.runtime.graph_reads import GraphReader
 from agentparty.runtime.graph_store import GraphBatch, GraphStore
@@ -70,7 +72,6 @@ class Candidate:
     embedder: str
     card: ModelCard | None = None
     promotion: Promotion | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rows(self) -> list[MethodMetrics]:
@@ -87,7 +88,7 @@ def train_candidate(
 ) -> Candidate:
     data = prepare(snapshot, config, embedder)
     run = train_model(data, on_epoch=on_epoch)
-    metrics = evaluate(GNNMethod(run.model), data, truth)
+    metrics = evaluate(GNNMethod(run.model, data.scaler), data, truth)
     baselines = [evaluate(method, data, truth) for method in fitted_baselines(data)]
     return Candidate(data, run, metrics, baselines, embedder.name)
 
@@ -143,7 +144,7 @@ def rescore(registry: ModelRegistry, card: ModelCard, snapshot: GraphSnapshot, c
             truth: GroundTruth | None = None) -> MethodMetrics:
     """A saved model's metrics on a snapshot, scaled with its own scaler (what "loading reproduces its metrics" checks)."""
     data = prepare(snapshot, config, embedder, scaler=card.scaler())
-    return evaluate(GNNMethod(load_model(registry, card, data)), data, truth)
+    return evaluate(GNNMethod(load_model(registry, card, data), data.scaler), data, truth)
 
 
 def promote(registry: ModelRegistry, candidate: Candidate, embedder: TextEmbedder, truth: GroundTruth | None = None) -> Promotion:
@@ -188,7 +189,9 @@ def publish_embeddings(store: GraphStore, model: TeamGNN, snapshot: GraphSnapsho
     A targeted SET, not an upsert: ``embeddings`` is one of the Agent's kept fields, which runs never overwrite.
     """
     graph = build_tensors(snapshot, embedder, scaler, cutoff=None)
-    vectors = GNNScorer.on(model, graph).embeddings[AGENT].cpu()
+    with torch.no_grad():
+        model.eval()
+        vectors = model(graph.data.to(next(model.parameters()).device))[AGENT].cpu()
     rows = [{"id": agent_id, "e": [round(float(v), 6) for v in vectors[i]]} for i, agent_id in enumerate(graph.tables.agent_ids)]
 
     def work(tx: Any) -> None:
@@ -211,7 +214,7 @@ def load_recommender(store: GraphStore, home: Path, embedder: TextEmbedder | Non
         data = prepare(snapshot, champion.training_config(), embedder, scaler=champion.scaler())
         model = load_model(registry, champion, data)
         return Recommender(
-            snapshot, GNNMethod(model), data.scaler, embedder, fallback=False,
+            snapshot, GNNMethod(model, data.scaler), data.scaler, embedder, fallback=False,
             note=f"champion model {champion.id} (validation score {_fmt(champion.validation_score)}; "
                  f"best baseline {champion.best_baseline} {_fmt(champion.best_baseline_score)})",
         )

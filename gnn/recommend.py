@@ -13,7 +13,8 @@ only supply scores):
    capabilities it is picked to cover, × (1 + task complexity).
 3. *Fill*: while there is room, add the agent with the highest
    ``rank(suitability) + COLLABORATION_WEIGHT × rank(collaboration)`` that fits
-   (estimate: its cheapest required capability, else the mean required cost).
+   (estimate: its cheapest required capability, else the mean required cost),
+   among the :data:`FILL_POOL` most suitable agents that fit.
 4. Report what stays uncovered (no holder, no room, or no budget) instead of
    failing: the caller decides whether a partial team may run.
 
@@ -38,6 +39,8 @@ from agentparty.models.graph import Task, capability_id
 
 COLLABORATION_WEIGHT = 0.25
 MAX_TEAM_SIZE = 5
+FILL_POOL = 256
+"""Fill picks consider this many of the most suitable remaining agents (collaboration is scored for those only)."""
 
 
 def team_size_for(required: int, agents: int) -> int:
@@ -76,65 +79,73 @@ def assemble(
     required = list(dict.fromkeys(tables.task_capabilities.get(task_id, [])))
     cap_rows = graph.index["Capability"]
     cost = {c: tables.capabilities[cap_rows[c]].token_cost for c in required}
-    complexity = tables.tasks[task_row].complexity
+    factor = 1 + tables.tasks[task_row].complexity
     n_agents = len(tables.agent_ids)
-    rows = np.arange(n_agents)
     if suitability is None:
-        raw = scorer.suitability(rows, np.full(n_agents, task_row)) if n_agents else np.zeros(0)
+        raw = scorer.suitability(np.arange(n_agents), np.full(n_agents, task_row)) if n_agents else np.zeros(0)
     else:
-        raw = np.array([suitability.get(int(r), -math.inf) for r in rows])
+        raw = np.array([suitability.get(r, -math.inf) for r in range(n_agents)])
     ranks = rank_normalise(raw)
-    holds = [tables.agent_capabilities.get(a, set()) for a in tables.agent_ids]
-    budget_left = token_budget if token_budget > 0 else math.inf
+    holders = tables.holders()
+    allowed = np.ones(n_agents, dtype=bool)
+    if eligible is not None:
+        allowed[:] = False
+        allowed[list(eligible)] = True
+    # A fill pick's estimate: its cheapest required capability, else the mean required cost.
     mean_cost = float(np.mean(list(cost.values()))) if cost else 0.0
+    cheapest = np.full(n_agents, np.inf)
+    for c in required:
+        rows = np.array(holders.get(c, []), dtype=np.int64)
+        cheapest[rows] = np.minimum(cheapest[rows], cost[c])
+    fill_tokens = np.rint(np.where(np.isinf(cheapest), mean_cost, cheapest) * factor).astype(np.int64)
+
+    budget_left = token_budget if token_budget > 0 else math.inf
     result = Assembly()
     chosen: list[int] = []
     uncovered = set(required)
 
-    def collaboration_ranks(candidates: list[int]) -> np.ndarray:
-        if not chosen or not candidates:
+    def collaboration_ranks(candidates: np.ndarray) -> np.ndarray:
+        if not chosen or len(candidates) == 0:
             return np.zeros(len(candidates))
-        a = np.repeat(np.array(candidates), len(chosen))
+        a = np.repeat(candidates, len(chosen))
         b = np.tile(np.array(chosen), len(candidates))
-        scores = scorer.collaboration(a, b).reshape(len(candidates), len(chosen)).mean(axis=1)
-        return rank_normalise(scores)
+        return rank_normalise(scorer.collaboration(a, b).reshape(len(candidates), len(chosen)).mean(axis=1))
 
     while len(chosen) < size:
-        covering = bool(uncovered)
-        candidates = []
-        for r in range(n_agents):
-            if r in chosen or (eligible is not None and r not in eligible):
-                continue
-            covers = tuple(sorted(uncovered & holds[r])) if covering else ()
-            if covering and not covers:
-                continue
-            if covering:
-                tokens = sum(cost[c] for c in covers)
-            else:
-                mine = [cost[c] for c in required if c in holds[r]]
-                tokens = min(mine) if mine else mean_cost
-            tokens = int(round(tokens * (1 + complexity)))
-            if tokens <= budget_left:
-                candidates.append((r, covers, tokens))
-        if not candidates:
-            if covering:  # nobody fits to cover what is left: fill the remaining room instead
+        if uncovered:
+            rows = sorted({r for c in uncovered for r in holders.get(c, []) if allowed[r] and r not in chosen})
+            entries = []
+            for r in rows:
+                covers = tuple(sorted(uncovered & tables.agent_capabilities.get(tables.agent_ids[r], set())))
+                tokens = int(round(sum(cost[c] for c in covers) * factor))
+                if tokens <= budget_left:
+                    entries.append((r, covers, tokens))
+            if not entries:  # nobody fits to cover what is left: fill the remaining room instead
                 result.uncovered = sorted(uncovered)
                 uncovered = set()
                 continue
-            break
-        collab = collaboration_ranks([c[0] for c in candidates])
-        best, best_value = None, -math.inf
-        for (r, covers, tokens), together in zip(candidates, collab, strict=True):
-            weight = sum(tables.proficiency.get((tables.agent_ids[r], c), 0.0) for c in covers) if covering else 1.0
-            value = ranks[r] * weight + (COLLABORATION_WEIGHT * together if chosen else 0.0)
-            if value > best_value + 1e-12:
-                best, best_value = (r, covers, tokens, together), value
-        assert best is not None
-        r, covers, tokens, together = best
+            candidates = np.array([e[0] for e in entries], dtype=np.int64)
+            weight = np.array([sum(tables.proficiency.get((tables.agent_ids[r], c), 0.0) for c in covers) for r, covers, _ in entries])
+            together = collaboration_ranks(candidates)
+            values = ranks[candidates] * weight + COLLABORATION_WEIGHT * together
+            best = int(np.argmax(values))
+            r, covers, tokens = entries[best]
+        else:
+            open_rows = allowed.copy()
+            open_rows[chosen] = False
+            candidates = np.flatnonzero(open_rows & (fill_tokens <= budget_left))
+            if len(candidates) == 0:
+                break
+            if len(candidates) > FILL_POOL:  # only the most suitable are worth a collaboration score
+                candidates = np.sort(candidates[np.argsort(-ranks[candidates], kind="stable")[:FILL_POOL]])
+            together = collaboration_ranks(candidates)
+            values = ranks[candidates] + COLLABORATION_WEIGHT * together
+            best = int(np.argmax(values))
+            r, covers, tokens = int(candidates[best]), (), int(fill_tokens[candidates[best]])
         chosen.append(r)
         uncovered -= set(covers)
         budget_left -= tokens
-        result.picks.append(Pick(r, covers, float(raw[r]), float(ranks[r]), float(together) if len(chosen) > 1 else None, tokens))
+        result.picks.append(Pick(r, covers, float(raw[r]), float(ranks[r]), float(together[best]) if len(chosen) > 1 else None, tokens))
     result.uncovered = sorted(set(result.uncovered) | uncovered)
     return result
 

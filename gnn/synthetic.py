@@ -295,10 +295,11 @@ def generate(config: SyntheticDataConfig, model: str = "simulated") -> Synthetic
             members.append(pick)
             roles[pick] = c
         while len(members) < size:
-            rest = [a for a in range(n_agents) if a not in members]
-            familiar = [a for a in rest if any(a in peers[m] for m in members)]
-            pool = familiar if familiar and rng.random() < config.collaboration_density else rest
-            pick = int(pool[int(rng.integers(len(pool)))])
+            familiar = sorted(set().union(*(peers[m] for m in members)) - set(members))
+            if familiar and rng.random() < config.collaboration_density:
+                pick = familiar[int(rng.integers(len(familiar)))]
+            else:
+                pick = outsider(rng, n_agents, set(members))
             members.append(pick)
             roles[pick] = next((c for c in caps if skill[pick, c] > 0), None)
 
@@ -371,6 +372,14 @@ def generate(config: SyntheticDataConfig, model: str = "simulated") -> Synthetic
             agent_ids[a], agent_ids[b],
         )
     return SyntheticHistory(config=config, batch=batch, truth=truth, teams=teams)
+
+
+def outsider(rng: np.random.Generator, population: int, taken: set[int]) -> int:
+    """A uniformly random index not in ``taken`` (rejection sampling: ``taken`` is a handful, the population large)."""
+    while True:
+        pick = int(rng.integers(population))
+        if pick not in taken:
+            return pick
 
 
 def _renormalised(weights: np.ndarray, indices: list[int]) -> np.ndarray:

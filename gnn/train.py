@@ -1,4 +1,9 @@
-"""Training the GNN: full batch, both heads at once, early stopping on validation loss.
+"""Training the GNN: full batch, both heads at once, early stopping on the validation score.
+
+The checkpoint kept is the epoch with the best pooled validation AUC, the figure a
+champion is chosen by (the validation loss when no AUC is defined): on small
+histories the loss of a few confidently wrong validation pairs can rise while
+the ranking keeps improving.
 
 Determinism: the seed fixes torch, numpy and the negative samples; CPU kernels
 used here are deterministic, so the same snapshot and config give the same
@@ -10,7 +15,7 @@ use its default for large ones.
 from __future__ import annotations
 
 import copy
-import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,12 +43,12 @@ from agentparty.gnn.data import (
     time_split,
 )
 from agentparty.gnn.embeddings import TextEmbedder
+from agentparty.gnn.link_features import CapabilityView, pair_features, suitability_features
 from agentparty.gnn.model import TeamGNN, pick_device
-from agentparty.gnn.scoring import History
+from agentparty.gnn.scoring import History, auc, comparisons, pooled_auc
 from agentparty.models.config import GNNTrainingConfig
 from agentparty.models.gnn import GraphSAGEModelConfig
 
-logger = logging.getLogger("agentparty.gnn")
 SMALL_GRAPH_NODES = 50_000
 
 
@@ -76,6 +81,8 @@ class PreparedData:
     graphs: dict[str, GraphTensors]
     """``train`` (collaboration before the pair window), ``val`` and ``test``."""
     labelled: dict[str, Examples]
+    links: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    """Per period, the standardised link features of its labelled suitability and collaboration pairs."""
     digest: str
 
     def history(self, period: str) -> History:
@@ -100,34 +107,60 @@ def prepare(snapshot: GraphSnapshot, config: GNNTrainingConfig, embedder: TextEm
         "val": examples(snapshot, graphs["val"], split.val_tasks, seed + 1),
         "test": examples(snapshot, graphs["test"], split.test_tasks, seed + 2),
     }
-    return PreparedData(snapshot, config, split, tables, scaler, graphs, labelled, snapshot.digest())
+    links = {}
+    for period, ex in labelled.items():
+        view, history = CapabilityView(graphs[period]), History.before(snapshot, graphs[period], split.cutoff(period))
+        links[period] = (
+            scaled_links(scaler, SUITABILITY_LINKS, suitability_features(view, history, ex.suit_agent, ex.suit_task), fit and period == "train"),
+            scaled_links(scaler, PAIR_LINKS, pair_features(view, history, ex.pair_a, ex.pair_b), fit and period == "train"),
+        )
+    return PreparedData(snapshot, config, split, tables, scaler, graphs, labelled, links, snapshot.digest())
+
+
+SUITABILITY_LINKS, PAIR_LINKS = "links|suitability", "links|collaboration"
+
+
+def scaled_links(scaler: FeatureScaler, kind: str, raw: np.ndarray, fit: bool) -> torch.Tensor:
+    if len(raw) == 0:
+        return torch.zeros((0, raw.shape[1]), dtype=torch.float32)
+    return torch.from_numpy(scaler.transform(kind, raw, fit))
 
 
 @dataclass
 class GNNScorer:
-    """Scores from node embeddings computed once for a graph (cached: scoring is two small MLPs)."""
+    """Scores from node embeddings computed once for a graph (cached: scoring is link features and two small MLPs)."""
 
     model: TeamGNN
     embeddings: dict[str, torch.Tensor]
+    view: CapabilityView
+    history: History
+    scaler: FeatureScaler
 
     @classmethod
     @torch.no_grad()
-    def on(cls, model: TeamGNN, graph: GraphTensors) -> GNNScorer:
+    def on(cls, model: TeamGNN, graph: GraphTensors, history: History, scaler: FeatureScaler) -> GNNScorer:
         model.eval()
         device = next(model.parameters()).device
-        return cls(model, {k: v for k, v in model(graph.data.to(device)).items()})
+        return cls(model, dict(model(graph.data.to(device))), CapabilityView(graph), history, scaler)
+
+    def _device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
     @torch.no_grad()
     def suitability(self, agents: np.ndarray, tasks: np.ndarray) -> np.ndarray:
-        a = self.embeddings[AGENT][torch.as_tensor(agents, dtype=torch.long)]
-        t = self.embeddings[TASK][torch.as_tensor(tasks, dtype=torch.long)]
-        return torch.sigmoid(self.model.suitability(a, t)).cpu().numpy()
+        device = self._device()
+        links = scaled_links(self.scaler, SUITABILITY_LINKS, suitability_features(self.view, self.history, agents, tasks), False)
+        a = self.embeddings[AGENT][torch.as_tensor(agents, dtype=torch.long, device=device)]
+        t = self.embeddings[TASK][torch.as_tensor(tasks, dtype=torch.long, device=device)]
+        return torch.sigmoid(self.model.suitability(a, t, links.to(device))).cpu().numpy()
 
     @torch.no_grad()
     def collaboration(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        x = self.embeddings[AGENT][torch.as_tensor(a, dtype=torch.long)]
-        y = self.embeddings[AGENT][torch.as_tensor(b, dtype=torch.long)]
-        return torch.sigmoid(self.model.collaboration(x, y)).cpu().numpy()
+        device = self._device()
+        links = scaled_links(self.scaler, PAIR_LINKS, pair_features(self.view, self.history, a, b), False)
+        x = self.embeddings[AGENT][torch.as_tensor(a, dtype=torch.long, device=device)]
+        y = self.embeddings[AGENT][torch.as_tensor(b, dtype=torch.long, device=device)]
+        return torch.sigmoid(self.model.collaboration(x, y, links.to(device))).cpu().numpy()
 
 
 @dataclass
@@ -135,10 +168,11 @@ class GNNMethod:
     """A trained model as a recommender method (``scorer`` embeds the graph once)."""
 
     model: TeamGNN
+    scaler: FeatureScaler
     name: str = "graphsage"
 
     def scorer(self, graph: GraphTensors, history: History) -> GNNScorer:
-        return GNNScorer.on(self.model, graph)
+        return GNNScorer.on(self.model, graph, history, self.scaler)
 
 
 @dataclass
@@ -147,6 +181,8 @@ class EpochLog:
     train_loss: float
     val_loss: float
     seconds: float
+    val_score: float = math.nan
+    """Pooled validation AUC: early stopping keeps the epoch where it peaked (the val loss when it is undefined)."""
 
 
 @dataclass
@@ -173,17 +209,30 @@ def new_model(config: GraphSAGEModelConfig) -> TeamGNN:
     return TeamGNN(config, list(EDGE_TYPES), [AGENT, CAPABILITY, TASK])
 
 
-def _loss(model: TeamGNN, h: dict[str, torch.Tensor], ex: Examples, device: torch.device) -> torch.Tensor:
+def _validation_score(model: TeamGNN, h: dict[str, torch.Tensor], ex: Examples, links: tuple[torch.Tensor, torch.Tensor],
+                      device: torch.device) -> float:
+    """The pooled validation AUC (the figure a champion is chosen by; NaN with one class only)."""
+    parts = []
+    if len(ex.suit_label):
+        a, t = h[AGENT][torch.as_tensor(ex.suit_agent, device=device)], h[TASK][torch.as_tensor(ex.suit_task, device=device)]
+        parts.append((auc(ex.suit_label, model.suitability(a, t, links[0].to(device)).cpu().numpy()), comparisons(ex.suit_label)))
+    if len(ex.pair_label):
+        x, y = h[AGENT][torch.as_tensor(ex.pair_a, device=device)], h[AGENT][torch.as_tensor(ex.pair_b, device=device)]
+        parts.append((auc(ex.pair_label, model.collaboration(x, y, links[1].to(device)).cpu().numpy()), comparisons(ex.pair_label)))
+    return pooled_auc(parts)
+
+
+def _loss(model: TeamGNN, h: dict[str, torch.Tensor], ex: Examples, links: tuple[torch.Tensor, torch.Tensor], device: torch.device) -> torch.Tensor:
     bce = nn.functional.binary_cross_entropy_with_logits
     losses = []
     if len(ex.suit_label):
         a = h[AGENT][torch.as_tensor(ex.suit_agent, device=device)]
         t = h[TASK][torch.as_tensor(ex.suit_task, device=device)]
-        losses.append(bce(model.suitability(a, t), torch.as_tensor(ex.suit_target, device=device)))
+        losses.append(bce(model.suitability(a, t, links[0].to(device)), torch.as_tensor(ex.suit_target, device=device)))
     if len(ex.pair_label):
         x = h[AGENT][torch.as_tensor(ex.pair_a, device=device)]
         y = h[AGENT][torch.as_tensor(ex.pair_b, device=device)]
-        losses.append(bce(model.collaboration(x, y), torch.as_tensor(ex.pair_target, device=device)))
+        losses.append(bce(model.collaboration(x, y, links[1].to(device)), torch.as_tensor(ex.pair_target, device=device)))
     if not losses:
         return torch.zeros((), device=device, requires_grad=True)
     return torch.stack(losses).sum()
@@ -206,24 +255,30 @@ def _train(data: PreparedData, device: torch.device, on_epoch: Callable[[EpochLo
     model.materialise(train_graph)  # lazy sizes before the optimizer (DESIGN.md §8)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     run = TrainingRun(model=model, device=device.type)
-    best_loss, best_state, waited = float("inf"), copy.deepcopy(model.state_dict()), 0
-    val_has_labels = len(data.labelled["val"].suit_label) + len(data.labelled["val"].pair_label) > 0
+    best, best_state, waited = -math.inf, copy.deepcopy(model.state_dict()), 0
+    val, val_links = data.labelled["val"], data.links["val"]
+    val_has_labels = len(val.suit_label) + len(val.pair_label) > 0
     for epoch in range(1, (max_epochs or config.num_epochs) + 1):
         started = time.perf_counter()
         model.train()
         optimizer.zero_grad()
-        loss = _loss(model, model(train_graph), data.labelled["train"], device)
+        loss = _loss(model, model(train_graph), data.labelled["train"], data.links["train"], device)
         loss.backward()
         optimizer.step()
         model.eval()
-        with torch.no_grad():
-            val_loss = float(_loss(model, model(val_graph), data.labelled["val"], device)) if val_has_labels else float(loss)
-        log = EpochLog(epoch, float(loss.detach()), val_loss, time.perf_counter() - started)
+        val_loss, val_score = float(loss.detach()), math.nan
+        if val_has_labels:
+            with torch.no_grad():
+                h = model(val_graph)
+                val_loss = float(_loss(model, h, val, val_links, device))
+                val_score = _validation_score(model, h, val, val_links, device)
+        log = EpochLog(epoch, float(loss.detach()), val_loss, time.perf_counter() - started, val_score)
         run.curves.append(log)
         if on_epoch:
             on_epoch(log)
-        if val_loss < best_loss - 1e-6:
-            best_loss, best_state, waited, run.best_epoch = val_loss, copy.deepcopy(model.state_dict()), 0, epoch
+        monitored = val_score if not math.isnan(val_score) else -val_loss
+        if monitored > best + 1e-6:
+            best, best_state, waited, run.best_epoch = monitored, copy.deepcopy(model.state_dict()), 0, epoch
         else:
             waited += 1
             if waited >= config.early_stopping_patience:

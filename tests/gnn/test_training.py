@@ -62,7 +62,7 @@ def test_a_champion_is_not_replaced_by_a_worse_model(candidate: Candidate, tmp_p
     worse.run = type(candidate.run)(model=worse_model, curves=candidate.run.curves, best_epoch=1)
     from agentparty.gnn.evaluate import evaluate
 
-    worse.metrics = evaluate(GNNMethod(worse_model), candidate.data, history.truth)
+    worse.metrics = evaluate(GNNMethod(worse_model, candidate.data.scaler), candidate.data, history.truth)
     assert worse.metrics.validation_score == pytest.approx(0.5)
     worse.card = model_card(worse)
     second = promote(registry, worse, embedder, history.truth)
@@ -88,7 +88,7 @@ def test_loading_the_champion_reproduces_its_metrics(candidate: Candidate, tmp_p
 def test_recommendations_cover_required_capabilities_within_the_budget(
     candidate: Candidate, snapshot: GraphSnapshot, embedder: CachedEmbedder, method_index: int | None
 ) -> None:
-    method = GNNMethod(candidate.run.model) if method_index is None else fitted_baselines(candidate.data)[method_index]
+    method = GNNMethod(candidate.run.model, candidate.data.scaler) if method_index is None else fitted_baselines(candidate.data)[method_index]
     recommender = Recommender(snapshot, method, candidate.data.scaler, embedder, fallback=method_index is not None, note="test")
     holders: dict[str, set[str]] = {}
     for agent, cap, _ in snapshot.has_capability:
@@ -112,7 +112,7 @@ def test_recommendations_cover_required_capabilities_within_the_budget(
 
 
 def test_an_unknown_task_and_an_unknown_capability_are_explained(candidate: Candidate, snapshot: GraphSnapshot, embedder: CachedEmbedder) -> None:
-    recommender = Recommender(snapshot, GNNMethod(candidate.run.model), candidate.data.scaler, embedder, fallback=False, note="test")
+    recommender = Recommender(snapshot, GNNMethod(candidate.run.model, candidate.data.scaler), candidate.data.scaler, embedder, fallback=False, note="test")
     task = Task(title="translate and test the release notes", required_capabilities=["translation", "no_such_skill"], token_budget=0)
     assert capability_id("translation") in snapshot.capabilities
     team = recommender.recommend(task, size=3)
