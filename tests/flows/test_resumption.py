@@ -20,7 +20,7 @@ from agentparty.flows.definitions import load_workflow
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
-def test_killed_run_resumes_without_reexecuting_completed_steps(tmp_path: Path, agentparty_home: Path) -> None:
+def test_killed_run_resumes_without_reexecuting_completed_steps(tmp_path: Path, agentparty_home: Path, prefect_server: str) -> None:
     log, started, flag = tmp_path / "executions.log", tmp_path / "started", tmp_path / "release"
     doc = {
         "id": "resumable",
@@ -46,7 +46,9 @@ def test_killed_run_resumes_without_reexecuting_completed_steps(tmp_path: Path, 
         """
     )
     tests_dir = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": tests_dir + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    # The killed run talks to the session's server, as a worker would (an ephemeral server of its own
+    # can miss Prefect's 20 s start-up timeout on a loaded 2-core machine).
+    env = {**os.environ, "PYTHONPATH": tests_dir + os.pathsep + os.environ.get("PYTHONPATH", ""), "PREFECT_API_URL": prefect_server}
     process = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
