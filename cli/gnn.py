@@ -14,7 +14,7 @@ app = typer.Typer(help="The GNN team recommender (GraphSAGE on the results graph
 def _graph_store() -> Any:
     """The configured graph, starting and migrating the local Bolt server when it is the one."""
     from agentparty.cli import _graph_server, _migrate_graph
-    from agentparty.flows.train_gnn import configured_store
+    from agentparty.flows.run_graph import configured_store
     from agentparty.runtime.settings import get_settings
 
     settings = get_settings()
@@ -145,14 +145,12 @@ def recommend(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Recommend a team for a task needing the given capabilities, with the reasons."""
-    from agentparty.gnn.recommend import recommender_for
+    from agentparty.gnn.pipeline import recommend_team
     from agentparty.models.graph import Task, stable_id
-    from agentparty.runtime.settings import get_settings
 
-    settings = get_settings()
-    recommender = recommender_for(_graph_store(), settings.home)
+    _graph_store()  # started and migrated when it is the local one
     task = Task(id=stable_id("cli-task", title, *sorted(capability)), title=title, required_capabilities=sorted(set(capability)), token_budget=budget)
-    result = recommender.recommend(task, size=size, token_budget=budget)
+    result = recommend_team(task, size=size, token_budget=budget)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
         return

@@ -449,3 +449,11 @@ def configured_recorder(settings: Settings) -> GraphRecorder | None:
         logger.info("not recording runs in a graph: no graph server under %s (agentparty up starts one)", settings.home)
         return None
     return recorder_for(server.database_config(), DATABASE_NAME)
+
+
+def configured_store(settings: Settings) -> GraphStore:
+    """The configured graph for readers that need one whatever ``AGENTPARTY_GRAPH`` says (GNN training, team
+    recommendations): ``AGENTPARTY_DATABASE``, else the local Bolt server of this home."""
+    recorder = configured_recorder(settings.model_copy(update={"graph": "on"}))
+    assert recorder is not None  # "on" always names a graph
+    return recorder.store

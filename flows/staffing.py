@@ -72,7 +72,8 @@ def staff_run(definition: WorkflowDefinition, run_key: str, task_id: str, store:
     path = _path(home, run_key)
     if path.is_file():
         return Staffing.model_validate_json(path.read_text())
-    from agentparty.gnn.recommend import recommender_for, team_size_for
+    from agentparty.gnn.pipeline import load_recommender
+    from agentparty.gnn.recommend import team_size_for
 
     steps = unstaffed_steps(definition)
     capabilities = sorted({s.configuration.capability for s in steps if s.configuration.capability})
@@ -81,7 +82,7 @@ def staff_run(definition: WorkflowDefinition, run_key: str, task_id: str, store:
         priority=definition.priority, complexity=definition.complexity, required_capabilities=capabilities,
         token_budget=definition.team_token_budget or definition.token_budget or 0,
     )
-    recommender = recommender_for(store, home)
+    recommender = load_recommender(store, home)
     size = definition.team_size or team_size_for(len(capabilities), len(recommender.snapshot.agents))
     recommendation = recommender.recommend(task, size=size, runnable_only=True)
     if not recommendation.members:

@@ -20,38 +20,26 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE as NO_CACHE
 
+from agentparty.flows.run_graph import configured_store
 from agentparty.gnn.data import GraphSnapshot
 from agentparty.gnn.embeddings import TextEmbedder, default_embedder
 from agentparty.gnn.evaluate import markdown_table
 from agentparty.gnn.pipeline import (
     Candidate,
-    curves_png,
     extract,
-    model_card,
     promote,
     publish_embeddings,
     synthetic_truth,
     train_candidate,
 )
-from agentparty.gnn.registry import ModelRegistry, Promotion
+from agentparty.gnn.registry import CURVES_FILE, ModelRegistry, Promotion
+from agentparty.gnn.synthetic import GroundTruth
 from agentparty.models.config import GNNTrainingConfig, SyntheticDataConfig
 from agentparty.runtime.graph_store import GraphStore
-from agentparty.runtime.settings import Settings, get_settings
+from agentparty.runtime.settings import get_settings
 
 DEPLOYMENT_NAME = "scheduled"
 FLOW_NAME = "train-gnn"
-
-
-def configured_store(settings: Settings) -> GraphStore:
-    """The graph runs are recorded in: AGENTPARTY_DATABASE, else the local Bolt server of this home."""
-    from agentparty.flows.run_graph import recorder_for
-
-    if settings.database is not None:
-        return recorder_for(settings.database).store
-    from agentparty.runtime.graph_server import DATABASE_NAME, LocalBoltServer
-
-    server = LocalBoltServer(settings.home, port=settings.graph_port, http_port=settings.graph_http_port)
-    return recorder_for(server.database_config(), DATABASE_NAME).store
 
 
 @task(name="extract-graph", cache_policy=NO_CACHE, persist_result=False)
@@ -66,10 +54,9 @@ def extract_graph(store: GraphStore) -> GraphSnapshot:
 
 @task(name="train-and-evaluate", cache_policy=NO_CACHE, persist_result=False)
 def train_and_evaluate(snapshot: GraphSnapshot, training: GNNTrainingConfig, embedder: TextEmbedder,
-                       truth_from: SyntheticDataConfig | None) -> Candidate:
+                       truth: GroundTruth | None) -> Candidate:
     if len(snapshot.teams) == 0:
         raise ValueError("the graph holds no finished teams to learn from: run workflows first, or `agentparty gnn synth`")
-    truth = synthetic_truth(truth_from, snapshot) if truth_from is not None else None
     logger = get_run_logger()
     candidate = train_candidate(snapshot, training, embedder, truth)
     logger.info(
@@ -81,10 +68,8 @@ def train_and_evaluate(snapshot: GraphSnapshot, training: GNNTrainingConfig, emb
 
 @task(name="promote", cache_policy=NO_CACHE, persist_result=False)
 def promote_candidate(candidate: Candidate, registry: ModelRegistry, embedder: TextEmbedder,
-                      truth_from: SyntheticDataConfig | None, store: GraphStore) -> Promotion:
+                      truth: GroundTruth | None, store: GraphStore) -> Promotion:
     """Save the model; crown it if it beats the champion, and then write its agent embeddings to the graph."""
-    truth = synthetic_truth(truth_from, candidate.data.snapshot) if truth_from is not None else None
-    candidate.card = model_card(candidate)
     promotion = promote(registry, candidate, embedder, truth)
     logger = get_run_logger()
     logger.info("%s: %s", "promoted" if promotion.promoted else "kept the champion", promotion.reason)
@@ -95,8 +80,8 @@ def promote_candidate(candidate: Candidate, registry: ModelRegistry, embedder: T
     return promotion
 
 
-def evaluation_markdown(candidate: Candidate, promotion: Promotion) -> str:
-    png = base64.b64encode(curves_png(candidate.run)).decode()
+def evaluation_markdown(candidate: Candidate, promotion: Promotion, curves: bytes) -> str:
+    png = base64.b64encode(curves).decode()
     card = candidate.card
     return "\n\n".join([
         f"# GNN training {card.id if card else ''}",
@@ -130,10 +115,14 @@ def train_gnn(
     embedder = default_embedder(settings.home)
     registry = ModelRegistry(settings.home, training)
     snapshot = extract_graph(store)
-    candidate = train_and_evaluate(snapshot, training, embedder, truth_from)
-    promotion = promote_candidate(candidate, registry, embedder, truth_from, store)
+    truth = synthetic_truth(truth_from, snapshot) if truth_from is not None else None
+    candidate = train_and_evaluate(snapshot, training, embedder, truth)
+    promotion = promote_candidate(candidate, registry, embedder, truth, store)
     if publish:
-        create_markdown_artifact(key="gnn-evaluation", markdown=evaluation_markdown(candidate, promotion), description="GNN evaluation")
+        curves = (registry.path(promotion.candidate) / CURVES_FILE).read_bytes()  # saved with the model
+        create_markdown_artifact(
+            key="gnn-evaluation", markdown=evaluation_markdown(candidate, promotion, curves), description="GNN evaluation"
+        )
     return {
         "model_id": promotion.candidate,
         "promotion": promotion.model_dump(),

@@ -48,6 +48,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timezone
 from typing import Any
 
@@ -56,7 +57,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from agentparty.gnn.embeddings import TextEmbedder
-from agentparty.gnn.synthetic import SUCCESS_THRESHOLD, TeamRecord, outsider
+from agentparty.gnn.synthetic import TeamRecord, outsider
 from agentparty.models.config import GNNTrainingConfig
 from agentparty.models.gnn import (
     AgentFeatures,
@@ -131,7 +132,7 @@ class GraphSnapshot:
                 continue  # unfinished, or not attached to a task: no outcome to learn from
             snapshot.teams.append(TeamRecord(
                 team_id, task_id, tuple(sorted(members.get(team_id, ()))), float(props["performance_score"]),
-                _utc(props["created_at"]) or datetime.min.replace(tzinfo=timezone.utc), int(props.get("token_usage") or 0),
+                _utc(props["created_at"]) or datetime.min.replace(tzinfo=timezone.utc),
             ))
         snapshot._normalise()
         return snapshot
@@ -214,74 +215,71 @@ class NodeTables:
     task_capabilities: dict[str, list[str]]
     """Task id → required capability ids."""
     proficiency: dict[tuple[str, str], float]
-    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
-    """Parts every period's graph shares (id maps, raw node matrices, capability and requirement edges)."""
+    holds: tuple[torch.Tensor, np.ndarray]
+    """HAS_CAPABILITY edges: (2 × E agent/capability rows, raw E × 3 features); the same for every cutoff."""
+    needs: tuple[torch.Tensor, np.ndarray]
+    """REQUIRES edges: (2 × E task/capability rows, raw E × 2 features)."""
 
+    @cached_property
     def index(self) -> dict[str, dict[str, int]]:
-        if "index" not in self._cache:
-            self._cache["index"] = {
-                AGENT: {a: i for i, a in enumerate(self.agent_ids)},
-                CAPABILITY: {c: i for i, c in enumerate(self.capability_ids)},
-                TASK: {t: i for i, t in enumerate(self.task_ids)},
-            }
-        return self._cache["index"]
+        return {
+            AGENT: {a: i for i, a in enumerate(self.agent_ids)},
+            CAPABILITY: {c: i for i, c in enumerate(self.capability_ids)},
+            TASK: {t: i for i, t in enumerate(self.task_ids)},
+        }
 
+    @cached_property
     def holders(self) -> dict[str, list[int]]:
         """Capability id → rows of the agents holding it (team assembly's inverted index)."""
-        if "holders" not in self._cache:
-            holders: dict[str, list[int]] = defaultdict(list)
-            for row, agent_id in enumerate(self.agent_ids):
-                for cap in self.agent_capabilities.get(agent_id, ()):
-                    holders[cap].append(row)
-            self._cache["holders"] = dict(holders)
-        return self._cache["holders"]
+        holders: dict[str, list[int]] = defaultdict(list)
+        for row, agent_id in enumerate(self.agent_ids):
+            for cap in self.agent_capabilities.get(agent_id, ()):
+                holders[cap].append(row)
+        return dict(holders)
 
-    def static(self, snapshot: GraphSnapshot) -> dict[Any, Any]:
-        """Raw (unscaled) node matrices and the HAS_CAPABILITY / REQUIRES edges: the same for every cutoff."""
-        if "static" in self._cache:
-            return self._cache["static"]
-        index = self.index()
-        parts: dict[Any, Any] = {
-            AGENT: _matrix(self.agents, 4), CAPABILITY: _matrix(self.capabilities, 3), TASK: _matrix(self.tasks, 4),
-        }
-        holds = [(a, c, CapabilityEdgeFeatures(
-            proficiency=min(1.0, max(0.0, float(p.get("proficiency") or 0.0))), usage_count=int(p.get("usage_count") or 0),
-            token_efficiency=max(0.0, float(p.get("token_efficiency") or 0.0)),
-        )) for a, c, p in snapshot.has_capability if a in index[AGENT] and c in index[CAPABILITY]]
-        parts[HOLDS] = (
-            torch.tensor([[index[AGENT][a] for a, _, _ in holds], [index[CAPABILITY][c] for _, c, _ in holds]], dtype=torch.long).reshape(2, -1),
-            _matrix([f for _, _, f in holds], 3),
-        )
-        needs = [(t, c, RequirementEdgeFeatures(
-            importance=min(1.0, max(0.0, float(p.get("importance", 1.0)))), complexity=min(1.0, max(0.0, float(p.get("complexity", 0.5)))),
-        )) for t, c, p in snapshot.requires if t in index[TASK] and c in index[CAPABILITY]]
-        parts[NEEDS] = (
-            torch.tensor([[index[TASK][t] for t, _, _ in needs], [index[CAPABILITY][c] for _, c, _ in needs]], dtype=torch.long).reshape(2, -1),
-            _matrix([f for _, _, f in needs], 2),
-        )
-        self._cache["static"] = parts
-        return parts
+    @cached_property
+    def raw(self) -> dict[str, np.ndarray]:
+        """Unscaled scalar node features, one matrix per node type."""
+        return {AGENT: _matrix(self.agents, 4), CAPABILITY: _matrix(self.capabilities, 3), TASK: _matrix(self.tasks, 4)}
 
 
 def node_tables(snapshot: GraphSnapshot) -> NodeTables:
-    agent_caps: dict[str, set[str]] = defaultdict(set)
-    proficiency: dict[tuple[str, str], float] = {}
-    usage: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    for agent_id, cap_id, props in snapshot.has_capability:
-        if agent_id in snapshot.agents and cap_id in snapshot.capabilities:
-            agent_caps[agent_id].add(cap_id)
-            proficiency[(agent_id, cap_id)] = float(props.get("proficiency") or 0.0)
-            usage[agent_id].append((int(props.get("usage_count") or 0), float(props.get("token_efficiency") or 0.0)))
-    task_caps: dict[str, list[str]] = defaultdict(list)
-    requirement_count: dict[str, int] = defaultdict(int)
-    for task_id, cap_id, _ in snapshot.requires:
-        if task_id in snapshot.tasks and cap_id in snapshot.capabilities:
-            task_caps[task_id].append(cap_id)
-            requirement_count[cap_id] += 1
-
     agent_ids = sorted(snapshot.agents)
     capability_ids = sorted(snapshot.capabilities)
     task_ids = sorted(snapshot.tasks)
+    agent_row = {a: i for i, a in enumerate(agent_ids)}
+    capability_row = {c: i for i, c in enumerate(capability_ids)}
+    task_row = {t: i for i, t in enumerate(task_ids)}
+
+    agent_caps: dict[str, set[str]] = defaultdict(set)
+    proficiency: dict[tuple[str, str], float] = {}
+    usage: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    holds_rows: list[tuple[int, int]] = []
+    holds_features: list[CapabilityEdgeFeatures] = []
+    for agent_id, cap_id, props in snapshot.has_capability:
+        if agent_id in agent_row and cap_id in capability_row:
+            edge = CapabilityEdgeFeatures(
+                proficiency=min(1.0, max(0.0, float(props.get("proficiency") or 0.0))), usage_count=int(props.get("usage_count") or 0),
+                token_efficiency=max(0.0, float(props.get("token_efficiency") or 0.0)),
+            )
+            agent_caps[agent_id].add(cap_id)
+            proficiency[(agent_id, cap_id)] = edge.proficiency
+            usage[agent_id].append((edge.usage_count, edge.token_efficiency))
+            holds_rows.append((agent_row[agent_id], capability_row[cap_id]))
+            holds_features.append(edge)
+    task_caps: dict[str, list[str]] = defaultdict(list)
+    requirement_count: dict[str, int] = defaultdict(int)
+    needs_rows: list[tuple[int, int]] = []
+    needs_features: list[RequirementEdgeFeatures] = []
+    for task_id, cap_id, props in snapshot.requires:
+        if task_id in task_row and cap_id in capability_row:
+            task_caps[task_id].append(cap_id)
+            requirement_count[cap_id] += 1
+            needs_rows.append((task_row[task_id], capability_row[cap_id]))
+            needs_features.append(RequirementEdgeFeatures(
+                importance=min(1.0, max(0.0, float(props.get("importance", 1.0)))),
+                complexity=min(1.0, max(0.0, float(props.get("complexity", 0.5)))),
+            ))
     names = {c: snapshot.capabilities[c].get("name", "") for c in capability_ids}
 
     agents, agent_texts = [], []
@@ -321,7 +319,12 @@ def node_tables(snapshot: GraphSnapshot) -> NodeTables:
     return NodeTables(
         agent_ids, capability_ids, task_ids, agents, capabilities, tasks, agent_texts, capability_texts, task_texts,
         dict(agent_caps), dict(task_caps), proficiency,
+        holds=(_edge_index(holds_rows), _matrix(holds_features, 3)), needs=(_edge_index(needs_rows), _matrix(needs_features, 2)),
     )
+
+
+def _edge_index(rows: list[tuple[int, int]]) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.long).reshape(-1, 2).t().contiguous()
 
 
 def pair_compatibility(tables: NodeTables, compat_names: dict[str, set[str]], names: dict[str, str], a: str, b: str) -> float:
@@ -417,7 +420,10 @@ class GraphTensors:
 
     data: HeteroData
     tables: NodeTables
-    index: dict[str, dict[str, int]]
+
+    @property
+    def index(self) -> dict[str, dict[str, int]]:
+        return self.tables.index
 
 
 def _matrix(records: list[Any], width: int) -> np.ndarray:
@@ -430,12 +436,11 @@ def build_tensors(
 ) -> GraphTensors:
     """The message-passing graph: seed features on nodes and edges, the three edge types plus reverses."""
     tables = tables or node_tables(snapshot)
-    index = tables.index()
+    index = tables.index
     embeddings = embeddings or embed_nodes(tables, embedder)
-    static = tables.static(snapshot)
     data = HeteroData()
     for kind, count in ((AGENT, len(tables.agents)), (CAPABILITY, len(tables.capabilities)), (TASK, len(tables.tasks))):
-        scalars = scaler.transform(kind, static[kind], fit)
+        scalars = scaler.transform(kind, tables.raw[kind], fit)
         data[kind].x = torch.from_numpy(np.concatenate([scalars, embeddings[kind]], axis=1))
         data[kind].num_nodes = count
 
@@ -446,12 +451,11 @@ def build_tensors(
     data[COLLABORATION].edge_index = torch.tensor([src + dst, dst + src], dtype=torch.long).reshape(2, -1)
     data[COLLABORATION].edge_attr = torch.from_numpy(np.concatenate([attr, attr])).reshape(-1, 4)
 
-    for forward, backward, width in ((HOLDS, HELD_BY, 3), (NEEDS, NEEDED_BY, 2)):
-        edge_index, raw = static[forward]
+    for forward, backward, width, (edge_index, raw) in ((HOLDS, HELD_BY, 3, tables.holds), (NEEDS, NEEDED_BY, 2, tables.needs)):
         attr_t = torch.from_numpy(scaler.transform(forward, raw, fit)).reshape(-1, width)
         data[forward].edge_index, data[forward].edge_attr = edge_index, attr_t
         data[backward].edge_index, data[backward].edge_attr = edge_index.flip(0), attr_t
-    return GraphTensors(data, tables, index)
+    return GraphTensors(data, tables)
 
 
 def embed_nodes(tables: NodeTables, embedder: TextEmbedder) -> dict[str, np.ndarray]:
@@ -494,9 +498,6 @@ class TimeSplit:
     val_start: datetime
     test_start: datetime
 
-    def period(self, name: str) -> list[str]:
-        return {"train": self.train_tasks, "val": self.val_tasks, "test": self.test_tasks}[name]
-
     def cutoff(self, name: str) -> datetime:
         """Collaboration history a period's graph may see: teams before its first task (before the pair window when training)."""
         return {"train": self.pair_start, "val": self.val_start, "test": self.test_start}[name]
@@ -530,7 +531,7 @@ def examples(snapshot: GraphSnapshot, tensors: GraphTensors, tasks: Iterable[str
         if team.task_id not in wanted:
             continue
         members = [agents[m] for m in team.members if m in agents]
-        label = 1.0 if team.performance_score >= SUCCESS_THRESHOLD else 0.0
+        label = 1.0 if team.succeeded else 0.0
         t = task_rows[team.task_id]
         for m in members:
             sa.append(m), st.append(t), sl.append(label), s_target.append(team.performance_score)

@@ -33,19 +33,12 @@ class CapabilityView:
 
     def __init__(self, graph: GraphTensors) -> None:
         tables = graph.tables
-        cap_row = graph.index["Capability"]
         n_agents, n_tasks, n_caps = len(tables.agent_ids), len(tables.task_ids), len(tables.capability_ids)
-        rows, cols, levels = [], [], []
-        for row, agent_id in enumerate(tables.agent_ids):
-            for cap in tables.agent_capabilities.get(agent_id, ()):
-                rows.append(row), cols.append(cap_row[cap]), levels.append(tables.proficiency[(agent_id, cap)])
-        self.holds = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_agents, n_caps))
-        self.proficiency = sparse.csr_matrix((np.array(levels, dtype=np.float64), (rows, cols)), shape=(n_agents, n_caps))
-        rows, cols = [], []
-        for row, task_id in enumerate(tables.task_ids):
-            for cap in set(tables.task_capabilities.get(task_id, ())):
-                rows.append(row), cols.append(cap_row[cap])
-        self.needs = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_tasks, n_caps))
+        (agents, caps), raw = tables.holds[0].numpy(), tables.holds[1]
+        self.holds = sparse.csr_matrix((np.ones(len(agents)), (agents, caps)), shape=(n_agents, n_caps))
+        self.proficiency = sparse.csr_matrix((raw[:, 0], (agents, caps)), shape=(n_agents, n_caps))
+        tasks, caps = tables.needs[0].numpy()
+        self.needs = sparse.csr_matrix((np.ones(len(tasks)), (tasks, caps)), shape=(n_tasks, n_caps))
         self.holds_by_capability = self.holds.tocsc()  # column slices: one task's few capabilities, every agent
         self.proficiency_by_capability = self.proficiency.tocsc()
         degree = np.asarray(self.holds.sum(axis=0)).ravel() + np.asarray(self.needs.sum(axis=0)).ravel()

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -20,14 +20,18 @@ from agentparty.gnn.data import AGENT, FeatureScaler, GraphSnapshot, build_tenso
 from agentparty.gnn.embeddings import TextEmbedder, default_embedder
 from agentparty.gnn.evaluate import MethodMetrics, evaluate
 from agentparty.gnn.model import TeamGNN
-from agentparty.gnn.recommend import Recommender
+from agentparty.gnn.recommend import Recommender, TeamRecommendation
 from agentparty.gnn.registry import ModelCard, ModelRegistry, Promotion, beats, new_model_id
 from agentparty.gnn.scoring import Method
 from agentparty.gnn.synthetic import GroundTruth, SyntheticHistory, generate
 from agentparty.gnn.train import GNNMethod, PreparedData, TrainingRun, architecture, new_model, prepare, train_model
 from agentparty.models.config import GNNTrainingConfig, SyntheticDataConfig
+from agentparty.models.graph import Task
 from agentparty.runtime.graph_reads import GraphReader
 from agentparty.runtime.graph_store import GraphBatch, GraphStore
+
+if TYPE_CHECKING:
+    from agentparty.runtime.settings import Settings
 
 WRITE_CHUNK = 5_000
 
@@ -204,8 +208,13 @@ def publish_embeddings(store: GraphStore, model: TeamGNN, snapshot: GraphSnapsho
 
 def load_recommender(store: GraphStore, home: Path, embedder: TextEmbedder | None = None,
                      config: GNNTrainingConfig | None = None) -> Recommender:
-    """The champion on the live graph; without one, the baseline with the best validation score (it says so)."""
-    config = config or GNNTrainingConfig()
+    """The champion on the live graph; without one, the baseline with the best validation score (it says so).
+
+    ``config`` (``AGENTPARTY_GNN_TRAINING`` by default) says where the registry is: the training flow's ``save_path``.
+    """
+    from agentparty.runtime.settings import get_settings
+
+    config = config or get_settings().gnn_training
     embedder = embedder or default_embedder(home)
     registry = ModelRegistry(home, config)
     snapshot = extract(store)
@@ -233,3 +242,14 @@ def synthetic_truth(config: SyntheticDataConfig, snapshot: GraphSnapshot, model:
     history = generate(config, model=model)
     return history.truth if all(t in snapshot.tasks for t in history.truth.task_ids[:5]) else None
 
+
+def recommend_team(task: Task, size: int | None = None, token_budget: int | None = None, *, settings: Settings | None = None) -> TeamRecommendation:
+    """A team for ``task`` from the configured graph and this home's champion (or best baseline).
+
+    One-off use: a long-lived caller keeps a :func:`load_recommender` and calls ``recommend`` on it.
+    """
+    from agentparty.flows.run_graph import configured_store
+    from agentparty.runtime.settings import get_settings
+
+    settings = settings or get_settings()
+    return load_recommender(configured_store(settings), settings.home, config=settings.gnn_training).recommend(task, size, token_budget)

@@ -26,8 +26,6 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -36,6 +34,7 @@ from agentparty.gnn.data import TASK, FeatureScaler, GraphSnapshot, GraphTensors
 from agentparty.gnn.embeddings import TextEmbedder
 from agentparty.gnn.scoring import History, Method, PairScorer, rank_normalise
 from agentparty.models.graph import Task, capability_id
+from agentparty.runtime.graph_store import node_row
 
 COLLABORATION_WEIGHT = 0.25
 MAX_TEAM_SIZE = 5
@@ -86,7 +85,7 @@ def assemble(
     else:
         raw = np.array([suitability.get(r, -math.inf) for r in range(n_agents)])
     ranks = rank_normalise(raw)
-    holders = tables.holders()
+    holders = tables.holders
     allowed = np.ones(n_agents, dtype=bool)
     if eligible is not None:
         allowed[:] = False
@@ -263,8 +262,6 @@ def _explain(covers: dict[str, float], pick: Pick, past: dict[str, float], popul
 
 def _with_task(snapshot: GraphSnapshot, task: Task) -> GraphSnapshot:
     """The snapshot plus a task not yet in the graph (a run recommending its team before it is recorded)."""
-    from agentparty.runtime.graph_store import node_row
-
     props = node_row(task)
     props["created_at"] = task.created_at
     requires = [
@@ -276,22 +273,3 @@ def _with_task(snapshot: GraphSnapshot, task: Task) -> GraphSnapshot:
         has_capability=snapshot.has_capability, requires=sorted(snapshot.requires + requires, key=lambda e: (e[0], e[1])),
         worked_with=snapshot.worked_with, teams=snapshot.teams,
     )
-
-
-def recommend_team(task: Task, size: int | None = None, token_budget: int | None = None, *, settings: Any = None) -> TeamRecommendation:
-    """A team for ``task`` from the configured graph and this home's champion (or best baseline).
-
-    One-off use; a long-lived caller keeps a :func:`recommender_for` and calls ``recommend`` on it.
-    """
-    from agentparty.flows.train_gnn import configured_store
-    from agentparty.runtime.settings import get_settings
-
-    settings = settings or get_settings()
-    return recommender_for(configured_store(settings), settings.home).recommend(task, size, token_budget)
-
-
-def recommender_for(store: Any, home: Path, embedder: TextEmbedder | None = None) -> Recommender:
-    """The live recommender: the champion model on the current graph, else the best baseline (and it says so)."""
-    from agentparty.gnn.pipeline import load_recommender
-
-    return load_recommender(store, home, embedder)

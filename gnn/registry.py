@@ -31,6 +31,7 @@ from agentparty.gnn.model import TeamGNN
 from agentparty.models.config import GNNTrainingConfig
 
 CHAMPION_FILE = "champion.json"
+CURVES_FILE = "curves.png"
 
 
 class ModelCard(BaseModel):
@@ -85,7 +86,7 @@ class ModelRegistry:
         directory.mkdir(parents=True, exist_ok=False)
         torch.save(model.state_dict(), directory / "model.pt")
         if curves_png:
-            (directory / "curves.png").write_bytes(curves_png)
+            (directory / CURVES_FILE).write_bytes(curves_png)
         _atomic_write(directory / "card.json", card.model_dump_json(indent=2))
         return directory
 

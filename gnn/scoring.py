@@ -60,7 +60,7 @@ class History:
             members = sorted(rows[m] for m in team.members if m in rows)
             for m in members:
                 memberships[m] += 1
-                successes[m] += team.performance_score >= 0.5
+                successes[m] += team.succeeded
             for i, a in enumerate(members):
                 for b in members[i + 1:]:
                     pairs[(a, b)].append(team.performance_score)

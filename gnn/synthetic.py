@@ -37,7 +37,6 @@ would put to work, so a recommended synthetic agent can really run.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -112,7 +111,6 @@ class TeamRecord:
     members: tuple[str, ...]
     performance_score: float
     created_at: datetime
-    token_usage: int = 0
 
     @property
     def succeeded(self) -> bool:
@@ -222,7 +220,8 @@ def generate(config: SyntheticDataConfig, model: str = "simulated") -> Synthetic
     held: list[list[int]] = []
     handles = [synthetic_agent_handle(config.random_seed, i) for i in range(n_agents)]
     agent_ids = [persistent_agent_id("ad-hoc", handle, model) for handle in handles]
-    proficiency: dict[tuple[int, int], float] = {}
+    observed = np.zeros((n_agents, n_caps))
+    """Proficiency as the graph records it (noisy skill, then moved by outcomes); what the assembler sees."""
     usage: dict[tuple[int, int], int] = {}
     token_eff: dict[tuple[int, int], float] = {}
     for a in range(n_agents):
@@ -231,7 +230,7 @@ def generate(config: SyntheticDataConfig, model: str = "simulated") -> Synthetic
         held.append(caps)
         for c in caps:
             skill[a, c] = rng.uniform(0.2, 1.0)
-            proficiency[(a, c)] = float(np.clip(skill[a, c] + rng.normal(0, 0.15), 0.05, 0.95))
+            observed[a, c] = float(np.clip(skill[a, c] + rng.normal(0, 0.15), 0.05, 0.95))
             usage[(a, c)] = 0
             token_eff[(a, c)] = 0.0
     reliability = np.full(n_agents, 0.5)
@@ -271,7 +270,7 @@ def generate(config: SyntheticDataConfig, model: str = "simulated") -> Synthetic
     )
 
     # Teams, in time order ----------------------------------------------------------------
-    holders = [[a for a in range(n_agents) if skill[a, c] > 0] for c in range(n_caps)]
+    holders = [np.flatnonzero(skill[:, c] > 0) for c in range(n_caps)]
     peers: dict[int, set[int]] = {a: set() for a in range(n_agents)}
     worked: dict[tuple[int, int], list[float]] = {}
     last_together: dict[tuple[int, int], datetime] = {}
@@ -284,13 +283,14 @@ def generate(config: SyntheticDataConfig, model: str = "simulated") -> Synthetic
         members: list[int] = []
         roles: dict[int, int | None] = {}
         for c in caps[:size]:
-            candidates = [a for a in holders[c] if a not in members]
-            familiar = [a for a in candidates if any(a in peers[m] for m in members)]
-            pool = familiar if familiar and rng.random() < config.collaboration_density else candidates
-            if not pool:
+            candidates = holders[c][~np.isin(holders[c], members)]
+            known = set().union(*(peers[m] for m in members))
+            familiar = candidates[np.isin(candidates, list(known))] if known else candidates[:0]
+            pool = familiar if len(familiar) and rng.random() < config.collaboration_density else candidates
+            if not len(pool):
                 continue
             # A human-like assembler: prefers higher *observed* proficiency, with noise.
-            weights = np.array([math.exp(3 * proficiency[(a, c)]) for a in pool])
+            weights = np.exp(3 * observed[pool, c])
             pick = int(pool[int(rng.choice(len(pool), p=weights / weights.sum()))])
             members.append(pick)
             roles[pick] = c
@@ -325,7 +325,7 @@ def generate(config: SyntheticDataConfig, model: str = "simulated") -> Synthetic
             if role is not None:
                 key = (m, role)
                 u = usage[key]
-                proficiency[key] = (proficiency[key] * (u + PROFICIENCY_PRIOR) + float(completed[m])) / (u + PROFICIENCY_PRIOR + 1)
+                observed[key] = (observed[key] * (u + PROFICIENCY_PRIOR) + float(completed[m])) / (u + PROFICIENCY_PRIOR + 1)
                 token_eff[key] = (token_eff[key] * u + tokens) / (u + 1)
                 usage[key] = u + 1
             batch.link(MemberOf(role=names[role] if role is not None else "support", joined_at=started), agent_ids[m], team_id)
@@ -348,7 +348,7 @@ def generate(config: SyntheticDataConfig, model: str = "simulated") -> Synthetic
         ))
         batch.link(WorksOn(), team_id, task.id)
         batch.link(AssembledBy(), team_id, assembler.id, target_label="SystemActor")
-        teams.append(TeamRecord(team_id, task.id, tuple(agent_ids[m] for m in members), score, started, usage_tokens))
+        teams.append(TeamRecord(team_id, task.id, tuple(agent_ids[m] for m in members), score, started))
 
     batch.add(*tasks)
     for a in range(n_agents):
@@ -361,7 +361,7 @@ def generate(config: SyntheticDataConfig, model: str = "simulated") -> Synthetic
         for c in held[a]:
             batch.link(
                 HasCapability(
-                    proficiency=float(np.round(proficiency[(a, c)], 6)), usage_count=usage[(a, c)],
+                    proficiency=float(np.round(observed[a, c], 6)), usage_count=usage[(a, c)],
                     token_efficiency=float(np.round(token_eff[(a, c)], 3)),
                 ),
                 agent_ids[a], cap_ids[c],

@@ -83,10 +83,12 @@ class PreparedData:
     labelled: dict[str, Examples]
     links: dict[str, tuple[torch.Tensor, torch.Tensor]]
     """Per period, the standardised link features of its labelled suitability and collaboration pairs."""
+    histories: dict[str, History]
+    """Per period, the team history its graph may see (what the hand features read)."""
     digest: str
 
     def history(self, period: str) -> History:
-        return History.before(self.snapshot, self.graphs[period], self.split.cutoff(period))
+        return self.histories[period]
 
 
 def prepare(snapshot: GraphSnapshot, config: GNNTrainingConfig, embedder: TextEmbedder, scaler: FeatureScaler | None = None) -> PreparedData:
@@ -107,14 +109,15 @@ def prepare(snapshot: GraphSnapshot, config: GNNTrainingConfig, embedder: TextEm
         "val": examples(snapshot, graphs["val"], split.val_tasks, seed + 1),
         "test": examples(snapshot, graphs["test"], split.test_tasks, seed + 2),
     }
+    histories = {period: History.before(snapshot, graphs[period], split.cutoff(period)) for period in graphs}
     links = {}
     for period, ex in labelled.items():
-        view, history = CapabilityView(graphs[period]), History.before(snapshot, graphs[period], split.cutoff(period))
+        view, history = CapabilityView(graphs[period]), histories[period]
         links[period] = (
             scaled_links(scaler, SUITABILITY_LINKS, suitability_features(view, history, ex.suit_agent, ex.suit_task), fit and period == "train"),
             scaled_links(scaler, PAIR_LINKS, pair_features(view, history, ex.pair_a, ex.pair_b), fit and period == "train"),
         )
-    return PreparedData(snapshot, config, split, tables, scaler, graphs, labelled, links, snapshot.digest())
+    return PreparedData(snapshot, config, split, tables, scaler, graphs, labelled, links, histories, snapshot.digest())
 
 
 SUITABILITY_LINKS, PAIR_LINKS = "links|suitability", "links|collaboration"
