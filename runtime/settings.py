@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     gnn_schedule: str = "0 2 * * *"
     """Cron of the scheduled training deployment (default nightly at 02:00)."""
     gnn_timezone: str = "UTC"
+    work_pool: str = "agentparty"
+    """Prefect process work pool that ``agentparty deploy`` targets and ``agentparty worker`` serves."""
+    api_host: str = "127.0.0.1"
+    api_port: int = 8700
+    """Where ``agentparty api`` listens."""
+    api_access: Path | None = None
+    """The API's access file (``ApiAccessConfig``: API keys, roles, rate limit); ``HOME/api-access.yaml`` when unset."""
     sdk_config: Path | None = None
     """A YAML/JSON SDKConfiguration file (model registry, providers, security); built-in defaults otherwise."""
 
