@@ -35,6 +35,14 @@ from agentparty.cli.events import init_topics, local_broker  # noqa: E402
 
 app.add_typer(events_app, name="events")
 
+from agentparty.cli.api import app as api_app  # noqa: E402
+
+app.add_typer(api_app, name="api")
+
+from agentparty.cli.deploy import register as register_deployment_commands  # noqa: E402
+
+register_deployment_commands(app)
+
 
 class Kind(StrEnum):
     AUTO = "auto"

@@ -20,6 +20,7 @@ import asyncio
 import contextvars
 import dataclasses
 import hashlib
+import inspect
 import json
 import logging
 import re
@@ -28,11 +29,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from prefect import Flow, Task
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.input import RunInput
+from pydantic import Field, WithJsonSchema
 
 from agentparty.flows.breaker import BreakerStore, CircuitBreaker, SqliteBreakerStore
 from agentparty.flows.result import StepResult, StepStatus, WorkflowFailed, WorkflowResult
@@ -745,7 +747,10 @@ class _Run:
             rounds += 1
             logger.warning("step %s failed (%s); waiting up to %ss for an operator", step.id, failure.reason, timeout)
             try:
-                decision = await apause_flow_run(wait_for_input=HumanDecision, timeout=timeout, key=f"{step.id}-{rounds}", poll_interval=1)
+                asked = HumanDecision.with_initial_data(
+                    description=f"Step {step.id} failed: {failure.reason}. Retry it, skip it (giving its output) or abort the run."
+                )
+                decision = await apause_flow_run(wait_for_input=asked, timeout=timeout, key=f"{step.id}-{rounds}", poll_interval=1)
             except Exception as exc:  # prefect raises on timeout
                 self.aborted = self.aborted or f"step {step.id!r} failed and no operator answered within {timeout}s ({type(exc).__name__})"
                 return failure
@@ -819,6 +824,22 @@ def compile_workflow(
     # ``flow.to_deployment()`` records an entrypoint the runner can re-import.
     from agentparty.flows import deployed
 
+    # The parameter schema Prefect derives from the signature (``to_deployment``, ``prefect deploy``)
+    # shows ``inputs`` as the definition's own input fields, which the UI renders as a form;
+    # validation stays with the definition (``resolve_run_inputs``), which names every bad field.
+    run_workflow.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(
+                "inputs", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                annotation=Annotated[dict[str, Any] | None, WithJsonSchema(definition.inputs_json_schema())],
+            ),
+            inspect.Parameter(
+                "resume_key", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                annotation=Annotated[str | None, Field(description="Resume a failed or crashed run: its flow run id")],
+            ),
+        ],
+        return_annotation=WorkflowResult,
+    )
     run_workflow.__module__ = deployed.__name__
     run_workflow.__qualname__ = run_workflow.__name__ = deployed.entrypoint_name(definition.id)
     flow: Flow[..., WorkflowResult] = Flow(

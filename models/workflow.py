@@ -10,6 +10,8 @@ path (see :mod:`agentparty.models.errors`).
 
 from __future__ import annotations
 
+import fnmatch
+
 import re
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -393,9 +395,14 @@ class KafkaBridgeConfig(CamelModel):
     """Payload fields that must equal these values (dotted paths allowed)."""
 
 
+KAFKA_EVENT_PREFIX = "agentparty.kafka."
+"""Kafka-bridged messages arrive as Prefect events named ``agentparty.kafka.<topic>``."""
+
+
 class EventTriggerConfig(CamelModel):
-    expect: Annotated[list[NonEmptyStr], Field(min_length=1)]
-    """Prefect event names (``agentparty.agent.state_transition``; ``*`` wildcards allowed)."""
+    expect: list[NonEmptyStr] = Field(default_factory=list)
+    """Prefect event names (``agentparty.agent.state_transition``; ``*`` wildcards allowed); with ``kafka``
+    it may be left out (it is then the bridge's ``agentparty.kafka.<topic>``)."""
     match: dict[str, str | list[str]] = Field(default_factory=dict)
     """Labels the event's resource must have (``prefect.resource.id``: ``agentparty.agent.*``)."""
     match_related: dict[str, str | list[str]] = Field(default_factory=dict)
@@ -405,6 +412,23 @@ class EventTriggerConfig(CamelModel):
     within: Annotated[float, Field(ge=0.0)] = 0.0
     """Seconds over which ``threshold`` events must arrive."""
     kafka: KafkaBridgeConfig | None = None
+
+    @model_validator(mode="after")
+    def _expectations(self) -> EventTriggerConfig:
+        if self.kafka is None:
+            if not self.expect:
+                raise ValueError("expect: name at least one Prefect event (or add a 'kafka' bridge)")
+            return self
+        bridged = f"{KAFKA_EVENT_PREFIX}{self.kafka.topic}"
+        if not self.expect:
+            self.expect = [bridged]
+        stray = [name for name in self.expect if not fnmatch.fnmatchcase(bridged, name)]
+        if stray:
+            raise ValueError(
+                f"expect: {', '.join(map(repr, stray))} would never match the bridged events; "
+                f"messages from Kafka topic {self.kafka.topic!r} arrive as {bridged!r}"
+            )
+        return self
 
 
 class WebhookTriggerConfig(CamelModel):
@@ -549,6 +573,17 @@ class WorkflowDefinition(CamelModel):
             if isinstance(step, ParallelStep) and step.configuration.step is not None:
                 found.append(step.configuration.step)
         return found
+
+    def inputs_json_schema(self) -> dict[str, Any]:
+        """The run inputs as one JSON Schema object: a deployment's parameter form in the Prefect UI."""
+        return {
+            "title": "Inputs",
+            "type": "object",
+            "description": f"Run inputs of workflow {self.id!r}",
+            "properties": {name: {"title": name, **schema} for name, schema in self.inputs.items()},
+            "required": [name for name, schema in self.inputs.items() if "default" not in schema],
+            "additionalProperties": False,
+        }
 
     def resolve_run_inputs(self, values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         """Apply defaults and check run inputs against ``inputs``; returns (inputs, problems)."""

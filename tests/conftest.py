@@ -27,13 +27,33 @@ def agentparty_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def prefect_server(agentparty_home: Path) -> Iterator[str]:
-    """A real Prefect API (prefect_test_harness runs the server in a subprocess) for the whole session."""
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_server(agentparty_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prefect server (``prefect server start``: API, UI, scheduler, automations) for the whole session.
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield PREFECT_API_URL.value()
+    A full server rather than ``prefect_test_harness``: the harness runs the API
+    without the UI and without the scheduler, and deployments' schedules, workers
+    and the browser test need both. Its URL is exported so that subprocesses
+    (workers, served flows, the CLI) use it too.
+    """
+    from prefect.context import _temporary_global_settings_context, get_settings_context
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from agentparty.runtime.prefect_server import LocalPrefectServer
+
+    server = LocalPrefectServer(tmp_path_factory.mktemp("prefect-server"), port=free_port())
+    server.start()
+    previous = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            with _temporary_global_settings_context(get_settings_context()):
+                yield server.api_url
+    finally:
+        if previous is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = previous
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,172 @@
+"""``agentparty deploy`` / ``worker`` / ``bridge`` / ``serve``: workflows as Prefect deployments, and who runs them."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+PathsArgument = Annotated[
+    list[Path], typer.Argument(exists=True, readable=True, help="Workflow definition files, or folders of them.")
+]
+PoolOption = Annotated[str | None, typer.Option("--pool", help="Process work pool (AGENTPARTY_WORK_POOL, default agentparty).")]
+
+
+def use_prefect_server() -> str:
+    """The Prefect API this command talks to: PREFECT_API_URL, else the local server (started when needed).
+
+    Must run before Prefect is imported: Prefect reads its settings once, at import.
+    """
+    if "PREFECT_API_URL" not in os.environ:
+        from agentparty.cli import _server
+
+        server = _server()
+        if server.start():
+            typer.echo(f"started the Prefect server at {server.ui_url}", err=True)
+        os.environ.update(server.client_env())
+    return os.environ["PREFECT_API_URL"]
+
+
+def _pool(pool: str | None) -> str:
+    from agentparty.runtime.settings import get_settings
+
+    return pool or get_settings().work_pool
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+def _deploy(paths: list[Path], pool: str, training: bool) -> list[Path]:
+    from agentparty.deployments.build import deploy_training, deploy_workflows, load_sources
+    from agentparty.flows.definitions import DocumentError
+
+    try:
+        sources = load_sources(paths)
+    except DocumentError as exc:
+        for error in exc.errors:
+            typer.echo(error.render(str(exc.path)), err=True)
+        raise _fail("invalid workflow definitions; nothing deployed") from None
+    if not sources:
+        raise _fail(f"no workflow definitions in {', '.join(map(str, paths))}")
+    deployed = deploy_workflows(sources, work_pool=pool)
+    if training:
+        deployed.append(deploy_training(pool))
+    for item in deployed:
+        triggers = [*item.schedules, *(f"on {e}" for e in item.event_triggers), *(["webhook"] if item.webhook else [])]
+        typer.echo(f"{item.name}  ({item.deployment_id}) pool {pool}: {', '.join(triggers) or 'manual only'}")
+    return sorted({source.parent.resolve() for _, source in sources})
+
+
+def deploy(
+    paths: PathsArgument,
+    pool: PoolOption = None,
+    training: Annotated[bool, typer.Option("--training/--no-training", help="Also deploy the nightly GNN training flow.")] = True,
+) -> None:
+    """Create or update one Prefect deployment per workflow definition (schedules and event triggers included)."""
+    api = use_prefect_server()
+    _deploy(paths, _pool(pool), training)
+    typer.echo(f"deployed to {api}; `agentparty worker` runs them", err=True)
+
+
+def _workflow_dirs_env(dirs: list[Path]) -> None:
+    from agentparty.flows.deployed import WORKFLOWS_ENV
+
+    current = [p for p in os.environ.get(WORKFLOWS_ENV, "").split(os.pathsep) if p.strip()]
+    os.environ[WORKFLOWS_ENV] = os.pathsep.join(dict.fromkeys([*map(str, dirs), *current]))
+
+
+def _run_worker(pool: str, limit: int | None, name: str | None) -> None:
+    import asyncio
+
+    from prefect.workers.process import ProcessWorker
+
+    from agentparty.deployments.build import ensure_work_pool
+
+    ensure_work_pool(pool)
+
+    async def main() -> None:
+        async with ProcessWorker(work_pool_name=pool, limit=limit, name=name) as worker:
+            await worker.start(printer=lambda *args, **_: typer.echo(" ".join(map(str, args)), err=True))
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        typer.echo("worker stopped", err=True)
+
+
+def worker(
+    pool: PoolOption = None,
+    limit: Annotated[int | None, typer.Option(help="Most flow runs this worker runs at once.")] = None,
+    name: Annotated[str | None, typer.Option(help="Worker name shown in the UI (default: generated).")] = None,
+) -> None:
+    """Run a Prefect process worker on the work pool: it starts the deployed workflows' runs (run several to scale out)."""
+    use_prefect_server()
+    _run_worker(_pool(pool), limit, name)
+
+
+def _start_bridge(paths: list[Path]) -> tuple[threading.Event, threading.Thread] | None:
+    from agentparty.cli.events import _kafka
+    from agentparty.deployments.build import load_sources
+    from agentparty.deployments.kafka_bridge import KafkaEventBridge, routes_for
+
+    routes = routes_for(definition for definition, _ in load_sources(paths))
+    if not routes:
+        return None
+    bridge = KafkaEventBridge(routes, _kafka())
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            bridge.run(stop)
+        finally:
+            bridge.close()
+
+    thread = threading.Thread(target=run, name="kafka-bridge", daemon=True)
+    thread.start()
+    typer.echo(f"bridging Kafka topics {', '.join(bridge.topics)} to Prefect events for {len(routes)} trigger(s)", err=True)
+    return stop, thread
+
+
+def bridge(paths: PathsArgument) -> None:
+    """Turn Kafka messages into Prefect events for the definitions' Kafka-bridged event triggers (Ctrl-C stops)."""
+    use_prefect_server()
+    started = _start_bridge(paths)
+    if started is None:
+        raise _fail("none of these definitions has an event trigger with a 'kafka' section")
+    stop, thread = started
+    try:
+        while thread.is_alive():
+            thread.join(1.0)
+    except KeyboardInterrupt:
+        stop.set()
+        thread.join(10)
+
+
+def serve(
+    paths: PathsArgument,
+    pool: PoolOption = None,
+    limit: Annotated[int | None, typer.Option(help="Most flow runs this worker runs at once.")] = None,
+    training: Annotated[bool, typer.Option("--training/--no-training", help="Also deploy the nightly GNN training flow.")] = True,
+) -> None:
+    """Deploy the definitions, then run a worker for them (and the Kafka bridge when a trigger needs it) until Ctrl-C."""
+    use_prefect_server()
+    pool = _pool(pool)
+    dirs = _deploy(paths, pool, training)
+    _workflow_dirs_env(dirs)
+    started = _start_bridge(paths)
+    try:
+        _run_worker(pool, limit, None)
+    finally:
+        if started is not None:
+            started[0].set()
+            started[1].join(10)
+
+
+def register(app: typer.Typer) -> None:
+    for command in (deploy, worker, bridge, serve):
+        app.command()(command)

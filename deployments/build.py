@@ -1,0 +1,230 @@
+"""One Prefect deployment per workflow definition, with its schedules and event triggers.
+
+A definition's ``triggers`` become Prefect's own objects, so the server does the
+work: ``schedule`` → ``prefect.schedules`` Cron / Interval / RRule (timezone and
+run inputs kept), ``event`` → a ``DeploymentEventTrigger`` automation whose run
+inputs are Jinja templates over the matching event, ``manual`` → the run form
+(default inputs as the deployment's parameters). ``webhook`` triggers need no
+server object: the HTTP service (``agentparty api``) checks the signature and
+starts the run. Kafka-bridged event triggers expect the events that
+:mod:`agentparty.deployments.kafka_bridge` emits.
+
+The deployment points at the module-level entrypoint of
+:mod:`agentparty.flows.deployed` (DESIGN.md §6) and carries the definition's
+folder in ``AGENTPARTY_WORKFLOWS``, so a worker's flow-run process rebuilds the
+same flow from the same file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agentparty.deployments.kafka_bridge import ROUTE_LABEL, bridge_event_name
+from agentparty.deployments.naming import INPUTS_PARAMETER, deployment_name, full_name
+from agentparty.flows.deployed import WORKFLOWS_ENV
+from agentparty.models import WorkflowDefinition
+from agentparty.models.workflow import EventTrigger, ManualTrigger, ScheduleTrigger, WebhookTrigger
+
+if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
+    from prefect.events import DeploymentEventTrigger
+    from prefect.schedules import Schedule
+
+TAGS = ("agentparty", "workflow")
+
+
+@dataclass(frozen=True)
+class DeployedWorkflow:
+    """What ``agentparty deploy`` reports for one definition."""
+
+    workflow_id: str
+    name: str
+    """``FLOW/DEPLOYMENT``."""
+    deployment_id: str
+    source: Path
+    schedules: tuple[str, ...]
+    event_triggers: tuple[str, ...]
+    webhook: bool
+
+
+def schedules_for(definition: WorkflowDefinition) -> list[Schedule]:
+    """Prefect schedules for the definition's ``schedule`` triggers (their run inputs become the runs' parameters)."""
+    from prefect.schedules import Cron, Interval, RRule
+
+    schedules: list[Schedule] = []
+    for trigger in definition.triggers:
+        if not isinstance(trigger, ScheduleTrigger):
+            continue
+        config = trigger.configuration
+        common: dict[str, Any] = {
+            "timezone": config.timezone,
+            "active": config.active,
+            "parameters": {INPUTS_PARAMETER: dict(config.parameters)},
+        }
+        if config.cron is not None:
+            schedules.append(Cron(config.cron, **common))
+        elif config.interval is not None:
+            schedules.append(Interval(timedelta(seconds=config.interval), **common))
+        else:
+            schedules.append(RRule(config.rrule, **common))  # type: ignore[arg-type]
+    return schedules
+
+
+def event_triggers_for(definition: WorkflowDefinition) -> list[DeploymentEventTrigger]:
+    """Automations for the definition's ``event`` triggers; run inputs are templates over ``event``."""
+    from prefect.events import DeploymentEventTrigger
+
+    triggers: list[DeploymentEventTrigger] = []
+    for index, trigger in enumerate(definition.triggers):
+        if not isinstance(trigger, EventTrigger):
+            continue
+        config = trigger.configuration
+        expect = set(config.expect)
+        match: dict[str, Any] = dict(config.match)
+        if config.kafka is not None:  # only the bridge's events for this very trigger (its filter passed)
+            match.setdefault("prefect.resource.id", f"{bridge_event_name(config.kafka.topic)}.*")
+            match[ROUTE_LABEL] = f"{definition.id}.{index}"
+        triggers.append(
+            DeploymentEventTrigger(
+                name=f"{definition.id} on {', '.join(sorted(expect))}"[:200],
+                description=f"Runs workflow {definition.id!r} (trigger {index}).",
+                expect=expect,
+                match=match or {"prefect.resource.id": "*"},
+                match_related=dict(config.match_related),
+                threshold=config.threshold,
+                within=timedelta(seconds=config.within),
+                posture="Reactive",
+                parameters={INPUTS_PARAMETER: dict(config.parameters)},
+            )
+        )
+    return triggers
+
+
+def default_inputs(definition: WorkflowDefinition) -> dict[str, Any]:
+    """The manual trigger's default run inputs (the run form starts from them)."""
+    defaults: dict[str, Any] = {}
+    for trigger in definition.triggers:
+        if isinstance(trigger, ManualTrigger):
+            defaults.update(trigger.configuration.parameters)
+    return defaults
+
+
+def runner_deployment(definition: WorkflowDefinition, source: Path) -> RunnerDeployment:
+    """The deployment for one definition (apply it to a work pool)."""
+    from prefect.deployments.runner import EntrypointType
+
+    from agentparty.flows.compiler import compile_workflow
+
+    source = source.resolve()
+    flow = compile_workflow(definition, source=source)
+    defaults = default_inputs(definition)
+    return flow.to_deployment(
+        name=deployment_name(definition),
+        entrypoint_type=EntrypointType.MODULE_PATH,
+        schedules=schedules_for(definition),
+        triggers=event_triggers_for(definition),
+        parameters={INPUTS_PARAMETER: defaults} if defaults else None,
+        description=definition.description or definition.name,
+        version=definition.version,
+        tags=[*TAGS, *definition.tags],
+        job_variables={"env": {WORKFLOWS_ENV: _search_path_with(source.parent)}},
+        enforce_parameter_schema=True,
+    )
+
+
+def _search_path_with(folder: Path) -> str:
+    """The definition's folder first, then whatever the deploying process already searched."""
+    current = [p for p in os.environ.get(WORKFLOWS_ENV, "").split(os.pathsep) if p.strip()]
+    parts = [str(folder), *(p for p in current if Path(p).resolve() != folder)]
+    return os.pathsep.join(parts)
+
+
+def ensure_work_pool(name: str) -> bool:
+    """Create the process work pool when missing (with the process worker's job template); True if created."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.workers.process import ProcessWorker
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_work_pool(
+                WorkPoolCreate(
+                    name=name, type=ProcessWorker.type,
+                    base_job_template=ProcessWorker.get_default_base_job_template(),
+                    description="Agent Party workflow runs (agentparty worker)",
+                )
+            )
+        except ObjectAlreadyExists:
+            return False
+    return True
+
+
+def deploy_workflows(
+    sources: Iterable[tuple[WorkflowDefinition, Path]], *, work_pool: str,
+) -> list[DeployedWorkflow]:
+    """Create or update one deployment per definition on ``work_pool`` (created when missing).
+
+    Call from synchronous code: Prefect's ``apply`` dispatches to its sync
+    client outside an event loop.
+    """
+    ensure_work_pool(work_pool)
+    deployed: list[DeployedWorkflow] = []
+    for definition, source in sources:
+        deployment = runner_deployment(definition, source)
+        deployment_id = deployment.apply(work_pool_name=work_pool)
+        deployed.append(
+            DeployedWorkflow(
+                workflow_id=definition.id, name=full_name(definition), deployment_id=str(deployment_id),
+                source=source.resolve(),
+                schedules=tuple(_describe_schedule(s) for s in deployment.schedules or []),
+                event_triggers=tuple(sorted(t.expect)[0] if t.expect else "*" for t in deployment.triggers),  # type: ignore[union-attr]
+                webhook=any(isinstance(t, WebhookTrigger) for t in definition.triggers),
+            )
+        )
+    return deployed
+
+
+def deploy_training(work_pool: str) -> DeployedWorkflow:
+    """The scheduled GNN training flow, on the same pool (``flows/train_gnn.py``)."""
+    from agentparty.flows.train_gnn import FLOW_NAME, train_gnn, training_deployment
+
+    ensure_work_pool(work_pool)
+    deployment = training_deployment()
+    deployment_id = deployment.apply(work_pool_name=work_pool)
+    return DeployedWorkflow(
+        workflow_id=train_gnn.name, name=f"{FLOW_NAME}/{deployment.name}", deployment_id=str(deployment_id),
+        source=Path(train_gnn.fn.__code__.co_filename),
+        schedules=tuple(_describe_schedule(s) for s in deployment.schedules or []), event_triggers=(), webhook=False,
+    )
+
+
+def _describe_schedule(schedule: Any) -> str:
+    inner = getattr(schedule, "schedule", schedule)
+    timezone = getattr(inner, "timezone", None) or "UTC"
+    if getattr(inner, "cron", None):
+        return f"cron {inner.cron} {timezone}"
+    if getattr(inner, "interval", None):
+        return f"every {inner.interval.total_seconds():g}s"
+    return f"rrule {getattr(inner, 'rrule', '?')}"
+
+
+def load_sources(paths: Sequence[Path]) -> list[tuple[WorkflowDefinition, Path]]:
+    """Definitions from files or folders (a folder: every workflow definition directly in it)."""
+    from agentparty.flows.definitions import WorkflowCatalog, load_workflow
+    from agentparty.runtime.settings import get_settings
+
+    registry = get_settings().model_registry()
+    catalog = WorkflowCatalog()
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(found for wid in sorted(catalog.ids_in(path.resolve())) if (found := catalog.find(wid, path.resolve())))
+        else:
+            files.append(path)
+    return [(load_workflow(file, registry), file) for file in files]
