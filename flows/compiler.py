@@ -414,12 +414,11 @@ class _Run:
 
     async def _staff(self) -> None:
         """Agents for the steps that name only a capability, from the team recommender (flows/staffing.py)."""
+        if not self.d.unstaffed_steps():
+            return  # before the imports below: the recommender loads torch, seconds a plain run must not pay
         from neo4j.exceptions import DriverError, Neo4jError
 
-        from agentparty.flows.staffing import StaffingError, staff_run, staffing_markdown, unstaffed_steps
-
-        if not unstaffed_steps(self.d):
-            return
+        from agentparty.flows.staffing import StaffingError, staff_run, staffing_markdown
         recorder = self.c.recorder()
         if recorder is None:
             self.aborted = (

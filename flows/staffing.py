@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from agentparty.gnn.recommend import TeamRecommendation
-from agentparty.models import TaskStep, WorkflowDefinition
+from agentparty.models import WorkflowDefinition
 from agentparty.models.graph import FormationMethod, Task
 
 
@@ -59,10 +59,6 @@ class StaffingError(RuntimeError):
     """No team could be recommended for the run's unstaffed steps."""
 
 
-def unstaffed_steps(definition: WorkflowDefinition) -> list[TaskStep]:
-    return [s for s in definition.all_steps() if isinstance(s, TaskStep) and s.configuration.is_unstaffed]
-
-
 def _path(home: Path, run_key: str) -> Path:
     return home / "state" / "teams" / f"{hashlib.sha256(run_key.encode()).hexdigest()[:32]}.json"
 
@@ -75,7 +71,7 @@ def staff_run(definition: WorkflowDefinition, run_key: str, task_id: str, store:
     from agentparty.gnn.pipeline import load_recommender
     from agentparty.gnn.recommend import team_size_for
 
-    steps = unstaffed_steps(definition)
+    steps = definition.unstaffed_steps()
     capabilities = sorted({s.configuration.capability for s in steps if s.configuration.capability})
     task = Task(
         id=task_id, title=definition.name, description=definition.description or definition.name,

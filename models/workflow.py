@@ -520,7 +520,7 @@ class WorkflowDefinition(CamelModel):
 
     @model_validator(mode="after")
     def _unstaffed_steps_need_a_recommender(self) -> WorkflowDefinition:
-        unstaffed = [s.id for s in self.all_steps() if isinstance(s, TaskStep) and s.configuration.is_unstaffed]
+        unstaffed = [s.id for s in self.unstaffed_steps()]
         if unstaffed and self.formation_method is FormationMethod.MANUAL:
             raise PydanticCustomError(
                 "formation_method",
@@ -584,6 +584,10 @@ class WorkflowDefinition(CamelModel):
             "required": [name for name, schema in self.inputs.items() if "default" not in schema],
             "additionalProperties": False,
         }
+
+    def unstaffed_steps(self) -> list[TaskStep]:
+        """Agent steps that name only a capability: the team recommender staffs them before a run."""
+        return [s for s in self.all_steps() if isinstance(s, TaskStep) and s.configuration.is_unstaffed]
 
     def resolve_run_inputs(self, values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         """Apply defaults and check run inputs against ``inputs``; returns (inputs, problems)."""

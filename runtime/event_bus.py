@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("agentparty.events")
 
 _RESOURCE_KINDS = {"agents": "agent", "teams": "team", "tasks": "task", "workflows": "task"}
+_RESOURCE_LABELS = ("workflow_id", "step_id")
+"""Payload fields mirrored as resource labels (``agentparty.workflow``, ``agentparty.step``)."""
 
 
 def _in_flow_run() -> bool:
@@ -47,9 +49,14 @@ def mirror_to_prefect(event: BaseEvent[Any]) -> None:
         event_uuid = uuid.UUID(event.event_id)
     except ValueError:
         event_uuid = uuid.uuid5(uuid.NAMESPACE_URL, event.event_id)
+    resource = {"prefect.resource.id": f"agentparty.{kind}.{event.entity_id()}", "prefect.resource.name": event.entity_id()}
+    for field in _RESOURCE_LABELS:  # so that a deployment's event trigger can match one workflow's (or step's) events
+        value = getattr(event.payload, field, None)
+        if value:
+            resource[f"agentparty.{field.removesuffix('_id')}"] = str(value)
     emit_event(
         event=f"agentparty.{event.event_type}",
-        resource={"prefect.resource.id": f"agentparty.{kind}.{event.entity_id()}", "prefect.resource.name": event.entity_id()},
+        resource=resource,
         related=[{"prefect.resource.id": f"prefect.flow-run.{event.correlation_id}", "prefect.resource.role": "flow-run"}],
         payload=event.payload.model_dump(mode="json"),
         occurred=event.timestamp,
