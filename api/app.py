@@ -1,18 +1,75 @@
-"""The FastAPI application: one router per concern, the access policy and rate limiter on ``app.state``."""
+"""The FastAPI application: one router per concern, shared services on ``app.state``.
+
+``app.state`` holds ``access`` (the key/role policy), ``rate_limiter``,
+``settings``, ``workflows`` (the definition index), ``deployments`` (deployment
+ids by name), ``webhook_receipts`` and, while the app runs, ``prefect`` (the
+one Prefect client, opened by the lifespan). Tests may hand in ``graph_store``.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from typing import TYPE_CHECKING
 
-from agentparty.api.security import AccessPolicy
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from agentparty.api.docs import mount_docs
+from agentparty.api.rate_limit import RateLimiter
+from agentparty.api.security import API_KEY_HEADER, AccessPolicy
+from agentparty.api.services import DeploymentDirectory, prefect_lifespan
+from agentparty.api.webhook_receipts import WebhookReceipts
+from agentparty.api.workflow_index import WorkflowIndex
 from agentparty.models.access import ApiAccessConfig
+from agentparty.runtime.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from agentparty.runtime.graph_store import GraphStore
+
+DESCRIPTION = f"""Agent Party's HTTP service: signed webhooks that start workflow runs, agent templates,
+agents, teams, workflows and their runs.
+
+Every route but the webhooks needs an API key in `{API_KEY_HEADER}` (or `Authorization: Bearer KEY`);
+what a key may do is its role's permissions. Webhooks are authenticated by their HMAC signature.
+"""
 
 
-def create_app(access: ApiAccessConfig | None = None) -> FastAPI:
+def create_app(
+    access: ApiAccessConfig | None = None,
+    *,
+    settings: Settings | None = None,
+    rate_limiter: RateLimiter | None = None,
+    graph_store: GraphStore | None = None,
+) -> FastAPI:
     from agentparty.api import approvals, live, resources, webhooks
+    from agentparty.flows.deployed import search_dirs
 
-    app = FastAPI(title="Agent Party", version="0.1.0", docs_url=None, redoc_url=None)
-    app.state.access = AccessPolicy(access or ApiAccessConfig())
+    settings = settings or get_settings()
+    access = access or ApiAccessConfig()
+    app = FastAPI(
+        title="Agent Party", version="0.1.0", description=DESCRIPTION,
+        docs_url=None, redoc_url=None, lifespan=prefect_lifespan,
+    )
+    app.state.access = AccessPolicy(access)
+    app.state.rate_limiter = rate_limiter or RateLimiter(access.access_control.rate_limiting)
+    app.state.settings = settings
+    app.state.workflows = WorkflowIndex(search_dirs, settings.model_registry())
+    app.state.deployments = DeploymentDirectory()
+    app.state.webhook_receipts = WebhookReceipts.at(settings.home)
+    app.state.graph_store = graph_store
+    app.state.prefect = None
     for module in (webhooks, resources, approvals, live):
         app.include_router(module.router)
+    mount_docs(app)
+    _graph_errors(app)
     return app
+
+
+def _graph_errors(app: FastAPI) -> None:
+    """An unreachable graph is the server's problem, not the caller's: 503, not a 500 with a traceback."""
+    from neo4j.exceptions import ServiceUnavailable, SessionExpired
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": f"the graph database is unreachable: {exc}"}, status_code=503)
+
+    app.add_exception_handler(ServiceUnavailable, unavailable)
+    app.add_exception_handler(SessionExpired, unavailable)

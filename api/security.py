@@ -14,11 +14,14 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from fastapi import HTTPException, Request, WebSocket, WebSocketException, status
+from fastapi import HTTPException, Request, Security, WebSocket, WebSocketException, status
+from fastapi.security import APIKeyHeader
 
 from agentparty.models.access import Action, ApiAccessConfig
 
 API_KEY_HEADER = "X-API-Key"
+_api_key_scheme = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="An API key (agentparty api key).")
+"""Declared so that OpenAPI documents the key and Swagger UI's Authorize button sends it; checked below."""
 
 
 @dataclass(frozen=True)
@@ -74,10 +77,10 @@ def _presented_key(headers: Mapping[str, str], query: Mapping[str, str] | None =
     return query.get("api_key") if query else None
 
 
-def require(resource: str, action: Action) -> Callable[[Request], Awaitable[Principal]]:
+def require(resource: str, action: Action) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the caller's principal, if its role may ``action`` on ``resource``."""
 
-    async def dependency(request: Request) -> Principal:
+    async def dependency(request: Request, _declared: str | None = Security(_api_key_scheme)) -> Principal:
         policy: AccessPolicy = request.app.state.access
         principal = policy.principal_for(_presented_key(request.headers))
         if principal is None:

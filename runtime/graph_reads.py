@@ -134,6 +134,30 @@ class GraphReader:
         )
         return [Candidate(agent=_node(Agent, r["a"]), proficiencies={f["name"]: f["p"] for f in r["found"]}) for r in rows]
 
+    def agents(self, limit: int = 100, offset: int = 0) -> list[Agent]:
+        """Agents, most recently updated first (the API's agent list)."""
+        rows = self._query(
+            "MATCH (a:Agent) RETURN properties(a) AS a ORDER BY a.updated_at DESC, a.id SKIP $offset LIMIT $limit",
+            offset=offset, limit=limit,
+        )
+        return [_node(Agent, r["a"]) for r in rows]
+
+    def teams(self, limit: int = 100, offset: int = 0) -> list[Team]:
+        """Teams, newest first (the API's team list)."""
+        rows = self._query(
+            "MATCH (t:Team) RETURN properties(t) AS t ORDER BY t.created_at DESC, t.id SKIP $offset LIMIT $limit",
+            offset=offset, limit=limit,
+        )
+        return [_node(Team, r["t"]) for r in rows]
+
+    def latest_team(self, agent_id: str) -> Team | None:
+        """The team the agent joined last (its current or most recent engagement)."""
+        rows = self._query(
+            "MATCH (:Agent {id: $id})-[m:MEMBER_OF]->(t:Team) RETURN properties(t) AS t ORDER BY m.joined_at DESC LIMIT 1",
+            id=agent_id,
+        )
+        return _node(Team, rows[0]["t"]) if rows else None
+
     def export(self) -> Iterator[ExportRecord]:
         """Agents, capabilities, tasks and teams with the edges between them, streamed for GNN training."""
         with self.store.driver.session(database=self.store.database, default_access_mode="READ") as session:

@@ -1,0 +1,134 @@
+"""What the routers share, kept on ``app.state`` and handed out as FastAPI dependencies.
+
+One Prefect client per app, opened by the lifespan and reused by every request
+(a client per request would pay a connection set-up and an API handshake each
+time); deployments are looked up by name once and remembered. The graph store
+is the process-wide one (``configured_store``), or one a test hands in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+from fastapi import FastAPI, HTTPException, Request, status
+
+from agentparty.api.workflow_index import WorkflowIndex
+from agentparty.runtime.graph_reads import GraphReader
+from agentparty.runtime.settings import Settings
+from agentparty.tasks.templates import TemplateRegistry
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import PrefectClient
+
+    from agentparty.runtime.graph_store import GraphStore
+
+
+def prefect_api_url() -> str | None:
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or None
+
+
+@asynccontextmanager
+async def prefect_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open the app's Prefect client for its lifetime; without ``PREFECT_API_URL`` there is none.
+
+    Prefect would otherwise start an ephemeral in-process server (tens of
+    seconds, and its runs vanish with the process): routes that need Prefect
+    answer 503 instead, and ``agentparty api`` always points at a real server.
+    """
+    settings: Settings = app.state.settings
+    app.state.prefect_slots = asyncio.Semaphore(settings.api_prefect_concurrency)  # made on the serving loop
+    if prefect_api_url() is None:
+        app.state.prefect = None
+        yield
+        return
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        app.state.prefect = client
+        try:
+            yield
+        finally:
+            app.state.prefect = None
+
+
+def prefect_client(request: Request) -> PrefectClient:
+    client: PrefectClient | None = getattr(request.app.state, "prefect", None)
+    if client is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="no Prefect API configured: set PREFECT_API_URL (agentparty api starts the local server)",
+        )
+    return client
+
+
+@dataclass
+class DeploymentDirectory:
+    """Deployment ids by full name (``FLOW/DEPLOYMENT``), looked up once; ``forget`` after a 404."""
+
+    _ids: dict[str, UUID] = field(default_factory=dict)
+    _pending: dict[str, asyncio.Future[UUID | None]] = field(default_factory=dict)
+
+    async def id_of(self, client: PrefectClient, full_name: str) -> UUID | None:
+        known = self._ids.get(full_name)
+        if known is not None:
+            return known
+        pending = self._pending.get(full_name)
+        if pending is not None:  # a burst of first requests shares one lookup
+            return await asyncio.shield(pending)
+        future: asyncio.Future[UUID | None] = asyncio.get_running_loop().create_future()
+        self._pending[full_name] = future
+        try:
+            found = await _read_deployment_id(client, full_name)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+            raise
+        finally:
+            self._pending.pop(full_name, None)
+        if found is not None:
+            self._ids[full_name] = found
+        future.set_result(found)
+        return found
+
+    def forget(self, full_name: str) -> None:
+        self._ids.pop(full_name, None)
+
+
+async def _read_deployment_id(client: PrefectClient, full_name: str) -> UUID | None:
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        return (await client.read_deployment_by_name(full_name)).id
+    except ObjectNotFound:
+        return None
+
+
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def workflow_index(request: Request) -> WorkflowIndex:
+    index: WorkflowIndex = request.app.state.workflows
+    return index
+
+
+def template_registry(request: Request) -> TemplateRegistry:
+    return TemplateRegistry.at(settings_of(request).home)
+
+
+def graph_reader(request: Request) -> GraphReader:
+    store: GraphStore | None = getattr(request.app.state, "graph_store", None)
+    if store is None:
+        from agentparty.flows.run_graph import configured_store
+
+        store = configured_store(settings_of(request))
+    return GraphReader(store)
+

@@ -1,0 +1,98 @@
+"""The workflow definitions in the search path, as the API sees them, re-read only when a file changes.
+
+Webhooks look their workflow up on every request; parsing and validating every
+definition each time would cost more than the rest of the request, so each
+file's definition is kept with its modification time and size and reloaded
+when either changes. The search path is the one deployed flow runs use
+(``agentparty.flows.deployed.search_dirs``: ``AGENTPARTY_WORKFLOWS`` or the
+working directory), so an id means the same definition to the API and to the
+flow run it starts. Where two files share an id, the first directory wins,
+then the first file by name, as for deployed entrypoints.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from agentparty.flows.definitions import WORKFLOW_SUFFIXES, DocumentError, read_document
+from agentparty.models import ModelRegistry, WorkflowDefinition
+from agentparty.models.workflow import WebhookTrigger
+
+
+@dataclass(frozen=True)
+class IndexedWorkflow:
+    path: Path
+    definition: WorkflowDefinition
+
+    @property
+    def webhook(self) -> WebhookTrigger | None:
+        return next((t for t in self.definition.triggers if isinstance(t, WebhookTrigger)), None)
+
+
+@dataclass(frozen=True)
+class InvalidWorkflow:
+    path: Path
+    errors: list[str]
+
+
+_Entry = IndexedWorkflow | InvalidWorkflow | None
+"""None: the file is not a workflow definition (a template, a config)."""
+
+
+def _load(path: Path, registry: ModelRegistry | None) -> _Entry:
+    from agentparty.flows.definitions import load_workflow
+
+    try:
+        data = read_document(path).data
+    except DocumentError as exc:
+        return InvalidWorkflow(path, [e.render(str(path)) for e in exc.errors])
+    if not isinstance(data.get("id"), str) or "steps" not in data:
+        return None
+    try:
+        return IndexedWorkflow(path, load_workflow(path, registry))
+    except DocumentError as exc:
+        return InvalidWorkflow(path, [e.render(str(path)) for e in exc.errors])
+
+
+class WorkflowIndex:
+    def __init__(self, directories: Callable[[], list[Path]], registry: ModelRegistry | None = None) -> None:
+        self._directories = directories
+        self._registry = registry
+        self._files: dict[Path, tuple[tuple[int, int], _Entry]] = {}
+        self._lock = threading.Lock()
+
+    def _entry(self, path: Path) -> _Entry:
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        signature = (stat.st_mtime_ns, stat.st_size)
+        cached = self._files.get(path)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        entry = _load(path, self._registry)
+        self._files[path] = (signature, entry)
+        return entry
+
+    def scan(self) -> tuple[dict[str, IndexedWorkflow], list[InvalidWorkflow]]:
+        """Every valid definition by id, and the files that failed to load."""
+        found: dict[str, IndexedWorkflow] = {}
+        invalid: list[InvalidWorkflow] = []
+        with self._lock:
+            for directory in self._directories():
+                directory = directory.resolve()
+                if not directory.is_dir():
+                    continue
+                for path in sorted(p for p in directory.iterdir() if p.suffix.lower() in WORKFLOW_SUFFIXES and p.is_file()):
+                    entry = self._entry(path)
+                    if isinstance(entry, IndexedWorkflow):
+                        found.setdefault(entry.definition.id, entry)
+                    elif isinstance(entry, InvalidWorkflow):
+                        invalid.append(entry)
+        return found, invalid
+
+    def get(self, workflow_id: str) -> IndexedWorkflow | None:
+        return self.scan()[0].get(workflow_id)

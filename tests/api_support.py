@@ -1,0 +1,75 @@
+"""Shared by the API tests: keys and roles, webhook definitions and signing, deploying a definition."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agentparty.api.security import key_digest
+from agentparty.api.signing import signature_headers
+from agentparty.models.access import ApiAccessConfig
+
+KEYS = {"admin": "test-admin-key-0001", "operator": "test-operator-key-0001", "viewer": "test-viewer-key-0001"}
+SECRET_ENV = "AGENTPARTY_TEST_WEBHOOK_SECRET"
+SECRET = "test-webhook-secret-value"
+
+HANDLERS = "def echo(text):\n    return {'echo': text}\n"
+
+
+def access_config(rbac: bool = True, rate_limiting: dict[str, Any] | None = None) -> ApiAccessConfig:
+    return ApiAccessConfig.model_validate({
+        "accessControl": {"rbac": rbac, "rateLimiting": rate_limiting or {"enabled": False}},
+        "apiKeys": [{"name": f"{role}-key", "role": role, "keySha256": key_digest(key)} for role, key in KEYS.items()],
+    })
+
+
+def auth(role: str) -> dict[str, str]:
+    return {"X-API-Key": KEYS[role]}
+
+
+def hook_definition(workflow_id: str, *, webhook: dict[str, Any] | None = None, manual_only: bool = False) -> dict[str, Any]:
+    trigger = {"type": "webhook", "configuration": {"secretName": SECRET_ENV, "maxBodyBytes": 2048, "toleranceSeconds": 60, **(webhook or {})}}
+    return {
+        "id": workflow_id,
+        "name": f"Api hook {workflow_id}",
+        "inputs": {
+            "ticket_id": {"type": "string", "minLength": 1},
+            "priority": {"type": "integer", "minimum": 1, "maximum": 5, "default": 3},
+        },
+        "steps": [{"id": "echo", "type": "task", "configuration": {"handler": "api_handlers:echo"}, "inputs": {"text": "${inputs.ticket_id}"}}],
+        "triggers": [{"type": "manual"}] if manual_only else [trigger],
+    }
+
+
+@dataclass
+class HookWorkflows:
+    folder: Path
+    deployed: str
+    """Has a webhook trigger and a deployment."""
+    undeployed: str
+    """Has a webhook trigger, no deployment."""
+    manual: str
+    """Deployed, but no webhook trigger."""
+    deployment: str
+    deployment_id: str
+
+
+def deploy(path: Path) -> str:
+    """Create the definition's deployment (no worker: its runs stay Scheduled); returns the deployment id."""
+    from prefect.deployments.runner import EntrypointType
+
+    from agentparty.deployments.naming import deployment_name
+    from agentparty.flows import compile_workflow
+    from agentparty.flows.definitions import load_workflow
+
+    definition = load_workflow(path)
+    flow = compile_workflow(definition, source=path)
+    return str(flow.to_deployment(name=deployment_name(definition), entrypoint_type=EntrypointType.MODULE_PATH).apply())
+
+
+def signed(payload: Any, secret: str = SECRET, timestamp: int | None = None, **extra: str) -> dict[str, Any]:
+    """``content`` and ``headers`` for a signed webhook post."""
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return {"content": body, "headers": {**signature_headers(secret, body, timestamp), **extra}}
