@@ -85,3 +85,8 @@ class WorkflowFailed(Exception):
     def __init__(self, result: WorkflowResult) -> None:
         self.result = result
         super().__init__(f"workflow {result.workflow_id!r} failed: {result.reason}")
+
+    def __reduce__(self) -> tuple[type[WorkflowFailed], tuple[WorkflowResult]]:
+        # Prefect persists a failed run's exception; whoever reads it back (a deployment's caller
+        # in another process) gets the WorkflowResult too, not just the message.
+        return (type(self), (self.result,))

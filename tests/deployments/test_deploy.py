@@ -109,3 +109,18 @@ def test_deploy_cli_reports_each_deployment_and_refuses_invalid_definitions(work
     result = CliRunner().invoke(app, ["deploy", str(bad), "--pool", _pool()])
     assert result.exit_code == 1
     assert "cron" in result.output and "nothing deployed" in result.output
+
+
+def test_a_failed_run_s_result_reads_back_in_another_process() -> None:
+    """Prefect persists a failed run's WorkflowFailed; unpickling it must give back the whole WorkflowResult."""
+    import pickle
+
+    from agentparty.flows.result import StepResult, StepStatus, WorkflowFailed, WorkflowResult
+
+    result = WorkflowResult(
+        workflow_id="w", workflow_name="W", status=StepStatus.FAILED, reason="step 'a' failed",
+        steps={"a": StepResult(step_id="a", status=StepStatus.FAILED, reason="boom")},
+    )
+    again = pickle.loads(pickle.dumps(WorkflowFailed(result)))
+    assert again.result == result
+    assert str(again) == str(WorkflowFailed(result))
