@@ -1,5 +1,236 @@
-"""(being written)"""
+"""``WS /ws``: live ``agent_update`` and ``team_update`` messages (seed 000) from the lifecycle events on Kafka.
 
-from fastapi import APIRouter
+One :class:`LiveFeed` per app reads the event topics in a background thread
+(confluent-kafka's consumer blocks) from their ends, turns events into
+messages (:class:`~agentparty.api.live_view.LiveView`, serialised once) and
+hands each to every connection's bounded asyncio queue on that connection's
+own event loop, in consumption order: one entity's messages keep the order
+its events were produced in. A connection whose queue is full is closed
+(1013, try again later) rather than allowed to hold the others back or
+buffer without bound. The feed starts with the first connection and stops
+with the app (:func:`lifespan`, the router's); a broker that is down is retried, and
+clients get messages once it is back.
 
-router = APIRouter()
+Clients may narrow the stream with ``?agent_id=`` and ``?team_id=``
+(repeatable): an ``agent_update`` passes when its agent is named or belongs
+to a named team, a ``team_update`` when its team is named.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Query, WebSocket, status
+
+from agentparty.api.live_view import LiveView, Routed
+from agentparty.api.security import authorize_websocket
+from agentparty.models.config import KafkaConfig
+from agentparty.runtime.settings import Settings
+
+logger = logging.getLogger("agentparty.api.live")
+
+QUEUE_SIZE = 1024
+"""Messages a connection may fall behind by before it is closed."""
+READY_WAIT_S = 10.0
+"""How long a new connection waits for the feed to be positioned on the topics before it is accepted anyway."""
+RETRY_S = 2.0
+"""Pause between attempts to reach a broker that is down."""
+_OVERFLOW = object()
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One connection's queue and filters; ``offer`` runs on the connection's loop."""
+
+    loop: asyncio.AbstractEventLoop
+    agent_ids: frozenset[str] = frozenset()
+    team_ids: frozenset[str] = frozenset()
+    queue: asyncio.Queue[Any] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
+    overflowed: bool = False
+
+    def wants(self, message: Routed) -> bool:
+        if not self.agent_ids and not self.team_ids:
+            return True
+        return (message.agent_id is not None and message.agent_id in self.agent_ids) or bool(message.team_ids & self.team_ids)
+
+    def offer(self, message: Routed) -> None:
+        if self.overflowed or not self.wants(message):
+            return
+        try:
+            self.queue.put_nowait(message.text)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            while not self.queue.empty():  # what it missed is gone anyway; the close goes out next
+                self.queue.get_nowait()
+            self.queue.put_nowait(_OVERFLOW)
+
+
+class LiveFeed:
+    """The app's one reader of the event topics, fanning messages out to every subscription."""
+
+    def __init__(self, config: KafkaConfig, prefix: str, partitions: int = 3, replication: int = 1) -> None:
+        self.config, self.prefix = config, prefix
+        self.partitions, self.replication = partitions, replication
+        self._subscriptions: set[Subscription] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.ready = threading.Event()
+        """Set once the feed reads the topics (from where they ended when it started)."""
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LiveFeed:
+        """The configured cluster, else the local broker's address whether or not it runs yet (as ``agentparty
+        events tail`` does): the feed keeps trying until it is up."""
+        from agentparty.runtime.broker import LocalKafkaBroker
+
+        config = settings.kafka or KafkaConfig(
+            bootstrap_servers=[LocalKafkaBroker(settings.home, port=settings.kafka_port).bootstrap_servers], group_id="agentparty"
+        )
+        return cls(config, settings.event_topic_prefix, settings.event_partitions, settings.event_replication)
+
+    # -- subscriptions (called on a connection's loop) ------------------------------------------
+
+    def subscribe(self, agent_ids: frozenset[str] = frozenset(), team_ids: frozenset[str] = frozenset()) -> Subscription:
+        subscription = Subscription(asyncio.get_running_loop(), agent_ids, team_ids)
+        with self._lock:
+            self._subscriptions.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        with self._lock:
+            self._subscriptions.discard(subscription)
+
+    async def wait_ready(self, timeout: float = READY_WAIT_S) -> bool:
+        """Whether the feed is reading the topics (from their current ends) within ``timeout`` seconds."""
+        return await asyncio.to_thread(self.ready.wait, timeout)
+
+    # -- the reader thread ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start reading (once; a stopped feed stays stopped)."""
+        with self._lock:
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._read, name="agentparty-live-feed", daemon=True)
+                self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def publish(self, message: Routed) -> None:
+        """Hand one message to every subscription, each on its own loop (FIFO, so order is kept)."""
+        with self._lock:
+            subscriptions = list(self._subscriptions)
+        for subscription in subscriptions:
+            try:
+                subscription.loop.call_soon_threadsafe(subscription.offer, message)
+            except RuntimeError:  # its loop is closed: the connection is gone
+                self.unsubscribe(subscription)
+
+    def _read(self) -> None:
+        from agentparty.runtime.event_consumer import EventConsumer, RawEvent
+        from agentparty.runtime.relay import ensure_topics, topic_names
+
+        view = LiveView()
+        while not self._stop.is_set():
+            try:
+                # Topics that do not exist yet cannot be assigned; creating them is what the relay does anyway.
+                ensure_topics(self.config, self.prefix, self.partitions, self.replication)
+                consumer = EventConsumer(self.config, self.prefix, from_end=True)
+            except Exception as exc:  # broker down or unreachable: keep trying until stopped
+                logger.warning("live feed: no broker at %s (%s); retrying", ",".join(self.config.bootstrap_servers), exc)
+                self._stop.wait(RETRY_S)
+                continue
+            missing = set(topic_names(self.prefix)) - consumer.assigned_topics
+            if missing:  # created but not in the metadata yet: a partial assignment would miss them for good
+                consumer.close()
+                logger.warning("live feed: topics %s not visible yet; retrying", ", ".join(sorted(missing)))
+                self._stop.wait(RETRY_S)
+                continue
+            self.ready.set()
+            with consumer:
+                while not self._stop.is_set():
+                    try:
+                        event = consumer.poll(0.5)
+                        messages = [] if event is None or isinstance(event, RawEvent) else view.messages_for(event)
+                    except Exception:  # one message that cannot be read or shown must not end the feed
+                        logger.exception("live feed: skipped a message")
+                        continue
+                    for message in messages:
+                        self.publish(message)
+
+
+def feed_of(app: FastAPI) -> LiveFeed:
+    """The app's feed (``app.state.live_feed``, which a test may set), built from the settings on first use."""
+    feed: LiveFeed | None = getattr(app.state, "live_feed", None)
+    if feed is None:
+        from agentparty.runtime.settings import get_settings
+
+        feed = app.state.live_feed = LiveFeed.from_settings(getattr(app.state, "settings", None) or get_settings())
+    return feed
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Stops the app's feed, if a connection started one, when the app shuts down (FastAPI merges a router's
+    lifespan into the app's when the app includes the router)."""
+    try:
+        yield
+    finally:
+        feed: LiveFeed | None = getattr(app.state, "live_feed", None)
+        if feed is not None:
+            await asyncio.to_thread(feed.stop)
+
+
+router = APIRouter(tags=["live"], lifespan=lifespan)
+
+
+@router.websocket("/ws")
+async def live_updates(
+    websocket: WebSocket,
+    agent_id: Annotated[list[str] | None, Query()] = None,
+    team_id: Annotated[list[str] | None, Query()] = None,
+) -> None:
+    await authorize_websocket(websocket, "events", "read")
+    feed = feed_of(websocket.app)
+    subscription = feed.subscribe(frozenset(agent_id or ()), frozenset(team_id or ()))
+    feed.start()
+    try:
+        if not await feed.wait_ready():
+            logger.warning("live feed: not reading the topics yet; the connection gets messages once it is")
+        await websocket.accept()
+        await _pump(websocket, subscription)
+    finally:
+        feed.unsubscribe(subscription)
+
+
+async def _pump(websocket: WebSocket, subscription: Subscription) -> None:
+    """Send queued messages until the client leaves or falls too far behind."""
+
+    async def until_disconnect() -> None:
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass  # clients have nothing to say; their messages are read only to notice the close
+
+    leaving = asyncio.create_task(until_disconnect())
+    try:
+        while True:
+            next_message = asyncio.create_task(subscription.queue.get())
+            done, _ = await asyncio.wait({next_message, leaving}, return_when=asyncio.FIRST_COMPLETED)
+            if next_message not in done:
+                next_message.cancel()
+                return
+            item = next_message.result()
+            if item is _OVERFLOW:
+                await websocket.close(status.WS_1013_TRY_AGAIN_LATER, reason=f"fell {QUEUE_SIZE} messages behind")
+                return
+            await websocket.send_text(item)
+    finally:
+        leaving.cancel()

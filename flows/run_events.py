@@ -84,7 +84,7 @@ class RunEvents:
         d = self.definition
         agent_steps = [s for s in d.all_steps() if isinstance(s, TaskStep) and s.configuration.is_agent]
         events: list[BaseEvent[Any]] = [
-            self._workflow("workflow_run_started", (self.correlation_id,)),
+            self._workflow("workflow_run_started", (self.correlation_id,), step_count=len(d.steps)),
             TaskSubmittedEvent(
                 **self._envelope("task_submitted", self.run_key),
                 payload=TaskSubmittedPayload(

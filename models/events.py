@@ -183,6 +183,9 @@ class WorkflowEventPayload(SeedModel):
     reason: str | None = None
     tokens: NonNegativeInt = 0
     duration_s: float | None = None
+    step_count: NonNegativeInt | None = None
+    """On ``workflow_run_started``: how many steps the run has (each ends completed, skipped or failed), so a
+    reader such as the API's live feed can tell the run's progress from its step events."""
 
 
 class WorkflowEvent(BaseEvent[WorkflowEventPayload]):

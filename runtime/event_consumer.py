@@ -4,7 +4,8 @@ An event whose ``event_version`` has a newer major version than this code knows
 is yielded raw (a dict) with a warning, never a crash; duplicates (a relay that
 re-sent after a lost acknowledgement) are dropped by id within a bounded window.
 Without a group id the consumer reads every partition from the start (assign,
-no group coordination: what ``agentparty events tail`` and tests want); with
+no group coordination: what ``agentparty events tail`` and tests want), or from
+its end with ``from_end`` (a live reader such as the API's WebSocket feed); with
 one it joins the consumer group and commits offsets.
 """
 
@@ -41,6 +42,7 @@ def _major(version: str) -> str:
 class EventConsumer:
     def __init__(
         self, config: KafkaConfig, prefix: str = "agentparty.", *, types: set[str] | None = None, group_id: str | None = None,
+        from_end: bool = False,
     ) -> None:
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
@@ -54,16 +56,35 @@ class EventConsumer:
         topics = topic_names(prefix)
         if group_id is None:
             metadata = self._consumer.list_topics(timeout=10)
-            self._consumer.assign([
+            partitions = [
                 TopicPartition(topic, partition, OFFSET_BEGINNING)
                 for topic in topics if topic in metadata.topics
                 for partition in metadata.topics[topic].partitions
-            ])
+            ]
+            if from_end:
+                # Concrete offsets now, not OFFSET_END (resolved lazily at the first fetch, which would skip what
+                # is produced in between). A watermark Tansu reports short only replays a few older events.
+                for tp in partitions:
+                    tp.offset = self._consumer.get_watermark_offsets(tp, timeout=10)[1]
+            self.assigned_topics = {tp.topic for tp in partitions}
+            self._consumer.assign(partitions)
         else:
+            self.assigned_topics = set(topics)
             self._consumer.subscribe(topics)
 
     def close(self) -> None:
         self._consumer.close()
+
+    def poll(self, timeout: float) -> BaseEvent[Any] | RawEvent | None:
+        """The next event, or None when none came within ``timeout`` seconds (or the message was a duplicate,
+        filtered out or an error): for a reader that must also notice when to stop."""
+        message = self._consumer.poll(timeout)
+        if message is None:
+            return None
+        if message.error():
+            logger.warning("consumer: %s", message.error())
+            return None
+        return self._decode(message.value())
 
     def __enter__(self) -> EventConsumer:
         return self

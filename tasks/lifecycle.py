@@ -70,6 +70,11 @@ class ApprovalRequest:
         where = hashlib.sha256(f"{self.agent_id}|{self.engagement}".encode()).hexdigest()[:10]
         return f"approve-{where}-{self.source.value}-to-{self.target.value}"
 
+    def description(self) -> str:
+        """What the approver reads (Prefect UI form, ``GET /approvals``): who, which transition, and why."""
+        why = f": {self.reason}" if self.reason else ""
+        return f"Agent {self.agent_name} ({self.agent_id}) asks to go from {self.source.value} to {self.target.value}{why}"
+
 
 class Approver(Protocol):
     async def decide(self, request: ApprovalRequest) -> ApprovalDecision | None:
@@ -98,7 +103,8 @@ class PrefectApprover:
         )
         try:
             return await apause_flow_run(
-                wait_for_input=ApprovalDecision, timeout=request.timeout, key=request.key, poll_interval=self.poll_interval
+                wait_for_input=ApprovalDecision.with_initial_data(description=request.description()),
+                timeout=request.timeout, key=request.key, poll_interval=self.poll_interval,
             )
         except Exception as exc:  # Prefect raises when the pause times out
             logger.warning("approval %s not given within %ss (%s)", request.key, request.timeout, type(exc).__name__)
