@@ -66,11 +66,32 @@ def deploy(
     paths: PathsArgument,
     pool: PoolOption = None,
     training: Annotated[bool, typer.Option("--training/--no-training", help="Also deploy the nightly GNN training flow.")] = True,
+    prefect_yaml: Annotated[
+        Path | None, typer.Option("--prefect-yaml", help="Write these deployments as a prefect.yaml for `prefect deploy` instead.")
+    ] = None,
 ) -> None:
     """Create or update one Prefect deployment per workflow definition (schedules and event triggers included)."""
+    if prefect_yaml is not None:
+        _write_prefect_yaml(paths, _pool(pool), prefect_yaml)
+        return
     api = use_prefect_server()
     _deploy(paths, _pool(pool), training)
     typer.echo(f"deployed to {api}; `agentparty worker` runs them", err=True)
+
+
+def _write_prefect_yaml(paths: list[Path], pool: str, target: Path) -> None:
+    from agentparty.deployments.build import load_sources
+    from agentparty.deployments.prefect_yaml import render
+    from agentparty.flows.definitions import DocumentError
+
+    try:
+        sources = load_sources(paths)
+    except DocumentError as exc:
+        for error in exc.errors:
+            typer.echo(error.render(str(exc.path)), err=True)
+        raise _fail("invalid workflow definitions; nothing written") from None
+    target.write_text(render(sources, target.resolve().parent, pool, [str(p) for p in paths]), encoding="utf-8")
+    typer.echo(f"wrote {target}: {len(sources)} deployment(s) for `prefect deploy --all`", err=True)
 
 
 def _workflow_dirs_env(dirs: list[Path]) -> None:
