@@ -20,7 +20,7 @@ def stamp(label: str, sleep: float = 0.0) -> dict:
 
 def always_fails(log: str) -> dict:
     with open(log, "a") as f:
-        f.write(f"{os.getpid()}\\n")
+        f.write(f"{os.getppid()} {os.getpid()}\\n")
     raise ConnectionError("downstream is down")
 '''
 
