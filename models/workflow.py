@@ -400,7 +400,9 @@ KAFKA_EVENT_PREFIX = "agentparty.kafka."
 
 
 class EventTriggerConfig(CamelModel):
-    expect: list[NonEmptyStr] = Field(default_factory=list)
+    kafka: KafkaBridgeConfig | None = None
+    """Bridge a Kafka topic: its messages that pass ``filter`` arrive as events ``agentparty.kafka.<topic>``."""
+    expect: list[NonEmptyStr] = Field(default_factory=list, validate_default=True)
     """Prefect event names (``agentparty.agent.state_transition``; ``*`` wildcards allowed); with ``kafka``
     it may be left out (it is then the bridge's ``agentparty.kafka.<topic>``)."""
     match: dict[str, str | list[str]] = Field(default_factory=dict)
@@ -411,24 +413,23 @@ class EventTriggerConfig(CamelModel):
     threshold: PositiveStrictInt = 1
     within: Annotated[float, Field(ge=0.0)] = 0.0
     """Seconds over which ``threshold`` events must arrive."""
-    kafka: KafkaBridgeConfig | None = None
 
-    @model_validator(mode="after")
-    def _expectations(self) -> EventTriggerConfig:
-        if self.kafka is None:
-            if not self.expect:
-                raise ValueError("expect: name at least one Prefect event (or add a 'kafka' bridge)")
-            return self
-        bridged = f"{KAFKA_EVENT_PREFIX}{self.kafka.topic}"
-        if not self.expect:
-            self.expect = [bridged]
-        stray = [name for name in self.expect if not fnmatch.fnmatchcase(bridged, name)]
+    @field_validator("expect")
+    @classmethod
+    def _expectations(cls, expect: list[str], info: ValidationInfo) -> list[str]:
+        kafka: KafkaBridgeConfig | None = info.data.get("kafka")
+        if kafka is None:
+            if not expect:
+                raise ValueError("needs at least 1 item: the Prefect events to react to (or add a 'kafka' bridge)")
+            return expect
+        bridged = f"{KAFKA_EVENT_PREFIX}{kafka.topic}"
+        stray = [name for name in expect if not fnmatch.fnmatchcase(bridged, name)]
         if stray:
             raise ValueError(
-                f"expect: {', '.join(map(repr, stray))} would never match the bridged events; "
-                f"messages from Kafka topic {self.kafka.topic!r} arrive as {bridged!r}"
+                f"{', '.join(map(repr, stray))} would never match the bridged events; "
+                f"messages from Kafka topic {kafka.topic!r} arrive as {bridged!r}"
             )
-        return self
+        return expect or [bridged]
 
 
 class WebhookTriggerConfig(CamelModel):

@@ -67,9 +67,16 @@ FULL_WORKFLOW: dict[str, Any] = {
         {
             "type": "event",
             "configuration": {
-                "expect": ["agentparty.task.submitted"],
-                "match": {"prefect.resource.id": "agentparty.task.*"},
+                "expect": ["agentparty.task_submitted"],
+                "match": {"prefect.resource.id": "agentparty.task.*", "agentparty.workflow": "intake"},
                 "parameters": {"mode": "{{ event.payload.mode }}"},
+            },
+        },
+        {
+            "type": "event",
+            "configuration": {
+                "expect": ["agentparty.kafka.agentparty.tasks"],
+                "parameters": {"mode": "{{ event.payload.message.payload.mode }}"},
                 "kafka": {"topic": "agentparty.tasks", "filter": {"payload.priority": 5}},
             },
         },
