@@ -20,6 +20,9 @@ def use_prefect_server() -> str:
 
     Must run before Prefect is imported: Prefect reads its settings once, at import.
     """
+    # A SQLite-backed server answers 503 while it waits for its write lock; a worker that gives up
+    # after the default 5 retries marks a run Crashed that would have started a moment later.
+    os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "10")
     if "PREFECT_API_URL" not in os.environ:
         from agentparty.cli import _server
 

@@ -55,6 +55,9 @@ class LocalPrefectServer(PidFileService):
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
             PREFECT_UI_API_URL=self.api_url,
         )
+        # SQLite lets one writer at a time; under many concurrent flow runs (several workers) requests wait
+        # longer for the lock than the 10 s default before the server answers 503.
+        env.setdefault("PREFECT_SERVER_DATABASE_TIMEOUT", "30")
         return env
 
     def healthy(self) -> bool:

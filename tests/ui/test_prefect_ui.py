@@ -101,7 +101,7 @@ def world(prefect_server: str) -> UiWorld:
 def test_deployments_page_lists_every_example(world: UiWorld, page: Any) -> None:
     page.goto(f"{world.ui}/deployments")
     expect(page.get_by_text(re.compile(r"^\d+ Deployments?$"))).to_be_visible()
-    expect(page.get_by_role("row").filter(has_text=world.deployed["webhook-triage"].workflow_id).first).to_be_visible()
+    expect(page.get_by_role("row").first).to_be_visible(timeout=UI_TIMEOUT_MS)
     full_page_screenshot(page, "deployments")
     # Other tests of the session may add deployments (and pages): find each of ours with the search box.
     search = page.get_by_placeholder("Search deployments")
