@@ -124,3 +124,11 @@ def test_a_failed_run_s_result_reads_back_in_another_process() -> None:
     again = pickle.loads(pickle.dumps(WorkflowFailed(result)))
     assert again.result == result
     assert str(again) == str(WorkflowFailed(result))
+
+
+def test_bridge_cli_says_when_no_trigger_needs_kafka(examples_dir: Path) -> None:
+    from agentparty.cli import app
+
+    result = CliRunner().invoke(app, ["bridge", str(examples_dir)])
+    assert result.exit_code == 1
+    assert "kafka" in result.output
