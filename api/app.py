@@ -3,7 +3,8 @@
 ``app.state`` holds ``access`` (the key/role policy), ``rate_limiter``,
 ``settings``, ``workflows`` (the definition index), ``deployments`` (deployment
 ids by name), ``webhook_receipts`` and, while the app runs, ``prefect`` (the
-one Prefect client, opened by the lifespan). Tests may hand in ``graph_store``.
+one Prefect client, opened by the lifespan) and ``flow_runs`` (run creation
+through it). Tests may hand in ``graph_store``.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def create_app(
     app.state.deployments = DeploymentDirectory()
     app.state.webhook_receipts = WebhookReceipts.at(settings.home)
     app.state.graph_store = graph_store
-    app.state.prefect = None
+    app.state.prefect = app.state.flow_runs = None
     for module in (webhooks, resources, approvals, live):
         app.include_router(module.router)
     mount_docs(app)

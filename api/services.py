@@ -17,6 +17,7 @@ from uuid import UUID
 
 from fastapi import FastAPI, HTTPException, Request, status
 
+from agentparty.api.flow_runs import FlowRunCreator
 from agentparty.api.workflow_index import WorkflowIndex
 from agentparty.runtime.graph_reads import GraphReader
 from agentparty.runtime.settings import Settings
@@ -42,20 +43,26 @@ async def prefect_lifespan(app: FastAPI) -> AsyncIterator[None]:
     seconds, and its runs vanish with the process): routes that need Prefect
     answer 503 instead, and ``agentparty api`` always points at a real server.
     """
-    settings: Settings = app.state.settings
-    app.state.prefect_slots = asyncio.Semaphore(settings.api_prefect_concurrency)  # made on the serving loop
     if prefect_api_url() is None:
-        app.state.prefect = None
+        app.state.prefect = app.state.flow_runs = None
         yield
         return
     from prefect.client.orchestration import get_client
 
+    settings: Settings = app.state.settings
     async with get_client() as client:
         app.state.prefect = client
+        app.state.flow_runs = FlowRunCreator(client, settings.api_prefect_concurrency)  # made on the serving loop
         try:
             yield
         finally:
-            app.state.prefect = None
+            app.state.prefect = app.state.flow_runs = None
+
+
+def flow_run_creator(request: Request) -> FlowRunCreator:
+    prefect_client(request)  # the same 503 when there is no Prefect API
+    creator: FlowRunCreator = request.app.state.flow_runs
+    return creator
 
 
 def prefect_client(request: Request) -> PrefectClient:

@@ -14,7 +14,6 @@ Prefect, so no delivery is ever run twice or lost.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -27,7 +26,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from agentparty.api.services import DeploymentDirectory, prefect_client, workflow_index
+from agentparty.api.flow_runs import FlowRunCreator
+from agentparty.api.services import DeploymentDirectory, flow_run_creator, prefect_client, workflow_index
 from agentparty.api.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from agentparty.api.webhook_receipts import WebhookReceipts, prefect_idempotency_key
 from agentparty.api.workflow_index import IndexedWorkflow, WorkflowIndex
@@ -153,11 +153,11 @@ class _InvalidInputs(Exception):
 
 
 async def _create_run(
-    client: PrefectClient, slots: asyncio.Semaphore, deployments: DeploymentDirectory, deployment: str,
+    client: PrefectClient, creator: FlowRunCreator, deployments: DeploymentDirectory, deployment: str,
     payload: dict[str, Any], key: str,
 ) -> str:
-    """Create the run, at most ``api_prefect_concurrency`` at once: a burst queues here instead of
-    failing in Prefect's database; its idempotency key makes a repeated create return the same run."""
+    """Create the run (a few at a time: a burst queues in ``FlowRunCreator`` instead of failing in
+    Prefect's database); its idempotency key makes a repeated create return the same run."""
     from prefect.exceptions import ObjectNotFound
 
     for attempt in range(2):
@@ -165,10 +165,9 @@ async def _create_run(
         if deployment_id is None:
             raise _no_deployment(deployment)
         try:
-            async with slots:
-                run = await client.create_flow_run_from_deployment(
-                    deployment_id, parameters=deployment_parameters(payload), idempotency_key=key, tags=[WEBHOOK_TAG]
-                )
+            run = await creator.create(
+                deployment_id, parameters=deployment_parameters(payload), idempotency_key=key, tags=[WEBHOOK_TAG]
+            )
         except ObjectNotFound:
             deployments.forget(deployment)  # deleted and perhaps re-created under a new id: look it up again
             if attempt:
@@ -241,7 +240,7 @@ async def receive_webhook(
         return JSONResponse(replay.model_dump(), status.HTTP_409_CONFLICT)
     try:
         flow_run_id = await _create_run(
-            client, request.app.state.prefect_slots, deployments, deployment, payload, prefect_idempotency_key(workflow_id, key)
+            client, flow_run_creator(request), deployments, deployment, payload, prefect_idempotency_key(workflow_id, key)
         )
     except HTTPException:
         raise

@@ -63,9 +63,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8700
     """Where ``agentparty api`` listens."""
-    api_prefect_concurrency: int = Field(default=4, ge=1)
-    """Flow runs the API creates in Prefect at once; a burst of webhooks queues behind them (Prefect's SQLite
-    server answers 503 to a few dozen concurrent creates)."""
+    api_prefect_concurrency: int = Field(default=2, ge=1)
+    """Flow runs the API creates in Prefect at once; a burst of webhooks queues behind them. Prefect's SQLite
+    server answers 503 to a few dozen concurrent creates, and 2 at once had the best throughput here
+    (``bench/webhooks.py``)."""
     api_access: Path | None = None
     """The API's access file (``ApiAccessConfig``: API keys, roles, rate limit); ``HOME/api-access.yaml`` when unset."""
     sdk_config: Path | None = None
