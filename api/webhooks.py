@@ -4,9 +4,9 @@ Prefect's open-source server has no webhooks (DESIGN.md §6), so this is ours.
 The workflow must declare a ``webhook`` trigger; its configuration names the
 environment variable that holds the HMAC secret, the largest body accepted and
 how old a signed timestamp may be. Checks run cheapest first, and nothing
-unauthenticated is parsed: size from ``Content-Length``, then the timestamp,
-then the body read with a running limit, the signature, and only then JSON and
-the run inputs. The run is created from the deployment ``full_name(definition)``
+unauthenticated is parsed: the workflow, the rate limit, the timestamp, the
+size (``Content-Length``, then a running limit while the body is read), the
+signature, and only then JSON and the run inputs. The run is created from the deployment ``full_name(definition)``
 with ``{"inputs": body}``; replays are refused by ``Idempotency-Key`` (the
 signature by default), kept durably (``webhook_receipts``) and passed on to
 Prefect, so no delivery is ever run twice or lost.
@@ -158,7 +158,7 @@ async def _create_run(
 ) -> str:
     """Create the run (a few at a time: a burst queues in ``FlowRunCreator`` instead of failing in
     Prefect's database); its idempotency key makes a repeated create return the same run."""
-    from prefect.exceptions import ObjectNotFound
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
     for attempt in range(2):
         deployment_id = await deployments.id_of(client, deployment)
@@ -168,10 +168,12 @@ async def _create_run(
             run = await creator.create(
                 deployment_id, parameters=deployment_parameters(payload), idempotency_key=key, tags=[WEBHOOK_TAG]
             )
-        except ObjectNotFound:
+        except (ObjectNotFound, PrefectHTTPStatusError) as exc:
+            if isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code != 404:
+                raise
             deployments.forget(deployment)  # deleted and perhaps re-created under a new id: look it up again
             if attempt:
-                raise
+                raise _no_deployment(deployment) from None
             continue
         return str(run.id)
     raise AssertionError("unreachable")

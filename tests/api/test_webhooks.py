@@ -225,3 +225,27 @@ def test_100_concurrent_deliveries_make_exactly_100_runs(make_app: Any, hook_wor
     new = {str(r.id): r for r in runs_of(hook_workflows.deployment_id) if str(r.id) not in before}
     assert set(new) == acknowledged
     assert sorted(r.parameters["inputs"]["ticket_id"] for r in new.values()) == sorted(p["ticket_id"] for p in payloads)
+
+
+def test_a_redeployed_workflow_is_found_under_its_new_deployment_id(client: TestClient, hook_workflows: HookWorkflows) -> None:
+    """The API remembers deployment ids; one deleted and re-created (a new id) is looked up again."""
+    import yaml
+    from api_support import deploy, hook_definition
+    from prefect.client.orchestration import get_client
+
+    workflow_id = f"api-redeployed-{uuid.uuid4().hex[:6]}"
+    path = hook_workflows.folder / f"{workflow_id}.yaml"
+    path.write_text(yaml.safe_dump(hook_definition(workflow_id)))
+    first_id = deploy(path)
+    assert client.post(f"/webhooks/{workflow_id}", **signed(ticket())).status_code == 202
+    with get_client(sync_client=True) as prefect:
+        prefect.delete_deployment(uuid.UUID(first_id))
+    second_id = deploy(path)
+    assert second_id != first_id
+    accepted = client.post(f"/webhooks/{workflow_id}", **signed(ticket()))
+    assert accepted.status_code == 202
+    assert str(flow_run(accepted.json()["flow_run_id"]).deployment_id) == second_id
+    with get_client(sync_client=True) as prefect:
+        prefect.delete_deployment(uuid.UUID(second_id))
+    gone = client.post(f"/webhooks/{workflow_id}", **signed(ticket()))
+    assert gone.status_code == 404 and "agentparty deploy" in gone.json()["detail"]
