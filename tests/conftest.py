@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,9 @@ from workflow_docs import EXAMPLES
 import step_handlers
 
 from agentparty.runtime.local_service import free_port
+
+_session_prefect_api: list[str] = []
+"""The session server's API URL once ``prefect_server`` has started it."""
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +48,7 @@ def prefect_server(agentparty_home: Path, tmp_path_factory: pytest.TempPathFacto
     server.start()
     previous = os.environ.get("PREFECT_API_URL")
     os.environ["PREFECT_API_URL"] = server.api_url
+    _session_prefect_api.append(server.api_url)
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             with _temporary_global_settings_context(get_settings_context()):
@@ -53,7 +58,29 @@ def prefect_server(agentparty_home: Path, tmp_path_factory: pytest.TempPathFacto
             os.environ.pop("PREFECT_API_URL", None)
         else:
             os.environ["PREFECT_API_URL"] = previous
+        _session_prefect_api.clear()
         server.stop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_deployments_deleted() -> Iterator[None]:
+    """Each test module's deployments are deleted when it ends, and Prefect deletes their Scheduled runs with them.
+
+    Most of those runs are never run (their pools have no worker: the tests check that a trigger or a
+    webhook *created* them). Left behind, each turns Late, and the server's late-run service marking a
+    few hundred of them holds its SQLite write lock long enough to answer later modules' writes with
+    503s (seen: a scale-out test's run_deployment refused after the client's retries).
+    """
+    started = datetime.now(timezone.utc)
+    yield
+    if not _session_prefect_api:
+        return
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        created = [d.id for d in client.read_deployments(limit=200) if d.created is not None and d.created >= started]
+        for deployment_id in created:
+            client.delete_deployment(deployment_id)
 
 
 @pytest.fixture(scope="session")
