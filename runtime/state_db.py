@@ -24,6 +24,13 @@ from pathlib import Path
 BUSY_TIMEOUT_S = 30.0
 _MAX_OPEN = 32
 _local = threading.local()
+_writers: dict[Path, threading.RLock] = {}
+_writers_guard = threading.Lock()
+
+
+def _writer_lock(path: Path) -> threading.RLock:
+    with _writers_guard:
+        return _writers.setdefault(path, threading.RLock())
 
 
 def _connection(path: Path) -> sqlite3.Connection:
@@ -50,11 +57,16 @@ def state_db(path: Path, *, write: bool = False) -> Iterator[sqlite3.Connection]
     if not write:
         yield db
         return
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+    # Threads of one process take turns here: SQLite's busy handler makes a waiting writer sleep in growing
+    # steps (up to 100 ms each), so 100 threads writing at once waited 140 ms at the 99th percentile for
+    # 1 ms transactions; behind a lock they wait only for the transactions ahead. Other processes still
+    # meet at SQLite's own lock.
+    with _writer_lock(path):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
