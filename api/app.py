@@ -2,9 +2,10 @@
 
 ``app.state`` holds ``access`` (the key/role policy), ``rate_limiter``,
 ``settings``, ``workflows`` (the definition index), ``deployments`` (deployment
-ids by name), ``webhook_receipts`` and, while the app runs, ``prefect`` (the
-one Prefect client, opened by the lifespan) and ``flow_runs`` (run creation
-through it). Tests may hand in ``graph_store``.
+ids by name), ``webhook_deliveries`` (the accepted webhooks) and, while the app
+runs, ``prefect`` (the one Prefect client, opened by the lifespan) and
+``dispatcher`` (which creates the deliveries' runs through it). Tests may hand
+in ``graph_store``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from agentparty.api.docs import mount_docs
 from agentparty.api.rate_limit import RateLimiter
 from agentparty.api.security import API_KEY_HEADER, AccessPolicy
 from agentparty.api.services import DeploymentDirectory, prefect_lifespan
-from agentparty.api.webhook_receipts import WebhookReceipts
+from agentparty.api.webhook_deliveries import WebhookDeliveries
 from agentparty.api.workflow_index import WorkflowIndex
 from agentparty.models.access import ApiAccessConfig
 from agentparty.runtime.settings import Settings, get_settings
@@ -55,9 +56,9 @@ def create_app(
     app.state.settings = settings
     app.state.workflows = WorkflowIndex(search_dirs, settings.model_registry())
     app.state.deployments = DeploymentDirectory()
-    app.state.webhook_receipts = WebhookReceipts.at(settings.home)
+    app.state.webhook_deliveries = WebhookDeliveries.at(settings.home)
     app.state.graph_store = graph_store
-    app.state.prefect = app.state.flow_runs = None
+    app.state.prefect = app.state.dispatcher = None
     for module in (webhooks, resources, approvals, live):
         app.include_router(module.router)
     mount_docs(app)

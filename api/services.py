@@ -2,8 +2,9 @@
 
 One Prefect client per app, opened by the lifespan and reused by every request
 (a client per request would pay a connection set-up and an API handshake each
-time); deployments are looked up by name once and remembered. The graph store
-is the process-wide one (``configured_store``), or one a test hands in.
+time), and one webhook dispatcher on it; deployments are looked up by name once
+and remembered. The graph store is the process-wide one (``configured_store``),
+or one a test hands in.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from uuid import UUID
 
 from fastapi import FastAPI, HTTPException, Request, status
 
-from agentparty.api.flow_runs import FlowRunCreator
+from agentparty.api.webhook_dispatch import DeliveryDispatcher
 from agentparty.api.workflow_index import WorkflowIndex
 from agentparty.runtime.graph_reads import GraphReader
 from agentparty.runtime.settings import Settings
@@ -44,25 +45,29 @@ async def prefect_lifespan(app: FastAPI) -> AsyncIterator[None]:
     answer 503 instead, and ``agentparty api`` always points at a real server.
     """
     if prefect_api_url() is None:
-        app.state.prefect = app.state.flow_runs = None
+        app.state.prefect = app.state.dispatcher = None
         yield
         return
     from prefect.client.orchestration import get_client
 
     settings: Settings = app.state.settings
     async with get_client() as client:
-        app.state.prefect = client
-        app.state.flow_runs = FlowRunCreator(client, settings.api_prefect_concurrency)  # made on the serving loop
+        dispatcher = DeliveryDispatcher(  # made on the serving loop, whose primitives it uses
+            client, app.state.webhook_deliveries, app.state.deployments, settings.api_prefect_concurrency
+        )
+        app.state.prefect, app.state.dispatcher = client, dispatcher
+        dispatcher.start()  # also creates the runs of deliveries a previous process stored and did not finish
         try:
             yield
         finally:
-            app.state.prefect = app.state.flow_runs = None
+            await dispatcher.stop()
+            app.state.prefect = app.state.dispatcher = None
 
 
-def flow_run_creator(request: Request) -> FlowRunCreator:
+def dispatcher_of(request: Request) -> DeliveryDispatcher:
     prefect_client(request)  # the same 503 when there is no Prefect API
-    creator: FlowRunCreator = request.app.state.flow_runs
-    return creator
+    dispatcher: DeliveryDispatcher = request.app.state.dispatcher
+    return dispatcher
 
 
 def prefect_client(request: Request) -> PrefectClient:
@@ -122,7 +127,7 @@ def settings_of(request: Request) -> Settings:
     return settings
 
 
-def workflow_index(request: Request) -> WorkflowIndex:
+async def workflow_index(request: Request) -> WorkflowIndex:  # async: a sync dependency costs a thread hop per request
     index: WorkflowIndex = request.app.state.workflows
     return index
 

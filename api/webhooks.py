@@ -2,14 +2,18 @@
 
 Prefect's open-source server has no webhooks (DESIGN.md §6), so this is ours.
 The workflow must declare a ``webhook`` trigger; its configuration names the
-environment variable that holds the HMAC secret, the largest body accepted and
-how old a signed timestamp may be. Checks run cheapest first, and nothing
-unauthenticated is parsed: the workflow, the rate limit, the timestamp, the
-size (``Content-Length``, then a running limit while the body is read), the
-signature, and only then JSON and the run inputs. The run is created from the deployment ``full_name(definition)``
-with ``{"inputs": body}``; replays are refused by ``Idempotency-Key`` (the
-signature by default), kept durably (``webhook_receipts``) and passed on to
-Prefect, so no delivery is ever run twice or lost.
+environment variable that holds the HMAC secret, the largest body accepted, how
+old a signed timestamp may be and how long the answer waits for the run. Checks
+run cheapest first, and nothing unauthenticated is parsed: the workflow, the
+rate limit, the timestamp, the size (``Content-Length``, then a running limit
+while the body is read), the signature, and only then JSON, the run inputs and
+the deployment. A delivery that passes is stored (``webhook_deliveries``)
+before it is acknowledged, and its run, of the deployment ``full_name(definition)``
+with ``{"inputs": body}``, is created by the dispatcher (``webhook_dispatch``);
+the 202 names the run when it exists within ``waitForRunSeconds``, and always
+the delivery, whose status ``GET /webhooks/{workflow_id}/deliveries/{id}``
+tells. Replays are refused by ``Idempotency-Key`` (the signature by default),
+so no delivery is ever run twice or lost.
 """
 
 from __future__ import annotations
@@ -19,36 +23,38 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any
+from urllib.parse import quote
 
 import anyio
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from agentparty.api.flow_runs import FlowRunCreator
-from agentparty.api.services import DeploymentDirectory, flow_run_creator, prefect_client, workflow_index
+from agentparty.api.security import Principal, require
+from agentparty.api.services import DeploymentDirectory, dispatcher_of, prefect_client
 from agentparty.api.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
-from agentparty.api.webhook_receipts import WebhookReceipts, prefect_idempotency_key
+from agentparty.api.webhook_deliveries import Delivery, DeliveryStatus, WebhookDeliveries
+from agentparty.api.webhook_dispatch import no_deployment_reason
 from agentparty.api.workflow_index import IndexedWorkflow, WorkflowIndex
-from agentparty.deployments.naming import deployment_parameters, full_name
+from agentparty.deployments.naming import full_name
 from agentparty.models.workflow import WebhookTriggerConfig
-
-if TYPE_CHECKING:
-    from prefect.client.orchestration import PrefectClient
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["webhooks"])
 
 MAX_IDEMPOTENCY_KEY = 256
-WEBHOOK_TAG = "webhook"
 
 
 class WebhookAccepted(BaseModel):
-    """202: the flow run was created (Scheduled); a worker of the deployment's pool runs it."""
+    """202: the delivery is stored and its flow run created, or being created; a worker of the deployment's pool runs it."""
 
-    flow_run_id: str
+    delivery_id: str = Field(description="The delivery (the same for every arrival of its idempotency key).")
+    flow_run_id: str | None = Field(
+        description="The run, when it was created within the trigger's waitForRunSeconds; else null, and the "
+        "delivery's status (the Location header) names it once it exists."
+    )
     deployment: str = Field(description="The deployment the run belongs to, FLOW/DEPLOYMENT.")
 
 
@@ -56,7 +62,30 @@ class WebhookReplay(BaseModel):
     """409: a delivery with this idempotency key was accepted before."""
 
     detail: str
-    flow_run_id: str
+    delivery_id: str
+    flow_run_id: str | None = Field(description="The run of the first delivery; null while it is still being created.")
+
+
+class DeliveryView(BaseModel):
+    """What became of one accepted delivery."""
+
+    delivery_id: str
+    workflow: str
+    deployment: str
+    status: DeliveryStatus = Field(description="queued: its run is being created; created: it exists; failed: Prefect refused it.")
+    flow_run_id: str | None
+    received_at: float = Field(description="Unix seconds.")
+    attempts: int = Field(description="Tries to create the run so far.")
+    last_error: str | None = Field(description="Why the last try did not create the run (it is tried again).")
+    failed_reason: str | None = Field(description="Why the run will not be created; the sender's retry queues it again.")
+
+    @classmethod
+    def of(cls, delivery: Delivery) -> DeliveryView:
+        return cls(
+            delivery_id=delivery.delivery_id, workflow=delivery.workflow_id, deployment=delivery.deployment,
+            status=delivery.status, flow_run_id=delivery.flow_run_id, received_at=delivery.received_at,
+            attempts=delivery.attempts, last_error=delivery.last_error, failed_reason=delivery.failed_reason,
+        )
 
 
 class InputProblem(BaseModel):
@@ -75,10 +104,7 @@ def _refuse(code: int, detail: str, headers: Mapping[str, str] | None = None) ->
 
 
 def _no_deployment(deployment: str) -> HTTPException:
-    return _refuse(
-        status.HTTP_404_NOT_FOUND,
-        f"the workflow has no deployment {deployment!r}: run `agentparty deploy` for its definition first",
-    )
+    return _refuse(status.HTTP_404_NOT_FOUND, no_deployment_reason(deployment))
 
 
 def _webhook_of(index: WorkflowIndex, workflow_id: str) -> tuple[IndexedWorkflow, WebhookTriggerConfig]:
@@ -152,33 +178,6 @@ class _InvalidInputs(Exception):
         self.problems = problems
 
 
-async def _create_run(
-    client: PrefectClient, creator: FlowRunCreator, deployments: DeploymentDirectory, deployment: str,
-    payload: dict[str, Any], key: str,
-) -> str:
-    """Create the run (a few at a time: a burst queues in ``FlowRunCreator`` instead of failing in
-    Prefect's database); its idempotency key makes a repeated create return the same run."""
-    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
-
-    for attempt in range(2):
-        deployment_id = await deployments.id_of(client, deployment)
-        if deployment_id is None:
-            raise _no_deployment(deployment)
-        try:
-            run = await creator.create(
-                deployment_id, parameters=deployment_parameters(payload), idempotency_key=key, tags=[WEBHOOK_TAG]
-            )
-        except (ObjectNotFound, PrefectHTTPStatusError) as exc:
-            if isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code != 404:
-                raise
-            deployments.forget(deployment)  # deleted and perhaps re-created under a new id: look it up again
-            if attempt:
-                raise _no_deployment(deployment) from None
-            continue
-        return str(run.id)
-    raise AssertionError("unreachable")
-
-
 @router.post(
     "/webhooks/{workflow_id}",
     status_code=status.HTTP_202_ACCEPTED,
@@ -186,12 +185,14 @@ async def _create_run(
     responses={
         400: {"description": "The body is not JSON, or the idempotency key is too long."},
         401: {"description": "Missing, malformed or stale timestamp, or a bad signature."},
-        404: {"description": "No such workflow, no webhook trigger, or no deployment."},
+        404: {"description": "No such workflow, no webhook trigger, or no deployment (also when the deployment "
+              "vanished while the answer waited for the run)."},
         409: {"model": WebhookReplay, "description": "Replay of an accepted delivery (same Idempotency-Key)."},
         413: {"description": "Body larger than the trigger's maxBodyBytes."},
         422: {"model": InvalidInputs, "description": "The body is not valid run inputs; each problem names its field."},
         429: {"description": "Rate limit of this workflow's webhook exceeded (see Retry-After)."},
-        503: {"description": "Prefect is unreachable (the delivery was not acknowledged: retry), or no secret is configured."},
+        503: {"description": "Prefect was unreachable to look the deployment up, or no secret is configured: "
+              "the delivery was not acknowledged, retry it."},
     },
     openapi_extra={
         "requestBody": {
@@ -200,19 +201,19 @@ async def _create_run(
         }
     },
 )
-async def receive_webhook(
-    workflow_id: str,
-    request: Request,
-    index: WorkflowIndex = Depends(workflow_index),
-) -> Any:
+async def receive_webhook(workflow_id: str, request: Request) -> Any:
     """Start a run of the workflow from a signed delivery.
 
     Sign with HMAC-SHA256 over ``"{timestamp}.{raw body}"`` using the secret in
     the trigger's ``secretName`` variable; send ``X-AgentParty-Timestamp`` (unix
     seconds) and ``X-AgentParty-Signature: sha256=<hex>``. The body is the run
-    inputs as a JSON object.
+    inputs as a JSON object. The 202 comes once the delivery is stored, naming
+    its flow run if that was created within the trigger's ``waitForRunSeconds``;
+    ``Location`` is the delivery's status.
     """
-    found, config = _webhook_of(index, workflow_id)
+    # The app's index directly rather than as a dependency: FastAPI's dependency solving was a tenth of a
+    # webhook's CPU, and a burst's slowest acknowledgement waits for every request before it.
+    found, config = _webhook_of(request.app.state.workflows, workflow_id)
     await request.app.state.rate_limiter.admit(f"webhook:{workflow_id}")
     secret = _secret(config, workflow_id, os.environ)  # named by the definition, read per request: rotation needs no restart
     timestamp = _check_timestamp(request.headers.get(TIMESTAMP_HEADER), config.tolerance_seconds, time.time())
@@ -233,26 +234,56 @@ async def receive_webhook(
     client = prefect_client(request)
     deployments: DeploymentDirectory = request.app.state.deployments
     deployment = full_name(found.definition)
-    if await deployments.id_of(client, deployment) is None:
-        raise _no_deployment(deployment)
-    receipts: WebhookReceipts = request.app.state.webhook_receipts
-    receipt = await anyio.to_thread.run_sync(receipts.claim, workflow_id, key)
-    if receipt.flow_run_id is not None:
-        replay = WebhookReplay(detail=f"this delivery ({IDEMPOTENCY_HEADER}) was accepted before", flow_run_id=receipt.flow_run_id)
-        return JSONResponse(replay.model_dump(), status.HTTP_409_CONFLICT)
     try:
-        flow_run_id = await _create_run(
-            client, flow_run_creator(request), deployments, deployment, payload, prefect_idempotency_key(workflow_id, key)
-        )
-    except HTTPException:
-        raise
+        known = await deployments.id_of(client, deployment)  # remembered after the first look-up
     except Exception as exc:  # Prefect down or refusing: not acknowledged, so the sender retries
-        answer = getattr(getattr(exc, "response", None), "status_code", None)
-        logger.warning(
-            "webhook of %s not acknowledged: creating the flow run failed: %s%s",
-            workflow_id, type(exc).__name__, f" (Prefect answered {answer})" if answer else "",
+        logger.warning("webhook of %s not acknowledged: looking up %s failed: %s", workflow_id, deployment, type(exc).__name__)
+        raise _refuse(status.HTTP_503_SERVICE_UNAVAILABLE, "could not reach Prefect to find the deployment; retry the delivery") from None
+    if known is None:
+        raise _no_deployment(deployment)
+    return await _accept(request, found.definition.id, key, deployment, payload, config.wait_for_run_seconds)
+
+
+async def _accept(
+    request: Request, workflow_id: str, key: str, deployment: str, payload: dict[str, Any], wait_s: float
+) -> JSONResponse:
+    accepted, outcome = await dispatcher_of(request).submit(workflow_id, key, deployment, payload, wait_s)
+    delivery_id = accepted.delivery.delivery_id
+    location = {"Location": f"{request.scope.get('root_path', '')}/webhooks/{quote(workflow_id)}/deliveries/{delivery_id}"}
+    if not accepted.fresh:
+        replay = WebhookReplay(
+            detail=f"this delivery ({IDEMPOTENCY_HEADER}) was accepted before", delivery_id=delivery_id,
+            flow_run_id=accepted.delivery.flow_run_id,
         )
-        raise _refuse(status.HTTP_503_SERVICE_UNAVAILABLE, "could not create the flow run; retry the delivery") from None
-    await anyio.to_thread.run_sync(receipts.record_run, workflow_id, key, flow_run_id)
-    logger.info("webhook of %s accepted: flow run %s of %s", workflow_id, flow_run_id, deployment)
-    return WebhookAccepted(flow_run_id=flow_run_id, deployment=deployment)
+        return JSONResponse(replay.model_dump(), status.HTTP_409_CONFLICT, headers=location)
+    if outcome is not None and outcome.refused is not None:  # not acknowledged: the sender may fix it and retry
+        code = status.HTTP_404_NOT_FOUND if outcome.missing_deployment else status.HTTP_422_UNPROCESSABLE_CONTENT
+        raise _refuse(code, outcome.refused, location)
+    flow_run_id = outcome.flow_run_id if outcome is not None else None
+    logger.info("webhook of %s accepted: delivery %s, flow run %s", workflow_id, delivery_id, flow_run_id or "(being created)")
+    body = WebhookAccepted(delivery_id=delivery_id, flow_run_id=flow_run_id, deployment=deployment)
+    return JSONResponse(body.model_dump(), status.HTTP_202_ACCEPTED, headers=location)
+
+
+@router.get("/webhooks/{workflow_id}/deliveries/{delivery_id}", name="webhook_delivery", response_model=DeliveryView)
+async def webhook_delivery(
+    request: Request, workflow_id: str, delivery_id: str, _: Annotated[Principal, Depends(require("runs", "read"))],
+) -> DeliveryView:
+    """One accepted delivery: queued, created (with its flow run) or failed (with the reason)."""
+    deliveries: WebhookDeliveries = request.app.state.webhook_deliveries
+    delivery = await anyio.to_thread.run_sync(deliveries.get, delivery_id)
+    if delivery is None or delivery.workflow_id != workflow_id:
+        raise _refuse(status.HTTP_404_NOT_FOUND, f"no delivery {delivery_id!r} of workflow {workflow_id!r}")
+    return DeliveryView.of(delivery)
+
+
+@router.get("/webhooks/{workflow_id}/deliveries", response_model=list[DeliveryView])
+async def webhook_deliveries(
+    request: Request, workflow_id: str, _: Annotated[Principal, Depends(require("runs", "read"))],
+    status_: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[DeliveryView]:
+    """The workflow's accepted deliveries, newest first; ``?status=failed`` lists the ones Prefect refused."""
+    deliveries: WebhookDeliveries = request.app.state.webhook_deliveries
+    found = await anyio.to_thread.run_sync(deliveries.recent, workflow_id, status_, limit)
+    return [DeliveryView.of(d) for d in found]

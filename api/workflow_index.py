@@ -3,7 +3,10 @@
 Webhooks look their workflow up on every request; parsing and validating every
 definition each time would cost more than the rest of the request, so each
 file's definition is kept with its modification time and size and reloaded
-when either changes. The search path is the one deployed flow runs use
+when either changes. Even checking those (a listing and a stat per file) was a
+quarter of a webhook's CPU, so a lookup that finds its id trusts a scan up to
+``RESCAN_S`` old: an edited definition counts from at most a second later,
+while an id not known yet, and every listing, always scans. The search path is the one deployed flow runs use
 (``agentparty.flows.deployed.search_dirs``: ``AGENTPARTY_WORKFLOWS`` or the
 working directory), so an id means the same definition to the API and to the
 flow run it starts. Where two files share an id, the first directory wins,
@@ -13,6 +16,7 @@ then the first file by name, as for deployed entrypoints.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +45,8 @@ class InvalidWorkflow:
 _Entry = IndexedWorkflow | InvalidWorkflow | None
 """None: the file is not a workflow definition (a template, a config)."""
 
+RESCAN_S = 1.0
+
 
 def _load(path: Path, registry: ModelRegistry | None) -> _Entry:
     from agentparty.flows.definitions import load_workflow
@@ -63,6 +69,8 @@ class WorkflowIndex:
         self._registry = registry
         self._files: dict[Path, tuple[tuple[int, int], _Entry]] = {}
         self._lock = threading.Lock()
+        self._found: dict[str, IndexedWorkflow] = {}
+        self._scanned_at = float("-inf")
 
     def _entry(self, path: Path) -> _Entry:
         try:
@@ -92,7 +100,10 @@ class WorkflowIndex:
                         found.setdefault(entry.definition.id, entry)
                     elif isinstance(entry, InvalidWorkflow):
                         invalid.append(entry)
+            self._found, self._scanned_at = found, time.monotonic()
         return found, invalid
 
     def get(self, workflow_id: str) -> IndexedWorkflow | None:
+        if time.monotonic() - self._scanned_at < RESCAN_S and (recent := self._found.get(workflow_id)) is not None:
+            return recent
         return self.scan()[0].get(workflow_id)

@@ -438,6 +438,9 @@ class WebhookTriggerConfig(CamelModel):
     max_body_bytes: PositiveStrictInt = 1_048_576
     tolerance_seconds: PositiveStrictInt = 300
     """How old a signed timestamp may be before the request counts as stale."""
+    wait_for_run_seconds: Annotated[float, Field(ge=0, le=30)] = 2.0
+    """How long the 202 waits for the flow run to exist, so that it can name it. The delivery is stored before
+    that wait, and its run is created either way; 0 acknowledges as soon as it is stored (bursty senders)."""
 
 
 class _Trigger(CamelModel):
@@ -502,6 +505,7 @@ class WorkflowDefinition(CamelModel):
     team_size: Annotated[int, Field(ge=1, le=20)] | None = None
     """Extension: most agents the recommender may put in the team (default: staffed capabilities + 1, 2 to 5)."""
     _analysis: WorkflowGraph | None = PrivateAttr(default=None)
+    _input_validators: dict[str, Any] | None = PrivateAttr(default=None)
     parallel: bool = True
     """When false, steps run one at a time in definition order (dependencies still respected)."""
     max_concurrency: PositiveStrictInt | None = None
@@ -592,8 +596,10 @@ class WorkflowDefinition(CamelModel):
 
     def resolve_run_inputs(self, values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         """Apply defaults and check run inputs against ``inputs``; returns (inputs, problems)."""
-        from jsonschema import Draft202012Validator
+        if self._input_validators is None:  # built once: a webhook checks every delivery's inputs
+            from jsonschema import Draft202012Validator
 
+            self._input_validators = {name: Draft202012Validator(schema) for name, schema in self.inputs.items()}
         problems = [f"inputs.{name}: unknown input (declared: {', '.join(sorted(self.inputs)) or 'none'})" for name in values if name not in self.inputs]
         resolved: dict[str, Any] = {}
         for name, schema in self.inputs.items():
@@ -604,7 +610,7 @@ class WorkflowDefinition(CamelModel):
             else:
                 problems.append(f"inputs.{name}: required input is missing")
                 continue
-            for error in Draft202012Validator(schema).iter_errors(value):
+            for error in self._input_validators[name].iter_errors(value):
                 where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
                 problems.append(f"inputs.{name}{where}: {error.message}")
             resolved[name] = value

@@ -64,9 +64,9 @@ class Settings(BaseSettings):
     api_port: int = 8700
     """Where ``agentparty api`` listens."""
     api_prefect_concurrency: int = Field(default=2, ge=1)
-    """Flow runs the API creates in Prefect at once; a burst of webhooks queues behind them. Prefect's SQLite
-    server answers 503 to a few dozen concurrent creates, and 2 at once had the best throughput here
-    (``bench/webhooks.py``)."""
+    """Flow runs the API's webhook dispatcher creates in Prefect at once; a burst of deliveries waits in the
+    delivery store behind them. Prefect's SQLite server answers 503 to a few dozen concurrent creates and
+    more at once only queue for its write lock (``bench/webhooks.py``)."""
     api_access: Path | None = None
     """The API's access file (``ApiAccessConfig``: API keys, roles, rate limit); ``HOME/api-access.yaml`` when unset."""
     sdk_config: Path | None = None

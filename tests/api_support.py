@@ -30,7 +30,11 @@ def auth(role: str) -> dict[str, str]:
 
 
 def hook_definition(workflow_id: str, *, webhook: dict[str, Any] | None = None, manual_only: bool = False) -> dict[str, Any]:
-    trigger = {"type": "webhook", "configuration": {"secretName": SECRET_ENV, "maxBodyBytes": 2048, "toleranceSeconds": 60, **(webhook or {})}}
+    """A webhook workflow whose 202 waits long enough for its run to exist, however loaded the test machine is."""
+    trigger = {
+        "type": "webhook",
+        "configuration": {"secretName": SECRET_ENV, "maxBodyBytes": 2048, "toleranceSeconds": 60, "waitForRunSeconds": 30, **(webhook or {})},
+    }
     return {
         "id": workflow_id,
         "name": f"Api hook {workflow_id}",
@@ -48,12 +52,15 @@ class HookWorkflows:
     folder: Path
     deployed: str
     """Has a webhook trigger and a deployment."""
+    unwaited: str
+    """Deployed; its webhook answers as soon as a delivery is stored (``waitForRunSeconds: 0``)."""
     undeployed: str
     """Has a webhook trigger, no deployment."""
     manual: str
     """Deployed, but no webhook trigger."""
     deployment: str
     deployment_id: str
+    unwaited_deployment_id: str
 
 
 def deploy(path: Path) -> str:
@@ -73,3 +80,16 @@ def signed(payload: Any, secret: str = SECRET, timestamp: int | None = None, **e
     """``content`` and ``headers`` for a signed webhook post."""
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     return {"content": body, "headers": {**signature_headers(secret, body, timestamp), **extra}}
+
+
+def delivery_of(client: Any, accepted: Any, *, created_within: float = 120.0) -> dict[str, Any]:
+    """The delivery a 202 or 409 names, read from its ``Location`` until its run exists (or it failed)."""
+    import time
+
+    deadline = time.monotonic() + created_within
+    while True:
+        view = client.get(accepted.headers["Location"], headers=auth("viewer"))
+        assert view.status_code == 200, view.text
+        if view.json()["status"] != "queued" or time.monotonic() > deadline:
+            return dict(view.json())
+        time.sleep(0.2)

@@ -43,20 +43,25 @@ def hook_workflows(prefect_server: str, tmp_path_factory: pytest.TempPathFactory
     folder = tmp_path_factory.mktemp("api-workflows")
     (folder / "api_handlers.py").write_text(HANDLERS)
     tag = uuid.uuid4().hex[:8]
-    ids = {"deployed": f"api-hook-{tag}", "undeployed": f"api-hook-undeployed-{tag}", "manual": f"api-manual-{tag}"}
+    ids = {
+        "deployed": f"api-hook-{tag}", "unwaited": f"api-hook-unwaited-{tag}",
+        "undeployed": f"api-hook-undeployed-{tag}", "manual": f"api-manual-{tag}",
+    }
     paths = {}
     for kind, workflow_id in ids.items():
+        webhook = {"waitForRunSeconds": 0} if kind == "unwaited" else None
         paths[kind] = folder / f"{workflow_id}.yaml"
-        paths[kind].write_text(yaml.safe_dump(hook_definition(workflow_id, manual_only=kind == "manual")))
+        paths[kind].write_text(yaml.safe_dump(hook_definition(workflow_id, webhook=webhook, manual_only=kind == "manual")))
     deployment_id = deploy(paths["deployed"])
+    unwaited_deployment_id = deploy(paths["unwaited"])
     deploy(paths["manual"])
     saved = {name: os.environ.get(name) for name in (WORKFLOWS_ENV, SECRET_ENV)}
     os.environ[WORKFLOWS_ENV] = str(folder)
     os.environ[SECRET_ENV] = SECRET
     try:
         yield HookWorkflows(
-            folder, ids["deployed"], ids["undeployed"], ids["manual"],
-            full_name(load_workflow(paths["deployed"])), deployment_id,
+            folder, ids["deployed"], ids["unwaited"], ids["undeployed"], ids["manual"],
+            full_name(load_workflow(paths["deployed"])), deployment_id, unwaited_deployment_id,
         )
     finally:
         for name, value in saved.items():

@@ -1,9 +1,8 @@
-"""Webhooks against a real Prefect server: signature, staleness, size, replay, inputs, and 100 at once."""
+"""Webhooks against a real Prefect server: signature, staleness, size, replay, inputs, durability, and 100 at once."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,11 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-from api_support import SECRET, SECRET_ENV, HookWorkflows, access_config, signed
+from api_support import SECRET, SECRET_ENV, HookWorkflows, access_config, auth, delivery_of, signed
 from fastapi.testclient import TestClient
 
 from agentparty.api.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER
-from agentparty.api.webhook_receipts import WebhookReceipts, prefect_idempotency_key
+from agentparty.api.webhook_deliveries import WebhookDeliveries, delivery_id_for, prefect_idempotency_key
 
 
 @pytest.fixture
@@ -62,6 +61,34 @@ def test_a_signed_delivery_creates_a_scheduled_run_with_the_inputs(client: TestC
     assert str(run.deployment_id) == hook_workflows.deployment_id
     assert run.state.is_scheduled()
     assert "webhook" in run.tags
+    status = delivery_of(client, response)
+    assert (status["delivery_id"], status["status"], status["flow_run_id"]) == (body["delivery_id"], "created", body["flow_run_id"])
+    assert status["attempts"] == 1 and status["failed_reason"] is None
+
+
+def test_an_unwaited_acknowledgement_names_the_delivery_whose_run_follows(client: TestClient, hook_workflows: HookWorkflows) -> None:
+    payload = ticket()
+    response = client.post(f"/webhooks/{hook_workflows.unwaited}", **signed(payload))
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert response.headers["Location"] == f"/webhooks/{hook_workflows.unwaited}/deliveries/{body['delivery_id']}"
+    status = delivery_of(client, response)
+    assert status["status"] == "created"
+    assert body["flow_run_id"] in (None, status["flow_run_id"])
+    run = flow_run(status["flow_run_id"])
+    assert run.parameters == {"inputs": payload} and str(run.deployment_id) == hook_workflows.unwaited_deployment_id
+    listed = client.get(f"/webhooks/{hook_workflows.unwaited}/deliveries?status=created", headers=auth("viewer")).json()
+    assert status["delivery_id"] in [d["delivery_id"] for d in listed]
+
+
+def test_delivery_status_needs_a_key_and_names_only_the_workflow_s_own(client: TestClient, hook_workflows: HookWorkflows) -> None:
+    accepted = client.post(f"/webhooks/{hook_workflows.deployed}", **signed(ticket()))
+    location = accepted.headers["Location"]
+    assert client.get(location).status_code == 401
+    assert client.get(location, headers=auth("viewer")).status_code == 200
+    elsewhere = location.replace(hook_workflows.deployed, hook_workflows.unwaited)
+    assert client.get(elsewhere, headers=auth("viewer")).status_code == 404
+    assert client.get(f"/webhooks/{hook_workflows.deployed}/deliveries?status=lost", headers=auth("viewer")).status_code == 422
 
 
 def test_a_missing_or_wrong_signature_is_401(client: TestClient, hook_workflows: HookWorkflows) -> None:
@@ -101,33 +128,91 @@ def test_an_idempotency_key_identifies_a_delivery_across_signatures(client: Test
     assert again.json()["flow_run_id"] == first.json()["flow_run_id"]
 
 
-def test_a_crash_before_the_acknowledgement_neither_loses_nor_duplicates_the_run(
-    client: TestClient, hook_workflows: HookWorkflows, api_home: Any
+def _settled(deliveries: WebhookDeliveries, delivery_id: str, timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while (found := deliveries.get(delivery_id)) is None or found.status == "queued":
+        assert time.monotonic() < deadline, f"delivery {delivery_id} still queued after {timeout:.0f}s"
+        time.sleep(0.2)
+    return found
+
+
+def test_a_crash_after_the_acknowledgement_neither_loses_nor_duplicates_the_run(
+    make_app: Any, hook_workflows: HookWorkflows, api_home: Any
 ) -> None:
-    """Key recorded but no run (crash before creating it), and run created but not recorded (crash after)."""
+    """Stored but no run (the process died before creating it), and run created but not recorded (died after)."""
     from prefect.client.orchestration import get_client
 
-    workflow = hook_workflows.deployed
-    receipts = WebhookReceipts.at(api_home)
-    lost = signed(ticket(), **{IDEMPOTENCY_HEADER: f"crash-before-{uuid.uuid4()}"})
-    assert receipts.claim(workflow, lost["headers"][IDEMPOTENCY_HEADER]).fresh  # the crashed attempt got this far
-    retried = client.post(f"/webhooks/{workflow}", **lost)
-    assert retried.status_code == 202
-    assert flow_run(retried.json()["flow_run_id"]).parameters["inputs"] == json.loads(lost["content"])
-
-    key = f"crash-after-{uuid.uuid4()}"
-    payload = ticket()
-    receipts.claim(workflow, key)
-    with get_client(sync_client=True) as prefect:  # the crashed attempt created the run, then died before recording it
+    workflow, deployment = hook_workflows.deployed, hook_workflows.deployment
+    deliveries = WebhookDeliveries.at(api_home)
+    lost_key, lost = f"crash-before-{uuid.uuid4()}", ticket()
+    assert deliveries.accept(workflow, lost_key, deployment, lost).fresh  # acknowledged, then the process died
+    made_key, made_payload = f"crash-after-{uuid.uuid4()}", ticket()
+    deliveries.accept(workflow, made_key, deployment, made_payload)
+    with get_client(sync_client=True) as prefect:  # this one's run was created just before the process died
         made = prefect.create_flow_run_from_deployment(
-            uuid.UUID(hook_workflows.deployment_id), parameters={"inputs": payload}, idempotency_key=prefect_idempotency_key(workflow, key)
+            uuid.UUID(hook_workflows.deployment_id), parameters={"inputs": made_payload},
+            idempotency_key=prefect_idempotency_key(workflow, made_key),
         )
     before = len(runs_of(hook_workflows.deployment_id))
-    retried = client.post(f"/webhooks/{workflow}", **signed(payload, **{IDEMPOTENCY_HEADER: key}))
-    assert retried.status_code == 202
-    assert retried.json()["flow_run_id"] == str(made.id)
-    assert len(runs_of(hook_workflows.deployment_id)) == before
-    assert client.post(f"/webhooks/{workflow}", **signed(payload, **{IDEMPOTENCY_HEADER: key})).status_code == 409
+
+    with TestClient(make_app()) as client:  # the next start's dispatcher finishes both
+        recovered = _settled(deliveries, delivery_id_for(workflow, lost_key))
+        recorded = _settled(deliveries, delivery_id_for(workflow, made_key))
+        assert recovered.status == recorded.status == "created"
+        assert flow_run(recovered.flow_run_id).parameters == {"inputs": lost}
+        assert recorded.flow_run_id == str(made.id)
+        assert len(runs_of(hook_workflows.deployment_id)) == before + 1
+        # the senders' retries of the same deliveries are replays naming those runs
+        replay = client.post(f"/webhooks/{workflow}", **signed(lost, **{IDEMPOTENCY_HEADER: lost_key}))
+        assert replay.status_code == 409 and replay.json()["flow_run_id"] == recovered.flow_run_id
+
+
+def test_a_delivery_stored_while_prefect_is_down_is_created_once_it_is_back(
+    make_app: Any, hook_workflows: HookWorkflows, api_home: Any
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    from agentparty.api.services import DeploymentDirectory
+    from agentparty.api.webhook_dispatch import DeliveryDispatcher
+    from agentparty.runtime.local_service import free_port
+
+    deliveries = WebhookDeliveries.at(api_home)
+    key, payload = f"outage-{uuid.uuid4()}", ticket()
+    delivery_id = deliveries.accept(hook_workflows.deployed, key, hook_workflows.deployment, payload).delivery.delivery_id
+
+    async def dispatch_while_down() -> None:
+        nobody = f"http://127.0.0.1:{free_port()}/api"
+        with temporary_settings(updates={PREFECT_API_URL: nobody, PREFECT_CLIENT_MAX_RETRIES: 0}):
+            async with get_client() as down:
+                dispatcher = DeliveryDispatcher(down, deliveries, DeploymentDirectory(), 2)
+                dispatcher.start()
+                deadline = time.monotonic() + 60
+                while deliveries.get(delivery_id).attempts < 2:  # type: ignore[union-attr]
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.1)
+                await dispatcher.stop()
+
+    asyncio.run(dispatch_while_down())
+    waiting = deliveries.get(delivery_id)
+    assert waiting is not None and waiting.status == "queued" and waiting.last_error
+    with TestClient(make_app()):
+        created = _settled(deliveries, delivery_id)
+    assert created.status == "created" and flow_run(created.flow_run_id).parameters == {"inputs": payload}
+
+
+def test_a_delivery_whose_deployment_cannot_be_looked_up_is_503_and_not_stored(
+    make_app: Any, hook_workflows: HookWorkflows, api_home: Any
+) -> None:
+    from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    from agentparty.runtime.local_service import free_port
+
+    with temporary_settings(updates={PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api", PREFECT_CLIENT_MAX_RETRIES: 0}):
+        with TestClient(make_app()) as client:
+            response = client.post(f"/webhooks/{hook_workflows.deployed}", **signed(ticket()))
+    assert response.status_code == 503 and "retry" in response.json()["detail"]
+    assert WebhookDeliveries.at(api_home).recent(hook_workflows.deployed) == []
 
 
 def test_a_body_over_max_body_bytes_is_413(client: TestClient, hook_workflows: HookWorkflows) -> None:
@@ -198,32 +283,40 @@ def test_the_example_webhook_triage_accepts_a_ticket(make_app: Any, prefect_serv
     with TestClient(make_app()) as client:
         accepted = client.post("/webhooks/webhook-triage", **signed(payload))
         assert accepted.status_code == 202, accepted.text
-        assert flow_run(accepted.json()["flow_run_id"]).parameters == {"inputs": payload}
+        # the example waits 2 s for its run (the default): on a loaded machine the delivery's status names it
+        run_id = accepted.json()["flow_run_id"] or delivery_of(client, accepted)["flow_run_id"]
+        assert flow_run(run_id).parameters == {"inputs": payload}
         refused = client.post("/webhooks/webhook-triage", **signed({**payload, "customer_tier": "gold"}))
         assert refused.status_code == 422 and refused.json()["detail"][0]["field"] == "inputs.customer_tier"
 
 
 @pytest.mark.slow
-def test_100_concurrent_deliveries_make_exactly_100_runs(make_app: Any, hook_workflows: HookWorkflows) -> None:
-    """A real uvicorn server; every delivery distinct: none lost, none duplicated."""
+def test_100_concurrent_deliveries_make_exactly_100_runs(make_app: Any, hook_workflows: HookWorkflows, api_home: Any) -> None:
+    """A real uvicorn server; every delivery distinct and acknowledged once stored: none lost, none duplicated."""
     from agentparty.api.serve import serving
     from agentparty.runtime.local_service import free_port
 
-    before = {str(r.id) for r in runs_of(hook_workflows.deployment_id)}
+    workflow = hook_workflows.unwaited
+    before = {str(r.id) for r in runs_of(hook_workflows.unwaited_deployment_id)}
     payloads = [{"ticket_id": f"C-{i}", "priority": 1 + i % 5} for i in range(100)]
 
     async def deliver(base_url: str) -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=100)
         async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=120) as http:
-            return await asyncio.gather(*(http.post(f"/webhooks/{hook_workflows.deployed}", **signed(p)) for p in payloads))
+            return await asyncio.gather(*(http.post(f"/webhooks/{workflow}", **signed(p)) for p in payloads))
 
+    deliveries = WebhookDeliveries.at(api_home)
     with serving(make_app(), free_port()) as base_url:
         responses = asyncio.run(deliver(base_url))
-    assert [r.status_code for r in responses] == [202] * 100, {r.status_code: r.text for r in responses}
-    acknowledged = {r.json()["flow_run_id"] for r in responses}
-    assert len(acknowledged) == 100
-    new = {str(r.id): r for r in runs_of(hook_workflows.deployment_id) if str(r.id) not in before}
-    assert set(new) == acknowledged
+        assert [r.status_code for r in responses] == [202] * 100, {r.status_code: r.text for r in responses}
+        acknowledged = [r.json()["delivery_id"] for r in responses]
+        assert len(set(acknowledged)) == 100
+        settled = [_settled(deliveries, delivery_id, timeout=300) for delivery_id in acknowledged]
+    assert {d.status for d in settled} == {"created"}
+    created = {d.flow_run_id for d in settled}
+    assert len(created) == 100
+    new = {str(r.id): r for r in runs_of(hook_workflows.unwaited_deployment_id) if str(r.id) not in before}
+    assert set(new) == created
     assert sorted(r.parameters["inputs"]["ticket_id"] for r in new.values()) == sorted(p["ticket_id"] for p in payloads)
 
 
@@ -247,5 +340,13 @@ def test_a_redeployed_workflow_is_found_under_its_new_deployment_id(client: Test
     assert str(flow_run(accepted.json()["flow_run_id"]).deployment_id) == second_id
     with get_client(sync_client=True) as prefect:
         prefect.delete_deployment(uuid.UUID(second_id))
-    gone = client.post(f"/webhooks/{workflow_id}", **signed(ticket()))
+    delivery = signed(ticket())
+    gone = client.post(f"/webhooks/{workflow_id}", **delivery)
     assert gone.status_code == 404 and "agentparty deploy" in gone.json()["detail"]
+    failed = client.get(gone.headers["Location"], headers=auth("viewer")).json()
+    assert failed["status"] == "failed" and "agentparty deploy" in failed["failed_reason"]
+    # deployed again, the sender's retry of the refused delivery runs it
+    third_id = deploy(path)
+    retried = client.post(f"/webhooks/{workflow_id}", **delivery)
+    assert retried.status_code == 202, retried.text
+    assert str(flow_run(retried.json()["flow_run_id"]).deployment_id) == third_id
