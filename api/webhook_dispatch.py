@@ -48,9 +48,35 @@ BATCH = 100
 BACKOFF_S = (1.0, 30.0)
 """First and longest pause after Prefect failed to take a run."""
 ACKNOWLEDGEMENTS_FIRST_S = 0.1
-"""How long a run's creation gives way to deliveries being stored. A burst's acknowledgements share the
-event loop with the creations of its first runs; going first, the slowest of 100 came 20-30 ms sooner
-here. A delivery's run is then created at most this much later, however busy the intake."""
+"""How long a run's creation gives way to deliveries on their way in (see :class:`Arrival`). A burst's
+acknowledgements share the event loop with the creations of its first runs; going first, the slowest of
+100 came 20-60 ms sooner here. A run is then created at most this much later, however busy the intake."""
+
+
+class Arrival:
+    """A delivery on its way in, from the webhook route's first check until it is stored or refused.
+
+    While any is, run creation waits (up to ``ACKNOWLEDGEMENTS_FIRST_S``); a request waiting for its run
+    after storing is no longer arriving, or it would hold up its own run. ``end`` may be called twice.
+    """
+
+    def __init__(self, dispatcher: DeliveryDispatcher) -> None:
+        self._dispatcher: DeliveryDispatcher | None = dispatcher
+        dispatcher._arriving += 1
+        dispatcher._intake_quiet.clear()
+
+    def end(self) -> None:
+        dispatcher, self._dispatcher = self._dispatcher, None
+        if dispatcher is not None:
+            dispatcher._arriving -= 1
+            if not dispatcher._arriving:
+                dispatcher._intake_quiet.set()
+
+    def __enter__(self) -> Arrival:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.end()
 
 
 @dataclass(frozen=True)
@@ -75,7 +101,7 @@ class DeliveryDispatcher:
         self._look_again = asyncio.Event()
         """Set when the store is worth reading before the next poll: a full scan drained, or a pause began."""
         self._more_queued = False
-        self._storing_now = 0
+        self._arriving = 0
         self._intake_quiet = asyncio.Event()
         self._intake_quiet.set()
         self._in_flight: set[str] = set()
@@ -89,22 +115,22 @@ class DeliveryDispatcher:
 
     # -- for the webhook route ----------------------------------------------------------------
 
+    def arrival(self) -> Arrival:
+        """Call when a delivery comes in; pass it to ``submit`` (or leave its ``with`` block when refused)."""
+        return Arrival(self)
+
     async def submit(
-        self, workflow_id: str, key: str, deployment: str, inputs: dict[str, Any], wait_s: float,
+        self, workflow_id: str, key: str, deployment: str, inputs: dict[str, Any], wait_s: float, arrival: Arrival,
     ) -> tuple[Acceptance, Outcome | None]:
         """Store a delivery and, if it is new, wait up to ``wait_s`` seconds for its outcome (None: still queued)."""
         delivery_id = delivery_id_for(workflow_id, key)
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(delivery_id, set()).add(future)  # before storing: the run may be created at once
-        self._storing_now += 1
-        self._intake_quiet.clear()
         try:
             try:
                 accepted = await self._store((workflow_id, key, deployment, inputs))
             finally:
-                self._storing_now -= 1
-                if not self._storing_now:
-                    self._intake_quiet.set()
+                arrival.end()
             if not accepted.fresh:
                 return accepted, None
             self._enqueue(accepted.delivery)

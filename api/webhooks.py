@@ -18,6 +18,7 @@ so no delivery is ever run twice or lost.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ from agentparty.api.security import Principal, require
 from agentparty.api.services import DeploymentDirectory, dispatcher_of, prefect_client
 from agentparty.api.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from agentparty.api.webhook_deliveries import Delivery, DeliveryStatus, WebhookDeliveries
-from agentparty.api.webhook_dispatch import no_deployment_reason
+from agentparty.api.webhook_dispatch import Arrival, DeliveryDispatcher, no_deployment_reason
 from agentparty.api.workflow_index import IndexedWorkflow, WorkflowIndex
 from agentparty.deployments.naming import full_name
 from agentparty.models.workflow import WebhookTriggerConfig
@@ -214,7 +215,14 @@ async def receive_webhook(workflow_id: str, request: Request) -> Any:
     # The app's index directly rather than as a dependency: FastAPI's dependency solving was a tenth of a
     # webhook's CPU, and a burst's slowest acknowledgement waits for every request before it.
     found, config = _webhook_of(request.app.state.workflows, workflow_id)
-    await request.app.state.rate_limiter.admit(f"webhook:{workflow_id}")
+    await request.app.state.rate_limiter.admit(f"webhook:{workflow_id}")  # a queued request is not arriving yet
+    dispatcher: DeliveryDispatcher | None = request.app.state.dispatcher  # None without a Prefect API: 503 below
+    with dispatcher.arrival() if dispatcher is not None else contextlib.nullcontext() as arrival:
+        return await _receive(request, found, config, arrival)
+
+
+async def _receive(request: Request, found: IndexedWorkflow, config: WebhookTriggerConfig, arrival: Arrival | None) -> Any:
+    workflow_id = found.definition.id
     secret = _secret(config, workflow_id, os.environ)  # named by the definition, read per request: rotation needs no restart
     timestamp = _check_timestamp(request.headers.get(TIMESTAMP_HEADER), config.tolerance_seconds, time.time())
     presented = request.headers.get(SIGNATURE_HEADER)
@@ -241,13 +249,14 @@ async def receive_webhook(workflow_id: str, request: Request) -> Any:
         raise _refuse(status.HTTP_503_SERVICE_UNAVAILABLE, "could not reach Prefect to find the deployment; retry the delivery") from None
     if known is None:
         raise _no_deployment(deployment)
-    return await _accept(request, found.definition.id, key, deployment, payload, config.wait_for_run_seconds)
+    assert arrival is not None  # a Prefect API means a dispatcher
+    return await _accept(request, found.definition.id, key, deployment, payload, config.wait_for_run_seconds, arrival)
 
 
 async def _accept(
-    request: Request, workflow_id: str, key: str, deployment: str, payload: dict[str, Any], wait_s: float
+    request: Request, workflow_id: str, key: str, deployment: str, payload: dict[str, Any], wait_s: float, arrival: Arrival,
 ) -> JSONResponse:
-    accepted, outcome = await dispatcher_of(request).submit(workflow_id, key, deployment, payload, wait_s)
+    accepted, outcome = await dispatcher_of(request).submit(workflow_id, key, deployment, payload, wait_s, arrival)
     delivery_id = accepted.delivery.delivery_id
     location = {"Location": f"{request.scope.get('root_path', '')}/webhooks/{quote(workflow_id)}/deliveries/{delivery_id}"}
     if not accepted.fresh:
