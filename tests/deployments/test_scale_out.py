@@ -1,11 +1,14 @@
-"""Two `agentparty worker` processes on one pool: runs spread over both, and budgets and breakers hold across them."""
+"""Two `agentparty worker` processes on one pool: runs spread over both, and rate limits, budgets and breakers hold across them."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +23,11 @@ from agentparty.runtime.budgets import Budget, BudgetLedger
 pytestmark = pytest.mark.slow
 RUNS = 20
 USER_BUDGET = 1500
+LIMITED_MODEL = "simulated-large"
+LIMITED_RUNS = 8
+BURST = 3
+RATE_LIMIT = {"provider": "simulated", "requests_per_minute": 1, "burst_limit": BURST, "penalty_strategy": "reject"}
+"""The workers' only rate limit: three calls at once, then one a minute, refused beyond that."""
 
 
 @pytest.fixture
@@ -36,6 +44,7 @@ def two_workers(prefect_server: str, agentparty_home: Path, tmp_path: Path) -> I
         "AGENTPARTY_USER_TOKEN_BUDGET": str(USER_BUDGET),
         "AGENTPARTY_GRAPH": "off",
         "AGENTPARTY_EVENTS": "off",
+        "AGENTPARTY_AGENT_RUNTIME": json.dumps({"models": {LIMITED_MODEL: RATE_LIMIT}}),
     }
     command = str(Path(sys.executable).with_name("agentparty"))
     workers = [
@@ -52,6 +61,22 @@ def two_workers(prefect_server: str, agentparty_home: Path, tmp_path: Path) -> I
             worker.terminate()
         for worker in workers:
             worker.wait(timeout=30)
+
+
+def _small_template(home: Path) -> str:
+    """A published template on the rate-limited model whose calls reserve little of the user budget
+    (an ad-hoc agent reserves ~550 tokens a call: eight at once would be refused by the budget first)."""
+    from agentparty.models.api import CreateAgentTemplateRequest
+    from agentparty.tasks.templates import TemplateRegistry
+
+    name = f"scale-limited-{uuid.uuid4().hex[:6]}"
+    templates = TemplateRegistry.at(home)
+    templates.create(CreateAgentTemplateRequest(
+        name=name, description="Answers in a few words", model=LIMITED_MODEL, parameters={"max_tokens": 16},
+        personality="terse", capabilities=["summarisation"], approval_required=False, governance_rules={"transitions": {}},
+    ))
+    templates.publish(name, "1.0.0")
+    return name
 
 
 def _submit(name: str, inputs: dict[str, Any]) -> Any:
@@ -92,7 +117,28 @@ def test_two_workers_share_the_runs_the_budget_and_the_breaker(two_workers: dict
         },
     }
     write_definition(workflow_dir, flaky)
+    limited = stamp_workflow("scale-limited", [{"type": "manual"}], errorHandling={"retryAttempts": 0, "backoffStrategy": "fixed", "fallbackAction": "abort"})
+    limited["steps"].append(
+        {"id": "ask", "type": "task", "configuration": {"agent": _small_template(two_workers["home"]), "prompt": "Summarise ${inputs.label}"}}
+    )
+    write_definition(workflow_dir, limited)
     deployed = {d.workflow_id: d for d in deploy_workflows(load_sources([workflow_dir]), work_pool=two_workers["pool"])}
+
+    # one rate limit across both workers: the burst is shared, so only BURST calls (and what decays back
+    # meanwhile, one a minute) get through, where two per-process limits would have let 2 x BURST through
+    started = time.monotonic()
+    for i in range(LIMITED_RUNS):
+        _submit("Scale Limited/scale-limited", {"label": f"limited-{i}", "sleep": 1.5})
+    limited_runs = wait_for(lambda: _finished(deployed["scale-limited"].deployment_id, LIMITED_RUNS), 600, "rate-limited runs", interval=1)
+    elapsed = time.monotonic() - started
+    limited_results = [_result(run) for run in limited_runs]
+    admitted = [r for r in limited_results if r.status.value == "completed"]
+    limited_out = [r for r in limited_results if r.status.value == "failed"]
+    print(f"rate-limited: {len(admitted)} of {LIMITED_RUNS} calls admitted in {elapsed:.0f} s across both workers")
+    assert {r.steps["stamp"].output["worker_pid"] for r in limited_results} == two_workers["pids"]
+    assert 1 <= len(admitted) <= BURST + math.ceil(elapsed / 60), (len(admitted), elapsed)
+    assert len(admitted) + len(limited_out) == LIMITED_RUNS
+    assert all("rate limit reached" in (r.steps["ask"].reason or "") for r in limited_out)
 
     for i in range(RUNS):
         _submit("Scale Work/scale-work", {"label": f"run-{i}", "sleep": 1.5})
@@ -112,9 +158,10 @@ def test_two_workers_share_the_runs_the_budget_and_the_breaker(two_workers: dict
     by_worker = {pid: [s for s in stamps if s["worker_pid"] == pid] for pid in two_workers["pids"]}
     a, b = by_worker.values()
     assert any(x["started"] < y["ended"] and y["started"] < x["ended"] for x in a for y in b)
-    # one user budget across both workers: never overspent, and the runs past it were refused before calling
+    # one user budget across both workers (the rate-limited calls that got through spent from it too):
+    # never overspent, and the runs past it were refused before calling
     used = BudgetLedger(two_workers["home"] / "state" / "budgets.sqlite").usage(Budget("user", two_workers["user"], USER_BUDGET))
-    assert used.used == sum(r.tokens for r in completed) <= USER_BUDGET
+    assert used.used == sum(r.tokens for r in [*completed, *admitted]) <= USER_BUDGET
     assert completed and refused
     assert all("user budget" in (r.steps["ask"].reason or "") for r in refused)
 
