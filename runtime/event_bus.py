@@ -109,6 +109,22 @@ def bus_for(
         return bus
 
 
+def close_buses(timeout: float = 5.0) -> None:
+    """Stop every bus's relay thread and producer; what is not delivered yet stays in its outbox.
+
+    For a process that outlives the broker it used (the test session stops its
+    broker before it exits): otherwise librdkafka keeps reconnecting, and logging
+    each refused connection, until the process ends. Not registered with atexit: a
+    relay in the middle of a flush to an unreachable broker would hold up the exit.
+    """
+    with _LOCK:
+        buses = list(_BUSES.values())
+        _BUSES.clear()
+    for bus in buses:
+        if bus.relay is not None:
+            bus.relay.stop(timeout)
+
+
 def kafka_config(settings: Settings) -> KafkaConfig | None:
     """The configured cluster, or the local broker when it runs (``agentparty up``)."""
     if settings.kafka is not None:

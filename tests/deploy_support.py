@@ -76,3 +76,36 @@ def flow_runs_of(deployment_id: str) -> list[Any]:
             )
 
     return asyncio.run(read())
+
+
+PROBE = "probe"
+
+
+def wait_until_automation_reacts(deployment_id: str, emit_probe: Callable[[int], None], timeout: float = 60) -> None:
+    """Emit probe events until one of them starts a run of the deployment: its automation is live from then on.
+
+    Prefect answers an automation's creation before its trigger service has loaded it
+    (on SQLite the load is a task scheduled after the commit; under load it has taken
+    longer than the 17 ms a test took to emit its event), and an event evaluated before
+    then matches nothing. Tests emit their real events after a probe has reacted; a
+    probe's run carries ``PROBE`` in its ``label`` input (see :func:`runs_not_probed`).
+    """
+    from prefect.events.worker import EventsWorker
+
+    deadline = time.monotonic() + timeout
+    attempt = 0
+    while time.monotonic() < deadline:
+        emit_probe(attempt)
+        EventsWorker.drain_all()
+        attempt += 1
+        try:
+            wait_for(lambda: flow_runs_of(deployment_id), 2, "a probe's run")
+        except AssertionError:
+            continue
+        return
+    raise AssertionError(f"timed out after {timeout:.0f}s: {attempt} probe events started no run of {deployment_id}")
+
+
+def runs_not_probed(deployment_id: str) -> list[Any]:
+    """The deployment's runs other than those the probes of :func:`wait_until_automation_reacts` started."""
+    return [run for run in flow_runs_of(deployment_id) if PROBE not in str(run.parameters["inputs"].get("label", ""))]

@@ -10,10 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deploy_support import flow_runs_of, stamp_workflow, wait_for, write_definition
+from deploy_support import (
+    PROBE,
+    runs_not_probed,
+    stamp_workflow,
+    wait_for,
+    wait_until_automation_reacts,
+    write_definition,
+)
 
 from agentparty.deployments.build import deploy_workflows, load_sources
-from agentparty.deployments.kafka_bridge import KafkaEventBridge, routes_for
+from agentparty.deployments.kafka_bridge import ROUTE_LABEL, KafkaEventBridge, bridge_event_name, routes_for
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
@@ -38,17 +45,23 @@ def test_an_emitted_event_starts_a_run_with_parameters_templated_from_it(workflo
     }
     write_definition(workflow_dir, stamp_workflow("on-ping", [trigger]))
     deployment_id = _deploy_one(workflow_dir)
+    wait_until_automation_reacts(
+        deployment_id,
+        lambda n: emit_event(event=name, resource={"prefect.resource.id": f"customer.{PROBE}-{n}"}, payload={"order": n}),
+    )
 
     emit_event(event=name, resource={"prefect.resource.id": "other.7"}, payload={"order": "ignored"})
     emit_event(event=name, resource={"prefect.resource.id": "customer.42"}, payload={"order": "A-17"})
     EventsWorker.drain_all()
 
-    (run,) = wait_for(lambda: flow_runs_of(deployment_id), 60, "a run started by the event")
+    (run,) = wait_for(lambda: runs_not_probed(deployment_id), 60, "a run started by the event")
     assert run.parameters == {"inputs": {"label": "customer.42/A-17"}}
 
 
 def test_a_mirrored_lifecycle_event_starts_a_run(workflow_dir: Path, tmp_path: Path) -> None:
     """Workflow B runs whenever workflow A completes: A's mirrored ``workflow_run_completed`` event fires B's trigger."""
+    from prefect.events import emit_event
+
     from agentparty.flows import CompileOptions, compile_workflow
     from agentparty.flows.definitions import load_workflow
     from agentparty.runtime.event_bus import EventBus
@@ -65,6 +78,13 @@ def test_a_mirrored_lifecycle_event_starts_a_run(workflow_dir: Path, tmp_path: P
     }
     write_definition(workflow_dir, stamp_workflow("after-upstream", [trigger]))
     deployment_id = _deploy_one(workflow_dir)
+    wait_until_automation_reacts(
+        deployment_id,
+        lambda n: emit_event(
+            event="agentparty.workflow_run_completed",
+            resource={"prefect.resource.id": f"agentparty.task.{PROBE}-{n}", "agentparty.workflow": upstream_id},
+        ),
+    )
 
     upstream_dir = tmp_path / "upstream"
     upstream_dir.mkdir()
@@ -77,13 +97,14 @@ def test_a_mirrored_lifecycle_event_starts_a_run(workflow_dir: Path, tmp_path: P
 
     from agentparty.models.graph import stable_id
 
-    (run,) = wait_for(lambda: flow_runs_of(deployment_id), 60, "a run started by the mirrored event")
+    (run,) = wait_for(lambda: runs_not_probed(deployment_id), 60, "a run started by the mirrored event")
     assert run.parameters == {"inputs": {"label": f"agentparty.task.{stable_id('task', result.run_id or '')}"}}
 
 
 def test_a_kafka_message_that_passes_the_filter_starts_a_run(workflow_dir: Path, kafka_broker: Any) -> None:
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
+    from prefect.events import emit_event
 
     from agentparty.models.config import KafkaConfig
 
@@ -97,6 +118,14 @@ def test_a_kafka_message_that_passes_the_filter_starts_a_run(workflow_dir: Path,
     }
     path = write_definition(workflow_dir, stamp_workflow("on-order", [trigger]))
     deployment_id = _deploy_one(workflow_dir)
+    wait_until_automation_reacts(  # the bridge's event, as the bridge would emit it for this trigger
+        deployment_id,
+        lambda n: emit_event(
+            event=bridge_event_name(topic),
+            resource={"prefect.resource.id": f"{bridge_event_name(topic)}.{PROBE}-{n}", ROUTE_LABEL: "on-order.0"},
+            payload={"message": {"id": f"{PROBE}-{n}"}},
+        ),
+    )
 
     servers = kafka_broker.bootstrap_servers
     admin = AdminClient({"bootstrap.servers": servers})
@@ -121,11 +150,11 @@ def test_a_kafka_message_that_passes_the_filter_starts_a_run(workflow_dir: Path,
     thread = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        (run,) = wait_for(lambda: flow_runs_of(deployment_id), 60, "a run started by the Kafka message")
+        (run,) = wait_for(lambda: runs_not_probed(deployment_id), 60, "a run started by the Kafka message")
         assert run.parameters == {"inputs": {"label": "O-2"}}
         wait_for(lambda: bridge.bridged == 1, 10, "the bridge to report one bridged message")
     finally:
         stop.set()
         thread.join(10)
         bridge.close()
-    assert len(flow_runs_of(deployment_id)) == 1
+    assert len(runs_not_probed(deployment_id)) == 1

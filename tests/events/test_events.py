@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,19 @@ def kafka(broker: LocalKafkaBroker) -> KafkaConfig:
     return KafkaConfig(bootstrap_servers=[broker.bootstrap_servers], group_id="tests")
 
 
-def bus_on(tmp_path: Path, config: KafkaConfig, prefix: str) -> EventBus:
-    outbox = Outbox(tmp_path / f"outbox-{uuid.uuid4()}.sqlite", prefix)
-    return EventBus(outbox, OutboxRelay(outbox, config, message_timeout_ms=3000), mirror=True)
+@pytest.fixture
+def bus_on(tmp_path: Path) -> Iterator[Callable[[KafkaConfig, str], EventBus]]:
+    """Buses on their own outboxes; their relay threads stop with the test."""
+    buses: list[EventBus] = []
+
+    def make(config: KafkaConfig, prefix: str) -> EventBus:
+        outbox = Outbox(tmp_path / f"outbox-{uuid.uuid4()}.sqlite", prefix)
+        buses.append(EventBus(outbox, OutboxRelay(outbox, config, message_timeout_ms=3000), mirror=True))
+        return buses[-1]
+
+    yield make
+    for bus in buses:
+        bus.relay.stop()  # type: ignore[union-attr]
 
 
 def read_all(config: KafkaConfig, prefix: str) -> list[Any]:
@@ -60,9 +71,11 @@ def run_report(runner: ModelAgentRunner, bus: EventBus, key: str) -> WorkflowRes
     return asyncio.run(flow(inputs={"min_sources": 1}, resume_key=key))
 
 
-def test_every_emission_point_emits_exactly_once(kafka_broker: LocalKafkaBroker, tmp_path: Path) -> None:
+def test_every_emission_point_emits_exactly_once(
+    bus_on: Callable[[KafkaConfig, str], EventBus], kafka_broker: LocalKafkaBroker, tmp_path: Path
+) -> None:
     prefix = f"t{uuid.uuid4().hex[:8]}."
-    bus = bus_on(tmp_path, kafka(kafka_broker), prefix)
+    bus = bus_on(kafka(kafka_broker), prefix)
     key = f"report-{uuid.uuid4()}"
     runner = example_runner(tmp_path)
     result = run_report(runner, bus, key)
@@ -88,7 +101,9 @@ def test_every_emission_point_emits_exactly_once(kafka_broker: LocalKafkaBroker,
     assert set(new_types) <= {"workflow_run_started", "workflow_run_completed"}, new_types  # the resume's own flow run
 
 
-def test_broker_down_for_the_whole_run_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_broker_down_for_the_whole_run_loses_nothing(
+    bus_on: Callable[[KafkaConfig, str], EventBus], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from agentparty.runtime.settings import get_settings
 
     monkeypatch.setenv("AGENTPARTY_EVENTS_SETTLE_TIMEOUT", "1")
@@ -97,7 +112,7 @@ def test_broker_down_for_the_whole_run_loses_nothing(tmp_path: Path, monkeypatch
     broker = LocalKafkaBroker(tmp_path / "late-broker", port=port)
     config = kafka(broker)
     prefix = "late."
-    bus = bus_on(tmp_path, config, prefix)
+    bus = bus_on(config, prefix)
     try:
         result = run_report(example_runner(tmp_path), bus, f"late-{uuid.uuid4()}")
     finally:
@@ -116,9 +131,11 @@ def test_broker_down_for_the_whole_run_loses_nothing(tmp_path: Path, monkeypatch
         broker.stop()
 
 
-def test_a_retried_step_reports_its_attempts_and_its_end_once(kafka_broker: LocalKafkaBroker, tmp_path: Path, handlers: Any) -> None:
+def test_a_retried_step_reports_its_attempts_and_its_end_once(
+    bus_on: Callable[[KafkaConfig, str], EventBus], kafka_broker: LocalKafkaBroker, handlers: Any
+) -> None:
     prefix = f"r{uuid.uuid4().hex[:8]}."
-    bus = bus_on(tmp_path, kafka(kafka_broker), prefix)
+    bus = bus_on(kafka(kafka_broker), prefix)
     definition = WorkflowDefinition.model_validate({
         "id": "flaky", "name": "Flaky",
         "steps": [{"id": "shaky", "type": "task", "configuration": {"handler": "step_handlers:flaky"}, "inputs": {"name": "events", "failures": 3}}],
@@ -136,12 +153,14 @@ def test_a_retried_step_reports_its_attempts_and_its_end_once(kafka_broker: Loca
     assert sorted(e.payload.attempt for e in events if e.event_type in ("step_started", "step_retried")) == [1, 2, 3, 4]
 
 
-def test_consumers_drop_duplicates_and_keep_unknown_versions_raw(kafka_broker: LocalKafkaBroker, tmp_path: Path) -> None:
+def test_consumers_drop_duplicates_and_keep_unknown_versions_raw(
+    bus_on: Callable[[KafkaConfig, str], EventBus], kafka_broker: LocalKafkaBroker
+) -> None:
     from confluent_kafka import Producer
 
     prefix = f"d{uuid.uuid4().hex[:8]}."
     config = kafka(kafka_broker)
-    bus = bus_on(tmp_path, config, prefix)
+    bus = bus_on(config, prefix)
     event = TaskSubmittedEvent(correlation_id="run", payload=TaskSubmittedPayload(task_id="t1", title="x", submitted_by="u", token_budget=0))
     bus.emit(event)
     assert bus.settle(None, 10) == 0
@@ -157,15 +176,16 @@ def test_consumers_drop_duplicates_and_keep_unknown_versions_raw(kafka_broker: L
     assert [e.event_id for e in events if not isinstance(e, RawEvent)] == [event.event_id]
     raw = [e for e in events if isinstance(e, RawEvent)]
     assert len(raw) == 1 and raw[0].event_version == "2.0" and raw[0].data["payload"] == {"shape": "new"}
-    bus.relay.stop()  # type: ignore[union-attr]
 
 
-def test_circuit_breaker_transitions_are_events(kafka_broker: LocalKafkaBroker, tmp_path: Path, handlers: Any) -> None:
+def test_circuit_breaker_transitions_are_events(
+    bus_on: Callable[[KafkaConfig, str], EventBus], kafka_broker: LocalKafkaBroker, tmp_path: Path, handlers: Any
+) -> None:
     from agentparty.flows import WorkflowFailed
     from agentparty.flows.breaker import SqliteBreakerStore
 
     prefix = f"b{uuid.uuid4().hex[:8]}."
-    bus = bus_on(tmp_path, kafka(kafka_broker), prefix)
+    bus = bus_on(kafka(kafka_broker), prefix)
     definition = WorkflowDefinition.model_validate({
         "id": "breaks", "name": "Breaks",
         "steps": [{"id": "boom", "type": "task", "configuration": {"handler": "step_handlers:always_fails"}, "inputs": {"name": "breaker"}}],
