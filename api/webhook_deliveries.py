@@ -15,8 +15,9 @@ So a crash, a Prefect outage or a retry loses nothing and duplicates nothing:
   once it exists), never a second run.
 
 A delivery whose run Prefect refused for good (its deployment deleted, its
-inputs rejected) is marked failed with the reason; the sender's retry of it
-puts it back in the queue, so re-deploying and retrying recovers it.
+inputs rejected) is marked failed with the reason; the sender's retry of it, or
+an operator's requeue (:meth:`WebhookDeliveries.requeue`), puts it back in the
+queue, so re-deploying and retrying recovers it.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class Delivery:
 @dataclass(frozen=True)
 class Acceptance:
     fresh: bool
-    """This arrival is the one that queued the delivery (a first arrival, or a retry of a failed one)."""
+    """This arrival (or requeue) is the one that queued the delivery: a first arrival, or a retry of a failed one."""
     delivery: Delivery
 
 
@@ -188,6 +189,22 @@ class WebhookDeliveries:
                 " WHERE delivery_id = ? AND flow_run_id IS NULL",
                 (reason, time.time(), delivery_id),
             )
+
+    def requeue(self, delivery_id: str) -> Acceptance | None:
+        """Queue a failed delivery again with the inputs it was accepted with; None when there is no such delivery.
+
+        An operator's retry, once the cause is fixed (the workflow deployed again, the
+        deployment's schema relaxed), for senders that do not retry. ``fresh`` is False when
+        the delivery was not failed: its run exists or is being created.
+        """
+        with state_db(self.path, write=True) as db:
+            requeued = db.execute(
+                "UPDATE webhook_deliveries SET failed_reason = NULL, settled_at = NULL, last_error = NULL"
+                " WHERE delivery_id = ? AND failed_reason IS NOT NULL",
+                (delivery_id,),
+            ).rowcount
+            row = db.execute(f"SELECT {_COLUMNS} FROM webhook_deliveries WHERE delivery_id = ?", (delivery_id,)).fetchone()
+        return Acceptance(fresh=bool(requeued), delivery=_delivery(row)) if row else None
 
     def get(self, delivery_id: str) -> Delivery | None:
         with state_db(self.path) as db:

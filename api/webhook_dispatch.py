@@ -17,7 +17,8 @@ second one. Prefect's client already retries 503s with long backoffs (short
 jittered retries were tried and kept the database locked); when it gives up,
 or Prefect is unreachable, the delivery stays queued and the dispatcher backs
 off, then tries again. A deployment that is gone, or inputs Prefect refuses,
-fail the delivery for good (its sender's retry queues it again). Deliveries
+fail the delivery for good (its sender's retry, or an operator's requeue, queues
+it again). Deliveries
 left queued by a crash, or by another API process on the same home, are found
 by a scan of the store at start and every ``POLL_S``.
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -123,14 +125,30 @@ class DeliveryDispatcher:
         self, workflow_id: str, key: str, deployment: str, inputs: dict[str, Any], wait_s: float, arrival: Arrival,
     ) -> tuple[Acceptance, Outcome | None]:
         """Store a delivery and, if it is new, wait up to ``wait_s`` seconds for its outcome (None: still queued)."""
-        delivery_id = delivery_id_for(workflow_id, key)
+
+        async def store() -> Acceptance:
+            try:
+                return await self._store((workflow_id, key, deployment, inputs))
+            finally:
+                arrival.end()
+
+        result = await self._queue_and_wait(delivery_id_for(workflow_id, key), store, wait_s)
+        assert result is not None  # storing an arrival always names its delivery
+        return result
+
+    async def requeue(self, delivery_id: str, wait_s: float) -> tuple[Acceptance, Outcome | None] | None:
+        """Queue a failed delivery again (:meth:`WebhookDeliveries.requeue`) and wait as ``submit`` does; None: unknown."""
+        return await self._queue_and_wait(delivery_id, lambda: asyncio.to_thread(self.deliveries.requeue, delivery_id), wait_s)
+
+    async def _queue_and_wait(
+        self, delivery_id: str, store: Callable[[], Awaitable[Acceptance | None]], wait_s: float,
+    ) -> tuple[Acceptance, Outcome | None] | None:
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(delivery_id, set()).add(future)  # before storing: the run may be created at once
         try:
-            try:
-                accepted = await self._store((workflow_id, key, deployment, inputs))
-            finally:
-                arrival.end()
+            accepted = await store()
+            if accepted is None:
+                return None
             if not accepted.fresh:
                 return accepted, None
             self._enqueue(accepted.delivery)

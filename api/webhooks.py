@@ -13,7 +13,9 @@ with ``{"inputs": body}``, is created by the dispatcher (``webhook_dispatch``);
 the 202 names the run when it exists within ``waitForRunSeconds``, and always
 the delivery, whose status ``GET /webhooks/{workflow_id}/deliveries/{id}``
 tells. Replays are refused by ``Idempotency-Key`` (the signature by default),
-so no delivery is ever run twice or lost.
+so no delivery is ever run twice or lost. A failed delivery (its deployment gone,
+its inputs refused by Prefect) is queued again by its sender's retry or by
+``POST /webhooks/{workflow_id}/deliveries/{id}/requeue``.
 """
 
 from __future__ import annotations
@@ -78,7 +80,9 @@ class DeliveryView(BaseModel):
     received_at: float = Field(description="Unix seconds.")
     attempts: int = Field(description="Tries to create the run so far.")
     last_error: str | None = Field(description="Why the last try did not create the run (it is tried again).")
-    failed_reason: str | None = Field(description="Why the run will not be created; the sender's retry queues it again.")
+    failed_reason: str | None = Field(
+        description="Why the run will not be created; the sender's retry, or POST .../requeue, queues it again."
+    )
 
     @classmethod
     def of(cls, delivery: Delivery) -> DeliveryView:
@@ -102,6 +106,10 @@ class InvalidInputs(BaseModel):
 
 def _refuse(code: int, detail: str, headers: Mapping[str, str] | None = None) -> HTTPException:
     return HTTPException(code, detail=detail, headers=dict(headers) if headers else None)
+
+
+def _location(request: Request, workflow_id: str, delivery_id: str) -> dict[str, str]:
+    return {"Location": f"{request.scope.get('root_path', '')}/webhooks/{quote(workflow_id)}/deliveries/{delivery_id}"}
 
 
 def _no_deployment(deployment: str) -> HTTPException:
@@ -258,7 +266,7 @@ async def _accept(
 ) -> JSONResponse:
     accepted, outcome = await dispatcher_of(request).submit(workflow_id, key, deployment, payload, wait_s, arrival)
     delivery_id = accepted.delivery.delivery_id
-    location = {"Location": f"{request.scope.get('root_path', '')}/webhooks/{quote(workflow_id)}/deliveries/{delivery_id}"}
+    location = _location(request, workflow_id, delivery_id)
     if not accepted.fresh:
         replay = WebhookReplay(
             detail=f"this delivery ({IDEMPOTENCY_HEADER}) was accepted before", delivery_id=delivery_id,
@@ -296,3 +304,38 @@ async def webhook_deliveries(
     deliveries: WebhookDeliveries = request.app.state.webhook_deliveries
     found = await anyio.to_thread.run_sync(deliveries.recent, workflow_id, status_, limit)
     return [DeliveryView.of(d) for d in found]
+
+
+@router.post(
+    "/webhooks/{workflow_id}/deliveries/{delivery_id}/requeue", status_code=status.HTTP_202_ACCEPTED,
+    response_model=DeliveryView,
+    responses={
+        404: {"description": "No such delivery of this workflow."},
+        409: {"description": "The delivery is not failed: its run exists or is being created."},
+    },
+)
+async def requeue_webhook_delivery(
+    request: Request, workflow_id: str, delivery_id: str,
+    principal: Annotated[Principal, Depends(require("runs", "create"))],
+    wait_s: Annotated[float, Query(alias="waitForRunSeconds", ge=0, le=30)] = 2.0,
+) -> JSONResponse:
+    """Queue a failed delivery again with the inputs it was accepted with, for senders that do not retry.
+
+    Once its cause is fixed (the workflow deployed again, its deployment's schema
+    relaxed). The answer is the delivery as it stands ``waitForRunSeconds`` later at
+    most: created with its run, still queued, or failed again with the new reason.
+    """
+    deliveries: WebhookDeliveries = request.app.state.webhook_deliveries
+    known = await anyio.to_thread.run_sync(deliveries.get, delivery_id)
+    if known is None or known.workflow_id != workflow_id:
+        raise _refuse(status.HTTP_404_NOT_FOUND, f"no delivery {delivery_id!r} of workflow {workflow_id!r}")
+    location = _location(request, workflow_id, delivery_id)
+    requeued = await dispatcher_of(request).requeue(delivery_id, wait_s)
+    if requeued is not None and not requeued[0].fresh:
+        current = requeued[0].delivery.status
+        raise _refuse(status.HTTP_409_CONFLICT, f"delivery {delivery_id} is {current}, not failed: nothing to requeue", location)
+    now = await anyio.to_thread.run_sync(deliveries.get, delivery_id)
+    if now is None:  # pruned in between: settled more than the retention ago
+        raise _refuse(status.HTTP_404_NOT_FOUND, f"no delivery {delivery_id!r} of workflow {workflow_id!r}")
+    logger.info("webhook delivery %s of %s requeued by %s: %s", delivery_id, workflow_id, principal.name, now.status)
+    return JSONResponse(DeliveryView.of(now).model_dump(), status.HTTP_202_ACCEPTED, headers=location)

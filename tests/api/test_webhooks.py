@@ -350,3 +350,44 @@ def test_a_redeployed_workflow_is_found_under_its_new_deployment_id(client: Test
     retried = client.post(f"/webhooks/{workflow_id}", **delivery)
     assert retried.status_code == 202, retried.text
     assert str(flow_run(retried.json()["flow_run_id"]).deployment_id) == third_id
+
+
+def test_an_operator_requeues_a_failed_delivery_once_its_workflow_is_deployed_again(
+    client: TestClient, hook_workflows: HookWorkflows
+) -> None:
+    """For senders that do not retry: the failed delivery runs with the inputs it was accepted with, once."""
+    import yaml
+    from api_support import deploy, hook_definition
+    from prefect.client.orchestration import get_client
+
+    workflow_id = f"api-requeued-{uuid.uuid4().hex[:6]}"
+    path = hook_workflows.folder / f"{workflow_id}.yaml"
+    path.write_text(yaml.safe_dump(hook_definition(workflow_id)))
+    first_id = deploy(path)
+    assert client.post(f"/webhooks/{workflow_id}", **signed(ticket())).status_code == 202  # the API now knows first_id
+    with get_client(sync_client=True) as prefect:
+        prefect.delete_deployment(uuid.UUID(first_id))
+    payload = ticket()
+    gone = client.post(f"/webhooks/{workflow_id}", **signed(payload))
+    assert gone.status_code == 404
+    requeue = gone.headers["Location"] + "/requeue"
+    assert client.post(requeue).status_code == 401
+    assert client.post(requeue, headers=auth("viewer")).status_code == 403
+    assert client.post(f"/webhooks/{hook_workflows.deployed}/deliveries/{requeue.split('/')[-2]}/requeue", headers=auth("operator")).status_code == 404
+    assert client.post(f"/webhooks/{workflow_id}/deliveries/{uuid.uuid4()}/requeue", headers=auth("operator")).status_code == 404
+
+    still_gone = client.post(requeue, headers=auth("operator"))
+    assert still_gone.status_code == 202, still_gone.text
+    assert still_gone.json()["status"] == "failed" and "agentparty deploy" in still_gone.json()["failed_reason"]
+    assert still_gone.json()["attempts"] == 2
+
+    second_id = deploy(path)
+    created = client.post(requeue + "?waitForRunSeconds=30", headers=auth("operator"))
+    assert created.status_code == 202, created.text
+    body = created.json()
+    assert body["status"] == "created" and body["failed_reason"] is None and body["attempts"] == 3
+    run = flow_run(body["flow_run_id"])
+    assert run.parameters == {"inputs": payload} and str(run.deployment_id) == second_id
+    again = client.post(requeue, headers=auth("operator"))
+    assert again.status_code == 409 and "created" in again.json()["detail"]
+    assert [str(r.id) for r in runs_of(second_id)] == [body["flow_run_id"]]
