@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,18 @@ from agentparty.tasks.agent import ModelAgentRunner
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]  # each acquisition is a server round trip (~0.1 s)
 
 
-def run_twenty(tmp_path: Path, limit: ModelRateLimit) -> tuple[WorkflowResult, float]:
+@dataclass
+class RecordingRateLimiter(PrefectRateLimiter):
+    """Prefect's limiter, noting the token estimate each call asks for."""
+
+    asked: list[int] = field(default_factory=list)
+
+    async def acquire(self, model: str, tokens: int) -> None:
+        self.asked.append(tokens)
+        await super().acquire(model, tokens)
+
+
+def run_twenty(tmp_path: Path, limit: ModelRateLimit, asked: list[int] | None = None) -> tuple[WorkflowResult, float]:
     model = f"sim-{uuid.uuid4().hex[:8]}"  # a limit of its own on the shared test server
     registry = ModelRegistry.model_validate({
         "defaultModel": model, "availableModels": {model: {"provider": "simulated", "capabilities": {"maxTokens": 8000, "maxConcurrency": 64}}},
@@ -30,7 +42,7 @@ def run_twenty(tmp_path: Path, limit: ModelRateLimit) -> tuple[WorkflowResult, f
     router = ModelRouter(
         registry=registry, providers={"simulated": SimulatedProvider()},
         breaker_store=SqliteBreakerStore(tmp_path / "breakers.sqlite"), ledger=BudgetLedger(tmp_path / "budgets.sqlite"),
-        rate_limiter=PrefectRateLimiter({model: limit}),
+        rate_limiter=RecordingRateLimiter({model: limit}, asked=asked if asked is not None else []),
     )
     definition = WorkflowDefinition.model_validate({
         "id": "rate-limited", "name": "Rate limited", "triggers": [{"type": "manual"}],
@@ -73,9 +85,12 @@ def test_reject_fails_calls_beyond_the_allowance_with_a_retryable_error(tmp_path
 
 
 def test_tokens_per_minute_are_charged_with_each_calls_estimate(tmp_path: Path) -> None:
-    # each call's estimate is ~520 tokens (prompt / 4 + 512 expected output): three fit in 1,600, the rest are refused
-    result, _ = run_twenty(tmp_path, ModelRateLimit(tokens_per_minute=1600, penalty_strategy="reject"))
+    # each call asks for its estimate (prompt / 4 + 512 expected output, about 550 tokens): three fit in 1,900
+    # at once, a fourth only after some 300 tokens have decayed back at 1,900/min (about 9 s)
+    asked: list[int] = []
+    result, _ = run_twenty(tmp_path, ModelRateLimit(tokens_per_minute=1900, penalty_strategy="reject"), asked)
+    assert len(asked) == 20 and 3 * max(asked) <= 1900 < 4 * min(asked), f"estimates {sorted(set(asked))} do not fit the premise"
     outcome = statuses(result)
     assert 3 <= outcome.count("completed") <= 4
     failed = [i for i in result.steps["ask"].items or [] if i.status.value == "failed"]
-    assert all("1600 tokens/min" in (i.reason or "") for i in failed)
+    assert all("1900 tokens/min" in (i.reason or "") for i in failed)
