@@ -60,15 +60,6 @@ def delivery_id_for(workflow_id: str, key: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{workflow_id}:{_digest(key)}"))
 
 
-def prefect_idempotency_key(workflow_id: str, key: str) -> str:
-    """The key handed to Prefect: scoped to the workflow, hashed so any header value fits."""
-    return _prefect_key(workflow_id, _digest(key))
-
-
-def _prefect_key(workflow_id: str, key_sha256: str) -> str:
-    return f"agentparty-webhook:{workflow_id}:{key_sha256}"
-
-
 @dataclass(frozen=True)
 class Delivery:
     delivery_id: str
@@ -88,8 +79,9 @@ class Delivery:
 
     @property
     def prefect_idempotency_key(self) -> str:
-        """What its run is created with, so that creating it again returns the same run."""
-        return _prefect_key(self.workflow_id, self.key_sha256)
+        """What its run is created with, so that creating it again returns the same run: scoped to the
+        workflow, and hashed so that any header value fits."""
+        return f"agentparty-webhook:{self.workflow_id}:{self.key_sha256}"
 
     @property
     def status(self) -> DeliveryStatus:

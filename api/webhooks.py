@@ -112,6 +112,15 @@ def _location(request: Request, workflow_id: str, delivery_id: str) -> dict[str,
     return {"Location": f"{request.scope.get('root_path', '')}/webhooks/{quote(workflow_id)}/deliveries/{delivery_id}"}
 
 
+async def _delivery_of(request: Request, workflow_id: str, delivery_id: str) -> Delivery:
+    """The stored delivery, if it is one of this workflow's (else 404: ids are not secrets, workflows are scopes)."""
+    deliveries: WebhookDeliveries = request.app.state.webhook_deliveries
+    delivery = await anyio.to_thread.run_sync(deliveries.get, delivery_id)
+    if delivery is None or delivery.workflow_id != workflow_id:
+        raise _refuse(status.HTTP_404_NOT_FOUND, f"no delivery {delivery_id!r} of workflow {workflow_id!r}")
+    return delivery
+
+
 def _no_deployment(deployment: str) -> HTTPException:
     return _refuse(status.HTTP_404_NOT_FOUND, no_deployment_reason(deployment))
 
@@ -287,11 +296,7 @@ async def webhook_delivery(
     request: Request, workflow_id: str, delivery_id: str, _: Annotated[Principal, Depends(require("runs", "read"))],
 ) -> DeliveryView:
     """One accepted delivery: queued, created (with its flow run) or failed (with the reason)."""
-    deliveries: WebhookDeliveries = request.app.state.webhook_deliveries
-    delivery = await anyio.to_thread.run_sync(deliveries.get, delivery_id)
-    if delivery is None or delivery.workflow_id != workflow_id:
-        raise _refuse(status.HTTP_404_NOT_FOUND, f"no delivery {delivery_id!r} of workflow {workflow_id!r}")
-    return DeliveryView.of(delivery)
+    return DeliveryView.of(await _delivery_of(request, workflow_id, delivery_id))
 
 
 @router.get("/webhooks/{workflow_id}/deliveries", response_model=list[DeliveryView])
@@ -325,17 +330,12 @@ async def requeue_webhook_delivery(
     relaxed). The answer is the delivery as it stands ``waitForRunSeconds`` later at
     most: created with its run, still queued, or failed again with the new reason.
     """
-    deliveries: WebhookDeliveries = request.app.state.webhook_deliveries
-    known = await anyio.to_thread.run_sync(deliveries.get, delivery_id)
-    if known is None or known.workflow_id != workflow_id:
-        raise _refuse(status.HTTP_404_NOT_FOUND, f"no delivery {delivery_id!r} of workflow {workflow_id!r}")
+    await _delivery_of(request, workflow_id, delivery_id)  # of this workflow, before anything changes
     location = _location(request, workflow_id, delivery_id)
     requeued = await dispatcher_of(request).requeue(delivery_id, wait_s)
     if requeued is not None and not requeued[0].fresh:
         current = requeued[0].delivery.status
         raise _refuse(status.HTTP_409_CONFLICT, f"delivery {delivery_id} is {current}, not failed: nothing to requeue", location)
-    now = await anyio.to_thread.run_sync(deliveries.get, delivery_id)
-    if now is None:  # pruned in between: settled more than the retention ago
-        raise _refuse(status.HTTP_404_NOT_FOUND, f"no delivery {delivery_id!r} of workflow {workflow_id!r}")
+    now = await _delivery_of(request, workflow_id, delivery_id)  # what the wait made of it (404 if pruned meanwhile)
     logger.info("webhook delivery %s of %s requeued by %s: %s", delivery_id, workflow_id, principal.name, now.status)
     return JSONResponse(DeliveryView.of(now).model_dump(), status.HTTP_202_ACCEPTED, headers=location)

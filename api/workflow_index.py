@@ -6,10 +6,10 @@ file's definition is kept with its modification time and size and reloaded
 when either changes. Even checking those (a listing and a stat per file) was a
 quarter of a webhook's CPU, so a lookup that finds its id trusts a scan up to
 ``RESCAN_S`` old: an edited definition counts from at most a second later,
-while an id not known yet, and every listing, always scans. The search path is the one deployed flow runs use
-(``agentparty.flows.deployed.search_dirs``: ``AGENTPARTY_WORKFLOWS`` or the
-working directory), so an id means the same definition to the API and to the
-flow run it starts. Where two files share an id, the first directory wins,
+while an id not known yet, and every listing, always scans. The search path is
+the one deployed flow runs use (``agentparty.flows.deployed.search_dirs``:
+``AGENTPARTY_WORKFLOWS`` or the working directory), so an id means the same
+definition to the API and to the flow run it starts. Where two files share an id, the first directory wins,
 then the first file by name, as for deployed entrypoints.
 """
 

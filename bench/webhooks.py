@@ -35,9 +35,9 @@ import asyncio
 import json
 import os
 import statistics
+import socket
 import subprocess
 import sys
-import socket
 import tempfile
 import threading
 import time

@@ -14,7 +14,7 @@ from api_support import SECRET, SECRET_ENV, HookWorkflows, access_config, auth, 
 from fastapi.testclient import TestClient
 
 from agentparty.api.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER
-from agentparty.api.webhook_deliveries import WebhookDeliveries, delivery_id_for, prefect_idempotency_key
+from agentparty.api.webhook_deliveries import WebhookDeliveries, delivery_id_for
 
 
 @pytest.fixture
@@ -147,11 +147,11 @@ def test_a_crash_after_the_acknowledgement_neither_loses_nor_duplicates_the_run(
     lost_key, lost = f"crash-before-{uuid.uuid4()}", ticket()
     assert deliveries.accept(workflow, lost_key, deployment, lost).fresh  # acknowledged, then the process died
     made_key, made_payload = f"crash-after-{uuid.uuid4()}", ticket()
-    deliveries.accept(workflow, made_key, deployment, made_payload)
+    stored = deliveries.accept(workflow, made_key, deployment, made_payload).delivery
     with get_client(sync_client=True) as prefect:  # this one's run was created just before the process died
         made = prefect.create_flow_run_from_deployment(
             uuid.UUID(hook_workflows.deployment_id), parameters={"inputs": made_payload},
-            idempotency_key=prefect_idempotency_key(workflow, made_key),
+            idempotency_key=stored.prefect_idempotency_key,
         )
     before = len(runs_of(hook_workflows.deployment_id))
 
