@@ -55,8 +55,13 @@ def init() -> None:
 def relay(
     once: Annotated[bool, typer.Option(help="Send what is pending and exit (else keep relaying until interrupted).")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between drains when nothing wakes the relay.")] = 1.0,
+    wait: Annotated[float, typer.Option(help="With --once, while another process sends: seconds to wait for it to deliver everything.")] = 30.0,
 ) -> None:
-    """Send the outbox's pending events to Kafka (events stay in the outbox until the broker acknowledges them)."""
+    """Send the outbox's pending events to Kafka (events stay in the outbox until the broker acknowledges them).
+
+    One relay sends an outbox at a time, in whichever process holds it (a flow run, a worker, this command);
+    this one stands by, and takes over when that process stops.
+    """
     from agentparty.runtime.outbox import Outbox
     from agentparty.runtime.relay import OutboxRelay
     from agentparty.runtime.settings import get_settings
@@ -66,16 +71,29 @@ def relay(
     relay_ = OutboxRelay(outbox, _kafka(), partitions=settings.event_partitions, replication=settings.event_replication)
     if once:
         report = relay_.drain()
+        if not report.sender:
+            typer.echo(f"process {outbox.sender_pid()} sends this outbox; waiting up to {wait:g} s for it", err=True)
+            pending = relay_.wait_delivered(None, wait)
+            relay_.stop()
+            typer.echo(f"pending {pending}")
+            raise typer.Exit(0 if pending == 0 else 1)
+        relay_.stop()
         typer.echo(f"delivered {report.delivered}, failed {report.failed}, pending {report.pending}")
         raise typer.Exit(0 if report.pending == 0 else 1)
     typer.echo(f"relaying {outbox.path} to {','.join(_kafka().bootstrap_servers)}; Ctrl-C stops", err=True)
+    relay_.start(interval)
+    said = None
     try:
         while True:
-            report = relay_.drain()
-            if report.delivered or report.failed:
-                typer.echo(f"delivered {report.delivered}, failed {report.failed}, pending {report.pending}", err=True)
-            time.sleep(interval)
+            sender = outbox.sender_pid()
+            status = "sending" if relay_.is_sender else f"standing by (process {sender} sends)" if sender else "starting"
+            pending = outbox.pending_count()
+            if (status, pending) != said:
+                typer.echo(f"{status}; pending {pending}", err=True)
+                said = (status, pending)
+            time.sleep(max(interval, 0.5))
     except KeyboardInterrupt:
+        relay_.stop()
         raise typer.Exit(0) from None
 
 

@@ -1,9 +1,14 @@
 """Where the engine emits events: the durable outbox first, Prefect's event feed beside it, Kafka through the relay.
 
 ``emit`` appends to the outbox (one SQLite transaction per call, duplicates of a
-known event id ignored), mirrors each event as a Prefect event (resource = the
-agent, team, task or breaker it is about, so it shows in the Prefect UI's event
-feed and can trigger automations and deployments) and wakes the relay thread.
+known event id ignored), mirrors each new event as a Prefect event (resource =
+the agent, team, task or breaker it is about, so it shows in the Prefect UI's
+event feed and can trigger automations and deployments) and wakes the relay
+that sends the outbox, in whichever process it runs. Only the process whose
+append stored an event mirrors it, with a Prefect event id derived from the
+event id, so Prefect sees each event once too (its server also ignores a
+repeated id: events are inserted ``ON CONFLICT DO NOTHING`` and triggers skip
+ids already seen).
 ``settle`` is what a run calls at its end: wait until its events are delivered,
 or report how many are still pending (they stay in the outbox; ``agentparty
 events relay`` or the next run sends them).
@@ -74,7 +79,7 @@ class EventBus:
         """Store the events durably and pass them on; returns how many were new."""
         new = self.outbox.append(list(events))
         if self.mirror and new and _in_flow_run():
-            for event in events:
+            for event in new:  # only what this call stored: of several emitters of one id, one mirrors it
                 try:
                     mirror_to_prefect(event)
                 except Exception as exc:  # the Prefect feed is a mirror: it must never fail a step
@@ -82,7 +87,7 @@ class EventBus:
         if self.relay is not None:
             self.relay.start()
             self.relay.nudge()
-        return new
+        return len(new)
 
     def settle(self, correlation_id: str | None, timeout: float) -> int:
         """Wait up to ``timeout`` seconds for this run's events to be delivered; the number still pending."""

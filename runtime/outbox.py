@@ -1,11 +1,17 @@
 """The durable event outbox (DESIGN.md §7): every event lands in SQLite before anything is sent.
 
-``append`` writes a batch of events in one transaction; ``INSERT OR IGNORE`` on
-the event id makes a re-emitted event (a retried step, a resumed run) a no-op,
-so ids that derive from (run, step, transition) are emitted once, ever. The
-relay (``runtime/relay.py``) reads pending rows in order, and marks them
-delivered only after the broker acknowledged them; delivered rows are kept for
-``RETENTION_S`` so a late replay of the same id is still recognised, then pruned.
+``append`` writes a batch of events in one transaction; the event id is unique,
+so a re-emitted event (a retried step, a resumed run) is a no-op, and ids that
+derive from (run, step, transition) are stored once, ever, whichever process
+emits them: ``append`` returns the events that were new, and only their emitter
+passes them on (to Prefect's event feed). The relay (``runtime/relay.py``)
+reads pending rows in order and marks them delivered only after the broker
+acknowledged them; delivered rows are kept for ``RETENTION_S`` so a late replay
+of the same id is still recognised, then pruned.
+
+Many processes append to one outbox (every flow run a worker starts); exactly
+one of them sends it at a time: the relay that holds the outbox's sender slot
+(``runtime/outbox_sender.py``, which says why one sender and not per-row claims).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from agentparty.models.events import BaseEvent
+from agentparty.runtime.outbox_sender import SenderSlot, SenderWaker, current_sender
 from agentparty.runtime.state_db import state_db
 
 RETENTION_S = 7 * 24 * 3600
@@ -61,6 +68,7 @@ class Outbox:
         self.path = path
         self.topic_prefix = topic_prefix
         self._pruned_at = 0.0
+        self._waker = SenderWaker(path)
         self._ensure_schema()
 
     def _ensure_schema(self) -> None:
@@ -75,25 +83,55 @@ class Outbox:
     def topic_for(self, event: BaseEvent[Any]) -> str:
         return f"{self.topic_prefix}{event.family}"
 
-    def append(self, events: list[BaseEvent[Any]]) -> int:
-        """Store events durably, in one transaction; returns how many were new (the rest were already known)."""
+    def append(self, events: list[BaseEvent[Any]]) -> list[BaseEvent[Any]]:
+        """Store events durably, in one transaction; returns the ones that were new (the rest were already known).
+
+        Of several processes appending the same event at once, exactly one gets it back: the write lock is
+        taken before the ids are looked up.
+        """
         if not events:
-            return 0
+            return []
+        unique = list({e.event_id: e for e in events}.values())
         now = time.time()
-        rows = [
-            (e.event_id, self.topic_for(e), e.entity_id(), e.event_type, e.event_version, e.correlation_id, e.model_dump_json().encode(), now)
-            for e in events
-        ]
         with state_db(self.path, write=True) as db:
-            before = db.total_changes
+            known = {
+                row[0]
+                for start in range(0, len(unique), 500)  # SQLite's bound-parameter limit
+                for row in db.execute(
+                    f"SELECT event_id FROM outbox WHERE event_id IN ({','.join('?' * len(unique[start : start + 500]))})",
+                    [e.event_id for e in unique[start : start + 500]],
+                )
+            }
+            new = [e for e in unique if e.event_id not in known]
             db.executemany(
-                "INSERT OR IGNORE INTO outbox (event_id, topic, key, event_type, event_version, correlation_id, value, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
+                "INSERT INTO outbox (event_id, topic, key, event_type, event_version, correlation_id, value, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (e.event_id, self.topic_for(e), e.entity_id(), e.event_type, e.event_version, e.correlation_id,
+                     e.model_dump_json().encode(), now)
+                    for e in new
+                ],
             )
-            return db.total_changes - before
+        return new
+
+    # -- the one sender ----------------------------------------------------------------------
+
+    def try_acquire_sender(self) -> SenderSlot | None:
+        """The right to send this outbox, if no relay in any process holds it (released with the slot or at exit)."""
+        return SenderSlot.try_acquire(self.path)
+
+    def wake_sender(self) -> None:
+        """Tell the sending relay, whichever process it lives in, that rows are waiting."""
+        self._waker.wake()
+
+    def sender_pid(self) -> int | None:
+        """The process whose relay sends this outbox now, or None."""
+        return current_sender(self.path)
 
     def pending(self, limit: int = 10_000, after: int = 0) -> list[OutboxRow]:
-        """Undelivered events in emission order (``after``: past this sequence number, for a relay with sends in flight)."""
+        """Undelivered events in emission order (``after``: past this sequence number, for a relay with sends in flight).
+
+        Only the holder of the sender slot sends what this returns; anyone may read it."""
         with state_db(self.path) as db:
             found = db.execute(
                 "SELECT seq, event_id, topic, key, event_type, event_version, correlation_id, value FROM outbox "

@@ -1,5 +1,20 @@
 """Outbox → Kafka: a confluent-kafka producer that marks an event delivered only on its delivery report.
 
+Delivery guarantee, exactly: every event appended to the outbox reaches the
+broker at least once, in outbox order per key, and **once** unless a send's
+outcome is lost. Only the relay holding the outbox's sender slot sends
+(``runtime/outbox_sender.py``): relays in other processes stand by, and the
+first to find the slot free takes over when its holder stops or dies. An event
+can therefore be stored twice only if (a) its relay died after the broker
+stored it and before the row was marked delivered (a SIGKILL, a power cut:
+at most the rows it had in flight), or (b) its send timed out in librdkafka
+after reaching the broker (``message.timeout.ms`` passed with no answer: the
+broker went away mid-request); the row is then sent again. A relay that stops
+normally, including at its process's exit, purges what it has not sent yet and
+waits up to ``EXIT_GRACE_S`` for the answers to what it has; so a flow-run
+process that ends leaves nothing in flight. Consumers that must not count an
+event twice still de-duplicate by ``event_id`` (DESIGN.md §7).
+
 Producer settings (DESIGN.md §7): ``acks=all`` and idempotence on, so the broker
 neither loses an acknowledged event nor stores a retried send twice; a short
 linger and lz4 compression batch the sends; key = the entity id (one partition
@@ -11,18 +26,27 @@ producer meeting a restarted Tansu: ``UnknownProducerId``) replaces the producer
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
 from agentparty.models.config import KafkaConfig
 from agentparty.runtime.outbox import Outbox
+from agentparty.runtime.outbox_sender import SenderSlot
 
 logger = logging.getLogger("agentparty.events")
 
 FAMILIES = ("agents", "teams", "tasks", "workflows")
+EXIT_GRACE_S = 3.0
+"""At a process's exit, how long its sending relay waits for the broker's answers to what it has in flight."""
+TOPICS_RETRY_MIN_S, TOPICS_RETRY_MAX_S = 0.5, 5.0
+"""While the broker cannot be reached, how long the sender waits before asking again (doubling up to the maximum)."""
+STANDBY_POLL_S = 0.2
+"""How often a standby relay tries to take the sender slot (and so how soon it takes over from a dead sender)."""
 
 
 def client_config(config: KafkaConfig) -> dict[str, Any]:
@@ -94,10 +118,17 @@ class DrainReport:
     delivered: int
     failed: int
     pending: int
+    sender: bool = True
+    """False: another relay holds the outbox's sender slot, so this one sent nothing."""
 
 
 class OutboxRelay:
-    """Sends what the outbox holds; ``drain`` once, or ``start`` a background thread that keeps draining."""
+    """Sends what the outbox holds, if it holds the outbox's sender slot; ``drain`` once, or ``start`` a thread.
+
+    The thread stands by while another relay (in this process or another) sends,
+    and takes over the slot when that one lets it go. Appenders wake the sender
+    through ``nudge`` (a datagram), whichever process it is in.
+    """
 
     def __init__(
         self, outbox: Outbox, config: KafkaConfig, *, message_timeout_ms: int = 10_000, batch: int = 10_000,
@@ -110,28 +141,57 @@ class OutboxRelay:
         self.message_timeout_ms = message_timeout_ms
         self.batch = batch
         self._producer: Any = None
-        self._lock = threading.Lock()
+        self._slot: SenderSlot | None = None
+        self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._topics_ready = False
+        self._topics_retry_at = 0.0
+        self._topics_backoff = TOPICS_RETRY_MIN_S
+        _LIVE.add(self)
 
     def _new_producer(self) -> Any:
         from confluent_kafka import Producer
 
         return Producer(producer_config(self.config, self.message_timeout_ms))
 
+    @property
+    def is_sender(self) -> bool:
+        return self._slot is not None
+
+    def _take_slot(self) -> bool:
+        with self._lock:
+            if self._slot is None:
+                self._slot = self.outbox.try_acquire_sender()
+            return self._slot is not None
+
+    def _let_go(self) -> None:
+        """Give the slot up (a standby relay takes over) and drop the producer (librdkafka's threads and sockets)."""
+        with self._lock:
+            if self._slot is not None:
+                self._slot.release()
+                self._slot = None
+            self._producer = None
+
     def drain(self, max_batches: int | None = None) -> DrainReport:
-        """Send every pending event (in outbox order) and wait for their delivery reports."""
+        """Send every pending event (in outbox order) and wait for their delivery reports; nothing if another relay sends."""
         from confluent_kafka import KafkaError, KafkaException
 
         with self._lock:
+            if not self._take_slot():
+                return DrainReport(0, 0, 0, self.outbox.pending_count(), sender=False)
             if not self._topics_ready:
+                if time.monotonic() < self._topics_retry_at:  # the broker was unreachable a moment ago: no busy loop
+                    return DrainReport(0, 0, 0, self.outbox.pending_count())
                 try:
                     ensure_topics(self.config, self.outbox.topic_prefix, self.partitions, self.replication)
                     self._topics_ready = True
+                    self._topics_backoff = TOPICS_RETRY_MIN_S
                 except KafkaException as exc:
                     logger.warning("event topics not ready (%s); events stay in the outbox", exc)
+                    self._topics_retry_at = time.monotonic() + self._topics_backoff
+                    self._topics_backoff = min(self._topics_backoff * 2, TOPICS_RETRY_MAX_S)
                     return DrainReport(0, 0, 0, self.outbox.pending_count())
             if self._producer is None:
                 self._producer = self._new_producer()
@@ -156,7 +216,7 @@ class OutboxRelay:
             # Pipelined: the next batch is read and sent while the broker acknowledges the previous one.
             cursor = 0
             batches = 0
-            while (max_batches is None or batches < max_batches) and not errors:
+            while (max_batches is None or batches < max_batches) and not errors and not self._stop.is_set():
                 rows = self.outbox.pending(self.batch, after=cursor)
                 if not rows:
                     break
@@ -175,17 +235,32 @@ class OutboxRelay:
                 sent += len(rows)
                 self._producer.poll(0)
                 settle()
-            self._producer.flush(self.message_timeout_ms / 1000 + 5)
+            self._flush()
             settle()
+            stopping = [e for e in errors if e.code() == KafkaError._PURGE_QUEUE]
+            errors = [e for e in errors if e.code() != KafkaError._PURGE_QUEUE]
             if errors:
                 failed = len(errors)
                 logger.warning("%d of %d events not delivered (%s); they stay in the outbox", failed, sent, errors[0])
                 if any(isinstance(e, KafkaError) and e.fatal() for e in errors):
                     self._producer = None  # e.g. UnknownProducerId after a broker restart: start a fresh producer
-            return DrainReport(sent, delivered_total, failed, self.outbox.pending_count())
+            if stopping:
+                logger.info("relay stopping: %d events not sent yet stay in the outbox for the next sender", len(stopping))
+            return DrainReport(sent, delivered_total, failed + len(stopping), self.outbox.pending_count())
+
+    def _flush(self) -> None:
+        """Wait for every delivery report; when stopping, unsent events are purged (they stay pending, never sent
+        twice) and the answers for those already sent are awaited for at most ``EXIT_GRACE_S``."""
+        deadline = time.monotonic() + self.message_timeout_ms / 1000 + 5
+        purged = False
+        while self._producer.flush(0.1) > 0 and time.monotonic() < deadline:
+            if self._stop.is_set() and not purged:
+                self._producer.purge(in_queue=True, in_flight=False, blocking=False)
+                deadline = min(deadline, time.monotonic() + EXIT_GRACE_S)
+                purged = True
 
     def wait_delivered(self, correlation_id: str | None, timeout: float) -> int:
-        """Let the relay thread send until the run's events are delivered or ``timeout`` passes; the number pending."""
+        """Until the run's events are delivered, by whichever relay sends, or ``timeout`` passes; the number pending."""
         self.start()
         deadline = time.monotonic() + timeout
         while True:
@@ -198,7 +273,9 @@ class OutboxRelay:
     # -- background ----------------------------------------------------------------------
 
     def nudge(self) -> None:
+        """Rows are waiting: wake this process's standby thread and the sender, wherever it runs."""
         self._wake.set()
+        self.outbox.wake_sender()
 
     def start(self, interval: float = 1.0) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -206,21 +283,43 @@ class OutboxRelay:
         self._stop.clear()
 
         def loop() -> None:
-            while not self._stop.is_set():
-                try:
-                    self.drain()
-                except Exception:  # keep relaying: a broken broker must not kill the thread
-                    logger.exception("event relay drain failed; retrying")
-                self._wake.wait(interval)
-                self._wake.clear()
+            try:
+                while not self._stop.is_set():
+                    slot = self._slot if self._take_slot() else None
+                    if slot is None:  # another relay sends: stand by, ready to take over
+                        self._wake.wait(STANDBY_POLL_S)
+                        self._wake.clear()
+                        continue
+                    try:
+                        self.drain()
+                    except Exception:  # keep relaying: a broken broker must not kill the thread
+                        logger.exception("event relay drain failed; retrying")
+                    if not self._stop.is_set():
+                        slot.wait(interval)
+            finally:
+                self._let_go()
 
         self._thread = threading.Thread(target=loop, name="agentparty-event-relay", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop relaying: unsent events stay in the outbox, the slot goes to a standby relay (if any)."""
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-        with self._lock:
-            self._producer = None  # releases librdkafka's threads and connections (undelivered events stay in the outbox)
+        self.outbox.wake_sender()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        if thread is None or not thread.is_alive():  # else the thread lets go when its flush ends
+            self._let_go()
+
+
+_LIVE: weakref.WeakSet[OutboxRelay] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_relays_at_exit() -> None:
+    """A flow-run process that ends hands its sender slot over with nothing in flight, within ``EXIT_GRACE_S``."""
+    for relay in list(_LIVE):
+        if relay.is_sender or (relay._thread is not None and relay._thread.is_alive()):
+            relay.stop(EXIT_GRACE_S + 1)

@@ -102,7 +102,7 @@ def test_relay_once_sends_what_a_run_left_in_the_outbox(with_broker: str, agentp
 
     outbox = Outbox.at(agentparty_home, with_broker)
     event = TaskSubmittedEvent(correlation_id="offline", payload=TaskSubmittedPayload(task_id="t", title="x", submitted_by="u", token_budget=0))
-    assert outbox.append([event]) == 1
+    assert outbox.append([event]) == [event]
     sent = runner.invoke(app, ["events", "relay", "--once"])
     assert sent.exit_code == 0 and "pending 0" in sent.stdout, sent.output
     tailed = runner.invoke(app, ["events", "tail", "--json", "--type", "task_submitted"])
