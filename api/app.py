@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from agentparty.api.docs import mount_docs
+from agentparty.api.errors import install_error_handlers
 from agentparty.api.rate_limit import RateLimiter
 from agentparty.api.security import API_KEY_HEADER, AccessPolicy
 from agentparty.api.services import DeploymentDirectory, prefect_lifespan
@@ -62,16 +62,5 @@ def create_app(
     for module in (webhooks, resources, approvals, live):
         app.include_router(module.router)
     mount_docs(app)
-    _graph_errors(app)
+    install_error_handlers(app)
     return app
-
-
-def _graph_errors(app: FastAPI) -> None:
-    """An unreachable graph is the server's problem, not the caller's: 503, not a 500 with a traceback."""
-    from neo4j.exceptions import ServiceUnavailable, SessionExpired
-
-    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": f"the graph database is unreachable: {exc}"}, status_code=503)
-
-    app.add_exception_handler(ServiceUnavailable, unavailable)
-    app.add_exception_handler(SessionExpired, unavailable)

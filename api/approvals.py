@@ -32,12 +32,13 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentparty.api.paused_runs import PauseAnswered, PausedRun, PauseExpired, ResumeRefused, paused_run, paused_runs, resume
+from agentparty.api.errors import GUARDED, refuse_unknown_query, declared
 from agentparty.api.security import Principal, require
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
 
-router = APIRouter(tags=["approvals"])
+router = APIRouter(tags=["approvals"], dependencies=[Depends(refuse_unknown_query)])
 
 ApprovalKind = Literal["governance", "human_intervention"]
 KINDS: dict[str, ApprovalKind] = {"ApprovalDecision": "governance", "HumanDecision": "human_intervention"}
@@ -72,7 +73,11 @@ class PendingApproval(BaseModel):
 class DecisionRequest(BaseModel):
     """The body of an approve or reject (all optional)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The output rule below, in the JSON Schema too, so a generated client cannot send what the server refuses.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "if": {"required": ["output"], "properties": {"output": {"type": "object"}}},
+        "then": {"required": ["action"], "properties": {"action": {"const": "skip"}}},
+    })
 
     reason: Annotated[str, Field(max_length=2000)] = ""
     note: Annotated[str, Field(max_length=2000)] = ""
@@ -136,11 +141,11 @@ def _approval(paused: PausedRun) -> PendingApproval | None:
     )
 
 
-@router.get("/approvals", response_model=list[PendingApproval])
+@router.get("/approvals", response_model=list[PendingApproval], responses=declared(*GUARDED, 503))
 async def list_approvals(
     request: Request,
     _: Annotated[Principal, Depends(require("approvals", "read"))],
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    limit: Annotated[int, Query(ge=1, le=200, description="Most paused runs to look at (Prefect's page limit).")] = 100,
 ) -> list[PendingApproval]:
     """Pending human approvals, oldest first."""
     async with _prefect(request) as client:
@@ -186,7 +191,13 @@ async def _decide(request: Request, flow_run_id: UUID, approve: bool, body: Deci
     )
 
 
-@router.post("/approvals/{flow_run_id}/approve", response_model=DecisionResponse)
+DECISION_RESPONSES = declared(
+    *GUARDED, 400, 503, _404="The run is not waiting for an approval (or not for this pause_key), or the pause timed out.",
+    _409="Someone else answered the pause first, or Prefect refused the answer.",
+)
+
+
+@router.post("/approvals/{flow_run_id}/approve", response_model=DecisionResponse, responses=DECISION_RESPONSES)
 async def approve(
     request: Request,
     flow_run_id: UUID,
@@ -197,7 +208,7 @@ async def approve(
     return await _decide(request, flow_run_id, True, body or DecisionRequest(), principal)
 
 
-@router.post("/approvals/{flow_run_id}/reject", response_model=DecisionResponse)
+@router.post("/approvals/{flow_run_id}/reject", response_model=DecisionResponse, responses=DECISION_RESPONSES)
 async def reject(
     request: Request,
     flow_run_id: UUID,

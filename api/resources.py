@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from prefect.client.orchestration import PrefectClient  # a real import: FastAPI resolves the annotations
 
 from agentparty.api.schemas import (
@@ -23,6 +23,7 @@ from agentparty.api.schemas import (
     WorkflowList,
     WorkflowSummary,
 )
+from agentparty.api.errors import GUARDED, refuse_unknown_query, declared
 from agentparty.api.security import Principal, require
 from agentparty.api.services import graph_reader, prefect_client, settings_of, template_registry, workflow_index
 from agentparty.api.workflow_index import IndexedWorkflow, WorkflowIndex
@@ -36,17 +37,26 @@ from agentparty.tasks.templates import TemplateError, TemplateRegistry
 if TYPE_CHECKING:
     from prefect.client.schemas.responses import DeploymentResponse
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(refuse_unknown_query)])
 
-Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0)]
+MAX_OFFSET = 1_000_000
+"""Deeper pages than this are refused (422), not passed on: the graph's SKIP takes a 64-bit integer."""
+Limit = Annotated[int, Query(ge=1, le=500, description="Most items in the answer.")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip (paging).")]
+GraphId = Annotated[str, Path(min_length=1, max_length=200, description="The id as the graph stores it.")]
 
 
 # --- templates ------------------------------------------------------------------------
 
 
+_TEMPLATE_CREATED = {201: {"description": "The template, with its first version.", "links": {
+    "GetTemplate": {"operationId": "get_template", "parameters": {"name": "$response.body#/template/name"},
+                    "description": "The template just created, read back."},
+}}}
+
+
 @router.post("/templates", status_code=status.HTTP_201_CREATED, response_model=CreatedTemplate, tags=["templates"],
-             responses={409: {"description": "A template with this name exists (add a version instead)."}})
+             responses={**_TEMPLATE_CREATED, **declared(*GUARDED, 400, _409="A template with this name exists (add a version instead).")})
 def create_template(
     request: CreateAgentTemplateRequest,
     principal: Annotated[Principal, Depends(require("templates", "create"))],
@@ -60,7 +70,7 @@ def create_template(
     return CreatedTemplate(template=created.template, version=created.record)
 
 
-@router.get("/templates", response_model=list[TemplateView], tags=["templates"],
+@router.get("/templates", response_model=list[TemplateView], tags=["templates"], responses=declared(*GUARDED),
             dependencies=[Depends(require("templates", "read"))])
 def list_templates(registry: Annotated[TemplateRegistry, Depends(template_registry)]) -> list[TemplateView]:
     views = []
@@ -71,10 +81,24 @@ def list_templates(registry: Annotated[TemplateRegistry, Depends(template_regist
     return views
 
 
+@router.get("/templates/{name}", response_model=TemplateView, tags=["templates"], operation_id="get_template",
+            responses=declared(*GUARDED, _404="No template of this name."), dependencies=[Depends(require("templates", "read"))])
+def get_template(
+    name: Annotated[str, Path(min_length=1, max_length=200, description="The template's name.")],
+    registry: Annotated[TemplateRegistry, Depends(template_registry)],
+) -> TemplateView:
+    """One template with its versions, oldest first."""
+    template = registry.find(name)
+    if template is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no template {name!r}")
+    return TemplateView(template=template, versions=registry.versions(name))
+
+
 # --- agents and teams (the graph) -----------------------------------------------------
 
 
-@router.get("/agents", response_model=list[AgentSummary], tags=["agents"], dependencies=[Depends(require("agents", "read"))])
+@router.get("/agents", response_model=list[AgentSummary], tags=["agents"], responses=declared(*GUARDED, 503),
+            dependencies=[Depends(require("agents", "read"))])
 def list_agents(reader: Annotated[GraphReader, Depends(graph_reader)], limit: Limit = 100, offset: Offset = 0) -> list[AgentSummary]:
     return [
         AgentSummary(
@@ -86,9 +110,9 @@ def list_agents(reader: Annotated[GraphReader, Depends(graph_reader)], limit: Li
 
 
 @router.get("/agents/{agent_id}/state", response_model=AgentStateResponse, tags=["agents"],
-            dependencies=[Depends(require("agents", "read"))], responses={404: {"description": "No such agent."}})
+            dependencies=[Depends(require("agents", "read"))], responses=declared(*GUARDED, 503, _404="No such agent."))
 def agent_state(
-    agent_id: str,
+    agent_id: GraphId,
     reader: Annotated[GraphReader, Depends(graph_reader)],
     settings: Annotated[Settings, Depends(settings_of)],
 ) -> AgentStateResponse:
@@ -116,14 +140,15 @@ def agent_state(
     )
 
 
-@router.get("/teams", response_model=list[Team], tags=["teams"], dependencies=[Depends(require("teams", "read"))])
+@router.get("/teams", response_model=list[Team], tags=["teams"], responses=declared(*GUARDED, 503),
+            dependencies=[Depends(require("teams", "read"))])
 def list_teams(reader: Annotated[GraphReader, Depends(graph_reader)], limit: Limit = 100, offset: Offset = 0) -> list[Team]:
     return reader.teams(limit, offset)
 
 
 @router.get("/teams/{team_id}", response_model=TeamView, tags=["teams"], dependencies=[Depends(require("teams", "read"))],
-            responses={404: {"description": "No such team."}})
-def get_team(team_id: str, reader: Annotated[GraphReader, Depends(graph_reader)]) -> TeamView:
+            responses=declared(*GUARDED, 503, _404="No such team."))
+def get_team(team_id: GraphId, reader: Annotated[GraphReader, Depends(graph_reader)]) -> TeamView:
     view = reader.team(team_id)
     if view is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no team {team_id!r} in the graph")
@@ -152,7 +177,8 @@ async def _deployments(client: PrefectClient, workflows: list[IndexedWorkflow]) 
     return {wid: by_name[pair] for wid, pair in names.items() if pair in by_name}
 
 
-@router.get("/workflows", response_model=WorkflowList, tags=["workflows"], dependencies=[Depends(require("workflows", "read"))])
+@router.get("/workflows", response_model=WorkflowList, tags=["workflows"], responses=declared(*GUARDED, 503),
+            dependencies=[Depends(require("workflows", "read"))])
 async def list_workflows(
     index: Annotated[WorkflowIndex, Depends(workflow_index)],
     client: Annotated[PrefectClient, Depends(prefect_client)],
@@ -174,11 +200,12 @@ async def list_workflows(
     )
 
 
-@router.get("/runs", response_model=list[RunSummary], tags=["runs"], dependencies=[Depends(require("runs", "read"))])
+@router.get("/runs", response_model=list[RunSummary], tags=["runs"], responses=declared(*GUARDED, 503),
+            dependencies=[Depends(require("runs", "read"))])
 async def list_runs(
     index: Annotated[WorkflowIndex, Depends(workflow_index)],
     client: Annotated[PrefectClient, Depends(prefect_client)],
-    workflow_id: Annotated[str | None, Query(description="Only this workflow's runs.")] = None,
+    workflow_id: Annotated[str | None, Query(max_length=200, description="Only this workflow's runs.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[RunSummary]:
     """Recent flow runs of the deployed workflows in the search path, newest first, with their state."""

@@ -30,10 +30,11 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import anyio
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from agentparty.api.errors import GUARDED, refuse_unknown_query, ApiError, FieldError, declared
 from agentparty.api.security import Principal, require
 from agentparty.api.services import DeploymentDirectory, dispatcher_of, prefect_client
 from agentparty.api.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
@@ -45,9 +46,11 @@ from agentparty.models.workflow import WebhookTriggerConfig
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(tags=["webhooks"], dependencies=[Depends(refuse_unknown_query)])
 
 MAX_IDEMPOTENCY_KEY = 256
+WorkflowId = Annotated[str, Path(min_length=1, max_length=200, description="The workflow definition's id.")]
+DeliveryId = Annotated[str, Path(min_length=1, max_length=200, description="As the 202 (or the deliveries list) named it.")]
 
 
 class WebhookAccepted(BaseModel):
@@ -61,10 +64,9 @@ class WebhookAccepted(BaseModel):
     deployment: str = Field(description="The deployment the run belongs to, FLOW/DEPLOYMENT.")
 
 
-class WebhookReplay(BaseModel):
-    """409: a delivery with this idempotency key was accepted before."""
+class WebhookReplay(ApiError):
+    """409: a delivery with this idempotency key was accepted before (the API's error body, and what it was)."""
 
-    detail: str
     delivery_id: str
     flow_run_id: str | None = Field(description="The run of the first delivery; null while it is still being created.")
 
@@ -91,17 +93,6 @@ class DeliveryView(BaseModel):
             status=delivery.status, flow_run_id=delivery.flow_run_id, received_at=delivery.received_at,
             attempts=delivery.attempts, last_error=delivery.last_error, failed_reason=delivery.failed_reason,
         )
-
-
-class InputProblem(BaseModel):
-    field: str
-    msg: str
-
-
-class InvalidInputs(BaseModel):
-    """422: the body is not a valid set of run inputs for the workflow."""
-
-    detail: list[InputProblem]
 
 
 def _refuse(code: int, detail: str, headers: Mapping[str, str] | None = None) -> HTTPException:
@@ -179,39 +170,46 @@ def _inputs(body: bytes, found: IndexedWorkflow) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise _refuse(status.HTTP_400_BAD_REQUEST, f"body is not JSON: {exc}") from None
     if not isinstance(payload, dict):
-        problems = [InputProblem(field="inputs", msg=f"expected a JSON object of run inputs, got {type(payload).__name__}")]
+        problems = [FieldError(
+            loc=["inputs"], field="inputs", msg=f"expected a JSON object of run inputs, got {type(payload).__name__}", type="object_type",
+        )]
         raise _InvalidInputs(problems)
     _, found_problems = found.definition.resolve_run_inputs(payload)
     if found_problems:
         problems = []
         for problem in found_problems:
             where, _, message = problem.partition(": ")
-            problems.append(InputProblem(field=where, msg=message))
+            problems.append(FieldError(loc=where.split("."), field=where, msg=message, type="run_input"))
         raise _InvalidInputs(problems)
     return payload
 
 
 class _InvalidInputs(Exception):
-    def __init__(self, problems: list[InputProblem]) -> None:
+    def __init__(self, problems: list[FieldError]) -> None:
         self.problems = problems
+
+
+_DELIVERY_LINK = {202: {"description": "Stored; its run created or being created.", "links": {
+    "GetDelivery": {
+        "operationId": "webhook_delivery", "description": "What became of the delivery (also its Location header).",
+        "parameters": {"workflow_id": "$request.path.workflow_id", "delivery_id": "$response.body#/delivery_id"},
+    },
+}}}
 
 
 @router.post(
     "/webhooks/{workflow_id}",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=WebhookAccepted,
-    responses={
-        400: {"description": "The body is not JSON, or the idempotency key is too long."},
-        401: {"description": "Missing, malformed or stale timestamp, or a bad signature."},
-        404: {"description": "No such workflow, no webhook trigger, or no deployment (also when the deployment "
-              "vanished while the answer waited for the run)."},
-        409: {"model": WebhookReplay, "description": "Replay of an accepted delivery (same Idempotency-Key)."},
-        413: {"description": "Body larger than the trigger's maxBodyBytes."},
-        422: {"model": InvalidInputs, "description": "The body is not valid run inputs; each problem names its field."},
-        429: {"description": "Rate limit of this workflow's webhook exceeded (see Retry-After)."},
-        503: {"description": "Prefect was unreachable to look the deployment up, or no secret is configured: "
-              "the delivery was not acknowledged, retry it."},
-    },
+    responses={**_DELIVERY_LINK, **declared(
+        400, 401, 413, 429,
+        _404="No such workflow, no webhook trigger, or no deployment (also when the deployment vanished while the "
+        "answer waited for the run).",
+        _409=("Replay of an accepted delivery (same Idempotency-Key).", WebhookReplay),
+        _422="The body is not valid run inputs (each problem names its field), or Prefect refused them.",
+        _503="Prefect was unreachable to look the deployment up, or no secret is configured: the delivery was not "
+        "acknowledged, retry it.",
+    )},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -219,7 +217,7 @@ class _InvalidInputs(Exception):
         }
     },
 )
-async def receive_webhook(workflow_id: str, request: Request) -> Any:
+async def receive_webhook(workflow_id: WorkflowId, request: Request) -> Any:
     """Start a run of the workflow from a signed delivery.
 
     Sign with HMAC-SHA256 over ``"{timestamp}.{raw body}"`` using the secret in
@@ -251,7 +249,7 @@ async def _receive(request: Request, found: IndexedWorkflow, config: WebhookTrig
     try:
         payload = _inputs(body, found)
     except _InvalidInputs as exc:
-        return JSONResponse(InvalidInputs(detail=exc.problems).model_dump(), status.HTTP_422_UNPROCESSABLE_CONTENT)
+        return JSONResponse(ApiError(detail=exc.problems).model_dump(), status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     key = request.headers.get(IDEMPOTENCY_HEADER) or presented.strip().lower()
     if len(key) > MAX_IDEMPOTENCY_KEY:
@@ -291,17 +289,19 @@ async def _accept(
     return JSONResponse(body.model_dump(), status.HTTP_202_ACCEPTED, headers=location)
 
 
-@router.get("/webhooks/{workflow_id}/deliveries/{delivery_id}", name="webhook_delivery", response_model=DeliveryView)
+@router.get("/webhooks/{workflow_id}/deliveries/{delivery_id}", name="webhook_delivery", operation_id="webhook_delivery",
+            response_model=DeliveryView,
+            responses=declared(*GUARDED, _404="No such delivery of this workflow."))
 async def webhook_delivery(
-    request: Request, workflow_id: str, delivery_id: str, _: Annotated[Principal, Depends(require("runs", "read"))],
+    request: Request, workflow_id: WorkflowId, delivery_id: DeliveryId, _: Annotated[Principal, Depends(require("runs", "read"))],
 ) -> DeliveryView:
     """One accepted delivery: queued, created (with its flow run) or failed (with the reason)."""
     return DeliveryView.of(await _delivery_of(request, workflow_id, delivery_id))
 
 
-@router.get("/webhooks/{workflow_id}/deliveries", response_model=list[DeliveryView])
+@router.get("/webhooks/{workflow_id}/deliveries", response_model=list[DeliveryView], responses=declared(*GUARDED))
 async def webhook_deliveries(
-    request: Request, workflow_id: str, _: Annotated[Principal, Depends(require("runs", "read"))],
+    request: Request, workflow_id: WorkflowId, _: Annotated[Principal, Depends(require("runs", "read"))],
     status_: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[DeliveryView]:
@@ -314,13 +314,13 @@ async def webhook_deliveries(
 @router.post(
     "/webhooks/{workflow_id}/deliveries/{delivery_id}/requeue", status_code=status.HTTP_202_ACCEPTED,
     response_model=DeliveryView,
-    responses={
-        404: {"description": "No such delivery of this workflow."},
-        409: {"description": "The delivery is not failed: its run exists or is being created."},
-    },
+    responses=declared(
+        *GUARDED, 503, _404="No such delivery of this workflow.",
+        _409="The delivery is not failed: its run exists or is being created.",
+    ),
 )
 async def requeue_webhook_delivery(
-    request: Request, workflow_id: str, delivery_id: str,
+    request: Request, workflow_id: WorkflowId, delivery_id: DeliveryId,
     principal: Annotated[Principal, Depends(require("runs", "create"))],
     wait_s: Annotated[float, Query(alias="waitForRunSeconds", ge=0, le=30)] = 2.0,
 ) -> JSONResponse:

@@ -13,7 +13,7 @@ import math
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
 
@@ -32,6 +32,24 @@ NonEmptyStr = Annotated[str, StringConstraints(min_length=1, strip_whitespace=Tr
 PositiveStrictInt = Annotated[int, Field(gt=0, strict=True)]
 """A positive integer; floats, numeric strings and booleans are refused (rate limits, counts)."""
 NonNegativeInt = Annotated[int, Field(ge=0)]
+
+
+def _json_integer(value: Any) -> Any:
+    """JSON Schema's ``integer``: a number with no fraction (``2000`` or ``2000.0``), never a string or a boolean."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("Input should be an integer (a JSON number, not a string or boolean)")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("Input should be an integer, without a fractional part")
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+"""An integer exactly as JSON Schema's ``integer`` has it, for documents a client sends (templates over HTTP):
+what the published schema allows is accepted, what it refuses is refused."""
+PositiveJsonInt = Annotated[int, Field(gt=0), BeforeValidator(_json_integer)]
+"""A positive :data:`JsonInt` (the bound before the validator, so the JSON Schema says ``exclusiveMinimum``)."""
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 """A float in [0, 1]: scores, probabilities, proficiencies."""
 Priority = Annotated[int, Field(ge=1, le=5)]

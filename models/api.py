@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, NonNegativeInt
+from pydantic import ConfigDict, Field, NonNegativeInt, StrictBool
 
 from ._base import Fraction, NonEmptyStr, SeedModel, UtcDatetime, utc_now
 from .governance import GovernanceRules
@@ -61,8 +61,8 @@ class CreateAgentTemplateRequest(SeedModel):
     parameters: ModelParameters
     personality: str
     capabilities: list[CapabilityName]
-    is_auto_generated: bool = False
-    approval_required: bool = True
+    is_auto_generated: StrictBool = False
+    approval_required: StrictBool = True
     governance_rules: GovernanceRules = Field(default_factory=GovernanceRules)
 
 

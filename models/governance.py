@@ -15,9 +15,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from ._base import SeedModel
+from ._base import PositiveJsonInt, SeedModel
 from .states import AGENT_LIFECYCLE_MACHINE
 
 
@@ -30,8 +30,15 @@ DEFAULT_HUMAN_APPROVAL_TIMEOUT_S = 3600
 
 
 class TransitionRule(SeedModel):
+    # The timeout rule below, in the JSON Schema too, so a generated client cannot send what the server refuses.
+    model_config = ConfigDict(json_schema_extra={
+        "if": {"properties": {"approval": {"const": "human"}}, "required": ["approval"]},
+        "then": {},
+        "else": {"properties": {"timeout": {"type": "null"}}},
+    })
+
     approval: ApprovalMode = ApprovalMode.AUTOMATIC
-    timeout: Annotated[int, Field(gt=0)] | None = None
+    timeout: PositiveJsonInt | None = None
     """Seconds a human has to decide; on timeout the transition is refused."""
 
     @model_validator(mode="after")
@@ -48,7 +55,11 @@ class TransitionRule(SeedModel):
 
 
 class GovernanceRules(SeedModel):
-    transitions: dict[str, TransitionRule] = Field(default_factory=dict)
+    transitions: dict[str, TransitionRule] = Field(
+        default_factory=dict,
+        json_schema_extra={"propertyNames": {"enum": list(AGENT_LIFECYCLE_MACHINE.keys())}},
+        description="Lifecycle transition ('<from>_to_<to>') → its rule; transitions not named are automatic.",
+    )
 
     @field_validator("transitions")
     @classmethod

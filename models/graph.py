@@ -15,7 +15,7 @@ from uuid import UUID, uuid4, uuid5
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from ._base import Fraction, NonEmptyStr, NonNegativeInt, Priority, SeedModel, UtcDatetime, utc_now
+from ._base import Fraction, JsonInt, NonEmptyStr, PositiveJsonInt, NonNegativeInt, Priority, SeedModel, UtcDatetime, utc_now
 from .governance import GovernanceRules
 from .states import AgentLifecycleState, TaskStatus, TeamStatus
 
@@ -73,11 +73,12 @@ class ModelParameters(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
-    max_tokens: Annotated[int, Field(gt=0)] | None = None
-    top_p: Fraction | None = None
+    # Strict numbers: a JSON document (a template over HTTP, a YAML file) says 2000, not "2000" or true.
+    temperature: Annotated[float, Field(ge=0.0, le=2.0, strict=True)] | None = None
+    max_tokens: PositiveJsonInt | None = None
+    top_p: Annotated[float, Field(ge=0.0, le=1.0, strict=True)] | None = None
     stop: list[str] | None = None
-    seed: int | None = None
+    seed: JsonInt | None = None
 
 
 class CostProfile(SeedModel):

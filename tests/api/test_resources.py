@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import HookWorkflows, auth, signed
+from api_support import HookWorkflows, access_config, auth, signed
 from fastapi.testclient import TestClient
 
+from agentparty.api import create_app
 from agentparty.models.api import AgentStateResponse
 from agentparty.models.graph import Agent, AgentStateRecord, Capability, HasCapability, HasState, MemberOf, Task, Team, WorksOn
 from agentparty.models.states import AgentLifecycleState
 from agentparty.runtime.graph_store import GraphBatch, GraphStore
+from agentparty.runtime.local_service import free_port
+from agentparty.runtime.settings import Settings
 
 
 @pytest.fixture
@@ -116,3 +120,23 @@ def test_prefect_routes_answer_503_without_a_prefect_api(make_app: Any) -> None:
     """Outside the lifespan (no client opened) the routes say what is missing instead of failing."""
     client = TestClient(make_app())  # not entered: the lifespan does not run
     assert client.get("/workflows", headers=auth("viewer")).status_code == 503
+
+
+def test_an_unreachable_graph_is_503_with_the_reason(api_home: Path) -> None:
+    """Not a 500: the graph server is the API's problem, and the answer says so."""
+    from pydantic import SecretStr
+
+    from agentparty.models.config import DatabaseConfig
+
+    dead = DatabaseConfig(uri=f"bolt://127.0.0.1:{free_port()}", username="root", password=SecretStr("x"))
+    client = TestClient(create_app(access_config(), settings=Settings(home=api_home, database=dead)))
+    response = client.get("/agents", headers=auth("viewer"))
+    assert response.status_code == 503 and "graph database" in response.json()["detail"]
+
+
+def test_an_unreachable_prefect_is_503_with_the_reason(make_app: Any) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api"}):
+        response = TestClient(make_app()).get("/approvals", headers=auth("viewer"))
+    assert response.status_code == 503 and "Prefect" in response.json()["detail"]
