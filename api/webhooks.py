@@ -46,7 +46,9 @@ from agentparty.models.workflow import WebhookTriggerConfig
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(tags=["webhooks"], dependencies=[Depends(refuse_unknown_query)])
+router = APIRouter(tags=["webhooks"])
+_STRICT_QUERY = [Depends(refuse_unknown_query)]
+"""On every route here but the webhook itself, which calls it inline (a dependency costs a hot path CPU)."""
 
 MAX_IDEMPOTENCY_KEY = 256
 WorkflowId = Annotated[str, Path(min_length=1, max_length=200, description="The workflow definition's id.")]
@@ -230,6 +232,7 @@ async def receive_webhook(workflow_id: WorkflowId, request: Request) -> Any:
     # The app's index directly rather than as a dependency: FastAPI's dependency solving was a tenth of a
     # webhook's CPU, and a burst's slowest acknowledgement waits for every request before it.
     found, config = _webhook_of(request.app.state.workflows, workflow_id)
+    await refuse_unknown_query(request)
     await request.app.state.rate_limiter.admit(f"webhook:{workflow_id}")  # a queued request is not arriving yet
     dispatcher: DeliveryDispatcher | None = request.app.state.dispatcher  # None without a Prefect API: 503 below
     with dispatcher.arrival() if dispatcher is not None else contextlib.nullcontext() as arrival:
@@ -290,7 +293,7 @@ async def _accept(
 
 
 @router.get("/webhooks/{workflow_id}/deliveries/{delivery_id}", name="webhook_delivery", operation_id="webhook_delivery",
-            response_model=DeliveryView,
+            response_model=DeliveryView, dependencies=_STRICT_QUERY,
             responses=declared(*GUARDED, _404="No such delivery of this workflow."))
 async def webhook_delivery(
     request: Request, workflow_id: WorkflowId, delivery_id: DeliveryId, _: Annotated[Principal, Depends(require("runs", "read"))],
@@ -299,7 +302,8 @@ async def webhook_delivery(
     return DeliveryView.of(await _delivery_of(request, workflow_id, delivery_id))
 
 
-@router.get("/webhooks/{workflow_id}/deliveries", response_model=list[DeliveryView], responses=declared(*GUARDED))
+@router.get("/webhooks/{workflow_id}/deliveries", response_model=list[DeliveryView], responses=declared(*GUARDED),
+            dependencies=_STRICT_QUERY)
 async def webhook_deliveries(
     request: Request, workflow_id: WorkflowId, _: Annotated[Principal, Depends(require("runs", "read"))],
     status_: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
@@ -313,7 +317,7 @@ async def webhook_deliveries(
 
 @router.post(
     "/webhooks/{workflow_id}/deliveries/{delivery_id}/requeue", status_code=status.HTTP_202_ACCEPTED,
-    response_model=DeliveryView,
+    response_model=DeliveryView, dependencies=_STRICT_QUERY,
     responses=declared(
         *GUARDED, 503, _404="No such delivery of this workflow.",
         _409="The delivery is not failed: its run exists or is being created.",
