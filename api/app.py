@@ -19,7 +19,7 @@ from agentparty.api.errors import install_error_handlers
 from agentparty.api.rate_limit import RateLimiter
 from agentparty.api.security import API_KEY_HEADER, AccessPolicy
 from agentparty.api.services import DeploymentDirectory, prefect_lifespan
-from agentparty.api.webhook_deliveries import WebhookDeliveries
+from agentparty.runtime.webhook_deliveries import WebhookDeliveries
 from agentparty.api.workflow_index import WorkflowIndex
 from agentparty.models.access import ApiAccessConfig
 from agentparty.runtime.settings import Settings, get_settings
@@ -54,7 +54,7 @@ def create_app(
     app.state.access = AccessPolicy(access)
     app.state.rate_limiter = rate_limiter or RateLimiter(access.access_control.rate_limiting)
     app.state.settings = settings
-    app.state.workflows = WorkflowIndex(search_dirs, settings.model_registry())
+    app.state.workflows = WorkflowIndex(lambda: search_dirs(settings), settings.model_registry())
     app.state.deployments = DeploymentDirectory()
     app.state.webhook_deliveries = WebhookDeliveries.at(settings.home)
     app.state.graph_store = graph_store

@@ -155,12 +155,12 @@ async def list_approvals(
 
 def _run_input(approval: PendingApproval, approve: bool, body: DecisionRequest, principal: Principal) -> dict[str, Any]:
     if approval.kind == "governance":
-        from agentparty.tasks.lifecycle import ApprovalDecision
+        from agentparty.runtime.human_input import ApprovalDecision
 
         if body.action is not None:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="action: a governance approval takes no action")
         return ApprovalDecision(approve=approve, reason=body.text, approver=principal.name).model_dump(mode="json")
-    from agentparty.flows.compiler import HumanDecision
+    from agentparty.runtime.human_input import HumanDecision
 
     if not approve and body.action is not None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="action: a rejection always aborts the run")

@@ -31,6 +31,7 @@ from fastapi import APIRouter, FastAPI, Query, WebSocket, status
 from agentparty.api.live_view import LiveView, Routed
 from agentparty.api.security import authorize_websocket
 from agentparty.models.config import KafkaConfig
+from agentparty.runtime.local_services import kafka_address
 from agentparty.runtime.settings import Settings
 
 logger = logging.getLogger("agentparty.api.live")
@@ -88,12 +89,7 @@ class LiveFeed:
     def from_settings(cls, settings: Settings) -> LiveFeed:
         """The configured cluster, else the local broker's address whether or not it runs yet (as ``agentparty
         events tail`` does): the feed keeps trying until it is up."""
-        from agentparty.runtime.broker import LocalKafkaBroker
-
-        config = settings.kafka or KafkaConfig(
-            bootstrap_servers=[LocalKafkaBroker(settings.home, port=settings.kafka_port).bootstrap_servers], group_id="agentparty"
-        )
-        return cls(config, settings.event_topic_prefix, settings.event_partitions, settings.event_replication)
+        return cls(kafka_address(settings), settings.event_topic_prefix, settings.event_partitions, settings.event_replication)
 
     # -- subscriptions (called on a connection's loop) ------------------------------------------
 

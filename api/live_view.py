@@ -33,7 +33,7 @@ from itertools import combinations
 from typing import Any, Generic, TypeVar
 
 from agentparty.api.agent_svg import agent_svg, animation_for
-from agentparty.flows.run_graph import team_id_for
+from agentparty.models.run_history import team_id_for
 from agentparty.models import AgentLifecycleState, TeamStatus
 from agentparty.models.api import (
     AgentUpdateMessage,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from prefect.client.orchestration import PrefectClient  # a real import: FastAPI resolves the annotations
 
-from agentparty.api.schemas import (
+from agentparty.api.views import (
     AgentSummary,
     CreatedTemplate,
     InvalidWorkflowFile,
@@ -32,7 +32,8 @@ from agentparty.models.api import AgentStateResponse, CapabilityProficiency, Cre
 from agentparty.models.graph import Team
 from agentparty.runtime.graph_reads import GraphReader, TeamView
 from agentparty.runtime.settings import Settings
-from agentparty.tasks.templates import TemplateError, TemplateRegistry
+from agentparty.models.step_errors import TemplateError
+from agentparty.tasks.templates import TemplateRegistry
 
 if TYPE_CHECKING:
     from prefect.client.schemas.responses import DeploymentResponse

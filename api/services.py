@@ -139,7 +139,7 @@ def template_registry(request: Request) -> TemplateRegistry:
 def graph_reader(request: Request) -> GraphReader:
     store: GraphStore | None = getattr(request.app.state, "graph_store", None)
     if store is None:
-        from agentparty.flows.run_graph import configured_store
+        from agentparty.runtime.run_recorder import configured_store
 
         store = configured_store(settings_of(request))
     return GraphReader(store)

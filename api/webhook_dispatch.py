@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agentparty.api.webhook_deliveries import Acceptance, Delivery, WebhookDeliveries, delivery_id_for
+from agentparty.runtime.webhook_deliveries import Acceptance, Delivery, WebhookDeliveries, delivery_id_for
 from agentparty.deployments.naming import deployment_parameters
 
 if TYPE_CHECKING:

@@ -38,7 +38,7 @@ from agentparty.api.errors import GUARDED, refuse_unknown_query, ApiError, Field
 from agentparty.api.security import Principal, require
 from agentparty.api.services import DeploymentDirectory, dispatcher_of, prefect_client
 from agentparty.api.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
-from agentparty.api.webhook_deliveries import Delivery, DeliveryStatus, WebhookDeliveries
+from agentparty.runtime.webhook_deliveries import Delivery, DeliveryStatus, WebhookDeliveries
 from agentparty.api.webhook_dispatch import Arrival, DeliveryDispatcher, no_deployment_reason
 from agentparty.api.workflow_index import IndexedWorkflow, WorkflowIndex
 from agentparty.deployments.naming import full_name

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentparty.flows.definitions import WORKFLOW_SUFFIXES, DocumentError, read_document
+from agentparty.runtime.documents import WORKFLOW_SUFFIXES, DocumentError, read_document
 from agentparty.models import ModelRegistry, WorkflowDefinition
 from agentparty.models.workflow import WebhookTrigger
 
@@ -49,7 +49,7 @@ RESCAN_S = 1.0
 
 
 def _load(path: Path, registry: ModelRegistry | None) -> _Entry:
-    from agentparty.flows.definitions import load_workflow
+    from agentparty.runtime.documents import load_workflow
 
     try:
         data = read_document(path).data

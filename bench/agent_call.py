@@ -176,11 +176,11 @@ class Variant:
 
 def build_runner(home: Path, url: str, template: bool) -> tuple[Any, dict[str, Any]]:
     """A runner on a one-model registry with SQLite breaker, ledger and templates under ``home``; and the matching raw request."""
-    from agentparty.flows.breaker import SqliteBreakerStore
+    from agentparty.runtime.breakers import SqliteBreakerStore
     from agentparty.models import CreateAgentTemplateRequest, ModelRegistry
     from agentparty.models.model_registry import ModelCapabilities, ModelInfo
     from agentparty.runtime.budgets import BudgetLedger
-    from agentparty.runtime.llm import ModelRouter
+    from agentparty.runtime.model_router import ModelRouter
     from agentparty.runtime.providers.openai_provider import OpenAIProvider
     from agentparty.tasks.agent import ModelAgentRunner
     from agentparty.tasks.templates import TemplateRegistry, default_system_prompt

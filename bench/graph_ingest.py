@@ -28,18 +28,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agentparty.flows.result import StepResult, StepStatus
-from agentparty.flows.run_graph import RunGraph, SlotRecord
+from agentparty.models.run_results import StepResult, StepStatus
+from agentparty.models.engagements import AgentWork, SlotRecord
+from agentparty.runtime.run_recorder import RunGraph
 from agentparty.models import WorkflowDefinition
 from agentparty.models.governance import GovernanceRules
 from agentparty.models.graph import Agent, AgentTemplate, Capability, HasCapability, TemplateVersion, stable_id
 from agentparty.models.states import AgentLifecycleState
-from agentparty.runtime.graph_schema import migrate
+from agentparty.runtime.graph_migrations import migrate
 from agentparty.runtime.graph_server import DATABASE_NAME, LocalBoltServer
 from agentparty.runtime.graph_store import GraphBatch, GraphStore
 from agentparty.runtime.local_service import free_port
-from agentparty.tasks.agent import AgentWork
-from agentparty.tasks.lifecycle import AgentLifecycle, MemorySink, PrefectApprover
+from agentparty.tasks.lifecycle import AgentLifecycle, PrefectApprover
 
 AGENTS, CAPABILITIES, LINKS_PER_AGENT = 10_000, 10_000, 4
 
@@ -96,7 +96,7 @@ def step_result_latencies(store: GraphStore, count: int) -> list[float]:
     agent = Agent(id=stable_id("agent", template.id, "1.0.0"), name="writer@1.0.0", model="simulated")
     latencies = []
     for i in range(count):
-        lifecycle = AgentLifecycle(agent.id, "writer", GovernanceRules(), PrefectApprover(), MemorySink(), engagement=f"s[{i}]")
+        lifecycle = AgentLifecycle(agent.id, "writer", GovernanceRules(), PrefectApprover(), engagement=f"s[{i}]")
         asyncio.run(lifecycle.transition(AgentLifecycleState.RUNNING, "step"))
         asyncio.run(lifecycle.transition(AgentLifecycleState.COMPLETED, "answered"))
         work = AgentWork(

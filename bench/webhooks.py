@@ -50,7 +50,7 @@ import yaml
 from _server import benchmark_server
 
 from agentparty.api.signing import signature_headers
-from agentparty.api.webhook_deliveries import WebhookDeliveries
+from agentparty.runtime.webhook_deliveries import WebhookDeliveries
 from agentparty.runtime.local_service import free_port
 
 SECRET_ENV = "AGENTPARTY_BENCH_WEBHOOK_SECRET"
@@ -83,7 +83,7 @@ def deploy(path: Path) -> str:
 
     from agentparty.deployments.naming import deployment_name
     from agentparty.flows import compile_workflow
-    from agentparty.flows.definitions import load_workflow
+    from agentparty.runtime.documents import load_workflow
 
     definition = load_workflow(path)
     flow = compile_workflow(definition, source=path)

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 import yaml
 
+from agentparty.cli._bootstrap import settings, use_prefect
+
 if TYPE_CHECKING:
     from agentparty.models.access import ApiAccessConfig
     from agentparty.runtime.settings import Settings
@@ -46,7 +48,7 @@ def create_access_file(path: Path, key: str) -> None:
 
 
 def load_access(path: Path) -> ApiAccessConfig:
-    from agentparty.flows.definitions import DocumentError, read_document, validate_document
+    from agentparty.runtime.documents import DocumentError, read_document, validate_document
     from agentparty.models.access import ApiAccessConfig
 
     try:
@@ -66,11 +68,8 @@ def api(
     """Serve the API on the local Prefect server (started when needed), with the keys of the access file."""
     if ctx.invoked_subcommand is not None:
         return
-    from agentparty.runtime.prefect_server import LocalPrefectServer
-    from agentparty.runtime.settings import get_settings
-
-    settings = get_settings()
-    path = access_path(settings)
+    config = settings()
+    path = access_path(config)
     if not path.exists():
         key = new_key()
         create_access_file(path, key)
@@ -80,18 +79,14 @@ def api(
         if entry.key_env is not None and not os.environ.get(entry.key_env):
             typer.echo(f"warning: API key {entry.name!r}: {entry.key_env} is not set, the key grants nothing", err=True)
 
-    if "PREFECT_API_URL" not in os.environ:
-        server = LocalPrefectServer(settings.home, port=settings.prefect_port)
-        if server.start():
-            typer.echo(f"started the Prefect server at {server.ui_url}", err=True)
-        os.environ.update(server.client_env())
+    prefect_api = use_prefect(quiet=False)
 
     from agentparty.api import create_app
     from agentparty.api.serve import serve
 
-    host, port = host or settings.api_host, port or settings.api_port
-    typer.echo(f"Agent Party API on http://{host}:{port} (docs: /docs), Prefect API {os.environ['PREFECT_API_URL']}", err=True)
-    serve(create_app(access, settings=settings), host, port)
+    host, port = host or config.api_host, port or config.api_port
+    typer.echo(f"Agent Party API on http://{host}:{port} (docs: /docs), Prefect API {prefect_api}", err=True)
+    serve(create_app(access, settings=config), host, port)
 
 
 @app.command("key")
@@ -102,13 +97,12 @@ def key(
     """Print a new API key and the apiKeys entry (its SHA-256) to paste into the access file."""
     from agentparty.api.security import key_digest
     from agentparty.models.access import ApiKeyConfig
-    from agentparty.runtime.settings import get_settings
 
     try:
         ApiKeyConfig(name=name, role=role, key_sha256="0" * 64)
     except ValueError as exc:
         raise typer.BadParameter(str(exc).splitlines()[-1], param_hint="--name") from None
-    path = access_path(get_settings())
+    path = access_path(settings())
     if path.exists() and role not in load_access(path).roles:
         typer.echo(f"warning: {path} defines no role {role!r}", err=True)
     value = new_key()

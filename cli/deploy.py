@@ -9,53 +9,30 @@ from typing import Annotated
 
 import typer
 
+from agentparty.cli._bootstrap import fail, kafka, settings, use_prefect
+
 PathsArgument = Annotated[
     list[Path], typer.Argument(exists=True, readable=True, help="Workflow definition files, or folders of them.")
 ]
 PoolOption = Annotated[str | None, typer.Option("--pool", help="Process work pool (AGENTPARTY_WORK_POOL, default agentparty).")]
 
 
-def use_prefect_server() -> str:
-    """The Prefect API this command talks to: PREFECT_API_URL, else the local server (started when needed).
-
-    Must run before Prefect is imported: Prefect reads its settings once, at import.
-    """
-    # A SQLite-backed server answers 503 while it waits for its write lock; a worker that gives up
-    # after the default 5 retries marks a run Crashed that would have started a moment later.
-    os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "10")
-    if "PREFECT_API_URL" not in os.environ:
-        from agentparty.cli import _server
-
-        server = _server()
-        if server.start():
-            typer.echo(f"started the Prefect server at {server.ui_url}", err=True)
-        os.environ.update(server.client_env())
-    return os.environ["PREFECT_API_URL"]
-
-
 def _pool(pool: str | None) -> str:
-    from agentparty.runtime.settings import get_settings
-
-    return pool or get_settings().work_pool
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(1)
+    return pool or settings().work_pool
 
 
 def _deploy(paths: list[Path], pool: str, training: bool) -> list[Path]:
     from agentparty.deployments.build import deploy_training, deploy_workflows, load_sources
-    from agentparty.flows.definitions import DocumentError
+    from agentparty.runtime.documents import DocumentError
 
     try:
         sources = load_sources(paths)
     except DocumentError as exc:
         for error in exc.errors:
             typer.echo(error.render(str(exc.path)), err=True)
-        raise _fail("invalid workflow definitions; nothing deployed") from None
+        raise fail("invalid workflow definitions; nothing deployed") from None
     if not sources:
-        raise _fail(f"no workflow definitions in {', '.join(map(str, paths))}")
+        raise fail(f"no workflow definitions in {', '.join(map(str, paths))}")
     deployed = deploy_workflows(sources, work_pool=pool)
     if training:
         deployed.append(deploy_training(pool))
@@ -77,7 +54,7 @@ def deploy(
     if prefect_yaml is not None:
         _write_prefect_yaml(paths, _pool(pool), prefect_yaml)
         return
-    api = use_prefect_server()
+    api = use_prefect(quiet=False, patient=True)
     _deploy(paths, _pool(pool), training)
     typer.echo(f"deployed to {api}; `agentparty worker` runs them", err=True)
 
@@ -85,23 +62,27 @@ def deploy(
 def _write_prefect_yaml(paths: list[Path], pool: str, target: Path) -> None:
     from agentparty.deployments.build import load_sources
     from agentparty.deployments.prefect_yaml import render
-    from agentparty.flows.definitions import DocumentError
+    from agentparty.runtime.documents import DocumentError
 
     try:
         sources = load_sources(paths)
     except DocumentError as exc:
         for error in exc.errors:
             typer.echo(error.render(str(exc.path)), err=True)
-        raise _fail("invalid workflow definitions; nothing written") from None
+        raise fail("invalid workflow definitions; nothing written") from None
     target.write_text(render(sources, target.resolve().parent, pool, [str(p) for p in paths]), encoding="utf-8")
     typer.echo(f"wrote {target}: {len(sources)} deployment(s) for `prefect deploy --all`", err=True)
 
 
 def _workflow_dirs_env(dirs: list[Path]) -> None:
+    """Put ``dirs`` first on the search path of this process and of the flow-run processes its worker starts
+    (they inherit the environment), and let settings read it again."""
     from agentparty.flows.deployed import WORKFLOWS_ENV
+    from agentparty.runtime.settings import get_settings
 
-    current = [p for p in os.environ.get(WORKFLOWS_ENV, "").split(os.pathsep) if p.strip()]
-    os.environ[WORKFLOWS_ENV] = os.pathsep.join(dict.fromkeys([*map(str, dirs), *current]))
+    current = settings().workflows
+    os.environ[WORKFLOWS_ENV] = os.pathsep.join(dict.fromkeys([*map(str, dirs), *map(str, current)]))
+    get_settings.cache_clear()
 
 
 def _run_worker(pool: str, limit: int | None, name: str | None) -> None:
@@ -129,19 +110,18 @@ def worker(
     name: Annotated[str | None, typer.Option(help="Worker name shown in the UI (default: generated).")] = None,
 ) -> None:
     """Run a Prefect process worker on the work pool: it starts the deployed workflows' runs (run several to scale out)."""
-    use_prefect_server()
+    use_prefect(quiet=False, patient=True)
     _run_worker(_pool(pool), limit, name)
 
 
 def _start_bridge(paths: list[Path]) -> tuple[threading.Event, threading.Thread] | None:
-    from agentparty.cli.events import _kafka
     from agentparty.deployments.build import load_sources
     from agentparty.deployments.kafka_bridge import KafkaEventBridge, routes_for
 
     routes = routes_for(definition for definition, _ in load_sources(paths))
     if not routes:
         return None
-    bridge = KafkaEventBridge(routes, _kafka())
+    bridge = KafkaEventBridge(routes, kafka())
     stop = threading.Event()
 
     def run() -> None:
@@ -158,10 +138,10 @@ def _start_bridge(paths: list[Path]) -> tuple[threading.Event, threading.Thread]
 
 def bridge(paths: PathsArgument) -> None:
     """Turn Kafka messages into Prefect events for the definitions' Kafka-bridged event triggers (Ctrl-C stops)."""
-    use_prefect_server()
+    use_prefect(quiet=False, patient=True)
     started = _start_bridge(paths)
     if started is None:
-        raise _fail("none of these definitions has an event trigger with a 'kafka' section")
+        raise fail("none of these definitions has an event trigger with a 'kafka' section")
     stop, thread = started
     try:
         while thread.is_alive():
@@ -178,7 +158,7 @@ def serve(
     training: Annotated[bool, typer.Option("--training/--no-training", help="Also deploy the nightly GNN training flow.")] = True,
 ) -> None:
     """Deploy the definitions, then run a worker for them (and the Kafka bridge when a trigger needs it) until Ctrl-C."""
-    use_prefect_server()
+    use_prefect(quiet=False, patient=True)
     pool = _pool(pool)
     dirs = _deploy(paths, pool, training)
     _workflow_dirs_env(dirs)

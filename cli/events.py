@@ -8,34 +8,16 @@ from typing import Annotated
 
 import typer
 
+from agentparty.cli._bootstrap import kafka, settings
+
 app = typer.Typer(help="Lifecycle events: create topics, relay the outbox to Kafka, tail events.", no_args_is_help=True)
-
-
-def local_broker():  # type: ignore[no-untyped-def]
-    from agentparty.runtime.broker import LocalKafkaBroker
-    from agentparty.runtime.settings import get_settings
-
-    settings = get_settings()
-    return LocalKafkaBroker(settings.home, port=settings.kafka_port)
-
-
-def _kafka():  # type: ignore[no-untyped-def]
-    """The configured cluster, else the local broker (whether or not it runs: commands then say it is down)."""
-    from agentparty.models.config import KafkaConfig
-    from agentparty.runtime.settings import get_settings
-
-    settings = get_settings()
-    if settings.kafka is not None:
-        return settings.kafka
-    return KafkaConfig(bootstrap_servers=[local_broker().bootstrap_servers], group_id="agentparty")
 
 
 def init_topics() -> list[str]:
     from agentparty.runtime.relay import ensure_topics
-    from agentparty.runtime.settings import get_settings
 
-    settings = get_settings()
-    return ensure_topics(_kafka(), settings.event_topic_prefix, settings.event_partitions, settings.event_replication)
+    config = settings()
+    return ensure_topics(kafka(), config.event_topic_prefix, config.event_partitions, config.event_replication)
 
 
 @app.command()
@@ -46,7 +28,7 @@ def init() -> None:
     try:
         created = init_topics()
     except KafkaException as exc:
-        typer.echo(f"error: no broker at {','.join(_kafka().bootstrap_servers)} ({exc}); start one with `agentparty up`", err=True)
+        typer.echo(f"error: no broker at {','.join(kafka().bootstrap_servers)} ({exc}); start one with `agentparty up`", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"created {', '.join(created)}" if created else "topics already exist")
 
@@ -64,11 +46,9 @@ def relay(
     """
     from agentparty.runtime.outbox import Outbox
     from agentparty.runtime.relay import OutboxRelay
-    from agentparty.runtime.settings import get_settings
-
-    settings = get_settings()
-    outbox = Outbox.at(settings.home, settings.event_topic_prefix)
-    relay_ = OutboxRelay(outbox, _kafka(), partitions=settings.event_partitions, replication=settings.event_replication)
+    config = settings()
+    outbox = Outbox.at(config.home, config.event_topic_prefix)
+    relay_ = OutboxRelay(outbox, kafka(), partitions=config.event_partitions, replication=config.event_replication)
     if once:
         report = relay_.drain()
         if not report.sender:
@@ -80,7 +60,7 @@ def relay(
         relay_.stop()
         typer.echo(f"delivered {report.delivered}, failed {report.failed}, pending {report.pending}")
         raise typer.Exit(0 if report.pending == 0 else 1)
-    typer.echo(f"relaying {outbox.path} to {','.join(_kafka().bootstrap_servers)}; Ctrl-C stops", err=True)
+    typer.echo(f"relaying {outbox.path} to {','.join(kafka().bootstrap_servers)}; Ctrl-C stops", err=True)
     relay_.start(interval)
     said = None
     try:
@@ -108,12 +88,10 @@ def tail(
     from confluent_kafka import KafkaException
 
     from agentparty.runtime.event_consumer import EventConsumer, RawEvent
-    from agentparty.runtime.settings import get_settings
-
     try:
-        consumer = EventConsumer(_kafka(), get_settings().event_topic_prefix, types=set(event_type) if event_type else None)
+        consumer = EventConsumer(kafka(), settings().event_topic_prefix, types=set(event_type) if event_type else None)
     except KafkaException as exc:
-        typer.echo(f"error: no broker at {','.join(_kafka().bootstrap_servers)} ({exc})", err=True)
+        typer.echo(f"error: no broker at {','.join(kafka().bootstrap_servers)} ({exc})", err=True)
         raise typer.Exit(1) from None
     with consumer:
         try:

@@ -3,40 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Annotated, Any
 
 import typer
 
+from agentparty.cli._bootstrap import graph_store, settings, use_prefect
+
 app = typer.Typer(help="The GNN team recommender (GraphSAGE on the results graph).", no_args_is_help=True)
-
-
-def _graph_store() -> Any:
-    """The configured graph, starting and migrating the local Bolt server when it is the one."""
-    from agentparty.cli import _graph_server, _migrate_graph
-    from agentparty.flows.run_graph import configured_store
-    from agentparty.runtime.settings import get_settings
-
-    settings = get_settings()
-    if settings.database is None:
-        server = _graph_server()
-        if server.start():
-            typer.echo(f"started the graph server at {server.uri}", err=True)
-        _migrate_graph(server.database_config())
-    else:
-        _migrate_graph(settings.database)
-    return configured_store(settings)
-
-
-def _prefect() -> None:
-    from agentparty.cli import _server
-
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    if "PREFECT_API_URL" not in os.environ:
-        server = _server()
-        if server.start():
-            typer.echo(f"started the Prefect server at {server.ui_url}", err=True)
-        os.environ.update(server.client_env())
 
 
 def _synthetic_config(agents: int, capabilities: int, tasks: int, teams: int, seed: int) -> Any:
@@ -59,7 +32,7 @@ def synth(agents: Agents = 50, capabilities: Capabilities = 20, tasks: Tasks = 1
     from agentparty.gnn.pipeline import synthesise
 
     config = _synthetic_config(agents, capabilities, tasks, teams, seed)
-    history = synthesise(_graph_store(), config)
+    history = synthesise(graph_store(), config)
     snapshot = GraphSnapshot.from_batch(history.batch)
     typer.echo(
         f"synthetic history (seed {seed}): {len(snapshot.agents)} agents, {len(snapshot.capabilities)} capabilities, "
@@ -75,14 +48,12 @@ def train(
     as_json: Annotated[bool, typer.Option("--json", help="Print the flow's result as JSON.")] = False,
 ) -> None:
     """Run the train_gnn flow now (extract → train → evaluate → promote) on the local Prefect server."""
-    _prefect()
-    _graph_store()
+    use_prefect()
+    graph_store()
     from agentparty.flows.train_gnn import train_gnn
     from agentparty.gnn.evaluate import MethodMetrics, table
     from agentparty.models.config import SyntheticDataConfig
-    from agentparty.runtime.settings import get_settings
-
-    training = get_settings().gnn_training
+    training = settings().gnn_training
     if epochs is not None:
         training = training.model_copy(update={"num_epochs": epochs})
     truth = SyntheticDataConfig(random_seed=truth_seed) if truth_seed is not None else None
@@ -113,23 +84,22 @@ def evaluate(
     from agentparty.gnn.registry import ModelRegistry
     from agentparty.gnn.train import prepare
     from agentparty.models.config import SyntheticDataConfig
-    from agentparty.runtime.settings import get_settings
 
-    settings = get_settings()
-    snapshot = extract(_graph_store())
+    config = settings()
+    snapshot = extract(graph_store())
     if not snapshot.teams:
         typer.echo("error: the graph holds no finished teams to evaluate on (`agentparty gnn synth` writes a history)", err=True)
         raise typer.Exit(1)
-    embedder = default_embedder(settings.home)
+    embedder = default_embedder(config.home)
     truth = synthetic_truth(SyntheticDataConfig(random_seed=truth_seed), snapshot) if truth_seed is not None else None
-    registry = ModelRegistry(settings.home, settings.gnn_training)
+    registry = ModelRegistry(config.home, config.gnn_training)
     champion = registry.champion()
     rows = []
     if champion is not None:
         row = rescore(registry, champion, snapshot, champion.training_config(), embedder, truth)
         row.method = f"graphsage ({champion.id})"
         rows.append(row)
-    data = prepare(snapshot, champion.training_config() if champion else settings.gnn_training, embedder)
+    data = prepare(snapshot, champion.training_config() if champion else config.gnn_training, embedder)
     rows += [evaluate_method(method, data, truth) for method in fitted_baselines(data)]
     typer.echo(table(rows))
     if champion is None:
@@ -148,7 +118,7 @@ def recommend(
     from agentparty.gnn.pipeline import recommend_team
     from agentparty.models.graph import Task, stable_id
 
-    _graph_store()  # started and migrated when it is the local one
+    graph_store()  # started and migrated when it is the local one
     task = Task(id=stable_id("cli-task", title, *sorted(capability)), title=title, required_capabilities=sorted(set(capability)), token_budget=budget)
     result = recommend_team(task, size=size, token_budget=budget)
     if as_json:
@@ -168,7 +138,7 @@ def schedule(
     work_pool: Annotated[str, typer.Option(help="Process work pool the runs go to (created when missing).")] = "agentparty",
 ) -> None:
     """Create or update the cron-scheduled train-gnn deployment on the Prefect server."""
-    _prefect()
+    use_prefect()
     import asyncio
 
     from agentparty.flows.train_gnn import FLOW_NAME, training_deployment

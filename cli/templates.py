@@ -8,14 +8,15 @@ from typing import Annotated
 
 import typer
 
+from agentparty.cli._bootstrap import settings
+
 app = typer.Typer(help="Agent templates: create, version, publish, deprecate, list.", no_args_is_help=True)
 
 
 def _registry():  # type: ignore[no-untyped-def]
-    from agentparty.runtime.settings import get_settings
     from agentparty.tasks.templates import TemplateRegistry
 
-    return TemplateRegistry.at(get_settings().home)
+    return TemplateRegistry.at(settings().home)
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -31,9 +32,9 @@ def create(
     skip_existing: Annotated[bool, typer.Option(help="Leave templates that already exist alone instead of failing.")] = False,
 ) -> None:
     """Create templates (draft version 1.0.0) from request files."""
-    from agentparty.flows.definitions import DocumentError, read_document, validate_document
+    from agentparty.runtime.documents import DocumentError, read_document, validate_document
     from agentparty.models import CreateAgentTemplateRequest
-    from agentparty.tasks.templates import TemplateError
+    from agentparty.models.step_errors import TemplateError
 
     registry = _registry()
     for path in paths:
@@ -63,7 +64,7 @@ def version(
     personality: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Create a new draft version from the latest one (earlier versions never change)."""
-    from agentparty.tasks.templates import TemplateError
+    from agentparty.models.step_errors import TemplateError
 
     if bump not in ("major", "minor", "patch"):
         raise typer.BadParameter("must be major, minor or patch", param_hint="--bump")
@@ -81,7 +82,7 @@ def publish(
     approved_by: Annotated[str | None, typer.Option(help="Approver, for templates with approval_required.")] = None,
 ) -> None:
     """Publish a version: steps naming the template use the latest published one."""
-    from agentparty.tasks.templates import TemplateError
+    from agentparty.models.step_errors import TemplateError
 
     try:
         _registry().publish(name, version, approved_by=approved_by)
@@ -93,7 +94,7 @@ def publish(
 @app.command()
 def deprecate(name: str, version: str) -> None:
     """Deprecate a version: no new agents from it."""
-    from agentparty.tasks.templates import TemplateError
+    from agentparty.models.step_errors import TemplateError
 
     try:
         _registry().deprecate(name, version)
@@ -108,7 +109,7 @@ def list_templates(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Templates with their versions, status, model and capabilities."""
-    from agentparty.tasks.templates import TemplateError
+    from agentparty.models.step_errors import TemplateError
 
     registry = _registry()
     names = [name] if name else registry.store.names()

@@ -29,6 +29,7 @@ from agentparty.deployments.naming import INPUTS_PARAMETER, deployment_name, ful
 from agentparty.flows.deployed import WORKFLOWS_ENV
 from agentparty.models import WorkflowDefinition
 from agentparty.models.workflow import EventTrigger, ManualTrigger, ScheduleTrigger, WebhookTrigger
+from agentparty.runtime.settings import get_settings
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -139,8 +140,8 @@ def runner_deployment(definition: WorkflowDefinition, source: Path) -> RunnerDep
 
 def _search_path_with(folder: Path) -> str:
     """The definition's folder first, then whatever the deploying process already searched."""
-    current = [p for p in os.environ.get(WORKFLOWS_ENV, "").split(os.pathsep) if p.strip()]
-    parts = [str(folder), *(p for p in current if Path(p).resolve() != folder)]
+    current = get_settings().workflows
+    parts = [str(folder), *(str(p) for p in current if p.resolve() != folder)]
     return os.pathsep.join(parts)
 
 
@@ -216,7 +217,7 @@ def _describe_schedule(schedule: Any) -> str:
 
 def load_sources(paths: Sequence[Path]) -> list[tuple[WorkflowDefinition, Path]]:
     """Definitions from files or folders (a folder: every workflow definition directly in it)."""
-    from agentparty.flows.definitions import WorkflowCatalog, load_workflow
+    from agentparty.runtime.documents import WorkflowCatalog, load_workflow
     from agentparty.runtime.settings import get_settings
 
     registry = get_settings().model_registry()

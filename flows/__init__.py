@@ -10,17 +10,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agentparty.flows.compiler import CompileOptions, compile_workflow
-    from agentparty.flows.result import StepResult, StepStatus, WorkflowFailed, WorkflowResult
+    from agentparty.models.run_results import StepResult, StepStatus, WorkflowFailed, WorkflowResult
 
 __all__ = ["CompileOptions", "StepResult", "StepStatus", "WorkflowFailed", "WorkflowResult", "compile_workflow"]
 
 _LAZY = {
     "compile_workflow": "agentparty.flows.compiler",
     "CompileOptions": "agentparty.flows.compiler",
-    "StepResult": "agentparty.flows.result",
-    "StepStatus": "agentparty.flows.result",
-    "WorkflowFailed": "agentparty.flows.result",
-    "WorkflowResult": "agentparty.flows.result",
+    "StepResult": "agentparty.models.run_results",
+    "StepStatus": "agentparty.models.run_results",
+    "WorkflowFailed": "agentparty.models.run_results",
+    "WorkflowResult": "agentparty.models.run_results",
 }
 
 

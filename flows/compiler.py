@@ -33,13 +33,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from prefect import Flow, Task
 from prefect.context import FlowRunContext, TaskRunContext
-from prefect.input import RunInput
 from pydantic import Field, WithJsonSchema
 
-from agentparty.flows.breaker import BreakerStore, CircuitBreaker, SqliteBreakerStore
-from agentparty.flows.result import StepResult, StepStatus, WorkflowFailed, WorkflowResult
+from agentparty.flows.services import RunServices, run_services
+from agentparty.runtime.breakers import CircuitBreaker
+from agentparty.models.run_results import StepResult, StepStatus, WorkflowFailed, WorkflowResult
 from agentparty.flows.retries import EffectivePolicy, effective_policy
-from agentparty.flows.run_graph import GraphRecorder
+from agentparty.runtime.run_recorder import GraphRecorder
 from agentparty.flows.run_observers import RunObservers
 from agentparty.models import (
     DecisionStep,
@@ -52,10 +52,14 @@ from agentparty.models import (
 )
 from agentparty.models.references import ReferenceResolutionError, ReferenceScope, resolve
 from agentparty.runtime.budgets import Budget
+from agentparty.runtime.documents import WorkflowCatalog, WorkflowLoader
+from agentparty.runtime.human_input import HumanDecision
 from agentparty.runtime.event_bus import EventBus
 from agentparty.runtime.graph_store import GraphWriteError
-from agentparty.tasks.agent import AgentRunner, AgentStepRequest, AgentWork
-from agentparty.tasks.errors import (
+from agentparty.runtime.settings import get_settings
+from agentparty.models.engagements import AgentWork
+from agentparty.tasks.agent import AgentRunner, AgentStepRequest
+from agentparty.models.step_errors import (
     NonRetryableError,
     RunInputError,
     StepError,
@@ -84,24 +88,11 @@ class CompileOptions:
     max_concurrency: int = 32
     """Bound on steps running at once in one run (a definition's ``maxConcurrency`` can lower it)."""
     max_subgraph_depth: int = 5
-    agent_runner: AgentRunner | None = None
-    """Who answers agent steps; by default agents from the template registry on the model registry's models."""
-    user_id: str | None = None
-    """Who runs the workflow (user budget, REQUESTED_BY); ``AGENTPARTY_USER_ID`` when None."""
-    home: Path | None = None
-    """State directory (results, breakers); ``AGENTPARTY_HOME`` when None."""
-    breaker_store: BreakerStore | None = None
+    services: RunServices | None = None
+    """What runs talk to (``flows/services.py``); ``run_services(get_settings())`` when None."""
     clock: Callable[[], float] = time.time
     on_step_finished: Callable[[StepResult], None] | None = None
     """Called as each step ends (the CLI prints progress with it)."""
-    graph: GraphRecorder | None = None
-    """Where runs are written step by step; from ``AGENTPARTY_GRAPH`` / ``AGENTPARTY_DATABASE`` when None."""
-    record_graph: bool = True
-    """False: write nothing to any graph, whatever the settings say."""
-    events: EventBus | None = None
-    """Where lifecycle and workflow events go (outbox, Prefect feed, Kafka); from ``AGENTPARTY_EVENTS`` when None."""
-    emit_events: bool = True
-    """False: emit no events, whatever the settings say."""
 
 
 @dataclass(frozen=True)
@@ -152,7 +143,7 @@ async def _step_attempt(call: StepCall) -> StepOutcome:
             call.breaker.acquire()
         outcome = await call.body()
     except BaseException as exc:
-        from agentparty.tasks.errors import CircuitOpenError, RateLimited
+        from agentparty.models.step_errors import CircuitOpenError, RateLimited
 
         if call.breaker is not None and not isinstance(exc, (CircuitOpenError, asyncio.CancelledError)):
             call.breaker.record_failure()
@@ -192,15 +183,6 @@ STEP_TASK: Task[[StepCall], StepOutcome] = Task(
 )
 
 
-class HumanDecision(RunInput):
-    """What an operator answers when a step failed under ``fallbackAction: human_intervention``."""
-
-    action: Literal["retry", "skip", "abort"] = "retry"
-    output: dict[str, Any] | None = None
-    """With ``skip``: the output the step should have produced (its dependents use it)."""
-    note: str = ""
-
-
 def _stable_key(*parts: Any) -> str:
     text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -216,18 +198,17 @@ class CompiledWorkflow:
     """A validated definition with its dependency graph, per-step tasks and policies."""
 
     def __init__(self, definition: WorkflowDefinition, source: Path | None, options: CompileOptions) -> None:
-        from agentparty.flows.definitions import WorkflowCatalog
-        from agentparty.runtime.settings import get_settings
-
+        if options.services is None:
+            options.services = run_services(get_settings())
         self.definition = definition
         self.source = source.resolve() if source else None
         self.options = options
+        self.services: RunServices = options.services
         self.flow_name = flow_name_for(definition)
         self.graph = definition.analysis()
-        self.home = options.home or get_settings().home
+        self.home = self.services.home
         self.search_dirs = [self.source.parent] if self.source else []
         self.catalog = WorkflowCatalog()
-        self.breaker_store = options.breaker_store
         self._subflows: dict[Path, Flow[..., Any]] = {}
         self.dependencies = {sid: self._effective_dependencies(sid) for sid in self.graph.order}
         self.gates = {sid: self._gates(sid) for sid in self.graph.order}
@@ -236,10 +217,6 @@ class CompiledWorkflow:
             sid: effective_policy(step.retry_policy, definition.error_handling) for sid, step in self.steps.items()
         }
         self._tasks: dict[tuple[str, EffectivePolicy], Task[[StepCall], StepOutcome]] = {}
-        self._recorder: GraphRecorder | None = options.graph
-        self._recorder_resolved = options.graph is not None or not options.record_graph
-        self._bus: EventBus | None = options.events
-        self._bus_resolved = options.events is not None or not options.emit_events
 
     # -- structure -------------------------------------------------------------------
 
@@ -283,68 +260,34 @@ class CompiledWorkflow:
 
     @property
     def user_id(self) -> str:
-        from agentparty.runtime.settings import get_settings
-
-        return self.options.user_id or get_settings().user_id
+        return self.services.user_id
 
     def budgets(self, run_key: str) -> tuple[Budget, ...]:
         """Task, team and user budgets of one run (the agent's own is added by the agent runner)."""
-        from agentparty.runtime.settings import get_settings
-
         found = []
         if self.definition.token_budget:
             found.append(Budget("task", run_key, self.definition.token_budget))
         if self.definition.team_token_budget:
             found.append(Budget("team", run_key, self.definition.team_token_budget))
-        user_limit = get_settings().user_token_budget
-        if user_limit:
-            found.append(Budget("user", self.user_id, user_limit))
+        user = self.services.user_budget()
+        if user is not None:
+            found.append(user)
         return tuple(found)
 
     def agent_runner(self) -> AgentRunner:
-        """The configured runner, or agents from the template registry on the model registry (made on first use)."""
-        if self.options.agent_runner is None:
-            from agentparty.runtime.llm import ModelRouter
-            from agentparty.runtime.settings import get_settings
-            from agentparty.tasks.agent import ModelAgentRunner
-            from agentparty.tasks.templates import TemplateRegistry
-
-            settings = get_settings()
-            config = settings.load_sdk_configuration() if settings.sdk_config else None
-            self.options.agent_runner = ModelAgentRunner(
-                router=ModelRouter.from_settings(self.home, config),
-                templates=TemplateRegistry.at(self.home),
-                runtime=settings.agent_runtime,
-            )
-        return self.options.agent_runner
+        return self.services.agent_runner()
 
     def recorder(self) -> GraphRecorder | None:
-        """The graph this workflow's runs are written to, if any (resolved on first use)."""
-        if not self._recorder_resolved:
-            from agentparty.flows.run_graph import configured_recorder
-            from agentparty.runtime.settings import get_settings
-
-            self._recorder = configured_recorder(get_settings())
-            self._recorder_resolved = True
-        return self._recorder
+        return self.services.recorder()
 
     def event_bus(self) -> EventBus | None:
-        """Where this workflow's runs emit events, if anywhere (resolved on first use)."""
-        if not self._bus_resolved:
-            from agentparty.runtime.event_bus import configured_bus
-            from agentparty.runtime.settings import get_settings
-
-            self._bus = configured_bus(get_settings())
-            self._bus_resolved = True
-        return self._bus
+        return self.services.event_bus()
 
     def breaker_for(self, target: str, on_transition: Any = None) -> CircuitBreaker | None:
         handling = self.definition.error_handling
         if handling is None or handling.circuit_breaker is None:
             return None
-        if self.breaker_store is None:
-            self.breaker_store = SqliteBreakerStore(self.home / "state" / "breakers.sqlite")
-        return CircuitBreaker(target, handling.circuit_breaker, self.breaker_store, self.options.clock, on_transition)
+        return CircuitBreaker(target, handling.circuit_breaker, self.services.breaker_store(), self.options.clock, on_transition)
 
     def subflow(self, target: str) -> Flow[..., Any]:
         base = self.source.parent if self.source else Path.cwd()
@@ -352,8 +295,6 @@ class CompiledWorkflow:
         if path is None:
             raise StepValidationError(f"subgraph target {target!r} not found from {base}")
         if path not in self._subflows:
-            from agentparty.flows.definitions import WorkflowLoader
-
             definition = WorkflowLoader(catalog=self.catalog).load(path)
             self._subflows[path] = compile_workflow(definition, source=path, options=self.options)
         return self._subflows[path]
@@ -426,7 +367,7 @@ class _Run:
                 "(start it with `agentparty up`, or set AGENTPARTY_DATABASE__URI)"
             )
             return
-        from agentparty.flows.run_graph import task_id_for
+        from agentparty.models.run_history import task_id_for
 
         try:
             self.staffing = await asyncio.to_thread(staff_run, self.d, self.run_key, task_id_for(self.run_key), recorder.store, self.c.home)

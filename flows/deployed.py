@@ -13,10 +13,11 @@ separated by ``os.pathsep``), else the working directory, which is what
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from agentparty.runtime.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from prefect import Flow
@@ -38,15 +39,14 @@ def entrypoint_for(workflow_id: str) -> str:
     return f"{__name__}.{entrypoint_name(workflow_id)}"
 
 
-def search_dirs() -> list[Path]:
-    configured = os.environ.get(WORKFLOWS_ENV, "")
-    dirs = [Path(part).expanduser() for part in configured.split(os.pathsep) if part.strip()]
-    return dirs or [Path.cwd()]
+def search_dirs(settings: Settings | None = None) -> list[Path]:
+    """The workflow search path (``Settings.workflows``, else the working directory)."""
+    return (settings or get_settings()).workflow_dirs()
 
 
 def definition_file(name: str) -> Path | None:
     """The definition file whose id maps to the entrypoint ``name``, searching :func:`search_dirs` in order."""
-    from agentparty.flows.definitions import WorkflowCatalog
+    from agentparty.runtime.documents import WorkflowCatalog
 
     catalog = WorkflowCatalog()
     for directory in search_dirs():
@@ -67,7 +67,7 @@ def load_deployed_flow(name: str) -> Flow[..., Any]:
     key = (path, path.stat().st_mtime)
     if key not in _compiled:
         from agentparty.flows.compiler import compile_workflow
-        from agentparty.flows.definitions import load_workflow
+        from agentparty.runtime.documents import load_workflow
 
         _compiled[key] = compile_workflow(load_workflow(path), source=path)
     return _compiled[key]

@@ -3,7 +3,7 @@
 The effective policy is the step's ``retryPolicy`` when it has one, else the
 workflow's ``errorHandling``. Delays are computed here (Prefect takes a list),
 jitter is Prefect's ``retry_jitter_factor``, and ``retry_condition_fn`` refuses
-to retry :class:`~agentparty.tasks.errors.NonRetryableError`.
+to retry :class:`~agentparty.models.step_errors.NonRetryableError`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentparty.models import BackoffStrategy, ErrorHandlingStrategy, RetryPolicy
-from agentparty.tasks.errors import is_retryable
+from agentparty.models.step_errors import is_retryable
 
 JITTER_FACTOR = 0.5
 """With ``jitter: true`` each delay may grow by up to half (Prefect's clamped Poisson jitter)."""

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentparty.flows.result import StepResult, StepStatus, WorkflowResult
-from agentparty.flows.run_graph import RunTally, required_capabilities, task_id_for, team_id_for
+from agentparty.models.run_results import StepResult, StepStatus, WorkflowResult
+from agentparty.models.run_history import RunTally, required_capabilities, task_id_for, team_id_for
 from agentparty.models import TaskStep, WorkflowDefinition
 from agentparty.models.events import (
     AgentProvisionedEvent,

@@ -2,7 +2,7 @@
 
 The compiler's run loop calls these hooks; each does nothing when its sink is
 off (no graph configured, no broker). Step results reach both in the same
-shape (:class:`~agentparty.flows.run_graph.SlotRecord`: one per executed slot,
+shape (:class:`~agentparty.runtime.run_recorder.SlotRecord`: one per executed slot,
 with the agent engagement behind it), graph first: a step counts as done only
 once its graph write went through, and its events follow.
 """
@@ -16,9 +16,11 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from agentparty.flows.result import StepResult, StepStatus, WorkflowResult
+from agentparty.models.run_results import StepResult, StepStatus, WorkflowResult
 from agentparty.flows.run_events import RunEvents
-from agentparty.flows.run_graph import RunGraph, RunTally, SlotRecord
+from agentparty.models.engagements import SlotRecord
+from agentparty.models.run_history import RunTally
+from agentparty.runtime.run_recorder import RunGraph
 from agentparty.models import ParallelStep, TaskStep, WorkflowStep
 from agentparty.models.graph import FormationMethod
 from agentparty.runtime.graph_store import GraphWriteError

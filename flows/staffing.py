@@ -16,7 +16,6 @@ the graph has changed since.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from pydantic import BaseModel
 from agentparty.gnn.recommend import TeamRecommendation
 from agentparty.models import WorkflowDefinition
 from agentparty.models.graph import FormationMethod, Task
+from agentparty.runtime.run_documents import RunDocuments
 
 
 class StaffedStep(BaseModel):
@@ -59,15 +59,12 @@ class StaffingError(RuntimeError):
     """No team could be recommended for the run's unstaffed steps."""
 
 
-def _path(home: Path, run_key: str) -> Path:
-    return home / "state" / "teams" / f"{hashlib.sha256(run_key.encode()).hexdigest()[:32]}.json"
-
-
 def staff_run(definition: WorkflowDefinition, run_key: str, task_id: str, store: Any, home: Path) -> Staffing:
     """The run's staffing: the one kept for this run key, else a new recommendation (then kept)."""
-    path = _path(home, run_key)
-    if path.is_file():
-        return Staffing.model_validate_json(path.read_text())
+    kept = RunDocuments(home, "teams")
+    known = kept.read(run_key)
+    if known is not None:
+        return Staffing.model_validate_json(known)
     from agentparty.gnn.pipeline import load_recommender
     from agentparty.gnn.recommend import team_size_for
 
@@ -98,10 +95,7 @@ def staff_run(definition: WorkflowDefinition, run_key: str, task_id: str, store:
             model=None if version else member.model, role=capability or step.id,
         )
     staffing = Staffing(run_key=run_key, formation_method=definition.formation_method, recommendation=recommendation, steps=staffed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(staffing.model_dump_json(indent=2))
-    tmp.replace(path)
+    kept.write(run_key, staffing.model_dump_json(indent=2))
     return staffing
 
 

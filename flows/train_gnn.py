@@ -20,7 +20,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE as NO_CACHE
 
-from agentparty.flows.run_graph import configured_store
+from agentparty.runtime.run_recorder import configured_store
 from agentparty.gnn.data import GraphSnapshot
 from agentparty.gnn.embeddings import TextEmbedder, default_embedder
 from agentparty.gnn.evaluate import markdown_table
@@ -32,7 +32,8 @@ from agentparty.gnn.pipeline import (
     synthetic_truth,
     train_candidate,
 )
-from agentparty.gnn.registry import CURVES_FILE, ModelRegistry, Promotion
+from agentparty.gnn.registry import ModelRegistry, Promotion
+from agentparty.runtime.model_files import CURVES_FILE
 from agentparty.gnn.synthetic import GroundTruth
 from agentparty.models.config import GNNTrainingConfig, SyntheticDataConfig
 from agentparty.runtime.graph_store import GraphStore

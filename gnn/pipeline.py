@@ -198,11 +198,7 @@ def publish_embeddings(store: GraphStore, model: TeamGNN, snapshot: GraphSnapsho
         vectors = model(graph.data.to(next(model.parameters()).device))[AGENT].cpu()
     rows = [{"id": agent_id, "e": [round(float(v), 6) for v in vectors[i]]} for i, agent_id in enumerate(graph.tables.agent_ids)]
 
-    def work(tx: Any) -> None:
-        for start in range(0, len(rows), WRITE_CHUNK):
-            tx.run("UNWIND $rows AS row MATCH (a:Agent {id: row.id}) SET a.embeddings = row.e", rows=rows[start:start + WRITE_CHUNK]).consume()
-
-    store.transact(work, "GNN agent embeddings")
+    store.set_agent_embeddings({row["id"]: row["e"] for row in rows})
     return len(rows)
 
 
@@ -248,7 +244,7 @@ def recommend_team(task: Task, size: int | None = None, token_budget: int | None
 
     One-off use: a long-lived caller keeps a :func:`load_recommender` and calls ``recommend`` on it.
     """
-    from agentparty.flows.run_graph import configured_store
+    from agentparty.runtime.run_recorder import configured_store
     from agentparty.runtime.settings import get_settings
 
     settings = settings or get_settings()

@@ -1,12 +1,10 @@
-"""Trained models on disk, and which one is the champion.
+"""Trained models, and which one is the champion.
 
-Each model is a directory under ``save_path`` (relative to AGENTPARTY_HOME
-unless absolute) named ``<UTC time>-<digest prefix>``: ``model.pt`` (the state
-dict), ``card.json`` (:class:`ModelCard`: config, metrics of the model and of
-every baseline on the same split, the validation score, the data snapshot
-hash, the feature scaler, the training curves, times) and ``curves.png``.
-``champion.json`` names the champion; it is replaced atomically (write, then
-rename), so a reader never sees half a pointer.
+Each model is saved (``runtime/model_files.py``) under ``save_path`` (relative
+to AGENTPARTY_HOME unless absolute) as ``<UTC time>-<digest prefix>``, with its
+:class:`ModelCard`: config, metrics of the model and of every baseline on the
+same split, the validation score, the data snapshot hash, the feature scaler,
+the training curves, times.
 
 A candidate becomes the champion only if its validation score beats the
 champion's *on the candidate's data* (the champion is re-scored on the same
@@ -16,22 +14,18 @@ oranges); the best baseline's score is recorded beside both.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import torch
 from pydantic import BaseModel, Field
 
 from agentparty.gnn.data import FeatureScaler
 from agentparty.gnn.model import TeamGNN
 from agentparty.models.config import GNNTrainingConfig
+from agentparty.runtime.model_files import ModelFiles
 
-CHAMPION_FILE = "champion.json"
-CURVES_FILE = "curves.png"
 
 
 class ModelCard(BaseModel):
@@ -73,45 +67,34 @@ class Promotion(BaseModel):
 
 
 class ModelRegistry:
+    """The GNN's saved models and champion, over the files of :class:`~agentparty.runtime.model_files.ModelFiles`."""
+
     def __init__(self, home: Path, config: GNNTrainingConfig | None = None) -> None:
         save_path = Path((config or GNNTrainingConfig()).save_path).expanduser()
-        self.root = save_path if save_path.is_absolute() else home / save_path
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.files = ModelFiles(save_path if save_path.is_absolute() else home / save_path)
+        self.root = self.files.root
 
     def path(self, model_id: str) -> Path:
-        return self.root / model_id
+        return self.files.path(model_id)
 
     def save(self, card: ModelCard, model: TeamGNN, curves_png: bytes | None = None) -> Path:
-        directory = self.path(card.id)
-        directory.mkdir(parents=True, exist_ok=False)
-        torch.save(model.state_dict(), directory / "model.pt")
-        if curves_png:
-            (directory / CURVES_FILE).write_bytes(curves_png)
-        _atomic_write(directory / "card.json", card.model_dump_json(indent=2))
-        return directory
+        return self.files.save(card.id, model.state_dict(), card.model_dump_json(indent=2), curves_png)
 
     def card(self, model_id: str) -> ModelCard:
-        return ModelCard.model_validate_json((self.path(model_id) / "card.json").read_text())
+        return ModelCard.model_validate_json(self.files.card_json(model_id))
 
     def models(self) -> list[ModelCard]:
-        cards = []
-        for directory in sorted(self.root.iterdir()):
-            if (directory / "card.json").is_file():
-                cards.append(ModelCard.model_validate_json((directory / "card.json").read_text()))
-        return cards
+        return [ModelCard.model_validate_json(text) for text in self.files.card_jsons()]
 
     def champion(self) -> ModelCard | None:
-        pointer = self.root / CHAMPION_FILE
-        if not pointer.is_file():
-            return None
-        model_id = json.loads(pointer.read_text())["id"]
-        return self.card(model_id)
+        model_id = self.files.champion_id()
+        return self.card(model_id) if model_id is not None else None
 
     def crown(self, card: ModelCard, promotion: Promotion) -> None:
-        _atomic_write(self.root / CHAMPION_FILE, json.dumps({"id": card.id, "promotion": promotion.model_dump()}, indent=2))
+        self.files.crown(card.id, promotion.model_dump())
 
     def load_state(self, model_id: str) -> dict[str, Any]:
-        return torch.load(self.path(model_id) / "model.pt", map_location="cpu", weights_only=True)
+        return self.files.load_state(model_id)
 
 
 def new_model_id(digest: str, now: datetime | None = None) -> str:
@@ -126,9 +109,3 @@ def beats(candidate: float | None, champion: float | None) -> bool:
     if champion is None or (isinstance(champion, float) and math.isnan(champion)):
         return True
     return candidate > champion + 1e-9
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

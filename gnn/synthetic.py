@@ -28,7 +28,7 @@ synergy (dot product of hidden 3-d "work styles", scaled to ±:data:`SYNERGY_SCA
 The slot of each member completes with the team's success probability; the team's
 ``performance_score`` is the share of completed slots (the engine's rule), and
 the history figures (WORKED_WITH, proficiency, reliability, token counts)
-follow the same update rules as a recorded run (:mod:`agentparty.flows.run_graph`).
+follow the same update rules as a recorded run (:mod:`agentparty.runtime.run_recorder`).
 
 Synthetic agents are ad-hoc agents on the ``model`` given (``simulated`` by
 default): their ids are the ones a workflow step naming ``handle`` on that model
@@ -42,7 +42,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
-from agentparty.flows.run_graph import PROFICIENCY_PRIOR, RELIABILITY_RATE
+from agentparty.models.run_history import PROFICIENCY_PRIOR, RELIABILITY_RATE
 from agentparty.models.config import SyntheticDataConfig
 from agentparty.models.graph import (
     Agent,

@@ -8,7 +8,6 @@ here can be fed back to the seed's consumers unchanged.
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import datetime, timezone
 from typing import Annotated, Any
@@ -109,8 +108,3 @@ def first_non_json_value(value: Any, path: str = "") -> str | None:
     if isinstance(value, BaseModel):
         return first_non_json_value(value.model_dump(mode="json"), path)
     return f"{path or '(root)'} (value of type {type(value).__name__})"
-
-
-def json_dumps_compact(value: Any) -> str:
-    """JSON with sorted keys and no whitespace: stable for hashing and graph properties."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)

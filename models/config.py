@@ -76,28 +76,6 @@ class KafkaConfig(SeedModel):
             raise ValueError(f"sasl_mechanism needs a SASL security_protocol, not {self.security_protocol}")
         return self
 
-    def client_settings(self) -> dict[str, str]:
-        """The settings every librdkafka client (producer, consumer, admin) shares."""
-        settings = {
-            "bootstrap.servers": ",".join(self.bootstrap_servers),
-            "security.protocol": self.security_protocol,
-        }
-        if self.sasl_mechanism:
-            settings["sasl.mechanism"] = self.sasl_mechanism
-        if self.sasl_username:
-            settings["sasl.username"] = self.sasl_username
-        if self.sasl_password:
-            settings["sasl.password"] = self.sasl_password.get_secret_value()
-        return settings
-
-    def consumer_settings(self) -> dict[str, str | bool]:
-        return {
-            **self.client_settings(),
-            "group.id": self.group_id,
-            "auto.offset.reset": self.auto_offset_reset,
-            "enable.auto.commit": self.enable_auto_commit,
-        }
-
 
 Provider = Literal["openai", "anthropic", "google", "simulated"]
 

@@ -2,7 +2,7 @@
 
 A call first *reserves* its estimated tokens against every budget that applies;
 if any budget would go over, the call is refused before it is made with one
-:class:`~agentparty.tasks.errors.BudgetExceeded` naming that budget, its limit
+:class:`~agentparty.models.step_errors.BudgetExceeded` naming that budget, its limit
 and its usage. After the response, the reservation is *settled* with the real
 usage from the provider. A failed call releases its reservation.
 
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 from agentparty.runtime.state_db import state_db
-from agentparty.tasks.errors import BudgetExceeded
+from agentparty.models.step_errors import BudgetExceeded
 
 BudgetLevel = Literal["task", "team", "agent", "user"]
 CHARS_PER_TOKEN = 4.0

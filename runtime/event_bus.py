@@ -134,9 +134,9 @@ def kafka_config(settings: Settings) -> KafkaConfig | None:
     """The configured cluster, or the local broker when it runs (``agentparty up``)."""
     if settings.kafka is not None:
         return settings.kafka
-    from agentparty.runtime.broker import LocalKafkaBroker
+    from agentparty.runtime.local_services import local_services
 
-    broker = LocalKafkaBroker(settings.home, port=settings.kafka_port)
+    broker = local_services(settings).broker
     if broker.pid() is None or not broker.accepting():
         return None
     return KafkaConfig(bootstrap_servers=[broker.bootstrap_servers], group_id="agentparty")

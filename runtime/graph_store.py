@@ -232,6 +232,17 @@ class GraphStore:
                 raise GraphWriteError(f"{what}: the graph refused the write: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def set_agent_embeddings(self, embeddings: dict[str, list[float]], chunk: int = 500) -> None:
+        """``Agent.embeddings`` for these agents, in one transaction: a targeted SET, never an upsert, since
+        ``embeddings`` is one of the Agent's kept fields that run writes leave alone."""
+        rows = [{"id": agent_id, "e": vector} for agent_id, vector in embeddings.items()]
+
+        def work(tx: Any) -> None:
+            for start in range(0, len(rows), chunk):
+                tx.run("UNWIND $rows AS row MATCH (a:Agent {id: row.id}) SET a.embeddings = row.e", rows=rows[start:start + chunk]).consume()
+
+        self.transact(work, "GNN agent embeddings")
+
     def count(self, label: str | None = None, rel_type: str | None = None) -> int:
         """Nodes with a label, or relationships of a type (tests and the ingest benchmark check exact counts)."""
         query = f"MATCH ()-[r:{rel_type}]->() RETURN count(r) AS n" if rel_type else f"MATCH (n:{label}) RETURN count(n) AS n"

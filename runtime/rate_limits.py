@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agentparty.tasks.errors import RateLimited
+from agentparty.models.step_errors import RateLimited
 
 logger = logging.getLogger("agentparty.rate_limits")
 

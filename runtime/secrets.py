@@ -1,9 +1,11 @@
 """API keys as ``SecretStr`` end to end, and redaction of any key that a provider echoes back.
 
 Keys are unwrapped only where an SDK client is built. Every key the process
-uses is registered here, and every engine error (``StepError``) redacts them
-from its message, so a provider that quotes the key in an error body cannot
-carry it into logs, Prefect states, events, results or artifacts.
+uses is registered here, and every failure of a provider call is redacted of
+them where the call is made (the model router applies :func:`redact_exception`
+to the error and the chain it was raised from), so a provider that quotes the
+key in an error body cannot carry it into logs, Prefect states, events, results
+or artifacts.
 """
 
 from __future__ import annotations
@@ -51,3 +53,15 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text
+
+
+def redact_exception(exc: BaseException) -> BaseException:
+    """Redact the string arguments of ``exc`` and of every exception it was raised from, in place."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if any(isinstance(a, str) for a in current.args):
+            current.args = tuple(redact(a) if isinstance(a, str) else a for a in current.args)
+        current = current.__cause__ or current.__context__
+    return exc

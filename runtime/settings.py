@@ -6,12 +6,13 @@ No other module reads ``os.environ`` for configuration: they take a
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agentparty.models import DEFAULT_MODEL_REGISTRY, ModelRegistry, SDKConfiguration
 from agentparty.models.config import AgentRuntimeConfig, DatabaseConfig, GNNTrainingConfig, KafkaConfig
@@ -71,11 +72,25 @@ class Settings(BaseSettings):
     """The API's access file (``ApiAccessConfig``: API keys, roles, rate limit); ``HOME/api-access.yaml`` when unset."""
     sdk_config: Path | None = None
     """A YAML/JSON SDKConfiguration file (model registry, providers, security); built-in defaults otherwise."""
+    workflows: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    """``AGENTPARTY_WORKFLOWS``: folders (``os.pathsep``-separated) where deployed entrypoints and the API find
+    definitions; the working directory when unset. ``agentparty deploy`` hands it to the runs it starts."""
+
+    @field_validator("workflows", mode="before")
+    @classmethod
+    def _split_search_path(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [Path(part).expanduser() for part in value.split(os.pathsep) if part.strip()]
+        return value
+
+    def workflow_dirs(self) -> list[Path]:
+        """Where definitions are looked up, in order."""
+        return list(self.workflows) or [Path.cwd()]
 
     def load_sdk_configuration(self) -> SDKConfiguration:
         if self.sdk_config is None:
             return SDKConfiguration()
-        from agentparty.flows.definitions import read_document, validate_document
+        from agentparty.runtime.documents import read_document, validate_document
 
         return validate_document(read_document(self.sdk_config), SDKConfiguration)
 

@@ -10,7 +10,7 @@ then ``completed`` or ``failed``. A retried attempt finds the same engagement
 and moves it ``failed → running`` again.
 
 What the engagement contributes to the results graph travels as an
-:class:`AgentWork` on the response (and on the exception of a failed attempt),
+:class:`~agentparty.models.engagements.AgentWork` on the response (and on the exception of a failed attempt),
 so the compiler writes it with the step's result, and a resumed run that reuses
 the persisted result writes it again, idempotently.
 """
@@ -21,7 +21,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,22 +29,15 @@ from agentparty.models import AgentLifecycleState
 from agentparty.models.agent import AgentInstance, ExecutionContext, ModelConfiguration
 from agentparty.models.config import AgentRuntimeConfig
 from agentparty.models.events import AgentProvisionedPayload, ResourceAllocation
-from agentparty.models.graph import Agent, AgentTemplate, ModelParameters, TemplateVersion
+from agentparty.models.engagements import AgentWork, LifecycleTransition
+from agentparty.models.graph import Agent, ModelParameters
 from agentparty.models.governance import GovernanceRules
 from agentparty.models.messages import SystemMessage, UserMessage
 from agentparty.runtime.budgets import Budget
-from agentparty.runtime.llm import ModelRouter
+from agentparty.runtime.model_router import ModelRouter
 from agentparty.runtime.metrics import AgentMetricsBook
 from agentparty.runtime.providers.base import CompletionRequest
-from agentparty.tasks.lifecycle import (
-    JOURNAL_LIMIT,
-    AgentLifecycle,
-    Approver,
-    LifecycleSink,
-    LifecycleTransition,
-    MemorySink,
-    PrefectApprover,
-)
+from agentparty.tasks.lifecycle import AgentLifecycle, Approver, PrefectApprover
 from agentparty.tasks.templates import (
     ResolvedTemplate,
     TemplateError,
@@ -86,29 +79,6 @@ class AgentStepRequest:
 
 
 @dataclass(frozen=True)
-class AgentWork:
-    """One engagement of an agent, as the results graph records it (picklable: persisted with the step result)."""
-
-    agent: Agent
-    """The persistent agent, its ``status`` the engagement's latest state."""
-    slot: str
-    role: str
-    """Its role in the run's team: the step's capability, or the step id."""
-    template: AgentTemplate | None
-    version: TemplateVersion | None
-    capabilities: dict[str, float]
-    """Capability name → the proficiency an agent of this kind starts with."""
-    used: tuple[str, ...]
-    """Capabilities this step exercised (its ``capability``, else all the agent's)."""
-    transitions: tuple[LifecycleTransition, ...]
-    """Every transition of the engagement not yet carried by an earlier result, oldest first."""
-    input_tokens: int = 0
-    output_tokens: int = 0
-    provisioned: AgentProvisionedPayload | None = None
-    """Set on the first result of a new engagement (the agent was provisioned into the run)."""
-
-
-@dataclass(frozen=True)
 class AgentStepResponse:
     output: Any
     model: str
@@ -130,25 +100,10 @@ class AgentRunner(Protocol):
     async def run(self, request: AgentStepRequest) -> AgentStepResponse: ...
 
 
-class ProvisionSink(LifecycleSink, Protocol):
-    def provisioned(self, payload: AgentProvisionedPayload) -> None: ...
-
-
-@dataclass
-class AgentJournal(MemorySink):
-    """The default sink: recent provisioning and transitions kept in memory until the graph and event writers plug in."""
-
-    provisions: deque[AgentProvisionedPayload] = field(default_factory=lambda: deque(maxlen=JOURNAL_LIMIT))
-
-    def provisioned(self, payload: AgentProvisionedPayload) -> None:
-        self.provisions.append(payload)
-
-
 @dataclass
 class ModelAgentRunner:
     router: ModelRouter
     templates: TemplateRegistry | None = None
-    sink: ProvisionSink = field(default_factory=AgentJournal)
     approver: Approver = field(default_factory=PrefectApprover)
     metrics: AgentMetricsBook = field(default_factory=AgentMetricsBook)
     runtime: AgentRuntimeConfig = field(default_factory=AgentRuntimeConfig)
@@ -174,7 +129,7 @@ class ModelAgentRunner:
             self._lifecycles.move_to_end(key)
             return lifecycle, False
         lifecycle = self._lifecycles[key] = AgentLifecycle(
-            agent_id, name, governance, self.approver, self.sink, engagement=engagement
+            agent_id, name, governance, self.approver, engagement=engagement
         )
         if len(self._lifecycles) > MAX_TRACKED_AGENTS:
             self._lifecycles.popitem(last=False)
@@ -238,7 +193,6 @@ class ModelAgentRunner:
                     timeout_seconds=self.runtime.default_timeout,
                 ),
             )
-            self.sink.provisioned(lifecycle.provisioned)
 
         def work(transitions: tuple[LifecycleTransition, ...], input_tokens: int = 0, output_tokens: int = 0) -> AgentWork:
             provisioned = lifecycle.provisioned

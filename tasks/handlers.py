@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from agentparty.tasks.errors import HandlerImportError, StepValidationError
+from agentparty.models.step_errors import HandlerImportError, StepValidationError
 
 
 @functools.lru_cache(maxsize=256)

@@ -10,7 +10,7 @@ the rule's timeout refuses the transition, and the step fails with
 
 Each applied transition yields the data of an ``AgentStateTransitionEvent`` and
 an ``AgentState`` record (duration and tokens of the state being left, reason,
-approver) and hands them to a :class:`LifecycleSink`. A lifecycle is one
+approver): a :class:`~agentparty.models.engagements.LifecycleTransition`. A lifecycle is one
 *engagement* of a persistent agent (one run, one step slot); its AgentState ids
 derive from (agent, engagement, sequence number), so a resumed run that replays
 the engagement writes the same states rather than new ones. Transitions also
@@ -24,34 +24,24 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol
 
-from prefect.input import RunInput
-
 from agentparty.models import AGENT_LIFECYCLE_MACHINE, AgentLifecycleState
 from agentparty.models.events import AgentProvisionedPayload, AgentStateTransitionPayload
 from agentparty.models.governance import ApprovalMode, GovernanceRules
+from agentparty.models.engagements import AUTOMATIC_APPROVER, LifecycleTransition
 from agentparty.models.graph import AgentStateMetrics, AgentStateRecord, stable_id
-from agentparty.tasks.errors import NonRetryableError
+from agentparty.models.step_errors import NonRetryableError
+from agentparty.runtime.human_input import ApprovalDecision
 
 logger = logging.getLogger("agentparty.lifecycle")
-AUTOMATIC_APPROVER = "system:governance"
 
 
 class TransitionRefused(NonRetryableError):
     """A human rejected the transition, or nobody answered within the rule's timeout."""
-
-
-class ApprovalDecision(RunInput):
-    """What an approver answers when a transition needs a human (a form in the Prefect UI)."""
-
-    approve: bool
-    reason: str = ""
-    approver: str = "operator"
 
 
 @dataclass(frozen=True)
@@ -111,42 +101,12 @@ class PrefectApprover:
             return None
 
 
-@dataclass(frozen=True)
-class LifecycleTransition:
-    """Everything one applied transition produced."""
-
-    event: AgentStateTransitionPayload
-    record: AgentStateRecord
-    """The AgentState node of the state being *entered*."""
-    left: AgentStateRecord
-    """The state being left, with its final duration and token count."""
-
-
-class LifecycleSink(Protocol):
-    def record(self, transition: LifecycleTransition) -> None: ...
-
-
-JOURNAL_LIMIT = 10_000
-"""In-memory sinks keep the most recent entries only, so a long-lived worker does not grow without end."""
-
-
-@dataclass
-class MemorySink:
-    """Keeps recent transitions in memory (tests, and the default until the graph and event writers plug in)."""
-
-    transitions: deque[LifecycleTransition] = field(default_factory=lambda: deque(maxlen=JOURNAL_LIMIT))
-
-    def record(self, transition: LifecycleTransition) -> None:
-        self.transitions.append(transition)
-
-
 @dataclass
 class AgentLifecycle:
     agent_id: str
     agent_name: str
     governance: GovernanceRules
     approver: Approver
-    sink: LifecycleSink
     clock: Callable[[], float] = time.time
     engagement: str = ""
     """Where the agent works this time (run key and step slot); part of every state id."""
@@ -229,6 +189,5 @@ class AgentLifecycle:
         entered = self._state_record(target, reason)
         applied = LifecycleTransition(event=event, record=entered, left=left)
         self._pending.append(applied)
-        self.sink.record(applied)
         self.state, self.entered_at, self.tokens_in_state, self._current = target, now, 0, entered
         return applied

@@ -7,31 +7,28 @@ published (steps may use it) and later deprecated (no new agents; existing
 ones keep running). Capabilities are attached per version with a proficiency.
 
 ``agent: NAME`` in a step resolves to the template's latest published version,
-``version: X.Y.Z`` to that one. The store is a seam: SQLite under
-``AGENTPARTY_HOME`` here, the graph store when the graph issue plugs in.
+``version: X.Y.Z`` to that one. The rows live in a :class:`~agentparty.runtime.template_store.TemplateStore`
+(SQLite under ``AGENTPARTY_HOME``).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
 
 from packaging.version import Version
-from pydantic import BaseModel, Field
 
 from agentparty.models import CreateAgentTemplateRequest
 from agentparty.models.agent import AgentInstance, ExecutionContext, ModelConfiguration, ResourceLimits
 from agentparty.models.graph import AgentTemplate, TemplateStatus, TemplateVersion, stable_id
 from agentparty.models.model_registry import ModelRegistry
-from agentparty.runtime.state_db import state_db
-from agentparty.tasks.errors import NonRetryableError
+from agentparty.models.step_errors import TemplateError
+from agentparty.models.templates import VersionBump, VersionRecord
+from agentparty.runtime.template_store import SqliteTemplateStore, TemplateStore
 
-VersionBump = Literal["major", "minor", "patch"]
-VersionStatus = Literal["draft", "published", "deprecated"]
+
 def persistent_agent_id(*identity: str) -> str:
     """The id of the persistent agent a step puts to work: one per published template version
     (``template_id, version``) or per ad-hoc agent (``"ad-hoc", name, model``).
@@ -46,90 +43,6 @@ def persistent_agent_id(*identity: str) -> str:
 def engagement_key(run_key: str, slot: str) -> str:
     """One engagement of an agent: a run and the step slot (``step`` or ``step[item]``) it works in."""
     return json.dumps([run_key, slot])
-
-
-class TemplateError(NonRetryableError):
-    """A template or version that does not exist or cannot be used as asked."""
-
-
-class VersionRecord(BaseModel):
-    """A TemplateVersion with what the graph keeps beside it: status and capabilities."""
-
-    version: TemplateVersion
-    status: VersionStatus = "draft"
-    capabilities: dict[str, float] = Field(default_factory=dict)
-    """Capability name → proficiency in [0, 1]."""
-    system_prompt: str = ""
-    approved_by: str | None = None
-    """Who approved publishing this version, for templates with ``approval_required``."""
-
-
-class TemplateStore(Protocol):
-    def save_template(self, template: AgentTemplate) -> None: ...
-    def template_by_name(self, name: str) -> AgentTemplate | None: ...
-    def insert_version(self, record: VersionRecord) -> None:
-        """Add a new version; an existing ``(template_id, version)`` is refused (versions are immutable)."""
-        ...
-    def set_version_status(self, template_id: str, version: str, status: VersionStatus, approved_by: str | None = None) -> None: ...
-    def versions(self, template_id: str) -> list[VersionRecord]: ...
-    def names(self) -> list[str]: ...
-
-
-class SqliteTemplateStore:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        with state_db(path) as db:
-            db.execute("CREATE TABLE IF NOT EXISTS templates (id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL, doc TEXT NOT NULL)")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS versions (template_id TEXT NOT NULL, version TEXT NOT NULL, status TEXT NOT NULL, "
-                "doc TEXT NOT NULL, PRIMARY KEY (template_id, version))"
-            )
-
-    def save_template(self, template: AgentTemplate) -> None:
-        with state_db(self.path, write=True) as db:
-            db.execute(
-                "INSERT INTO templates VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET name = excluded.name, doc = excluded.doc",
-                (template.id, template.name, template.model_dump_json()),
-            )
-
-    def template_by_name(self, name: str) -> AgentTemplate | None:
-        with state_db(self.path) as db:
-            row = db.execute("SELECT doc FROM templates WHERE name = ?", (name,)).fetchone()
-        return AgentTemplate.model_validate_json(row[0]) if row else None
-
-    def insert_version(self, record: VersionRecord) -> None:
-        v = record.version
-        try:
-            with state_db(self.path, write=True) as db:
-                db.execute(
-                    "INSERT INTO versions VALUES (?, ?, ?, ?)",
-                    (v.template_id, v.version, record.status, record.model_dump_json()),
-                )
-        except sqlite3.IntegrityError:
-            raise TemplateError(f"version {v.version} of template {v.template_id} exists and cannot change; create a new version") from None
-
-    def set_version_status(self, template_id: str, version: str, status: VersionStatus, approved_by: str | None = None) -> None:
-        with state_db(self.path, write=True) as db:
-            row = db.execute("SELECT doc FROM versions WHERE template_id = ? AND version = ?", (template_id, version)).fetchone()
-            if row is None:
-                raise TemplateError(f"template {template_id} has no version {version}")
-            record = VersionRecord.model_validate_json(row[0])
-            record.status = status
-            record.approved_by = approved_by or record.approved_by
-            record.version = record.version.model_copy(update={"is_deprecated": status == "deprecated"})
-            db.execute(
-                "UPDATE versions SET status = ?, doc = ? WHERE template_id = ? AND version = ?",
-                (status, record.model_dump_json(), template_id, version),
-            )
-
-    def names(self) -> list[str]:
-        with state_db(self.path) as db:
-            return [r[0] for r in db.execute("SELECT name FROM templates ORDER BY name")]
-
-    def versions(self, template_id: str) -> list[VersionRecord]:
-        with state_db(self.path) as db:
-            rows = db.execute("SELECT doc FROM versions WHERE template_id = ?", (template_id,)).fetchall()
-        return sorted((VersionRecord.model_validate_json(r[0]) for r in rows), key=lambda r: Version(r.version.version))
 
 
 @dataclass(frozen=True)

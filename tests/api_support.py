@@ -69,7 +69,7 @@ def deploy(path: Path) -> str:
 
     from agentparty.deployments.naming import deployment_name
     from agentparty.flows import compile_workflow
-    from agentparty.flows.definitions import load_workflow
+    from agentparty.runtime.documents import load_workflow
 
     definition = load_workflow(path)
     flow = compile_workflow(definition, source=path)

@@ -97,7 +97,7 @@ def bolt_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 @pytest.fixture(scope="session")
 def graph_store(bolt_server: object) -> Iterator[object]:
     """A GraphStore on the session's Bolt server, schema applied."""
-    from agentparty.runtime.graph_schema import migrate
+    from agentparty.runtime.graph_migrations import migrate
     from agentparty.runtime.graph_server import DATABASE_NAME
     from agentparty.runtime.graph_store import GraphStore
 

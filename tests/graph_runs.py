@@ -8,10 +8,10 @@ from typing import Any
 import yaml
 from workflow_docs import EXAMPLES
 
-from agentparty.flows.breaker import SqliteBreakerStore
+from agentparty.runtime.breakers import SqliteBreakerStore
 from agentparty.models import CreateAgentTemplateRequest, DEFAULT_MODEL_REGISTRY
 from agentparty.runtime.budgets import BudgetLedger
-from agentparty.runtime.llm import ModelRouter
+from agentparty.runtime.model_router import ModelRouter
 from agentparty.runtime.providers.simulated import SimulatedProvider
 from agentparty.tasks.agent import ModelAgentRunner
 from agentparty.tasks.templates import TemplateRegistry

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agentparty.tasks.errors import StepValidationError
+from agentparty.models.step_errors import StepValidationError
 
 CALLS: dict[str, int] = {}
 EVENTS: list[tuple[str, str, float]] = []

@@ -16,7 +16,7 @@ import anthropic
 import httpx
 import httpx2
 
-from agentparty.tasks.errors import ContentPolicyViolation, ModelUnavailable, ProviderUnavailable, StepError
+from agentparty.models.step_errors import ContentPolicyViolation, ModelUnavailable, ProviderUnavailable, StepError
 
 from pydantic import SecretStr
 

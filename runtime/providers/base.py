@@ -2,7 +2,7 @@
 
 Adapters are thin layers over the official SDKs (DESIGN.md §9). They never
 retry (SDK ``max_retries=0``): a failure becomes one of the engine's errors
-(``agentparty.tasks.errors``), and the step's Prefect retries, the circuit
+(``agentparty.models.step_errors``), and the step's Prefect retries, the circuit
 breaker and the model registry's fallback chain decide what happens next.
 """
 
@@ -16,7 +16,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol
 
 from agentparty.models.messages import AgentMessage, ErrorMessage, Message, SystemMessage, UserMessage
-from agentparty.tasks.errors import (
+from agentparty.models.step_errors import (
     AuthenticationError,
     ContentPolicyViolation,
     InvalidModelOutput,

@@ -18,7 +18,7 @@ import httpx
 import httpx2
 import openai
 
-from agentparty.tasks.errors import ContentPolicyViolation, ModelUnavailable, ProviderUnavailable, StepError
+from agentparty.models.step_errors import ContentPolicyViolation, ModelUnavailable, ProviderUnavailable, StepError
 
 from pydantic import SecretStr
 

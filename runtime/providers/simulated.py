@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from agentparty.runtime.providers.base import Completion, CompletionRequest, TextCallback, chat_turns, structured_output
-from agentparty.tasks.errors import ProviderUnavailable, RateLimited
+from agentparty.models.step_errors import ProviderUnavailable, RateLimited
 
 SIMULATED_LABEL = "[simulated]"
 

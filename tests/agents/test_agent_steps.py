@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -10,13 +11,17 @@ from typing import Any
 import pytest
 from prefect_pauses import resume_with_input, wait_for_paused_run
 
+from run_services_support import services
+
 from agentparty.flows import CompileOptions, WorkflowFailed, WorkflowResult, compile_workflow
-from agentparty.flows.breaker import SqliteBreakerStore
+from agentparty.runtime.breakers import SqliteBreakerStore
 from agentparty.models import CreateAgentTemplateRequest, DEFAULT_MODEL_REGISTRY, WorkflowDefinition
 from agentparty.runtime.budgets import BudgetLedger
-from agentparty.runtime.llm import ModelRouter
+from agentparty.runtime.model_router import ModelRouter
 from agentparty.runtime.providers.simulated import SimulatedProvider, SimulatedSettings
-from agentparty.tasks.agent import AgentJournal, ModelAgentRunner
+from agentparty.runtime.event_bus import EventBus
+from agentparty.runtime.outbox import Outbox
+from agentparty.tasks.agent import ModelAgentRunner
 from agentparty.tasks.templates import TemplateRegistry
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -53,28 +58,36 @@ def make_runner(tmp_path: Path, simulated: SimulatedSettings | None = None, gove
     return ModelAgentRunner(router=router, templates=templates)
 
 
-def run(defn: WorkflowDefinition, runner: ModelAgentRunner) -> WorkflowResult:
-    return asyncio.run(compile_workflow(defn, options=CompileOptions(agent_runner=runner))(inputs={}))
+def run(defn: WorkflowDefinition, runner: ModelAgentRunner, outbox: Outbox | None = None) -> WorkflowResult:
+    """Run with ``runner``; the run's lifecycle events go to ``outbox`` (a private one, never relayed)."""
+    bus = EventBus(outbox, None, mirror=False) if outbox is not None else None
+    options = CompileOptions(services=services(agent_runner=runner, events=bus, recorder=None))
+    return asyncio.run(compile_workflow(defn, options=options)(inputs={}))
 
 
-def run_failing(defn: WorkflowDefinition, runner: ModelAgentRunner) -> WorkflowResult:
+def run_failing(defn: WorkflowDefinition, runner: ModelAgentRunner, outbox: Outbox | None = None) -> WorkflowResult:
     with pytest.raises(WorkflowFailed) as caught:
-        run(defn, runner)
+        run(defn, runner, outbox)
     return caught.value.result
 
 
+def emitted(outbox: Outbox, event_type: str) -> list[dict[str, Any]]:
+    """The payloads of the run's events of one type, in emission order (what a consumer of the topics gets)."""
+    return [json.loads(row.value)["payload"] for row in outbox.pending() if row.event_type == event_type]
+
+
 def test_agent_step_answers_from_its_template_with_lifecycle_and_usage(tmp_path: Path) -> None:
-    runner = make_runner(tmp_path)
-    result = run(definition([agent_step(outputSchema=SCHEMA)]), runner)
+    runner, outbox = make_runner(tmp_path), Outbox(tmp_path / "outbox.sqlite")
+    result = run(definition([agent_step(outputSchema=SCHEMA)]), runner, outbox)
     step = result.steps["write"]
     assert step.status.value == "completed" and step.model == "simulated" and step.simulated
     assert set(step.output) == {"headline", "confidence"} and step.tokens > 0
-    journal = runner.sink
-    assert isinstance(journal, AgentJournal)
-    assert journal.provisions[0].template_version == "1.0.0" and journal.provisions[0].parameters == {"temperature": 0.2}
-    assert [(t.event.previous_state, t.event.new_state) for t in journal.transitions] == [("initialized", "running"), ("running", "completed")]
-    assert journal.transitions[-1].event.token_count == step.tokens
-    metrics = runner.metrics.metrics(journal.provisions[0].agent_id)
+    [provisioned] = emitted(outbox, "agent_provisioned")
+    assert provisioned["template_version"] == "1.0.0" and provisioned["parameters"] == {"temperature": 0.2}
+    transitions = emitted(outbox, "agent_state_transition")
+    assert [(t["previous_state"], t["new_state"]) for t in transitions] == [("initialized", "running"), ("running", "completed")]
+    assert transitions[-1]["token_count"] == step.tokens
+    metrics = runner.metrics.metrics(provisioned["agent_id"])
     assert metrics.requests_completed == 1 and metrics.tokens_used == step.tokens and metrics.error_rate == 0
 
 
@@ -108,12 +121,12 @@ def test_every_budget_level_refuses_before_the_call(tmp_path: Path, level: str, 
 
 
 def test_rate_limit_is_retried_after_the_providers_retry_after(tmp_path: Path) -> None:
-    runner = make_runner(tmp_path, SimulatedSettings(rate_limit_rate=1.0, retry_after_s=1.0))
-    result = run_failing(definition([agent_step()], retries=1), runner)
+    runner, outbox = make_runner(tmp_path, SimulatedSettings(rate_limit_rate=1.0, retry_after_s=1.0)), Outbox(tmp_path / "outbox.sqlite")
+    result = run_failing(definition([agent_step()], retries=1), runner, outbox)
     step = result.steps["write"]
     assert step.attempts == 2 and "RateLimited" in (step.reason or "")
     assert step.duration_s >= 1.0, "the retry came before the provider's Retry-After"
-    states = [t.event.new_state for t in runner.sink.transitions]  # type: ignore[attr-defined]
+    states = [t["new_state"] for t in emitted(outbox, "agent_state_transition")]
     assert states == ["running", "failed", "running", "failed"], "a retry recovers the same agent"
 
 
@@ -129,12 +142,12 @@ def test_unconfigured_model_falls_back_along_the_chain(tmp_path: Path, monkeypat
 @pytest.mark.parametrize("approve", [True, False])
 def test_human_governed_transition_waits_for_an_approver_in_prefect(tmp_path: Path, approve: bool) -> None:
     governance = {"transitions": {"initialized_to_running": {"approval": "human", "timeout": 60}}}
-    runner = make_runner(tmp_path, governance=governance)
+    runner, outbox = make_runner(tmp_path, governance=governance), Outbox(tmp_path / "outbox.sqlite")
     outcome: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            outcome["result"] = run(definition([agent_step()]), runner)
+            outcome["result"] = run(definition([agent_step()]), runner, outbox)
         except WorkflowFailed as exc:
             outcome["result"] = exc.result
 
@@ -144,10 +157,10 @@ def test_human_governed_transition_waits_for_an_approver_in_prefect(tmp_path: Pa
     asyncio.run(resume_with_input(flow_run_id, {"approve": approve, "approver": "ana", "reason": "reviewed"}))
     thread.join(timeout=60)
     step = outcome["result"].steps["write"]
-    transitions = runner.sink.transitions  # type: ignore[attr-defined]
+    transitions = emitted(outbox, "agent_state_transition")
     if approve:
         assert step.status.value == "completed"
-        assert transitions[0].event.transition_approver == "user:ana" and transitions[0].event.transition_reason == "reviewed"
+        assert transitions[0]["transition_approver"] == "user:ana" and transitions[0]["transition_reason"] == "reviewed"
     else:
         assert step.status.value == "failed" and "TransitionRefused" in (step.reason or "") and "rejected by ana" in (step.reason or "")
         assert not transitions

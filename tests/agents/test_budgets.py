@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agentparty.runtime.budgets import Budget, BudgetLedger, estimate_tokens
-from agentparty.tasks.errors import BudgetExceeded, is_retryable
+from agentparty.models.step_errors import BudgetExceeded, is_retryable
 
 
 def test_reserve_settle_and_refuse(tmp_path: Path) -> None:

@@ -10,14 +10,9 @@ import pytest
 from agentparty.models import AgentLifecycleState as S
 from agentparty.models import IllegalTransition
 from agentparty.models.governance import GovernanceRules
-from agentparty.tasks.lifecycle import (
-    AUTOMATIC_APPROVER,
-    AgentLifecycle,
-    ApprovalDecision,
-    ApprovalRequest,
-    MemorySink,
-    TransitionRefused,
-)
+from agentparty.models.engagements import AUTOMATIC_APPROVER
+from agentparty.runtime.human_input import ApprovalDecision
+from agentparty.tasks.lifecycle import AgentLifecycle, ApprovalRequest, TransitionRefused
 
 
 @dataclass
@@ -45,20 +40,20 @@ GOVERNANCE = GovernanceRules.model_validate(
 )
 
 
-def lifecycle(decision: ApprovalDecision | None = None) -> tuple[AgentLifecycle, MemorySink, FixedApprover, Clock]:
-    sink, clock = MemorySink(), Clock()
+def lifecycle(decision: ApprovalDecision | None = None) -> tuple[AgentLifecycle, FixedApprover, Clock]:
+    clock = Clock()
     approver = FixedApprover(decision, [])
-    return AgentLifecycle("agent-1", "writer", GOVERNANCE, approver, sink, clock=clock), sink, approver, clock
+    return AgentLifecycle("agent-1", "writer", GOVERNANCE, approver, clock=clock), approver, clock
 
 
 def test_automatic_transitions_record_duration_tokens_and_approver() -> None:
-    agent, sink, approver, clock = lifecycle()
+    agent, approver, clock = lifecycle()
     asyncio.run(agent.transition(S.RUNNING, "step draft"))
     clock.now += 42
     agent.charge(120)
     done = asyncio.run(agent.transition(S.COMPLETED, "answered"))
     assert not approver.asked
-    assert [t.event.new_state for t in sink.transitions] == ["running", "completed"]
+    assert [t.event.new_state for t in agent.pending()] == ["running", "completed"]
     assert done.event.previous_state == "running" and done.event.duration == 42 and done.event.token_count == 120
     assert done.event.transition_approver == AUTOMATIC_APPROVER
     assert done.left.name is S.RUNNING and done.left.duration == 42 and done.left.token_count == 120
@@ -66,14 +61,14 @@ def test_automatic_transitions_record_duration_tokens_and_approver() -> None:
 
 
 def test_illegal_transition_is_refused_before_governance() -> None:
-    agent, sink, approver, _ = lifecycle()
+    agent, approver, _ = lifecycle()
     with pytest.raises(IllegalTransition):
         asyncio.run(agent.transition(S.PAUSED))
-    assert not sink.transitions and not approver.asked
+    assert not agent.pending() and not approver.asked
 
 
 def test_human_approval_records_the_approver() -> None:
-    agent, sink, approver, _ = lifecycle(ApprovalDecision(approve=True, reason="maintenance", approver="ana"))
+    agent, approver, _ = lifecycle(ApprovalDecision(approve=True, reason="maintenance", approver="ana"))
     asyncio.run(agent.transition(S.RUNNING))
     paused = asyncio.run(agent.transition(S.PAUSED, "asked by scheduler"))
     assert approver.asked[0].timeout == 60 and approver.asked[0].target is S.PAUSED
@@ -86,8 +81,8 @@ def test_human_approval_records_the_approver() -> None:
     [(ApprovalDecision(approve=False, reason="not now", approver="bo"), "rejected by bo: not now"), (None, "none within 60s")],
 )
 def test_rejected_or_unanswered_transition_is_refused(decision: ApprovalDecision | None, message: str) -> None:
-    agent, sink, _, _ = lifecycle(decision)
+    agent, _, _ = lifecycle(decision)
     asyncio.run(agent.transition(S.RUNNING))
     with pytest.raises(TransitionRefused, match=message):
         asyncio.run(agent.transition(S.PAUSED))
-    assert agent.state is S.RUNNING and len(sink.transitions) == 1
+    assert agent.state is S.RUNNING and len(agent.pending()) == 1

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from agentparty.flows.breaker import SqliteBreakerStore
+from agentparty.runtime.breakers import SqliteBreakerStore
 from agentparty.models import CircuitBreakerConfig, ModelRegistry
 from agentparty.models.messages import UserMessage
 from agentparty.runtime.budgets import Budget, BudgetLedger
-from agentparty.runtime.llm import ModelRouter, detect_credentials
+from agentparty.runtime.model_router import ModelRouter, detect_credentials
 from agentparty.runtime.providers.base import CompletionRequest
 from agentparty.runtime.providers.simulated import SimulatedProvider, SimulatedSettings
-from agentparty.tasks.errors import BudgetExceeded, ModelUnavailable, ProviderUnavailable
+from agentparty.models.step_errors import BudgetExceeded, ModelUnavailable, ProviderUnavailable
 
 
 def registry(default: str = "gpt-4o", chain: list[str] | None = None, concurrency: int = 8) -> ModelRegistry:

@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 
+from run_services_support import services
+
 from agentparty.flows import CompileOptions, WorkflowFailed, WorkflowResult, compile_workflow
-from agentparty.flows.breaker import SqliteBreakerStore
+from agentparty.runtime.breakers import SqliteBreakerStore
 from agentparty.models import ModelRegistry, WorkflowDefinition
 from agentparty.runtime.budgets import BudgetLedger
-from agentparty.runtime.llm import ModelRouter
+from agentparty.runtime.model_router import ModelRouter
 from agentparty.runtime.providers.simulated import SimulatedProvider
 from agentparty.runtime.rate_limits import ModelRateLimit, PrefectRateLimiter
 from agentparty.tasks.agent import ModelAgentRunner
@@ -51,7 +53,7 @@ def run_twenty(tmp_path: Path, limit: ModelRateLimit, asked: list[int] | None = 
         "steps": [{"id": "ask", "type": "parallel", "configuration": {"forEach": "${inputs.items}", "step": {
             "id": "one", "type": "task", "configuration": {"agent": "asker", "prompt": "Question ${item}"}}}}],
     }, context=None)
-    flow = compile_workflow(definition, options=CompileOptions(agent_runner=ModelAgentRunner(router=router)))
+    flow = compile_workflow(definition, options=CompileOptions(services=services(agent_runner=ModelAgentRunner(router=router))))
     started = time.perf_counter()
     try:
         result = asyncio.run(flow(inputs={}))

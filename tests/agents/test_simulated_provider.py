@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 from agentparty.models.messages import SystemMessage, UserMessage
 from agentparty.runtime.providers.base import CompletionRequest
 from agentparty.runtime.providers.simulated import SIMULATED_LABEL, SimulatedProvider, SimulatedSettings
-from agentparty.tasks.errors import ProviderUnavailable, RateLimited
+from agentparty.models.step_errors import ProviderUnavailable, RateLimited
 
 SCHEMAS: list[dict[str, Any]] = [
     {"type": "object", "properties": {"title": {"type": "string"}, "score": {"type": "number", "minimum": 0, "maximum": 1}}, "required": ["title", "score"]},

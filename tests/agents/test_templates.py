@@ -9,7 +9,8 @@ import pytest
 from agentparty.models import CreateAgentTemplateRequest, DEFAULT_MODEL_REGISTRY
 from agentparty.models.api import CREATE_AGENT_TEMPLATE_EXAMPLE
 from agentparty.models.governance import ApprovalMode
-from agentparty.tasks.templates import TemplateError, TemplateRegistry, persistent_agent_id
+from agentparty.models.step_errors import TemplateError
+from agentparty.tasks.templates import TemplateRegistry, persistent_agent_id
 
 
 @pytest.fixture

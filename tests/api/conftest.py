@@ -38,7 +38,7 @@ def make_app(api_home: Path) -> Any:
 def hook_workflows(prefect_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HookWorkflows]:
     """Definitions in the workflow search path (AGENTPARTY_WORKFLOWS) and the webhook secret in the environment."""
     from agentparty.deployments.naming import full_name
-    from agentparty.flows.definitions import load_workflow
+    from agentparty.runtime.documents import load_workflow
 
     folder = tmp_path_factory.mktemp("api-workflows")
     (folder / "api_handlers.py").write_text(HANDLERS)

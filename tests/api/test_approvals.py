@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 import uuid
@@ -14,15 +15,19 @@ from typing import Any
 import httpx
 import pytest
 
+from run_services_support import services
+
 from agentparty.api import create_app
 from agentparty.api.security import key_digest
 from agentparty.flows import CompileOptions, WorkflowFailed, WorkflowResult, compile_workflow
-from agentparty.flows.breaker import SqliteBreakerStore
+from agentparty.runtime.breakers import SqliteBreakerStore
 from agentparty.models import DEFAULT_MODEL_REGISTRY, CreateAgentTemplateRequest, WorkflowDefinition
 from agentparty.models.access import ApiAccessConfig
 from agentparty.runtime.budgets import BudgetLedger
-from agentparty.runtime.llm import ModelRouter
+from agentparty.runtime.model_router import ModelRouter
 from agentparty.runtime.providers.simulated import SimulatedProvider
+from agentparty.runtime.event_bus import EventBus
+from agentparty.runtime.outbox import Outbox
 from agentparty.tasks.agent import ModelAgentRunner
 from agentparty.tasks.templates import TemplateRegistry
 
@@ -54,12 +59,16 @@ def workflow(steps: list[dict[str, Any]], **extra: Any) -> WorkflowDefinition:
     })
 
 
-def start(definition: WorkflowDefinition, runner: ModelAgentRunner | None = None) -> Callable[[], WorkflowResult]:
-    """Run the workflow in a thread (it pauses there); the returned function joins it and gives its result."""
+def start(
+    definition: WorkflowDefinition, runner: ModelAgentRunner | None = None, outbox: Outbox | None = None
+) -> Callable[[], WorkflowResult]:
+    """Run the workflow in a thread (it pauses there); the returned function joins it and gives its result.
+    The run's events go to ``outbox`` (private, never relayed) when one is given."""
     outcome: dict[str, WorkflowResult] = {}
+    bus = EventBus(outbox, None, mirror=False) if outbox is not None else None
 
     def target() -> None:
-        flow = compile_workflow(definition, options=CompileOptions(agent_runner=runner))
+        flow = compile_workflow(definition, options=CompileOptions(services=services(agent_runner=runner, events=bus)))
         try:
             outcome["result"] = asyncio.run(flow())
         except WorkflowFailed as exc:
@@ -191,12 +200,12 @@ def governed_runner(home: Path) -> ModelAgentRunner:
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_server")
 def test_a_governed_transition_approved_over_http_records_the_keys_name(tmp_path: Path) -> None:
-    runner = governed_runner(tmp_path)
+    runner, outbox = governed_runner(tmp_path), Outbox(tmp_path / "outbox.sqlite")
     definition = workflow(
         [{"id": "write", "type": "task", "configuration": {"agent": "writer", "prompt": "A headline about graphs"}}],
         errorHandling={"retryAttempts": 0, "backoffStrategy": "fixed", "baseDelay": 0},
     )
-    join = start(definition, runner)
+    join = start(definition, runner, outbox)
 
     async def scenario() -> tuple[dict[str, Any], httpx.Response]:
         async with api() as client:
@@ -213,6 +222,6 @@ def test_a_governed_transition_approved_over_http_records_the_keys_name(tmp_path
 
     result = join()
     assert result.status.value == "completed" and result.steps["write"].status.value == "completed"
-    first = runner.sink.transitions[0].event  # type: ignore[attr-defined]
-    assert (first.previous_state, first.new_state) == ("initialized", "running")
-    assert first.transition_approver == "user:ops" and first.transition_reason == "looks fine"
+    first = next(json.loads(row.value)["payload"] for row in outbox.pending() if row.event_type == "agent_state_transition")
+    assert (first["previous_state"], first["new_state"]) == ("initialized", "running")
+    assert first["transition_approver"] == "user:ops" and first["transition_reason"] == "looks fine"

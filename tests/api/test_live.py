@@ -16,16 +16,18 @@ from starlette.testclient import TestClient, WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 from workflow_docs import EXAMPLES
 
+from run_services_support import services
+
 from agentparty.api import create_app
 from agentparty.api.agent_svg import STATE_LOOKS, agent_svg, animation_for, initials
 from agentparty.api.live import LiveFeed
 from agentparty.api.live_view import LiveView, Routed
 from agentparty.api.security import key_digest
 from agentparty.flows import CompileOptions, WorkflowResult, compile_workflow
-from agentparty.flows.definitions import load_workflow
-from agentparty.flows.result import StepResult, StepStatus
+from agentparty.runtime.documents import load_workflow
+from agentparty.models.run_results import StepResult, StepStatus
 from agentparty.flows.run_events import RunEvents
-from agentparty.flows.run_graph import team_id_for
+from agentparty.models.run_history import team_id_for
 from agentparty.models import AgentLifecycleState, WorkflowDefinition
 from agentparty.models.access import DEFAULT_ROLES, ApiAccessConfig
 from agentparty.models.config import KafkaConfig
@@ -158,7 +160,7 @@ def _kafka(broker: Any) -> KafkaConfig:
 def _run_report(tmp_path: Path, runner: ModelAgentRunner, config: KafkaConfig, prefix: str, key: str) -> WorkflowResult:
     outbox = Outbox(tmp_path / "outbox.sqlite", prefix)
     bus = EventBus(outbox, OutboxRelay(outbox, config, message_timeout_ms=3000), mirror=False)
-    options = CompileOptions(agent_runner=runner, events=bus, record_graph=False, user_id="ana")
+    options = CompileOptions(services=services(agent_runner=runner, events=bus, recorder=None, user_id="ana"))
     try:
         return asyncio.run(compile_workflow(load_workflow(REPORT), source=REPORT, options=options)(inputs={"min_sources": 1}, resume_key=key))
     finally:

@@ -14,7 +14,7 @@ from api_support import SECRET, SECRET_ENV, HookWorkflows, access_config, auth, 
 from fastapi.testclient import TestClient
 
 from agentparty.api.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER
-from agentparty.api.webhook_deliveries import WebhookDeliveries, delivery_id_for
+from agentparty.runtime.webhook_deliveries import WebhookDeliveries, delivery_id_for
 
 
 @pytest.fixture

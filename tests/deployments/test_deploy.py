@@ -115,7 +115,7 @@ def test_a_failed_run_s_result_reads_back_in_another_process() -> None:
     """Prefect persists a failed run's WorkflowFailed; unpickling it must give back the whole WorkflowResult."""
     import pickle
 
-    from agentparty.flows.result import StepResult, StepStatus, WorkflowFailed, WorkflowResult
+    from agentparty.models.run_results import StepResult, StepStatus, WorkflowFailed, WorkflowResult
 
     result = WorkflowResult(
         workflow_id="w", workflow_name="W", status=StepStatus.FAILED, reason="step 'a' failed",

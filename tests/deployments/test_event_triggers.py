@@ -19,6 +19,8 @@ from deploy_support import (
     write_definition,
 )
 
+from run_services_support import services
+
 from agentparty.deployments.build import deploy_workflows, load_sources
 from agentparty.deployments.kafka_bridge import ROUTE_LABEL, KafkaEventBridge, bridge_event_name, routes_for
 
@@ -63,7 +65,7 @@ def test_a_mirrored_lifecycle_event_starts_a_run(workflow_dir: Path, tmp_path: P
     from prefect.events import emit_event
 
     from agentparty.flows import CompileOptions, compile_workflow
-    from agentparty.flows.definitions import load_workflow
+    from agentparty.runtime.documents import load_workflow
     from agentparty.runtime.event_bus import EventBus
     from agentparty.runtime.outbox import Outbox
 
@@ -91,7 +93,7 @@ def test_a_mirrored_lifecycle_event_starts_a_run(workflow_dir: Path, tmp_path: P
     (upstream_dir / "deploy_handlers.py").write_text((workflow_dir / "deploy_handlers.py").read_text())
     path = write_definition(upstream_dir, stamp_workflow(upstream_id, [{"type": "manual"}]))
     bus = EventBus(Outbox(tmp_path / "outbox.sqlite"), relay=None, mirror=True)
-    flow = compile_workflow(load_workflow(path), source=path, options=CompileOptions(events=bus, record_graph=False))
+    flow = compile_workflow(load_workflow(path), source=path, options=CompileOptions(services=services(events=bus, recorder=None)))
     result = asyncio.run(flow(inputs={"label": "upstream"}))
     assert result.status.value == "completed"
 
@@ -139,7 +141,7 @@ def test_a_kafka_message_that_passes_the_filter_starts_a_run(workflow_dir: Path,
         producer.produce(topic, json.dumps(message).encode(), key=message["id"].encode())
     producer.flush(10)
 
-    from agentparty.flows.definitions import load_workflow
+    from agentparty.runtime.documents import load_workflow
 
     bridge = KafkaEventBridge(
         routes_for([load_workflow(path)]),

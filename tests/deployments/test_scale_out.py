@@ -93,7 +93,7 @@ def _finished(deployment_id: str, expected: int) -> list[Any] | None:
 
 def _result(run: Any) -> Any:
     """The run's WorkflowResult, read back from the persisted result (a failed run persisted WorkflowFailed)."""
-    from agentparty.flows.result import WorkflowFailed
+    from agentparty.models.run_results import WorkflowFailed
 
     value = asyncio.run(run.state.aresult(raise_on_failure=False))
     return value.result if isinstance(value, WorkflowFailed) else value

@@ -15,8 +15,10 @@ import pytest
 from graph_runs import example_runner
 from workflow_docs import EXAMPLES
 
+from run_services_support import services
+
 from agentparty.flows import CompileOptions, WorkflowResult, compile_workflow
-from agentparty.flows.definitions import load_workflow
+from agentparty.runtime.documents import load_workflow
 from agentparty.models import WorkflowDefinition
 from agentparty.models.config import KafkaConfig
 from agentparty.models.events import TaskSubmittedEvent, TaskSubmittedPayload
@@ -66,7 +68,7 @@ def read_all(config: KafkaConfig, prefix: str) -> list[Any]:
 
 
 def run_report(runner: ModelAgentRunner, bus: EventBus, key: str) -> WorkflowResult:
-    options = CompileOptions(agent_runner=runner, events=bus, record_graph=False, user_id="ana")
+    options = CompileOptions(services=services(agent_runner=runner, events=bus, recorder=None, user_id="ana"))
     flow = compile_workflow(load_workflow(REPORT), source=REPORT, options=options)
     return asyncio.run(flow(inputs={"min_sources": 1}, resume_key=key))
 
@@ -141,7 +143,7 @@ def test_a_retried_step_reports_its_attempts_and_its_end_once(
         "steps": [{"id": "shaky", "type": "task", "configuration": {"handler": "step_handlers:flaky"}, "inputs": {"name": "events", "failures": 3}}],
         "triggers": [{"type": "manual"}], "errorHandling": {"retryAttempts": 3, "backoffStrategy": "fixed", "baseDelay": 0},
     })
-    flow = compile_workflow(definition, options=CompileOptions(events=bus, record_graph=False))
+    flow = compile_workflow(definition, options=CompileOptions(services=services(events=bus, recorder=None)))
     result = asyncio.run(flow())
     assert result.steps["shaky"].attempts == 4
     events = read_all(kafka(kafka_broker), prefix)
@@ -182,7 +184,7 @@ def test_circuit_breaker_transitions_are_events(
     bus_on: Callable[[KafkaConfig, str], EventBus], kafka_broker: LocalKafkaBroker, tmp_path: Path, handlers: Any
 ) -> None:
     from agentparty.flows import WorkflowFailed
-    from agentparty.flows.breaker import SqliteBreakerStore
+    from agentparty.runtime.breakers import SqliteBreakerStore
 
     prefix = f"b{uuid.uuid4().hex[:8]}."
     bus = bus_on(kafka(kafka_broker), prefix)
@@ -195,7 +197,7 @@ def test_circuit_breaker_transitions_are_events(
             "circuitBreaker": {"failureThreshold": 1, "recoveryTimeout": 60, "halfOpenMaxCalls": 1},
         },
     })
-    options = CompileOptions(events=bus, record_graph=False, breaker_store=SqliteBreakerStore(tmp_path / "breakers.sqlite"))
+    options = CompileOptions(services=services(events=bus, recorder=None, breakers=SqliteBreakerStore(tmp_path / "breakers.sqlite")))
     with pytest.raises(WorkflowFailed):
         asyncio.run(compile_workflow(definition, options=options)())
     opened = [e for e in read_all(kafka(kafka_broker), prefix) if e.event_type.startswith("circuit_breaker")]

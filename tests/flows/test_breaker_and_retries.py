@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from agentparty.flows.breaker import BreakerState, CircuitBreaker, SqliteBreakerStore
+from agentparty.runtime.breakers import BreakerState, CircuitBreaker, SqliteBreakerStore
 from agentparty.flows.retries import JITTER_FACTOR, effective_policy, retry_only_retryable
 from agentparty.models import CircuitBreakerConfig, ErrorHandlingStrategy, RetryPolicy
-from agentparty.tasks.errors import CircuitOpenError
+from agentparty.models.step_errors import CircuitOpenError
 
 
 class Clock:

@@ -12,12 +12,14 @@ import pytest
 
 from prefect_pauses import resume_with_input, wait_for_paused_run
 
+from run_services_support import services
+
 from agentparty.flows import CompileOptions, WorkflowFailed, WorkflowResult, compile_workflow
-from agentparty.flows.breaker import SqliteBreakerStore
+from agentparty.runtime.breakers import SqliteBreakerStore
 from agentparty.flows.compiler import flow_name_for
-from agentparty.flows.definitions import load_workflow
+from agentparty.runtime.documents import load_workflow
 from agentparty.models import WorkflowDefinition
-from agentparty.tasks.errors import RunInputError
+from agentparty.models.step_errors import RunInputError
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -34,10 +36,13 @@ def handler(step_id: str, name: str, inputs: dict[str, Any] | None = None, **ext
     return {"id": step_id, "type": "task", "configuration": {"handler": f"step_handlers:{name}", **extra.pop("configuration", {})}, "inputs": inputs or {}, **extra}
 
 
-def run(defn: WorkflowDefinition, inputs: dict[str, Any] | None = None, tmp_path: Path | None = None, **options: Any) -> WorkflowResult:
-    if tmp_path is not None:
-        options.setdefault("breaker_store", SqliteBreakerStore(tmp_path / "breakers.sqlite"))
-    flow = compile_workflow(defn, options=CompileOptions(**options))
+def run(
+    defn: WorkflowDefinition, inputs: dict[str, Any] | None = None, tmp_path: Path | None = None,
+    breaker_store: SqliteBreakerStore | None = None, **options: Any,
+) -> WorkflowResult:
+    if tmp_path is not None and breaker_store is None:
+        breaker_store = SqliteBreakerStore(tmp_path / "breakers.sqlite")
+    flow = compile_workflow(defn, options=CompileOptions(services=services(breakers=breaker_store), **options))
     return asyncio.run(flow(inputs=inputs))
 
 

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from agentparty.flows.definitions import DocumentError, load_workflow, read_document, validate_paths
-from agentparty.flows.schema import json_schema, json_schema_text
+from agentparty.runtime.documents import DocumentError, load_workflow, read_document, validate_paths
+from agentparty.models.document_kinds import json_schema, json_schema_text
 from workflow_docs import REPO_ROOT, two_step_workflow
 
 

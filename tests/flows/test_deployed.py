@@ -7,13 +7,14 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from agentparty.flows import compile_workflow, deployed
-from agentparty.flows.definitions import load_workflow
+from agentparty.runtime.documents import load_workflow
 
 
 def _write_definition(directory: Path, workflow_id: str, name: str) -> Path:
@@ -42,17 +43,26 @@ def test_compiled_flow_records_the_module_level_entrypoint(tmp_path: Path) -> No
     assert f"{flow.__module__}.{flow.__name__}" == deployed.entrypoint_for("deploy-me")
 
 
-def test_entrypoint_rebuilds_the_flow_from_the_search_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def search_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """``AGENTPARTY_WORKFLOWS`` = ``tmp_path``, read again by the settings (a flow-run process reads it at start)."""
+    from agentparty.runtime.settings import get_settings
+
+    monkeypatch.setenv(deployed.WORKFLOWS_ENV, str(tmp_path))
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def test_entrypoint_rebuilds_the_flow_from_the_search_path(search_path: Path) -> None:
     from prefect.flows import load_flow_from_entrypoint
 
-    _write_definition(tmp_path, "deploy-me", "Deploy me")
-    monkeypatch.setenv(deployed.WORKFLOWS_ENV, str(tmp_path))
+    _write_definition(search_path, "deploy-me", "Deploy me")
     flow = load_flow_from_entrypoint(deployed.entrypoint_for("deploy-me"))
     assert flow.name == "Deploy me"
 
 
-def test_unknown_entrypoint_names_the_search_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(deployed.WORKFLOWS_ENV, str(tmp_path))
+def test_unknown_entrypoint_names_the_search_path(search_path: Path) -> None:
     with pytest.raises(AttributeError, match="AGENTPARTY_WORKFLOWS"):
         deployed.load_deployed_flow(deployed.entrypoint_name("missing"))
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from agentparty.flows import compile_workflow
-from agentparty.flows.definitions import load_workflow
+from agentparty.runtime.documents import load_workflow
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -40,7 +40,7 @@ def test_killed_run_resumes_without_reexecuting_completed_steps(tmp_path: Path, 
         f"""
         import asyncio
         from agentparty.flows import compile_workflow
-        from agentparty.flows.definitions import load_workflow
+        from agentparty.runtime.documents import load_workflow
         flow = compile_workflow(load_workflow({str(path)!r}), source={str(path)!r})
         asyncio.run(flow(resume_key="resume-test"))
         """

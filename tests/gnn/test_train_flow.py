@@ -12,8 +12,11 @@ from typing import Any
 import pytest
 from graph_runs import empty
 
+from run_services_support import services
+
 from agentparty.flows import CompileOptions, WorkflowFailed, compile_workflow
-from agentparty.flows.run_graph import GraphRecorder, task_id_for, team_id_for
+from agentparty.models.run_history import task_id_for, team_id_for
+from agentparty.runtime.run_recorder import GraphRecorder
 from agentparty.gnn.data import GraphSnapshot
 from agentparty.gnn.pipeline import extract, write_history
 from agentparty.gnn.registry import ModelRegistry
@@ -122,7 +125,7 @@ def test_the_recommender_staffs_an_agent_step_and_the_graph_records_it(synthetic
 
     runner: ModelAgentRunner = example_runner(tmp_path)
     outbox = Outbox(tmp_path / "outbox.sqlite")  # no relay: the events stay in the outbox for us to read
-    options = CompileOptions(agent_runner=runner, graph=GraphRecorder(synthetic_graph), home=tmp_path, events=EventBus(outbox))
+    options = CompileOptions(services=services(agent_runner=runner, recorder=GraphRecorder(synthetic_graph), home=tmp_path, events=EventBus(outbox)))
     flow = compile_workflow(_recommended_workflow(), options=options)
     result = asyncio.run(flow(resume_key="staffed-run"))
     assert result.steps["dig"].status.value == "completed"
@@ -152,7 +155,7 @@ def test_the_recommender_staffs_an_agent_step_and_the_graph_records_it(synthetic
 def test_without_a_graph_a_recommended_team_fails_the_run_clearly(tmp_path: Path) -> None:
     from graph_runs import example_runner
 
-    options = CompileOptions(agent_runner=example_runner(tmp_path), record_graph=False, home=tmp_path, emit_events=False)
+    options = CompileOptions(services=services(agent_runner=example_runner(tmp_path), recorder=None, home=tmp_path, events=None))
     flow = compile_workflow(_recommended_workflow("auto"), options=options)
     with pytest.raises(WorkflowFailed, match="formationMethod 'auto' needs the results graph"):
         asyncio.run(flow(resume_key="no-graph"))

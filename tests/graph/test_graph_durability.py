@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 from graph_runs import census, empty, example_runner
 
+from run_services_support import services
+
 from agentparty.flows import CompileOptions, WorkflowFailed, WorkflowResult, compile_workflow
-from agentparty.flows.run_graph import GraphRecorder
+from agentparty.runtime.run_recorder import GraphRecorder
 from agentparty.models import WorkflowDefinition
 from agentparty.runtime.graph_server import DATABASE_NAME, LocalBoltServer
 from agentparty.runtime.graph_store import GraphStore
@@ -67,7 +69,7 @@ class Run:
     """The workflow run in a thread, so the test can kill and restart the server while it goes on."""
 
     def __init__(self, definition: WorkflowDefinition, runner: ModelAgentRunner, store: GraphStore, key: str) -> None:
-        options = CompileOptions(agent_runner=runner, graph=GraphRecorder(store), user_id="ana")
+        options = CompileOptions(services=services(agent_runner=runner, recorder=GraphRecorder(store), user_id="ana"))
         self.flow = compile_workflow(definition, options=options)
         self.key = key
         self.result: WorkflowResult | None = None

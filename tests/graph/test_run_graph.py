@@ -11,9 +11,12 @@ import pytest
 from graph_runs import census, empty, example_runner
 from workflow_docs import EXAMPLES
 
+from run_services_support import services
+
 from agentparty.flows import CompileOptions, WorkflowResult, compile_workflow
-from agentparty.flows.definitions import load_workflow
-from agentparty.flows.run_graph import PROFICIENCY_PRIOR, RELIABILITY_RATE, GraphRecorder
+from agentparty.runtime.documents import load_workflow
+from agentparty.models.run_history import PROFICIENCY_PRIOR, RELIABILITY_RATE
+from agentparty.runtime.run_recorder import GraphRecorder
 from agentparty.models.graph import capability_id, stable_id
 from agentparty.runtime.graph_reads import GraphReader
 from agentparty.runtime.graph_store import GraphStore
@@ -25,7 +28,7 @@ REPORT = EXAMPLES / "research-report.yaml"
 
 
 def run_report(store: GraphStore, runner: ModelAgentRunner, resume_key: str, user: str = "ana") -> WorkflowResult:
-    options = CompileOptions(agent_runner=runner, graph=GraphRecorder(store), user_id=user)
+    options = CompileOptions(services=services(agent_runner=runner, recorder=GraphRecorder(store), user_id=user))
     flow = compile_workflow(load_workflow(REPORT), source=REPORT, options=options)
     return asyncio.run(flow(inputs={"min_sources": 1}, resume_key=resume_key))
 
@@ -150,7 +153,7 @@ def test_a_failed_agent_step_records_its_failed_states_and_team_score(clean_grap
         "triggers": [{"type": "manual"}], "errorHandling": {"retryAttempts": 1, "backoffStrategy": "fixed", "baseDelay": 0},
     })
     key = f"doomed-{uuid.uuid4()}"
-    options = CompileOptions(agent_runner=runner, graph=GraphRecorder(clean_graph), user_id="ana")
+    options = CompileOptions(services=services(agent_runner=runner, recorder=GraphRecorder(clean_graph), user_id="ana"))
     with pytest.raises(WorkflowFailed):
         asyncio.run(compile_workflow(definition, options=options)(resume_key=key))
     states = one(
@@ -171,7 +174,7 @@ def test_concurrent_run_endings_on_the_same_agents_lose_no_update(clean_graph: G
     from concurrent.futures import ThreadPoolExecutor
     from datetime import datetime, timezone
 
-    from agentparty.flows.run_graph import Outcome, write_finished
+    from agentparty.runtime.run_recorder import Outcome, write_finished
     from agentparty.models.graph import Agent, Capability, HasCapability, Team
     from agentparty.runtime.graph_store import GraphBatch
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agentparty.runtime.graph_schema import MIGRATIONS, Migration, MigrationDrift, applied_migrations, migrate
+from agentparty.runtime.graph_migrations import MIGRATIONS, Migration, MigrationDrift, applied_migrations, migrate
 from agentparty.runtime.graph_server import DATABASE_NAME
 
 

@@ -21,7 +21,7 @@ from agentparty.runtime.providers.anthropic_provider import AnthropicProvider
 from agentparty.runtime.providers.base import Completion, CompletionRequest, Provider
 from agentparty.runtime.providers.google_provider import GoogleProvider
 from agentparty.runtime.providers.openai_provider import OpenAIProvider
-from agentparty.tasks.errors import (
+from agentparty.models.step_errors import (
     AuthenticationError,
     ContentPolicyViolation,
     InvalidModelOutput,

@@ -24,10 +24,12 @@ pytest.importorskip("playwright.sync_api", reason="the playwright package is not
 from playwright.sync_api import expect  # noqa: E402
 from ui_support import UI_TIMEOUT_MS, full_page_screenshot  # noqa: E402
 
+from run_services_support import services
+
 from agentparty.deployments.build import DeployedWorkflow, deploy_workflows, load_sources  # noqa: E402
 from agentparty.flows import CompileOptions, WorkflowResult, compile_workflow  # noqa: E402
-from agentparty.flows.definitions import load_workflow  # noqa: E402
-from agentparty.flows.result import StepStatus  # noqa: E402
+from agentparty.runtime.documents import load_workflow  # noqa: E402
+from agentparty.models.run_results import StepStatus  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the first test may install Chromium (apt-get)
 
@@ -80,7 +82,7 @@ def world(prefect_server: str) -> UiWorld:
     print(f"deployed {len(deployed)} examples in {time.monotonic() - started:.1f} s")
     started = time.monotonic()
     source = EXAMPLES / "research-report.yaml"
-    flow = compile_workflow(load_workflow(source), source=source, options=CompileOptions(record_graph=False, emit_events=False))
+    flow = compile_workflow(load_workflow(source), source=source, options=CompileOptions(services=services(recorder=None, events=None)))
     result = asyncio.run(flow(inputs={}))
     assert result.status is StepStatus.COMPLETED and result.run_id, result
     expected = _task_runs_that_ran(result)

@@ -14,27 +14,9 @@ result, one when it ends; every id derives from the run key and the step slot
 (:func:`~agentparty.models.graph.stable_id`), so a retried write or a resumed run
 MERGEs the same nodes and relationships instead of adding new ones.
 
-**After each run** (in the closing transaction, once per team: the team's
-``outcome_recorded`` flag is read and set in that same transaction, so a replay
-or a resumed run cannot count the task twice):
-
-* the team's ``performance_score`` is the share of its task slots that ran and
-  completed (``completed / (completed + failed)``, fan-out items counted one by one);
-* every pair of distinct members gets ``WORKED_WITH`` (one relationship per pair,
-  from the smaller id to the larger): ``success_score`` is the running mean of the
-  teams' performance scores, ``task_count`` counts the tasks, ``last_collaboration``
-  is the run's end;
-* for each agent and capability its steps exercised (``n`` slots, ``k`` completed,
-  ``t`` tokens): ``proficiency ← (p·(u + PRIOR) + k) / (u + PRIOR + n)`` where ``u``
-  is ``usage_count`` before the run and PRIOR = 2, i.e. the template's proficiency
-  counts as two earlier uses and every use pulls it toward its success rate;
-  ``usage_count ← u + n``; ``token_efficiency`` (tokens per use, as seed 000
-  defines it) becomes the running mean of tokens per use;
-* each agent's ``reliability_score`` moves toward its success share in the run,
-  ``r ← (1 − α)·r + α·share`` with α = 0.2, and ``token_count`` adds its tokens.
-
-A run whose outcome was recorded as failed and that is later resumed to success
-updates the task's and team's status, not the means: history counts a task once.
+**After each run** the team's outcome is added to the collaboration, proficiency and reliability
+history by the rules of :mod:`agentparty.models.run_history`, in the closing transaction, once per team
+(the team's ``outcome_recorded`` flag is read and set in that same transaction).
 """
 
 from __future__ import annotations
@@ -43,14 +25,12 @@ import asyncio
 import json
 import logging
 import threading
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from agentparty.flows.result import StepResult, StepStatus, WorkflowResult
-from agentparty.models import TaskStep, WorkflowDefinition
+from agentparty.models import WorkflowDefinition
 from agentparty.models.graph import (
     AssembledBy,
     FormationMethod,
@@ -79,8 +59,18 @@ from agentparty.models._base import utc_now
 from agentparty.models.states import TaskStatus, TeamStatus
 from agentparty.models.config import DatabaseConfig
 from agentparty.runtime.graph_store import GraphBatch, GraphStore, GraphWriteError, graph_value
-from agentparty.tasks.agent import AgentWork
-from agentparty.tasks.lifecycle import AUTOMATIC_APPROVER
+from agentparty.models.engagements import AUTOMATIC_APPROVER, AgentWork, SlotRecord
+from agentparty.models.run_history import (
+    PROFICIENCY_PRIOR,
+    RELIABILITY_RATE,
+    Outcome,
+    RunTally,
+    outcome_of,
+    required_capabilities,
+    task_id_for,
+    team_id_for,
+)
+from agentparty.models.run_results import StepStatus, WorkflowResult
 
 if TYPE_CHECKING:
     from agentparty.runtime.settings import Settings
@@ -89,69 +79,6 @@ logger = logging.getLogger("agentparty.graph")
 
 ENGINE_ACTOR = "workflow-engine"
 RECOMMENDER_ACTOR = "team-recommender"
-PROFICIENCY_PRIOR = 2.0
-RELIABILITY_RATE = 0.2
-
-
-@dataclass(frozen=True)
-class SlotRecord:
-    """One executed slot of a ``task`` step (the step, or one fan-out item) and what the graph keeps of it."""
-
-    slot: str
-    completed: bool
-    output: Any = None
-    model: str | None = None
-    simulated: bool = False
-    agents: tuple[AgentWork, ...] = ()
-
-
-def task_id_for(run_key: str) -> str:
-    """The Task a run is (its graph node, its events' ``task_id``)."""
-    return stable_id("task", run_key)
-
-
-def team_id_for(run_key: str) -> str:
-    return stable_id("team", run_key)
-
-
-def required_capabilities(definition: WorkflowDefinition) -> list[str]:
-    """The capabilities a run's agent steps name (the Task's REQUIRES, the analysis event's extracted capabilities)."""
-    return sorted(
-        {s.configuration.capability for s in definition.all_steps() if isinstance(s, TaskStep) and s.configuration.capability}
-    )
-
-
-@dataclass
-class RunTally:
-    """What a run's steps have done so far, kept once for both the graph and the events of the run."""
-
-    slots: dict[str, SlotRecord] = field(default_factory=dict)
-    """The latest record of every slot that ran (a retried slot's last word counts)."""
-    members: set[str] = field(default_factory=set)
-    """Agents that worked in the run."""
-    capabilities: set[str] = field(default_factory=set)
-    """Capabilities those agents have."""
-    tokens_by_step: dict[str, int] = field(default_factory=dict)
-
-    def add(self, result: StepResult, records: Iterable[SlotRecord]) -> None:
-        """Take in one step result (idempotent: slots, steps and agents are keyed)."""
-        self.tokens_by_step[result.step_id] = result.tokens
-        for record in records:
-            self.slots[record.slot] = record
-            for work in record.agents:
-                self.members.add(work.agent.id)
-                self.capabilities.update(work.capabilities)
-
-    @property
-    def token_usage(self) -> int:
-        return sum(self.tokens_by_step.values())
-
-    def performance_score(self, completed: bool) -> float:
-        """Share of the task slots that ran and completed; with none, whether the run completed."""
-        ran = list(self.slots.values())
-        if not ran:
-            return 1.0 if completed else 0.0
-        return sum(1 for r in ran if r.completed) / len(ran)
 
 
 def _actor(name: str, kind: str) -> SystemActor:
@@ -250,7 +177,7 @@ class RunGraph:
                 completion_time=max(0, int((ended - self.started_at).total_seconds())), performance_score=score,
             ),
         )
-        return batch, self._outcome(score, ended)
+        return batch, outcome_of(self.tally, self.team_id, score, ended)
 
     # -- pieces ---------------------------------------------------------------------------
 
@@ -295,77 +222,38 @@ class RunGraph:
         if work is not None:
             batch.link(Created(timestamp=output.created_at), work.agent.id, output.id)
 
-    def _outcome(self, score: float, ended: datetime) -> Outcome:
-        by_agent: dict[str, list[bool]] = defaultdict(list)
-        tokens: dict[str, int] = defaultdict(int)
-        uses: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])  # slots, completed, tokens
-        for record in self.tally.slots.values():
-            final = {w.agent.id: w for w in record.agents}  # one engagement per slot; its last word
-            for agent_id, work in final.items():
-                by_agent[agent_id].append(record.completed)
-                used_tokens = work.input_tokens + work.output_tokens if record.completed else 0
-                tokens[agent_id] += used_tokens
-                for capability in work.used:
-                    tally = uses[(agent_id, capability)]
-                    tally[0] += 1
-                    tally[1] += int(record.completed)
-                    tally[2] += used_tokens
-        members = sorted(self.tally.members)
-        return Outcome(
-            team_id=self.team_id,
-            at=ended,
-            pairs=[{"a": a, "b": b, "score": score} for i, a in enumerate(members) for b in members[i + 1 :]],
-            capabilities=[
-                {"agent": agent_id, "capability": capability_id(name), "used": n, "completed": k, "tokens": t}
-                for (agent_id, name), (n, k, t) in sorted(uses.items())
-            ],
-            agents=[
-                {"agent": agent_id, "share": sum(done) / len(done), "tokens": tokens[agent_id]}
-                for agent_id, done in sorted(by_agent.items())
-            ],
-        )
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """A finished team's contribution to collaboration, proficiency and reliability history."""
-
-    team_id: str
-    at: datetime
-    pairs: list[dict[str, Any]]
-    capabilities: list[dict[str, Any]]
-    agents: list[dict[str, Any]]
-
-    def apply(self, tx: Any) -> bool:
-        """Add this outcome unless the team's was already added; runs inside the closing transaction."""
-        row = tx.run("MATCH (t:Team {id: $id}) RETURN t.outcome_recorded AS done", id=self.team_id).single()
-        if row is None or row["done"]:
-            return False
-        at = graph_value(self.at)
-        tx.run(
-            "UNWIND $pairs AS p MATCH (a:Agent {id: p.a}) MATCH (b:Agent {id: p.b}) "
-            "MERGE (a)-[r:WORKED_WITH]->(b) "
-            "ON CREATE SET r.success_score = p.score, r.task_count = 1, r.last_collaboration = $at "
-            "ON MATCH SET r.success_score = (r.success_score * r.task_count + p.score) / (r.task_count + 1), "
-            "r.task_count = r.task_count + 1, r.last_collaboration = $at",
-            pairs=self.pairs, at=at,
-        ).consume()
-        tx.run(
-            "UNWIND $rows AS row MATCH (a:Agent {id: row.agent})-[h:HAS_CAPABILITY]->(c:Capability {id: row.capability}) "
-            "WITH h, row, toFloat(coalesce(h.usage_count, 0)) AS u, h.proficiency AS p, toFloat(coalesce(h.token_efficiency, 0.0)) AS te "
-            "SET h.proficiency = (p * (u + $prior) + row.completed) / (u + $prior + row.used), "
-            "h.token_efficiency = (te * u + row.tokens) / (u + row.used), "
-            "h.usage_count = toInteger(u) + row.used",
-            rows=self.capabilities, prior=PROFICIENCY_PRIOR,
-        ).consume()
-        tx.run(
-            "UNWIND $rows AS row MATCH (a:Agent {id: row.agent}) "
-            "WITH a, row, a.reliability_score AS r, coalesce(a.token_count, 0) AS t "
-            "SET a.reliability_score = (1.0 - $rate) * r + $rate * row.share, a.token_count = t + row.tokens",
-            rows=self.agents, rate=RELIABILITY_RATE,
-        ).consume()
-        tx.run("MATCH (t:Team {id: $id}) SET t.outcome_recorded = true", id=self.team_id).consume()
-        return True
+def apply_outcome(tx: Any, outcome: Outcome) -> bool:
+    """Add the outcome unless the team's was already added; runs inside the closing transaction."""
+    row = tx.run("MATCH (t:Team {id: $id}) RETURN t.outcome_recorded AS done", id=outcome.team_id).single()
+    if row is None or row["done"]:
+        return False
+    at = graph_value(outcome.at)
+    tx.run(
+        "UNWIND $pairs AS p MATCH (a:Agent {id: p.a}) MATCH (b:Agent {id: p.b}) "
+        "MERGE (a)-[r:WORKED_WITH]->(b) "
+        "ON CREATE SET r.success_score = p.score, r.task_count = 1, r.last_collaboration = $at "
+        "ON MATCH SET r.success_score = (r.success_score * r.task_count + p.score) / (r.task_count + 1), "
+        "r.task_count = r.task_count + 1, r.last_collaboration = $at",
+        pairs=outcome.pairs, at=at,
+    ).consume()
+    # models.run_history.updated_proficiency, in Cypher (read and written in one transaction)
+    tx.run(
+        "UNWIND $rows AS row MATCH (a:Agent {id: row.agent})-[h:HAS_CAPABILITY]->(c:Capability {id: row.capability}) "
+        "WITH h, row, toFloat(coalesce(h.usage_count, 0)) AS u, h.proficiency AS p, toFloat(coalesce(h.token_efficiency, 0.0)) AS te "
+        "SET h.proficiency = (p * (u + $prior) + row.completed) / (u + $prior + row.used), "
+        "h.token_efficiency = (te * u + row.tokens) / (u + row.used), "
+        "h.usage_count = toInteger(u) + row.used",
+        rows=outcome.capabilities, prior=PROFICIENCY_PRIOR,
+    ).consume()
+    # models.run_history.updated_reliability, in Cypher
+    tx.run(
+        "UNWIND $rows AS row MATCH (a:Agent {id: row.agent}) "
+        "WITH a, row, a.reliability_score AS r, coalesce(a.token_count, 0) AS t "
+        "SET a.reliability_score = (1.0 - $rate) * r + $rate * row.share, a.token_count = t + row.tokens",
+        rows=outcome.agents, rate=RELIABILITY_RATE,
+    ).consume()
+    tx.run("MATCH (t:Team {id: $id}) SET t.outcome_recorded = true", id=outcome.team_id).consume()
+    return True
 
 
 def write_finished(store: GraphStore, batch: GraphBatch, outcome: Outcome, what: str) -> bool:
@@ -375,7 +263,7 @@ def write_finished(store: GraphStore, batch: GraphBatch, outcome: Outcome, what:
     def work(tx: Any) -> bool:
         for query, params in statements:
             tx.run(query, params).consume()
-        return outcome.apply(tx)
+        return apply_outcome(tx, outcome)
 
     return store.transact(work, what)
 
@@ -393,7 +281,7 @@ class GraphRecorder:
             return
         from neo4j.exceptions import Neo4jError, ServiceUnavailable, SessionExpired
 
-        from agentparty.runtime.graph_schema import migrate
+        from agentparty.runtime.graph_migrations import migrate
 
         try:
             migrate(self.store.driver, self.store.database)
@@ -442,9 +330,10 @@ def configured_recorder(settings: Settings) -> GraphRecorder | None:
         return None
     if settings.database is not None:
         return recorder_for(settings.database)
-    from agentparty.runtime.graph_server import DATABASE_NAME, LocalBoltServer
+    from agentparty.runtime.graph_server import DATABASE_NAME
+    from agentparty.runtime.local_services import local_services
 
-    server = LocalBoltServer(settings.home, port=settings.graph_port, http_port=settings.graph_http_port)
+    server = local_services(settings).graph
     if settings.graph == "auto" and (server.pid() is None or not server.accepting()):
         logger.info("not recording runs in a graph: no graph server under %s (agentparty up starts one)", settings.home)
         return None

@@ -1,6 +1,7 @@
 """Errors a step can end with, split by whether another attempt could help.
 
-The retry condition (``agentparty.flows.retries``) retries everything except a
+The error taxonomy lives with the data models so that every layer can raise and
+classify these. The retry condition (``agentparty.flows.retries``) retries everything except a
 :class:`NonRetryableError`: a bad definition or output, refused credentials, an
 exhausted budget or an open circuit give the same answer on every attempt.
 """
@@ -11,15 +12,11 @@ from __future__ import annotations
 class StepError(Exception):
     """Base of the engine's step failures; ``attempts`` is filled in by the step runner.
 
-    Messages are redacted of every registered API key (``agentparty.runtime.secrets``).
+    Pure data: API keys a provider echoes back are redacted where provider calls are made
+    (``agentparty.runtime.secrets.redact_exception``, applied by the model router).
     """
 
     attempts: int = 0
-
-    def __init__(self, *args: object) -> None:
-        from agentparty.runtime.secrets import redact
-
-        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class RetryableError(StepError):
@@ -83,6 +80,10 @@ class CircuitOpenError(NonRetryableError):
         self.target = target
         self.retry_in = retry_in
         super().__init__(f"circuit for {target!r} is open; next trial call in {retry_in:.1f}s")
+
+
+class TemplateError(NonRetryableError):
+    """A template or version that does not exist or cannot be used as asked."""
 
 
 class SubgraphDepthExceeded(NonRetryableError):

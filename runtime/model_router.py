@@ -26,14 +26,14 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from agentparty.flows.breaker import BreakerStore, CircuitBreaker, SqliteBreakerStore
+from agentparty.runtime.breakers import BreakerStore, CircuitBreaker, SqliteBreakerStore
 from agentparty.models import CircuitBreakerConfig, ModelRegistry, SDKConfiguration
 from agentparty.models.model_registry import ModelInfo
 from agentparty.runtime.budgets import Budget, BudgetLedger, estimate_tokens
 from agentparty.runtime.providers.base import Completion, CompletionRequest, Provider, TextCallback
 from agentparty.runtime.rate_limits import PrefectRateLimiter, limits_from_runtime
-from agentparty.runtime.secrets import as_secret
-from agentparty.tasks.errors import (
+from agentparty.runtime.secrets import as_secret, redact_exception
+from agentparty.models.step_errors import (
     BudgetExceeded,
     CircuitOpenError,
     ContentPolicyViolation,
@@ -246,6 +246,7 @@ class ModelRouter:
             async with self._slot(info):
                 completion = await provider.complete(call, on_text)
         except BaseException as exc:
+            redact_exception(exc)  # a provider may quote the key back: never let it reach a log or a state
             if reservation is not None:
                 self.ledger.release(reservation)  # type: ignore[union-attr]
             if breaker is not None and _counts_against_model(exc):

@@ -25,7 +25,7 @@ from typing import Protocol
 
 from agentparty.models import CircuitBreakerConfig
 from agentparty.runtime.state_db import state_db
-from agentparty.tasks.errors import CircuitOpenError
+from agentparty.models.step_errors import CircuitOpenError
 
 logger = logging.getLogger("agentparty.breaker")
 

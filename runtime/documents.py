@@ -1,4 +1,4 @@
-"""Load workflow definitions (and other documents) from YAML or JSON files.
+"""Load workflow definitions (and other documents) from YAML or JSON files (the file side of the models).
 
 Errors carry the file name and, where the document has one, the line of the
 offending field: a person fixing a definition should never have to search for
@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from agentparty.models import DEFAULT_MODEL_REGISTRY, ModelRegistry, ValidationContext, WorkflowDefinition
+from agentparty.models.document_kinds import detect_kind, model_for
 from agentparty.models.errors import FieldError, field_errors
 
 M = TypeVar("M", bound=BaseModel)
@@ -227,30 +228,6 @@ class FileReport:
         return not self.errors
 
 
-DOCUMENT_KINDS: dict[str, str] = {
-    "workflow": "agentparty.models:WorkflowDefinition",
-    "sdk-config": "agentparty.models:SDKConfiguration",
-    "agent-template": "agentparty.models:CreateAgentTemplateRequest",
-}
-
-
-def detect_kind(data: dict[str, Any]) -> str:
-    """Guess what a document is from its top-level keys (``steps`` → workflow, …)."""
-    if "steps" in data or "triggers" in data:
-        return "workflow"
-    if "personality" in data or "capabilities" in data:
-        return "agent-template"
-    if {"authentication", "models", "security", "monitoring", "communication", "versioning"} & set(data):
-        return "sdk-config"
-    return "workflow"
-
-
-def _model_for(kind: str) -> type[BaseModel]:
-    import agentparty.models as models
-
-    return getattr(models, DOCUMENT_KINDS[kind].split(":")[1])
-
-
 def validate_paths(
     paths: Sequence[Path], kind: str = "auto", model_registry: ModelRegistry | None = None
 ) -> list[FileReport]:
@@ -272,7 +249,7 @@ def validate_paths(
         if document is not None:
             context = loader.context_for(path) if doc_kind == "workflow" else ValidationContext(model_registry=loader.model_registry)
             try:
-                validate_document(document, _model_for(doc_kind), context)
+                validate_document(document, model_for(doc_kind), context)
             except DocumentError as exc:
                 errors = exc.errors
             workflow_id = document.data.get("id")

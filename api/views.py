@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from agentparty.models.graph import AgentTemplate
 from agentparty.runtime.graph_reads import TeamView
-from agentparty.tasks.templates import VersionRecord
+from agentparty.models.templates import VersionRecord
 
 __all__ = [
     "AgentSummary", "CreatedTemplate", "InvalidWorkflowFile", "RunSummary", "TeamView", "TemplateView",

@@ -1,0 +1,91 @@
+"""What every ``agentparty`` command starts from: the settings, the local servers, the Prefect API, the graph.
+
+Written once here rather than in each command module. Imports of the engine
+stay inside the functions: ``agentparty --help`` and ``agentparty validate``
+must not pay for importing Prefect, the providers or torch.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from agentparty.models.config import DatabaseConfig, KafkaConfig
+    from agentparty.runtime.graph_store import GraphStore
+    from agentparty.runtime.local_services import LocalServices
+    from agentparty.runtime.settings import Settings
+
+
+def settings() -> Settings:
+    from agentparty.runtime.settings import get_settings
+
+    return get_settings()
+
+
+def local() -> LocalServices:
+    """The local servers of this home (``agentparty up`` starts them)."""
+    from agentparty.runtime.local_services import local_services
+
+    return local_services(settings())
+
+
+def use_prefect(*, quiet: bool = True, patient: bool = False) -> str:
+    """``PREFECT_API_URL``, else the local Prefect server, started when needed; its API URL.
+
+    ``quiet``: Prefect logs warnings only (set before Prefect reads its settings, once, at import).
+    ``patient``: the client retries 10 times, not 5: a SQLite-backed server answers 503 while it waits for
+    its write lock, and a worker that gives up marks a run Crashed that would have started a moment later.
+    """
+    from agentparty.runtime.local_services import use_prefect_api
+
+    if quiet:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    if patient:
+        os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "10")
+    return use_prefect_api(settings(), lambda ui: typer.echo(f"started the Prefect server at {ui}", err=True))
+
+
+def graph_config() -> DatabaseConfig:
+    """The configured graph database, else the local Bolt server's (running or not)."""
+    return settings().database or local().graph.database_config()
+
+
+def migrate_graph(config: DatabaseConfig) -> list[int]:
+    """Apply the graph schema migrations; the numbers applied now."""
+    from neo4j import GraphDatabase
+
+    from agentparty.runtime.graph_migrations import migrate
+    from agentparty.runtime.graph_server import DATABASE_NAME
+
+    with GraphDatabase.driver(config.uri, auth=(config.username, config.password.get_secret_value())) as driver:
+        driver.verify_connectivity()  # fail at once, not after the managed transactions' retries
+        applied = migrate(driver, DATABASE_NAME)
+    typer.echo(f"graph schema: {'applied migrations ' + ', '.join(map(str, applied)) if applied else 'up to date'}")
+    return applied
+
+
+def graph_store() -> GraphStore:
+    """The configured graph, starting and migrating the local Bolt server when it is the one."""
+    from agentparty.runtime.run_recorder import configured_store
+
+    if settings().database is None:
+        server = local().graph
+        if server.start():
+            typer.echo(f"started the graph server at {server.uri}", err=True)
+    migrate_graph(graph_config())
+    return configured_store(settings())
+
+
+def kafka() -> KafkaConfig:
+    """The configured cluster, else the local broker (whether or not it runs: commands then say it is down)."""
+    from agentparty.runtime.local_services import kafka_address
+
+    return kafka_address(settings())
+
+
+def fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)

@@ -1,0 +1,115 @@
+"""What a workflow run talks to outside itself, built once from ``Settings`` and passed in.
+
+A compiled workflow gets one :class:`RunServices` (``CompileOptions.services``):
+where state lives, who runs it and their budget, the circuit-breaker store, the
+graph runs are recorded in, the event bus, and who answers agent steps. The
+CLI, the API, deployed flows, benchmarks and tests all build it through
+:func:`run_services`, handing in what they want instead of the configured
+default (a test's agent runner, no graph, a bus on a private outbox).
+
+The graph, the bus and the agent runner are resolved on first use: whether a
+local graph server or broker runs is asked only when a run starts, and the
+provider SDKs load only when an agent step runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agentparty.runtime.breakers import BreakerStore, SqliteBreakerStore
+from agentparty.runtime.budgets import Budget
+from agentparty.runtime.event_bus import EventBus, configured_bus
+from agentparty.runtime.run_recorder import GraphRecorder, configured_recorder
+from agentparty.runtime.settings import Settings
+
+if TYPE_CHECKING:
+    from agentparty.tasks.agent import AgentRunner
+
+
+class _Unset:
+    """Marks a service to be resolved from the settings (None means "none at all")."""
+
+
+UNSET = _Unset()
+
+
+@dataclass
+class RunServices:
+    settings: Settings
+    user_id: str
+    """Who runs the workflows (user budget, the graph's REQUESTED_BY)."""
+    _breakers: BreakerStore | None = None
+    _recorder: GraphRecorder | None | _Unset = UNSET
+    _events: EventBus | None | _Unset = UNSET
+    _agent_runner: AgentRunner | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def home(self) -> Path:
+        return self.settings.home
+
+    def user_budget(self) -> Budget | None:
+        """The user's token budget across runs, when one is set."""
+        limit = self.settings.user_token_budget
+        return Budget("user", self.user_id, limit) if limit else None
+
+    def breaker_store(self) -> BreakerStore:
+        """Where circuit breakers keep their state, shared by every process of the home (made on first use)."""
+        with self._lock:
+            if self._breakers is None:
+                self._breakers = SqliteBreakerStore(self.home / "state" / "breakers.sqlite")
+            return self._breakers
+
+    def recorder(self) -> GraphRecorder | None:
+        """The graph runs are written to, if any (``AGENTPARTY_GRAPH``), resolved on first use."""
+        with self._lock:
+            if isinstance(self._recorder, _Unset):
+                self._recorder = configured_recorder(self.settings)
+            return self._recorder
+
+    def event_bus(self) -> EventBus | None:
+        """Where runs emit events, if anywhere (``AGENTPARTY_EVENTS``), resolved on first use."""
+        with self._lock:
+            if isinstance(self._events, _Unset):
+                self._events = configured_bus(self.settings)
+            return self._events
+
+    def agent_runner(self) -> AgentRunner:
+        """Who answers agent steps: agents from the template registry on the model registry (made on first use)."""
+        with self._lock:
+            if self._agent_runner is None:
+                from agentparty.runtime.model_router import ModelRouter  # the provider SDKs: only for agent steps
+                from agentparty.tasks.agent import ModelAgentRunner
+                from agentparty.tasks.templates import TemplateRegistry
+
+                config = self.settings.load_sdk_configuration() if self.settings.sdk_config else None
+                self._agent_runner = ModelAgentRunner(
+                    router=ModelRouter.from_settings(self.home, config),
+                    templates=TemplateRegistry.at(self.home),
+                    runtime=self.settings.agent_runtime,
+                )
+            return self._agent_runner
+
+
+def run_services(
+    settings: Settings,
+    *,
+    user_id: str | None = None,
+    agent_runner: AgentRunner | None = None,
+    recorder: GraphRecorder | None | _Unset = UNSET,
+    events: EventBus | None | _Unset = UNSET,
+    breakers: BreakerStore | None = None,
+) -> RunServices:
+    """The services of runs under ``settings``; each keyword replaces one (``recorder=None``: record nothing,
+    ``events=None``: emit nothing)."""
+    return RunServices(
+        settings=settings,
+        user_id=user_id or settings.user_id,
+        _breakers=breakers,
+        _recorder=recorder,
+        _events=events,
+        _agent_runner=agent_runner,
+    )

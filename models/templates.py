@@ -1,0 +1,28 @@
+"""A template version as the template store keeps it: the version, its status and its capabilities.
+
+Seed 000's ``TemplateVersion`` never changes once created; what changes beside it
+(draft → published → deprecated, who approved it) lives in a :class:`VersionRecord`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from .graph import TemplateVersion
+
+VersionBump = Literal["major", "minor", "patch"]
+VersionStatus = Literal["draft", "published", "deprecated"]
+
+
+class VersionRecord(BaseModel):
+    """A TemplateVersion with what the graph keeps beside it: status and capabilities."""
+
+    version: TemplateVersion
+    status: VersionStatus = "draft"
+    capabilities: dict[str, float] = Field(default_factory=dict)
+    """Capability name → proficiency in [0, 1]."""
+    system_prompt: str = ""
+    approved_by: str | None = None
+    """Who approved publishing this version, for templates with ``approval_required``."""

@@ -1,0 +1,87 @@
+"""Where agent templates and their versions are kept: SQLite under ``AGENTPARTY_HOME/state``.
+
+Versions are immutable: inserting an existing ``(template_id, version)`` is refused,
+only a version's status (and who approved it) changes. The registry
+(``tasks/templates.py``) holds the rules; this holds the rows.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Protocol
+
+from packaging.version import Version
+
+from agentparty.models.graph import AgentTemplate
+from agentparty.models.step_errors import TemplateError
+from agentparty.models.templates import VersionRecord, VersionStatus
+from agentparty.runtime.state_db import state_db
+
+
+class TemplateStore(Protocol):
+    def save_template(self, template: AgentTemplate) -> None: ...
+    def template_by_name(self, name: str) -> AgentTemplate | None: ...
+    def insert_version(self, record: VersionRecord) -> None:
+        """Add a new version; an existing ``(template_id, version)`` is refused (versions are immutable)."""
+        ...
+    def set_version_status(self, template_id: str, version: str, status: VersionStatus, approved_by: str | None = None) -> None: ...
+    def versions(self, template_id: str) -> list[VersionRecord]: ...
+    def names(self) -> list[str]: ...
+
+
+class SqliteTemplateStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with state_db(path) as db:
+            db.execute("CREATE TABLE IF NOT EXISTS templates (id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL, doc TEXT NOT NULL)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS versions (template_id TEXT NOT NULL, version TEXT NOT NULL, status TEXT NOT NULL, "
+                "doc TEXT NOT NULL, PRIMARY KEY (template_id, version))"
+            )
+
+    def save_template(self, template: AgentTemplate) -> None:
+        with state_db(self.path, write=True) as db:
+            db.execute(
+                "INSERT INTO templates VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET name = excluded.name, doc = excluded.doc",
+                (template.id, template.name, template.model_dump_json()),
+            )
+
+    def template_by_name(self, name: str) -> AgentTemplate | None:
+        with state_db(self.path) as db:
+            row = db.execute("SELECT doc FROM templates WHERE name = ?", (name,)).fetchone()
+        return AgentTemplate.model_validate_json(row[0]) if row else None
+
+    def insert_version(self, record: VersionRecord) -> None:
+        v = record.version
+        try:
+            with state_db(self.path, write=True) as db:
+                db.execute(
+                    "INSERT INTO versions VALUES (?, ?, ?, ?)",
+                    (v.template_id, v.version, record.status, record.model_dump_json()),
+                )
+        except sqlite3.IntegrityError:
+            raise TemplateError(f"version {v.version} of template {v.template_id} exists and cannot change; create a new version") from None
+
+    def set_version_status(self, template_id: str, version: str, status: VersionStatus, approved_by: str | None = None) -> None:
+        with state_db(self.path, write=True) as db:
+            row = db.execute("SELECT doc FROM versions WHERE template_id = ? AND version = ?", (template_id, version)).fetchone()
+            if row is None:
+                raise TemplateError(f"template {template_id} has no version {version}")
+            record = VersionRecord.model_validate_json(row[0])
+            record.status = status
+            record.approved_by = approved_by or record.approved_by
+            record.version = record.version.model_copy(update={"is_deprecated": status == "deprecated"})
+            db.execute(
+                "UPDATE versions SET status = ?, doc = ? WHERE template_id = ? AND version = ?",
+                (status, record.model_dump_json(), template_id, version),
+            )
+
+    def names(self) -> list[str]:
+        with state_db(self.path) as db:
+            return [r[0] for r in db.execute("SELECT name FROM templates ORDER BY name")]
+
+    def versions(self, template_id: str) -> list[VersionRecord]:
+        with state_db(self.path) as db:
+            rows = db.execute("SELECT doc FROM versions WHERE template_id = ?", (template_id,)).fetchall()
+        return sorted((VersionRecord.model_validate_json(r[0]) for r in rows), key=lambda r: Version(r.version.version))
