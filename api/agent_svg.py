@@ -36,7 +36,9 @@ STATE_LOOKS: dict[str, StateLook] = {
     AgentLifecycleState.PAUSED: StateLook("#d97706", "M-4,-5 h3 v10 h-3 Z M1,-5 h3 v10 h-3 Z", "fade"),
     AgentLifecycleState.COMPLETED: StateLook("#16a34a", "M-5,0 L-1.5,4 L5,-4 L3.5,-5.5 L-1.5,1 L-3.5,-1.5 Z", "glow"),
     AgentLifecycleState.FAILED: StateLook(
-        "#dc2626", "M-5,-3.5 L-3.5,-5 L0,-1.5 L3.5,-5 L5,-3.5 L1.5,0 L5,3.5 L3.5,5 L0,1.5 L-3.5,5 L-5,3.5 L-1.5,0 Z", "shake"
+        "#dc2626",
+        "M-5,-3.5 L-3.5,-5 L0,-1.5 L3.5,-5 L5,-3.5 L1.5,0 L5,3.5 L3.5,5 L0,1.5 L-3.5,5 L-5,3.5 L-1.5,0 Z",
+        "shake",
     ),
     AgentLifecycleState.TERMINATED: StateLook("#475569", "M-4,-4 h8 v8 h-8 Z", "none"),
 }

@@ -14,15 +14,18 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
+from agentparty.api import approvals, live, resources, webhooks
+from agentparty.api.deployment_directory import DeploymentDirectory
 from agentparty.api.docs import mount_docs
 from agentparty.api.errors import install_error_handlers
 from agentparty.api.rate_limit import RateLimiter
 from agentparty.api.security import API_KEY_HEADER, AccessPolicy
-from agentparty.api.services import DeploymentDirectory, prefect_lifespan
-from agentparty.runtime.webhook_deliveries import WebhookDeliveries
+from agentparty.api.services import prefect_lifespan
 from agentparty.api.workflow_index import WorkflowIndex
+from agentparty.flows.deployed import search_dirs
 from agentparty.models.access import ApiAccessConfig
 from agentparty.runtime.settings import Settings, get_settings
+from agentparty.runtime.webhook_deliveries import WebhookDeliveries
 
 if TYPE_CHECKING:
     from agentparty.runtime.graph_store import GraphStore
@@ -42,14 +45,16 @@ def create_app(
     rate_limiter: RateLimiter | None = None,
     graph_store: GraphStore | None = None,
 ) -> FastAPI:
-    from agentparty.api import approvals, live, resources, webhooks
-    from agentparty.flows.deployed import search_dirs
 
     settings = settings or get_settings()
     access = access or ApiAccessConfig()
     app = FastAPI(
-        title="Agent Party", version="0.1.0", description=DESCRIPTION,
-        docs_url=None, redoc_url=None, lifespan=prefect_lifespan,
+        title="Agent Party",
+        version="0.1.0",
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=prefect_lifespan,
     )
     app.state.access = AccessPolicy(access)
     app.state.rate_limiter = rate_limiter or RateLimiter(access.access_control.rate_limiting)

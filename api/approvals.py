@@ -7,7 +7,7 @@ input, which the Prefect UI also shows as a form):
   governance rules give to a human (``tasks/lifecycle.py``, input
   :class:`ApprovalDecision`, pause key ``approve-…-SOURCE-to-TARGET``);
 - ``human_intervention``: a step that failed under ``fallbackAction:
-  human_intervention`` (``flows/compiler.py``, input :class:`HumanDecision`,
+  human_intervention`` (``flows/fallbacks.py``, input :class:`HumanDecision`,
   pause key ``STEP-ROUND``).
 
 The kind comes from the input model Prefect stored for the pause, not from a
@@ -29,11 +29,22 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_URL
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agentparty.api.paused_runs import PauseAnswered, PausedRun, PauseExpired, ResumeRefused, paused_run, paused_runs, resume
-from agentparty.api.errors import GUARDED, refuse_unknown_query, declared
+from agentparty.api.errors import GUARDED, declared, refuse_unknown_query
+from agentparty.api.paused_runs import (
+    PauseAnswered,
+    PausedRun,
+    PauseExpired,
+    ResumeRefused,
+    paused_run,
+    paused_runs,
+    resume,
+)
 from agentparty.api.security import Principal, require
+from agentparty.runtime.human_input import ApprovalDecision, HumanDecision
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
@@ -66,7 +77,9 @@ class PendingApproval(BaseModel):
     step_id: str | None = Field(None, description="human_intervention: the step that failed.")
     description: str | None
     requested_at: datetime
-    expires_at: datetime | None = Field(description="When the pause times out (the run then carries on without an answer).")
+    expires_at: datetime | None = Field(
+        description="When the pause times out (the run then carries on without an answer)."
+    )
     input_schema: dict[str, Any] = Field(description="JSON schema of the run input the pause waits for.")
 
 
@@ -74,10 +87,13 @@ class DecisionRequest(BaseModel):
     """The body of an approve or reject (all optional)."""
 
     # The output rule below, in the JSON Schema too, so a generated client cannot send what the server refuses.
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "if": {"required": ["output"], "properties": {"output": {"type": "object"}}},
-        "then": {"required": ["action"], "properties": {"action": {"const": "skip"}}},
-    })
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"required": ["output"], "properties": {"output": {"type": "object"}}},
+            "then": {"required": ["action"], "properties": {"action": {"const": "skip"}}},
+        },
+    )
 
     reason: Annotated[str, Field(max_length=2000)] = ""
     note: Annotated[str, Field(max_length=2000)] = ""
@@ -115,11 +131,11 @@ async def _prefect(request: Request) -> AsyncIterator[PrefectClient]:
     if shared is not None:
         yield shared
         return
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="no Prefect API configured: set PREFECT_API_URL")
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail="no Prefect API configured: set PREFECT_API_URL"
+        )
     async with get_client() as client:
         yield client
 
@@ -132,11 +148,17 @@ def _approval(paused: PausedRun) -> PendingApproval | None:
     intervention = _INTERVENTION_KEY.match(paused.pause_key) if kind == "human_intervention" else None
     run = paused.flow_run
     return PendingApproval(
-        id=f"{run.id}:{paused.pause_key}", kind=kind, workflow=paused.flow_name, flow_run_id=str(run.id),
-        flow_run_name=run.name, pause_key=paused.pause_key,
+        id=f"{run.id}:{paused.pause_key}",
+        kind=kind,
+        workflow=paused.flow_name,
+        flow_run_id=str(run.id),
+        flow_run_name=run.name,
+        pause_key=paused.pause_key,
         transition=Transition(source=transition["source"], target=transition["target"]) if transition else None,
         step_id=intervention["step"] if intervention else (paused.pause_key if kind == "human_intervention" else None),
-        description=paused.description, requested_at=paused.requested_at, expires_at=paused.expires_at,
+        description=paused.description,
+        requested_at=paused.requested_at,
+        expires_at=paused.expires_at,
         input_schema=paused.input_schema,
     )
 
@@ -155,12 +177,11 @@ async def list_approvals(
 
 def _run_input(approval: PendingApproval, approve: bool, body: DecisionRequest, principal: Principal) -> dict[str, Any]:
     if approval.kind == "governance":
-        from agentparty.runtime.human_input import ApprovalDecision
-
         if body.action is not None:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="action: a governance approval takes no action")
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, detail="action: a governance approval takes no action"
+            )
         return ApprovalDecision(approve=approve, reason=body.text, approver=principal.name).model_dump(mode="json")
-    from agentparty.runtime.human_input import HumanDecision
 
     if not approve and body.action is not None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="action: a rejection always aborts the run")
@@ -171,28 +192,45 @@ def _run_input(approval: PendingApproval, approve: bool, body: DecisionRequest, 
     return HumanDecision(action=body.action or "retry", output=body.output, note=note).model_dump(mode="json")
 
 
-async def _decide(request: Request, flow_run_id: UUID, approve: bool, body: DecisionRequest, principal: Principal) -> DecisionResponse:
+async def _decide(
+    request: Request, flow_run_id: UUID, approve: bool, body: DecisionRequest, principal: Principal
+) -> DecisionResponse:
     async with _prefect(request) as client:
         paused = await paused_run(client, flow_run_id)
         approval = _approval(paused) if paused is not None else None
         if paused is None or approval is None or (body.pause_key is not None and body.pause_key != paused.pause_key):
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"flow run {flow_run_id} is not waiting for an approval")
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND, detail=f"flow run {flow_run_id} is not waiting for an approval"
+            )
         run_input = _run_input(approval, approve, body, principal)
         try:
             await resume(client, paused, run_input)
         except PauseAnswered as exc:
-            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"{approval.id} was answered by someone else ({exc})") from None
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, detail=f"{approval.id} was answered by someone else ({exc})"
+            ) from None
         except PauseExpired:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"{approval.id} timed out before the answer") from None
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND, detail=f"{approval.id} timed out before the answer"
+            ) from None
         except ResumeRefused as exc:
-            raise HTTPException(status.HTTP_409_CONFLICT, detail=f"Prefect refused the answer to {approval.id}: {exc}") from None
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, detail=f"Prefect refused the answer to {approval.id}: {exc}"
+            ) from None
     return DecisionResponse(
-        id=approval.id, kind=approval.kind, flow_run_id=str(flow_run_id), decided_by=principal.name, run_input=run_input,
+        id=approval.id,
+        kind=approval.kind,
+        flow_run_id=str(flow_run_id),
+        decided_by=principal.name,
+        run_input=run_input,
     )
 
 
 DECISION_RESPONSES = declared(
-    *GUARDED, 400, 503, _404="The run is not waiting for an approval (or not for this pause_key), or the pause timed out.",
+    *GUARDED,
+    400,
+    503,
+    _404="The run is not waiting for an approval (or not for this pause_key), or the pause timed out.",
     _409="Someone else answered the pause first, or Prefect refused the answer.",
 )
 

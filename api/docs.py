@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
@@ -20,7 +21,6 @@ ASSET_FILES = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", 
 
 
 def assets_dir() -> Path:
-    import fastapi_offline
 
     return Path(fastapi_offline.__file__).parent / "static"
 

@@ -5,7 +5,7 @@ Every refusal is ``{"detail": ...}``: a sentence for most, a list of
 Unknown query parameters are refused too (:func:`refuse_unknown_query`).
 A route declares every status it can answer through :func:`declared`, so the
 OpenAPI document (and the clients generated from it, and Swagger UI) knows them;
-``tests/api/test_fuzzing.py`` runs Schemathesis to hold the two together.
+``tests/integration/api/test_fuzzing.py`` runs Schemathesis to hold the two together.
 
 Failures of the servers behind the API are the server's problem, not the
 caller's, and are never a bare 500: an unreachable or failing Prefect, graph
@@ -19,14 +19,16 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from fastapi import FastAPI, Request, status
+import httpx
+from fastapi import FastAPI, Request, params, status
+from fastapi.dependencies.utils import get_flat_params
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from fastapi import params
-from fastapi.dependencies.utils import get_flat_params
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute, iter_route_contexts
+from neo4j.exceptions import DatabaseError, ServiceUnavailable, SessionExpired, TransientError
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -37,9 +39,11 @@ logger = logging.getLogger(__name__)
 class FieldError(BaseModel):
     """One reason a request did not validate."""
 
-    loc: list[str | int] = Field(description="Where, as a path: `[\"query\", \"limit\"]`, `[\"body\", \"capabilities\", 0]`.")
-    field: str = Field(description="Where, dotted: `query.limit`, `path.agent_id`, `body.governance_rules.transitions`, "
-                       "or for a webhook's run inputs `inputs.NAME`.")
+    loc: list[str | int] = Field(description='Where, as a path: `["query", "limit"]`, `["body", "capabilities", 0]`.')
+    field: str = Field(
+        description="Where, dotted: `query.limit`, `path.agent_id`, `body.governance_rules.transitions`, "
+        "or for a webhook's run inputs `inputs.NAME`."
+    )
     msg: str = Field(description="What is wrong and what is expected.")
     type: str = Field(description="A machine-readable kind (pydantic's error type).")
 
@@ -47,7 +51,9 @@ class FieldError(BaseModel):
 class ApiError(BaseModel):
     """Every error the API answers."""
 
-    detail: str | list[FieldError] = Field(description="Why the request was refused: a sentence, or each invalid field.")
+    detail: str | list[FieldError] = Field(
+        description="Why the request was refused: a sentence, or each invalid field."
+    )
 
 
 _DESCRIPTIONS: dict[int, str] = {
@@ -71,12 +77,14 @@ def declared(*codes: int, **described: str | tuple[str, type[BaseModel]]) -> dic
     responses: dict[int | str, dict[str, Any]] = {}
     for code in sorted(set(codes) | {int(name.lstrip("_")) for name in described}):
         override = described.get(f"_{code}")
-        description, model = (override if isinstance(override, tuple) else (override, ApiError))
+        description, model = override if isinstance(override, tuple) else (override, ApiError)
         entry: dict[str, Any] = {"model": model, "description": description or _DESCRIPTIONS[code]}
         if code == 429:
             entry["headers"] = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
         if code == 401:
-            entry["headers"] = {"WWW-Authenticate": {"description": "How to authenticate.", "schema": {"type": "string"}}}
+            entry["headers"] = {
+                "WWW-Authenticate": {"description": "How to authenticate.", "schema": {"type": "string"}}
+            }
         responses[code] = entry
     return responses
 
@@ -98,17 +106,25 @@ async def refuse_unknown_query(request: Request) -> None:
     unknown = sorted(set(request.query_params) - known)
     if unknown:
         takes = ", ".join(sorted(known)) or "none"
-        raise RequestValidationError([
-            {"loc": ("query", name), "msg": f"unknown query parameter (this route takes: {takes})", "type": "extra_forbidden"}
-            for name in unknown
-        ])
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", name),
+                    "msg": f"unknown query parameter (this route takes: {takes})",
+                    "type": "extra_forbidden",
+                }
+                for name in unknown
+            ]
+        )
 
 
 def field_errors(errors: Iterable[dict[str, Any]]) -> list[FieldError]:
     return [
         FieldError(
-            loc=list(error.get("loc", ())), field=".".join(str(part) for part in error.get("loc", ())),
-            msg=str(error.get("msg", "")), type=str(error.get("type", "")),
+            loc=list(error.get("loc", ())),
+            field=".".join(str(part) for part in error.get("loc", ())),
+            msg=str(error.get("msg", "")),
+            type=str(error.get("type", "")),
         )
         for error in errors
     ]
@@ -116,9 +132,6 @@ def field_errors(errors: Iterable[dict[str, Any]]) -> list[FieldError]:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Validation errors in the one error body; failures of Prefect and the graph as 503 (or 404), never 500."""
-    import httpx
-    from neo4j.exceptions import DatabaseError, ServiceUnavailable, SessionExpired, TransientError
-    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -137,22 +150,30 @@ def install_error_handlers(app: FastAPI) -> None:
         code = exc.response.status_code
         if code == 404:
             return JSONResponse({"detail": f"not found in Prefect: {exc.response.text[:300]}"}, 404)
-        logger.warning("%s %s: Prefect answered %d: %s", request.method, request.url.path, code, exc.response.text[:300])
+        logger.warning(
+            "%s %s: Prefect answered %d: %s", request.method, request.url.path, code, exc.response.text[:300]
+        )
         return JSONResponse({"detail": f"Prefect answered {code}: {exc.response.text[:300]}"}, 503)
 
     async def prefect_not_found(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": f"not found in Prefect: {exc}"}, 404)
 
-    async def method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+    async def method_not_allowed(request: Request, exc: Exception) -> Response:
         """Starlette's 405 names the methods of the first route that matched the path only; a path served by
         several routes (``GET`` and ``POST /templates``) must list all of them in ``Allow``."""
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code != 405:
             return await http_exception_handler(request, exc)
-        allowed = sorted({
-            method for route in iter_route_contexts(app.routes) if route.methods
-            if route.matches(request.scope)[0] is not Match.NONE for method in route.methods
-        } - {"HEAD"})
+        allowed = sorted(
+            {
+                method
+                for route in iter_route_contexts(app.routes)
+                if route.methods
+                if route.matches(request.scope)[0] is not Match.NONE
+                for method in route.methods
+            }
+            - {"HEAD"}
+        )
         return JSONResponse({"detail": "Method Not Allowed"}, 405, headers={"Allow": ", ".join(allowed)})
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

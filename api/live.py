@@ -31,8 +31,10 @@ from fastapi import APIRouter, FastAPI, Query, WebSocket, status
 from agentparty.api.live_view import LiveView, Routed
 from agentparty.api.security import authorize_websocket
 from agentparty.models.config import KafkaConfig
+from agentparty.runtime.event_consumer import EventConsumer, RawEvent
 from agentparty.runtime.local_services import kafka_address
-from agentparty.runtime.settings import Settings
+from agentparty.runtime.relay import ensure_topics, topic_names
+from agentparty.runtime.settings import Settings, get_settings
 
 logger = logging.getLogger("agentparty.api.live")
 
@@ -58,7 +60,9 @@ class Subscription:
     def wants(self, message: Routed) -> bool:
         if not self.agent_ids and not self.team_ids:
             return True
-        return (message.agent_id is not None and message.agent_id in self.agent_ids) or bool(message.team_ids & self.team_ids)
+        return (message.agent_id is not None and message.agent_id in self.agent_ids) or bool(
+            message.team_ids & self.team_ids
+        )
 
     def offer(self, message: Routed) -> None:
         if self.overflowed or not self.wants(message):
@@ -89,11 +93,15 @@ class LiveFeed:
     def from_settings(cls, settings: Settings) -> LiveFeed:
         """The configured cluster, else the local broker's address whether or not it runs yet (as ``agentparty
         events tail`` does): the feed keeps trying until it is up."""
-        return cls(kafka_address(settings), settings.event_topic_prefix, settings.event_partitions, settings.event_replication)
+        return cls(
+            kafka_address(settings), settings.event_topic_prefix, settings.event_partitions, settings.event_replication
+        )
 
     # -- subscriptions (called on a connection's loop) ------------------------------------------
 
-    def subscribe(self, agent_ids: frozenset[str] = frozenset(), team_ids: frozenset[str] = frozenset()) -> Subscription:
+    def subscribe(
+        self, agent_ids: frozenset[str] = frozenset(), team_ids: frozenset[str] = frozenset()
+    ) -> Subscription:
         subscription = Subscription(asyncio.get_running_loop(), agent_ids, team_ids)
         with self._lock:
             self._subscriptions.add(subscription)
@@ -132,8 +140,6 @@ class LiveFeed:
                 self.unsubscribe(subscription)
 
     def _read(self) -> None:
-        from agentparty.runtime.event_consumer import EventConsumer, RawEvent
-        from agentparty.runtime.relay import ensure_topics, topic_names
 
         view = LiveView()
         while not self._stop.is_set():
@@ -142,7 +148,9 @@ class LiveFeed:
                 ensure_topics(self.config, self.prefix, self.partitions, self.replication)
                 consumer = EventConsumer(self.config, self.prefix, from_end=True)
             except Exception as exc:  # broker down or unreachable: keep trying until stopped
-                logger.warning("live feed: no broker at %s (%s); retrying", ",".join(self.config.bootstrap_servers), exc)
+                logger.warning(
+                    "live feed: no broker at %s (%s); retrying", ",".join(self.config.bootstrap_servers), exc
+                )
                 self._stop.wait(RETRY_S)
                 continue
             missing = set(topic_names(self.prefix)) - consumer.assigned_topics
@@ -168,8 +176,6 @@ def feed_of(app: FastAPI) -> LiveFeed:
     """The app's feed (``app.state.live_feed``, which a test may set), built from the settings on first use."""
     feed: LiveFeed | None = getattr(app.state, "live_feed", None)
     if feed is None:
-        from agentparty.runtime.settings import get_settings
-
         feed = app.state.live_feed = LiveFeed.from_settings(getattr(app.state, "settings", None) or get_settings())
     return feed
 

@@ -33,7 +33,6 @@ from itertools import combinations
 from typing import Any, Generic, TypeVar
 
 from agentparty.api.agent_svg import agent_svg, animation_for
-from agentparty.models.run_history import team_id_for
 from agentparty.models import AgentLifecycleState, TeamStatus
 from agentparty.models.api import (
     AgentUpdateMessage,
@@ -52,6 +51,7 @@ from agentparty.models.events import (
     TeamPerformancePayload,
     WorkflowEvent,
 )
+from agentparty.models.run_history import team_id_for
 
 MAX_ENTITIES = 10_000
 STEP_ENDS = frozenset({"step_completed", "step_skipped", "step_failed"})
@@ -120,7 +120,9 @@ class LiveView:
             agent.tokens += p.token_count
             agent.state = p.new_state
             by = "" if p.transition_approver.startswith("system:") else f" (approved by {p.transition_approver})"
-            return [self._agent_update(event, p.agent_id, p.previous_state, f"{p.transition_reason or 'transition'}{by}")]
+            return [
+                self._agent_update(event, p.agent_id, p.previous_state, f"{p.transition_reason or 'transition'}{by}")
+            ]
         if isinstance(event, TeamAssembledEvent):
             team = self._teams.touch(event.payload.team_id, _Team())
             team.roles = dict(event.payload.agent_roles)
@@ -147,8 +149,13 @@ class LiveView:
         agent = self._agent(agent_id)
         state = agent.state or AgentLifecycleState.INITIALIZED.value
         payload = AgentUpdatePayload(
-            agent_id=agent_id, previous_state=previous, new_state=state, svg=agent_svg(agent.name, state),
-            animation_type=animation_for(state), token_usage=agent.tokens, message=message,
+            agent_id=agent_id,
+            previous_state=previous,
+            new_state=state,
+            svg=agent_svg(agent.name, state),
+            animation_type=animation_for(state),
+            token_usage=agent.tokens,
+            message=message,
         )
         text = AgentUpdateMessage(timestamp=event.timestamp, payload=payload).model_dump_json()
         return Routed(text, agent_id=agent_id, team_ids=frozenset(agent.teams))
@@ -178,7 +185,9 @@ class LiveView:
             team.progress = max(team.progress, min(1.0, len(team.ended_steps) / team.step_count))
         team.status = TeamStatus.ACTIVE.value if team.roles else team.status
         how = event.event_type.removeprefix("step_")
-        return [self._team_update(event, team_id, team, f"step {p.step_id} {how}" + (f": {p.reason}" if p.reason else ""))]
+        return [
+            self._team_update(event, team_id, team, f"step {p.step_id} {how}" + (f": {p.reason}" if p.reason else ""))
+        ]
 
     def _maybe_final(self, event: BaseEvent[Any], team_id: str, team: _Team) -> list[Routed]:
         if team.final or team.performance is None or team.outcome is None:
@@ -193,16 +202,23 @@ class LiveView:
 
     def _team_update(self, event: BaseEvent[Any], team_id: str, team: _Team, message: str) -> Routed:
         members = [
-            TeamMemberView(agent_id=agent_id, name=self._agent(agent_id).name, role=role, state=self._agent(agent_id).state or "")
+            TeamMemberView(
+                agent_id=agent_id, name=self._agent(agent_id).name, role=role, state=self._agent(agent_id).state or ""
+            )
             for agent_id, role in team.roles.items()
         ]
         strength = team.performance.collaboration_metrics.mean_pair_success if team.performance else None
         connections = (
             [TeamConnection(source=a, target=b, strength=strength) for a, b in combinations(sorted(team.roles), 2)]
-            if team.final and strength is not None else []
+            if team.final and strength is not None
+            else []
         )
         payload = TeamUpdatePayload(
-            team_id=team_id, status=team.status, members=members, connections=connections, task_progress=team.progress,
+            team_id=team_id,
+            status=team.status,
+            members=members,
+            connections=connections,
+            task_progress=team.progress,
             message=message,
         )
         text = TeamUpdateMessage(timestamp=event.timestamp, payload=payload).model_dump_json()

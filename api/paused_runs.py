@@ -15,9 +15,20 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
+
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterId,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.responses import SetStateStatus
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
@@ -56,8 +67,6 @@ class ResumeRefused(Exception):
 
 async def paused_runs(client: PrefectClient, limit: int = 100) -> list[PausedRun]:
     """Runs waiting for input, oldest pause first."""
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterId, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
-    from prefect.client.schemas.objects import StateType
 
     runs = await client.read_flow_runs(
         flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))),
@@ -79,7 +88,6 @@ async def paused_runs(client: PrefectClient, limit: int = 100) -> list[PausedRun
 
 async def paused_run(client: PrefectClient, flow_run_id: UUID) -> PausedRun | None:
     """The run, if it is waiting for input now; None for an unknown run or one that is not waiting."""
-    from prefect.exceptions import ObjectNotFound
 
     try:
         run = await client.read_flow_run(flow_run_id)
@@ -94,9 +102,6 @@ async def paused_run(client: PrefectClient, flow_run_id: UUID) -> PausedRun | No
 async def resume(client: PrefectClient, paused: PausedRun, run_input: dict[str, Any]) -> None:
     """Resume the run with ``run_input``; raises :class:`PauseAnswered`, :class:`PauseExpired` or
     :class:`ResumeRefused` when Prefect does not accept it."""
-    from prefect.client.schemas.objects import StateType
-    from prefect.client.schemas.responses import SetStateStatus
-    from prefect.exceptions import PrefectHTTPStatusError
 
     try:
         result = await client.resume_flow_run(paused.flow_run.id, run_input=run_input)
@@ -117,7 +122,10 @@ async def resume(client: PrefectClient, paused: PausedRun, run_input: dict[str, 
 def _is_waiting_state(run: FlowRun) -> bool:
     state = run.state
     return bool(
-        state is not None and state.is_paused() and state.state_details.pause_key and state.state_details.run_input_keyset
+        state is not None
+        and state.is_paused()
+        and state.state_details.pause_key
+        and state.state_details.run_input_keyset
     )
 
 
@@ -128,7 +136,7 @@ async def _waiting(client: PrefectClient, run: FlowRun, flow_name: str) -> Pause
     details = run.state.state_details
     keyset: dict[str, str] = details.run_input_keyset or {}
     expires = details.pause_timeout
-    if expires is not None and expires <= datetime.now(timezone.utc):
+    if expires is not None and expires <= datetime.now(UTC):
         return None  # timed out: the run carries on without an answer
     prefix = keyset["schema"].removesuffix("schema")
     stored = {item.key: item for item in await client.filter_flow_run_input(run.id, prefix, 100, set())}

@@ -95,9 +95,13 @@ class RateLimiter:
         if strategy == "reject":
             raise RateLimited(caller, delay, f"{self.config.requests_per_minute} requests per minute")
         if strategy == "queue" and bucket.waiting >= self.config.burst_limit:
-            raise RateLimited(caller, delay, f"{bucket.waiting} requests already queued (at most {self.config.burst_limit})")
+            raise RateLimited(
+                caller, delay, f"{bucket.waiting} requests already queued (at most {self.config.burst_limit})"
+            )
         if strategy == "throttle" and delay > self.max_delay_s:
-            raise RateLimited(caller, delay - self.max_delay_s, f"a throttle delay of {delay:.1f} s exceeds {self.max_delay_s:.0f} s")
+            raise RateLimited(
+                caller, delay - self.max_delay_s, f"a throttle delay of {delay:.1f} s exceeds {self.max_delay_s:.0f} s"
+            )
         bucket.tokens -= 1.0
         bucket.waiting += 1
         try:

@@ -8,12 +8,24 @@ async client.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Annotated
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from prefect.client.orchestration import PrefectClient  # a real import: FastAPI resolves the annotations
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    DeploymentFilterName,
+    FlowFilter,
+    FlowFilterId,
+    FlowFilterName,
+)
+from prefect.client.schemas.sorting import FlowRunSort
 
+from agentparty.api.errors import GUARDED, declared, refuse_unknown_query
+from agentparty.api.security import Principal, require
+from agentparty.api.services import graph_reader, prefect_client, settings_of, template_registry, workflow_index
 from agentparty.api.views import (
     AgentSummary,
     CreatedTemplate,
@@ -23,16 +35,13 @@ from agentparty.api.views import (
     WorkflowList,
     WorkflowSummary,
 )
-from agentparty.api.errors import GUARDED, refuse_unknown_query, declared
-from agentparty.api.security import Principal, require
-from agentparty.api.services import graph_reader, prefect_client, settings_of, template_registry, workflow_index
 from agentparty.api.workflow_index import IndexedWorkflow, WorkflowIndex
 from agentparty.deployments.naming import deployment_name, flow_name, full_name
 from agentparty.models.api import AgentStateResponse, CapabilityProficiency, CreateAgentTemplateRequest
 from agentparty.models.graph import Team
+from agentparty.models.step_errors import TemplateError
 from agentparty.runtime.graph_reads import GraphReader, TeamView
 from agentparty.runtime.settings import Settings
-from agentparty.models.step_errors import TemplateError
 from agentparty.tasks.templates import TemplateRegistry
 
 if TYPE_CHECKING:
@@ -50,14 +59,30 @@ GraphId = Annotated[str, Path(min_length=1, max_length=200, description="The id 
 # --- templates ------------------------------------------------------------------------
 
 
-_TEMPLATE_CREATED = {201: {"description": "The template, with its first version.", "links": {
-    "GetTemplate": {"operationId": "get_template", "parameters": {"name": "$response.body#/template/name"},
-                    "description": "The template just created, read back."},
-}}}
+_TEMPLATE_CREATED: dict[int | str, dict[str, Any]] = {
+    201: {
+        "description": "The template, with its first version.",
+        "links": {
+            "GetTemplate": {
+                "operationId": "get_template",
+                "parameters": {"name": "$response.body#/template/name"},
+                "description": "The template just created, read back.",
+            },
+        },
+    }
+}
 
 
-@router.post("/templates", status_code=status.HTTP_201_CREATED, response_model=CreatedTemplate, tags=["templates"],
-             responses={**_TEMPLATE_CREATED, **declared(*GUARDED, 400, _409="A template with this name exists (add a version instead).")})
+@router.post(
+    "/templates",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CreatedTemplate,
+    tags=["templates"],
+    responses={
+        **_TEMPLATE_CREATED,
+        **declared(*GUARDED, 400, _409="A template with this name exists (add a version instead)."),
+    },
+)
 def create_template(
     request: CreateAgentTemplateRequest,
     principal: Annotated[Principal, Depends(require("templates", "create"))],
@@ -71,8 +96,13 @@ def create_template(
     return CreatedTemplate(template=created.template, version=created.record)
 
 
-@router.get("/templates", response_model=list[TemplateView], tags=["templates"], responses=declared(*GUARDED),
-            dependencies=[Depends(require("templates", "read"))])
+@router.get(
+    "/templates",
+    response_model=list[TemplateView],
+    tags=["templates"],
+    responses=declared(*GUARDED),
+    dependencies=[Depends(require("templates", "read"))],
+)
 def list_templates(registry: Annotated[TemplateRegistry, Depends(template_registry)]) -> list[TemplateView]:
     views = []
     for name in registry.store.names():
@@ -82,8 +112,14 @@ def list_templates(registry: Annotated[TemplateRegistry, Depends(template_regist
     return views
 
 
-@router.get("/templates/{name}", response_model=TemplateView, tags=["templates"], operation_id="get_template",
-            responses=declared(*GUARDED, _404="No template of this name."), dependencies=[Depends(require("templates", "read"))])
+@router.get(
+    "/templates/{name}",
+    response_model=TemplateView,
+    tags=["templates"],
+    operation_id="get_template",
+    responses=declared(*GUARDED, _404="No template of this name."),
+    dependencies=[Depends(require("templates", "read"))],
+)
 def get_template(
     name: Annotated[str, Path(min_length=1, max_length=200, description="The template's name.")],
     registry: Annotated[TemplateRegistry, Depends(template_registry)],
@@ -98,20 +134,37 @@ def get_template(
 # --- agents and teams (the graph) -----------------------------------------------------
 
 
-@router.get("/agents", response_model=list[AgentSummary], tags=["agents"], responses=declared(*GUARDED, 503),
-            dependencies=[Depends(require("agents", "read"))])
-def list_agents(reader: Annotated[GraphReader, Depends(graph_reader)], limit: Limit = 100, offset: Offset = 0) -> list[AgentSummary]:
+@router.get(
+    "/agents",
+    response_model=list[AgentSummary],
+    tags=["agents"],
+    responses=declared(*GUARDED, 503),
+    dependencies=[Depends(require("agents", "read"))],
+)
+def list_agents(
+    reader: Annotated[GraphReader, Depends(graph_reader)], limit: Limit = 100, offset: Offset = 0
+) -> list[AgentSummary]:
     return [
         AgentSummary(
-            agent_id=a.id, name=a.name, status=a.status.value, model=a.model,
-            reliability_score=a.reliability_score, token_count=a.token_count, updated_at=a.updated_at,
+            agent_id=a.id,
+            name=a.name,
+            status=a.status.value,
+            model=a.model,
+            reliability_score=a.reliability_score,
+            token_count=a.token_count,
+            updated_at=a.updated_at,
         )
         for a in reader.agents(limit, offset)
     ]
 
 
-@router.get("/agents/{agent_id}/state", response_model=AgentStateResponse, tags=["agents"],
-            dependencies=[Depends(require("agents", "read"))], responses=declared(*GUARDED, 503, _404="No such agent."))
+@router.get(
+    "/agents/{agent_id}/state",
+    response_model=AgentStateResponse,
+    tags=["agents"],
+    dependencies=[Depends(require("agents", "read"))],
+    responses=declared(*GUARDED, 503, _404="No such agent."),
+)
 def agent_state(
     agent_id: GraphId,
     reader: Annotated[GraphReader, Depends(graph_reader)],
@@ -125,15 +178,19 @@ def agent_state(
     current = states[-1] if states else None
     since = current.timestamp if current else agent.updated_at
     team = reader.latest_team(agent_id)
-    budget = team.token_budget if team is not None and team.token_budget else settings.agent_runtime.default_token_budget
+    budget = (
+        team.token_budget if team is not None and team.token_budget else settings.agent_runtime.default_token_budget
+    )
     return AgentStateResponse(
         agent_id=agent.id,
         name=agent.name,
         current_state=(current.name if current else agent.status).value,
         state_timestamp=since,
         previous_state=states[-2].name.value if len(states) > 1 else None,
-        time_in_state=max(0, int((datetime.now(timezone.utc) - since).total_seconds())),
-        capabilities=[CapabilityProficiency(name=c.capability.name, proficiency=c.proficiency) for c in profile.capabilities],
+        time_in_state=max(0, int((datetime.now(UTC) - since).total_seconds())),
+        capabilities=[
+            CapabilityProficiency(name=c.capability.name, proficiency=c.proficiency) for c in profile.capabilities
+        ],
         team_id=team.id if team else None,
         task_id=team.task_id if team else None,
         token_usage=agent.token_count,
@@ -141,14 +198,26 @@ def agent_state(
     )
 
 
-@router.get("/teams", response_model=list[Team], tags=["teams"], responses=declared(*GUARDED, 503),
-            dependencies=[Depends(require("teams", "read"))])
-def list_teams(reader: Annotated[GraphReader, Depends(graph_reader)], limit: Limit = 100, offset: Offset = 0) -> list[Team]:
+@router.get(
+    "/teams",
+    response_model=list[Team],
+    tags=["teams"],
+    responses=declared(*GUARDED, 503),
+    dependencies=[Depends(require("teams", "read"))],
+)
+def list_teams(
+    reader: Annotated[GraphReader, Depends(graph_reader)], limit: Limit = 100, offset: Offset = 0
+) -> list[Team]:
     return reader.teams(limit, offset)
 
 
-@router.get("/teams/{team_id}", response_model=TeamView, tags=["teams"], dependencies=[Depends(require("teams", "read"))],
-            responses=declared(*GUARDED, 503, _404="No such team."))
+@router.get(
+    "/teams/{team_id}",
+    response_model=TeamView,
+    tags=["teams"],
+    dependencies=[Depends(require("teams", "read"))],
+    responses=declared(*GUARDED, 503, _404="No such team."),
+)
 def get_team(team_id: GraphId, reader: Annotated[GraphReader, Depends(graph_reader)]) -> TeamView:
     view = reader.team(team_id)
     if view is None:
@@ -161,12 +230,13 @@ def get_team(team_id: GraphId, reader: Annotated[GraphReader, Depends(graph_read
 
 async def _deployments(client: PrefectClient, workflows: list[IndexedWorkflow]) -> dict[str, DeploymentResponse]:
     """The deployment of each workflow that has one, by workflow id: two queries, whatever the count."""
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowFilter, FlowFilterId, FlowFilterName
 
     if not workflows:
         return {}
     names = {w.definition.id: (flow_name(w.definition), deployment_name(w.definition)) for w in workflows}
-    flows = await client.read_flows(flow_filter=FlowFilter(name=FlowFilterName(any_=sorted({f for f, _ in names.values()}))))
+    flows = await client.read_flows(
+        flow_filter=FlowFilter(name=FlowFilterName(any_=sorted({f for f, _ in names.values()})))
+    )
     flow_names = {f.id: f.name for f in flows}
     if not flow_names:
         return {}
@@ -178,8 +248,13 @@ async def _deployments(client: PrefectClient, workflows: list[IndexedWorkflow]) 
     return {wid: by_name[pair] for wid, pair in names.items() if pair in by_name}
 
 
-@router.get("/workflows", response_model=WorkflowList, tags=["workflows"], responses=declared(*GUARDED, 503),
-            dependencies=[Depends(require("workflows", "read"))])
+@router.get(
+    "/workflows",
+    response_model=WorkflowList,
+    tags=["workflows"],
+    responses=declared(*GUARDED, 503),
+    dependencies=[Depends(require("workflows", "read"))],
+)
 async def list_workflows(
     index: Annotated[WorkflowIndex, Depends(workflow_index)],
     client: Annotated[PrefectClient, Depends(prefect_client)],
@@ -190,19 +265,32 @@ async def list_workflows(
     summaries = []
     for workflow_id, entry in sorted(found.items()):
         d = entry.definition
-        summaries.append(WorkflowSummary(
-            id=d.id, name=d.name, description=d.description, version=d.version, path=str(entry.path),
-            inputs=d.inputs, triggers=[t.model_dump(mode="json", by_alias=True) for t in d.triggers],
-            deployment=full_name(d), deployment_id=str(deployed[workflow_id].id) if workflow_id in deployed else None,
-            webhook=f"/webhooks/{d.id}" if entry.webhook is not None else None,
-        ))
+        summaries.append(
+            WorkflowSummary(
+                id=d.id,
+                name=d.name,
+                description=d.description,
+                version=d.version,
+                path=str(entry.path),
+                inputs=d.inputs,
+                triggers=[t.model_dump(mode="json", by_alias=True) for t in d.triggers],
+                deployment=full_name(d),
+                deployment_id=str(deployed[workflow_id].id) if workflow_id in deployed else None,
+                webhook=f"/webhooks/{d.id}" if entry.webhook is not None else None,
+            )
+        )
     return WorkflowList(
         workflows=summaries, invalid=[InvalidWorkflowFile(path=str(i.path), errors=i.errors) for i in invalid]
     )
 
 
-@router.get("/runs", response_model=list[RunSummary], tags=["runs"], responses=declared(*GUARDED, 503),
-            dependencies=[Depends(require("runs", "read"))])
+@router.get(
+    "/runs",
+    response_model=list[RunSummary],
+    tags=["runs"],
+    responses=declared(*GUARDED, 503),
+    dependencies=[Depends(require("runs", "read"))],
+)
 async def list_runs(
     index: Annotated[WorkflowIndex, Depends(workflow_index)],
     client: Annotated[PrefectClient, Depends(prefect_client)],
@@ -210,8 +298,6 @@ async def list_runs(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[RunSummary]:
     """Recent flow runs of the deployed workflows in the search path, newest first, with their state."""
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
-    from prefect.client.schemas.sorting import FlowRunSort
 
     found, _ = index.scan()
     workflows = [w for wid, w in found.items() if workflow_id is None or wid == workflow_id]
@@ -221,16 +307,25 @@ async def list_runs(
     owner = {d.id: (wid, full_name(found[wid].definition)) for wid, d in deployed.items()}
     runs = await client.read_flow_runs(
         deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=list(owner))),
-        sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=limit,
+        sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+        limit=limit,
     )
     summaries = []
     for run in runs:
-        wid, deployment = owner[run.deployment_id] if run.deployment_id in owner else ("", "")
-        summaries.append(RunSummary(
-            id=str(run.id), name=run.name, workflow_id=wid, deployment=deployment,
-            state_type=run.state.type.value if run.state else None, state_name=run.state.name if run.state else None,
-            tags=list(run.tags), created=run.created, expected_start_time=run.expected_start_time,
-            start_time=run.start_time, end_time=run.end_time,
-        ))
+        wid, deployment = owner.get(run.deployment_id, ("", "")) if run.deployment_id else ("", "")
+        summaries.append(
+            RunSummary(
+                id=str(run.id),
+                name=run.name,
+                workflow_id=wid,
+                deployment=deployment,
+                state_type=run.state.type.value if run.state else None,
+                state_name=run.state.name if run.state else None,
+                tags=list(run.tags),
+                created=run.created,
+                expected_start_time=run.expected_start_time,
+                start_time=run.start_time,
+                end_time=run.end_time,
+            )
+        )
     return summaries
-

@@ -85,7 +85,8 @@ def require(resource: str, action: Action) -> Callable[..., Awaitable[Principal]
         principal = policy.principal_for(_presented_key(request.headers))
         if principal is None:
             raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED, detail=f"missing or unknown API key (send it in {API_KEY_HEADER})",
+                status.HTTP_401_UNAUTHORIZED,
+                detail=f"missing or unknown API key (send it in {API_KEY_HEADER})",
                 headers={"WWW-Authenticate": "Bearer"},
             )
         if not policy.allows(principal, resource, action):

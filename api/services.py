@@ -9,29 +9,27 @@ or one a test hands in.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-from uuid import UUID
 
 from fastapi import FastAPI, HTTPException, Request, status
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_URL
 
 from agentparty.api.webhook_dispatch import DeliveryDispatcher
 from agentparty.api.workflow_index import WorkflowIndex
 from agentparty.runtime.graph_reads import GraphReader
+from agentparty.runtime.graph_store import GraphStore
+from agentparty.runtime.run_recorder import configured_graph
 from agentparty.runtime.settings import Settings
 from agentparty.tasks.templates import TemplateRegistry
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
 
-    from agentparty.runtime.graph_store import GraphStore
-
 
 def prefect_api_url() -> str | None:
-    from prefect.settings import PREFECT_API_URL
 
     return PREFECT_API_URL.value() or None
 
@@ -48,7 +46,6 @@ async def prefect_lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.prefect = app.state.dispatcher = None
         yield
         return
-    from prefect.client.orchestration import get_client
 
     settings: Settings = app.state.settings
     async with get_client() as client:
@@ -80,48 +77,6 @@ def prefect_client(request: Request) -> PrefectClient:
     return client
 
 
-@dataclass
-class DeploymentDirectory:
-    """Deployment ids by full name (``FLOW/DEPLOYMENT``), looked up once; ``forget`` after a 404."""
-
-    _ids: dict[str, UUID] = field(default_factory=dict)
-    _pending: dict[str, asyncio.Future[UUID | None]] = field(default_factory=dict)
-
-    async def id_of(self, client: PrefectClient, full_name: str) -> UUID | None:
-        known = self._ids.get(full_name)
-        if known is not None:
-            return known
-        pending = self._pending.get(full_name)
-        if pending is not None:  # a burst of first requests shares one lookup
-            return await asyncio.shield(pending)
-        future: asyncio.Future[UUID | None] = asyncio.get_running_loop().create_future()
-        self._pending[full_name] = future
-        try:
-            found = await _read_deployment_id(client, full_name)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
-            raise
-        finally:
-            self._pending.pop(full_name, None)
-        if found is not None:
-            self._ids[full_name] = found
-        future.set_result(found)
-        return found
-
-    def forget(self, full_name: str) -> None:
-        self._ids.pop(full_name, None)
-
-
-async def _read_deployment_id(client: PrefectClient, full_name: str) -> UUID | None:
-    from prefect.exceptions import ObjectNotFound
-
-    try:
-        return (await client.read_deployment_by_name(full_name)).id
-    except ObjectNotFound:
-        return None
-
-
 def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -137,10 +92,12 @@ def template_registry(request: Request) -> TemplateRegistry:
 
 
 def graph_reader(request: Request) -> GraphReader:
+    """Reads on the app's graph store: one driver per app, made on first use, that gives up on an unreachable
+    graph after ``api_graph_retry_seconds`` (the route then answers 503) instead of the driver's 30 s."""
     store: GraphStore | None = getattr(request.app.state, "graph_store", None)
     if store is None:
-        from agentparty.runtime.run_recorder import configured_store
-
-        store = configured_store(settings_of(request))
+        settings = settings_of(request)
+        config, database = configured_graph(settings)
+        config = config.model_copy(update={"max_transaction_retry_time": settings.api_graph_retry_seconds})
+        store = request.app.state.graph_store = GraphStore(config, database)
     return GraphReader(store)
-

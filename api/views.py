@@ -8,12 +8,18 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from agentparty.models.graph import AgentTemplate
-from agentparty.runtime.graph_reads import TeamView
 from agentparty.models.templates import VersionRecord
+from agentparty.runtime.graph_reads import TeamView
 
 __all__ = [
-    "AgentSummary", "CreatedTemplate", "InvalidWorkflowFile", "RunSummary", "TeamView", "TemplateView",
-    "WorkflowList", "WorkflowSummary",
+    "AgentSummary",
+    "CreatedTemplate",
+    "InvalidWorkflowFile",
+    "RunSummary",
+    "TeamView",
+    "TemplateView",
+    "WorkflowList",
+    "WorkflowSummary",
 ]
 
 
@@ -40,7 +46,6 @@ class AgentSummary(BaseModel):
     reliability_score: float
     token_count: int
     updated_at: datetime
-
 
 
 class WorkflowSummary(BaseModel):

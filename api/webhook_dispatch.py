@@ -32,13 +32,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agentparty.runtime.webhook_deliveries import Acceptance, Delivery, WebhookDeliveries, delivery_id_for
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+
+from agentparty.api.deployment_directory import DeploymentDirectory
 from agentparty.deployments.naming import deployment_parameters
+from agentparty.runtime.webhook_deliveries import Acceptance, Delivery, WebhookDeliveries, delivery_id_for
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
-
-    from agentparty.api.services import DeploymentDirectory
 
 logger = logging.getLogger("agentparty.api.webhooks")
 
@@ -94,7 +95,11 @@ class DeliveryDispatcher:
     """Made inside the serving event loop (its primitives belong to that loop); ``start`` it, then ``stop``."""
 
     def __init__(
-        self, client: PrefectClient, deliveries: WebhookDeliveries, deployments: DeploymentDirectory, concurrency: int,
+        self,
+        client: PrefectClient,
+        deliveries: WebhookDeliveries,
+        deployments: DeploymentDirectory,
+        concurrency: int,
     ) -> None:
         self.client = client
         self.deliveries = deliveries
@@ -122,7 +127,13 @@ class DeliveryDispatcher:
         return Arrival(self)
 
     async def submit(
-        self, workflow_id: str, key: str, deployment: str, inputs: dict[str, Any], wait_s: float, arrival: Arrival,
+        self,
+        workflow_id: str,
+        key: str,
+        deployment: str,
+        inputs: dict[str, Any],
+        wait_s: float,
+        arrival: Arrival,
     ) -> tuple[Acceptance, Outcome | None]:
         """Store a delivery and, if it is new, wait up to ``wait_s`` seconds for its outcome (None: still queued)."""
 
@@ -138,10 +149,15 @@ class DeliveryDispatcher:
 
     async def requeue(self, delivery_id: str, wait_s: float) -> tuple[Acceptance, Outcome | None] | None:
         """Queue a failed delivery again (:meth:`WebhookDeliveries.requeue`) and wait as ``submit`` does; None: unknown."""
-        return await self._queue_and_wait(delivery_id, lambda: asyncio.to_thread(self.deliveries.requeue, delivery_id), wait_s)
+        return await self._queue_and_wait(
+            delivery_id, lambda: asyncio.to_thread(self.deliveries.requeue, delivery_id), wait_s
+        )
 
     async def _queue_and_wait(
-        self, delivery_id: str, store: Callable[[], Awaitable[Acceptance | None]], wait_s: float,
+        self,
+        delivery_id: str,
+        store: Callable[[], Awaitable[Acceptance | None]],
+        wait_s: float,
     ) -> tuple[Acceptance, Outcome | None] | None:
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(delivery_id, set()).add(future)  # before storing: the run may be created at once
@@ -255,16 +271,19 @@ class DeliveryDispatcher:
 
     async def _create(self, delivery: Delivery) -> Outcome | None:
         """Create (or find again) the delivery's run and record it; None when it should be tried again later."""
-        from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
         for attempt in range(2):
             try:
                 deployment_id = await self.deployments.id_of(self.client, delivery.deployment)
                 if deployment_id is None:
-                    return await self._refuse(delivery, no_deployment_reason(delivery.deployment), missing_deployment=True)
+                    return await self._refuse(
+                        delivery, no_deployment_reason(delivery.deployment), missing_deployment=True
+                    )
                 run = await self.client.create_flow_run_from_deployment(
-                    deployment_id, parameters=deployment_parameters(delivery.inputs or {}),
-                    idempotency_key=delivery.prefect_idempotency_key, tags=[WEBHOOK_TAG],
+                    deployment_id,
+                    parameters=deployment_parameters(delivery.inputs or {}),
+                    idempotency_key=delivery.prefect_idempotency_key,
+                    tags=[WEBHOOK_TAG],
                 )
             except (ObjectNotFound, PrefectHTTPStatusError) as exc:
                 status = exc.response.status_code if isinstance(exc, PrefectHTTPStatusError) else 404
@@ -272,7 +291,9 @@ class DeliveryDispatcher:
                     self.deployments.forget(delivery.deployment)
                     if attempt == 0:
                         continue
-                    return await self._refuse(delivery, no_deployment_reason(delivery.deployment), missing_deployment=True)
+                    return await self._refuse(
+                        delivery, no_deployment_reason(delivery.deployment), missing_deployment=True
+                    )
                 if 400 <= status < 500 and status not in (408, 429):
                     return await self._refuse(delivery, f"Prefect refused the run ({status}): {_detail(exc)}")
                 await self._retry_later(delivery, f"Prefect answered {status}")
@@ -298,7 +319,10 @@ class DeliveryDispatcher:
         self._look_again.set()  # the loop sleeps out the pause, then reads what is still queued
         logger.warning(
             "webhook delivery %s of %s stays queued (%s); trying again in %.0f s",
-            delivery.delivery_id, delivery.workflow_id, error, self._backoff,
+            delivery.delivery_id,
+            delivery.workflow_id,
+            error,
+            self._backoff,
         )
         await asyncio.to_thread(self.deliveries.record_error, delivery.delivery_id, error)
 
@@ -309,9 +333,8 @@ def no_deployment_reason(deployment: str) -> str:
 
 
 def _detail(exc: Exception) -> str:
-    response = getattr(exc, "response", None)
+    response: Any = getattr(exc, "response", None)  # an httpx response on Prefect's HTTP errors, else None
     try:
-        return str(response.json().get("detail", response.text))[:500]  # type: ignore[union-attr]
+        return str(response.json().get("detail", response.text))[:500]
     except Exception:
         return str(getattr(response, "text", exc))[:500]
-

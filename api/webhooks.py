@@ -34,15 +34,16 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, sta
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from agentparty.api.errors import GUARDED, refuse_unknown_query, ApiError, FieldError, declared
+from agentparty.api.deployment_directory import DeploymentDirectory
+from agentparty.api.errors import GUARDED, ApiError, FieldError, declared, refuse_unknown_query
 from agentparty.api.security import Principal, require
-from agentparty.api.services import DeploymentDirectory, dispatcher_of, prefect_client
+from agentparty.api.services import dispatcher_of, prefect_client
 from agentparty.api.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
-from agentparty.runtime.webhook_deliveries import Delivery, DeliveryStatus, WebhookDeliveries
 from agentparty.api.webhook_dispatch import Arrival, DeliveryDispatcher, no_deployment_reason
 from agentparty.api.workflow_index import IndexedWorkflow, WorkflowIndex
 from agentparty.deployments.naming import full_name
 from agentparty.models.workflow import WebhookTriggerConfig
+from agentparty.runtime.webhook_deliveries import Delivery, DeliveryStatus, WebhookDeliveries
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,9 @@ _STRICT_QUERY = [Depends(refuse_unknown_query)]
 
 MAX_IDEMPOTENCY_KEY = 256
 WorkflowId = Annotated[str, Path(min_length=1, max_length=200, description="The workflow definition's id.")]
-DeliveryId = Annotated[str, Path(min_length=1, max_length=200, description="As the 202 (or the deliveries list) named it.")]
+DeliveryId = Annotated[
+    str, Path(min_length=1, max_length=200, description="As the 202 (or the deliveries list) named it.")
+]
 
 
 class WebhookAccepted(BaseModel):
@@ -79,7 +82,9 @@ class DeliveryView(BaseModel):
     delivery_id: str
     workflow: str
     deployment: str
-    status: DeliveryStatus = Field(description="queued: its run is being created; created: it exists; failed: Prefect refused it.")
+    status: DeliveryStatus = Field(
+        description="queued: its run is being created; created: it exists; failed: Prefect refused it."
+    )
     flow_run_id: str | None
     received_at: float = Field(description="Unix seconds.")
     attempts: int = Field(description="Tries to create the run so far.")
@@ -91,9 +96,15 @@ class DeliveryView(BaseModel):
     @classmethod
     def of(cls, delivery: Delivery) -> DeliveryView:
         return cls(
-            delivery_id=delivery.delivery_id, workflow=delivery.workflow_id, deployment=delivery.deployment,
-            status=delivery.status, flow_run_id=delivery.flow_run_id, received_at=delivery.received_at,
-            attempts=delivery.attempts, last_error=delivery.last_error, failed_reason=delivery.failed_reason,
+            delivery_id=delivery.delivery_id,
+            workflow=delivery.workflow_id,
+            deployment=delivery.deployment,
+            status=delivery.status,
+            flow_run_id=delivery.flow_run_id,
+            received_at=delivery.received_at,
+            attempts=delivery.attempts,
+            last_error=delivery.last_error,
+            failed_reason=delivery.failed_reason,
         )
 
 
@@ -132,7 +143,8 @@ def _secret(config: WebhookTriggerConfig, workflow_id: str, environ: Mapping[str
     if not value:
         logger.warning(
             "webhook of %s refused: its secret variable %s is not set in the API's environment",
-            workflow_id, config.secret_name or "(no secretName in the trigger)",
+            workflow_id,
+            config.secret_name or "(no secretName in the trigger)",
         )
         raise _refuse(status.HTTP_503_SERVICE_UNAVAILABLE, "this webhook has no secret configured on the server")
     return value
@@ -172,9 +184,14 @@ def _inputs(body: bytes, found: IndexedWorkflow) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise _refuse(status.HTTP_400_BAD_REQUEST, f"body is not JSON: {exc}") from None
     if not isinstance(payload, dict):
-        problems = [FieldError(
-            loc=["inputs"], field="inputs", msg=f"expected a JSON object of run inputs, got {type(payload).__name__}", type="object_type",
-        )]
+        problems = [
+            FieldError(
+                loc=["inputs"],
+                field="inputs",
+                msg=f"expected a JSON object of run inputs, got {type(payload).__name__}",
+                type="object_type",
+            )
+        ]
         raise _InvalidInputs(problems)
     _, found_problems = found.definition.resolve_run_inputs(payload)
     if found_problems:
@@ -191,27 +208,42 @@ class _InvalidInputs(Exception):
         self.problems = problems
 
 
-_DELIVERY_LINK = {202: {"description": "Stored; its run created or being created.", "links": {
-    "GetDelivery": {
-        "operationId": "webhook_delivery", "description": "What became of the delivery (also its Location header).",
-        "parameters": {"workflow_id": "$request.path.workflow_id", "delivery_id": "$response.body#/delivery_id"},
-    },
-}}}
+_DELIVERY_LINK: dict[int | str, dict[str, Any]] = {
+    202: {
+        "description": "Stored; its run created or being created.",
+        "links": {
+            "GetDelivery": {
+                "operationId": "webhook_delivery",
+                "description": "What became of the delivery (also its Location header).",
+                "parameters": {
+                    "workflow_id": "$request.path.workflow_id",
+                    "delivery_id": "$response.body#/delivery_id",
+                },
+            },
+        },
+    }
+}
 
 
 @router.post(
     "/webhooks/{workflow_id}",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=WebhookAccepted,
-    responses={**_DELIVERY_LINK, **declared(
-        400, 401, 413, 429,
-        _404="No such workflow, no webhook trigger, or no deployment (also when the deployment vanished while the "
-        "answer waited for the run).",
-        _409=("Replay of an accepted delivery (same Idempotency-Key).", WebhookReplay),
-        _422="The body is not valid run inputs (each problem names its field), or Prefect refused them.",
-        _503="Prefect was unreachable to look the deployment up, or no secret is configured: the delivery was not "
-        "acknowledged, retry it.",
-    )},
+    responses={
+        **_DELIVERY_LINK,
+        **declared(
+            400,
+            401,
+            413,
+            429,
+            _404="No such workflow, no webhook trigger, or no deployment (also when the deployment vanished while the "
+            "answer waited for the run).",
+            _409=("Replay of an accepted delivery (same Idempotency-Key).", WebhookReplay),
+            _422="The body is not valid run inputs (each problem names its field), or Prefect refused them.",
+            _503="Prefect was unreachable to look the deployment up, or no secret is configured: the delivery was not "
+            "acknowledged, retry it.",
+        ),
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -239,9 +271,13 @@ async def receive_webhook(workflow_id: WorkflowId, request: Request) -> Any:
         return await _receive(request, found, config, arrival)
 
 
-async def _receive(request: Request, found: IndexedWorkflow, config: WebhookTriggerConfig, arrival: Arrival | None) -> Any:
+async def _receive(
+    request: Request, found: IndexedWorkflow, config: WebhookTriggerConfig, arrival: Arrival | None
+) -> Any:
     workflow_id = found.definition.id
-    secret = _secret(config, workflow_id, os.environ)  # named by the definition, read per request: rotation needs no restart
+    secret = _secret(
+        config, workflow_id, os.environ
+    )  # named by the definition, read per request: rotation needs no restart
     timestamp = _check_timestamp(request.headers.get(TIMESTAMP_HEADER), config.tolerance_seconds, time.time())
     presented = request.headers.get(SIGNATURE_HEADER)
     if not presented:
@@ -263,8 +299,12 @@ async def _receive(request: Request, found: IndexedWorkflow, config: WebhookTrig
     try:
         known = await deployments.id_of(client, deployment)  # remembered after the first look-up
     except Exception as exc:  # Prefect down or refusing: not acknowledged, so the sender retries
-        logger.warning("webhook of %s not acknowledged: looking up %s failed: %s", workflow_id, deployment, type(exc).__name__)
-        raise _refuse(status.HTTP_503_SERVICE_UNAVAILABLE, "could not reach Prefect to find the deployment; retry the delivery") from None
+        logger.warning(
+            "webhook of %s not acknowledged: looking up %s failed: %s", workflow_id, deployment, type(exc).__name__
+        )
+        raise _refuse(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "could not reach Prefect to find the deployment; retry the delivery"
+        ) from None
     if known is None:
         raise _no_deployment(deployment)
     assert arrival is not None  # a Prefect API means a dispatcher
@@ -272,14 +312,21 @@ async def _receive(request: Request, found: IndexedWorkflow, config: WebhookTrig
 
 
 async def _accept(
-    request: Request, workflow_id: str, key: str, deployment: str, payload: dict[str, Any], wait_s: float, arrival: Arrival,
+    request: Request,
+    workflow_id: str,
+    key: str,
+    deployment: str,
+    payload: dict[str, Any],
+    wait_s: float,
+    arrival: Arrival,
 ) -> JSONResponse:
     accepted, outcome = await dispatcher_of(request).submit(workflow_id, key, deployment, payload, wait_s, arrival)
     delivery_id = accepted.delivery.delivery_id
     location = _location(request, workflow_id, delivery_id)
     if not accepted.fresh:
         replay = WebhookReplay(
-            detail=f"this delivery ({IDEMPOTENCY_HEADER}) was accepted before", delivery_id=delivery_id,
+            detail=f"this delivery ({IDEMPOTENCY_HEADER}) was accepted before",
+            delivery_id=delivery_id,
             flow_run_id=accepted.delivery.flow_run_id,
         )
         return JSONResponse(replay.model_dump(), status.HTTP_409_CONFLICT, headers=location)
@@ -287,25 +334,41 @@ async def _accept(
         code = status.HTTP_404_NOT_FOUND if outcome.missing_deployment else status.HTTP_422_UNPROCESSABLE_CONTENT
         raise _refuse(code, outcome.refused, location)
     flow_run_id = outcome.flow_run_id if outcome is not None else None
-    logger.info("webhook of %s accepted: delivery %s, flow run %s", workflow_id, delivery_id, flow_run_id or "(being created)")
+    logger.info(
+        "webhook of %s accepted: delivery %s, flow run %s", workflow_id, delivery_id, flow_run_id or "(being created)"
+    )
     body = WebhookAccepted(delivery_id=delivery_id, flow_run_id=flow_run_id, deployment=deployment)
     return JSONResponse(body.model_dump(), status.HTTP_202_ACCEPTED, headers=location)
 
 
-@router.get("/webhooks/{workflow_id}/deliveries/{delivery_id}", name="webhook_delivery", operation_id="webhook_delivery",
-            response_model=DeliveryView, dependencies=_STRICT_QUERY,
-            responses=declared(*GUARDED, _404="No such delivery of this workflow."))
+@router.get(
+    "/webhooks/{workflow_id}/deliveries/{delivery_id}",
+    name="webhook_delivery",
+    operation_id="webhook_delivery",
+    response_model=DeliveryView,
+    dependencies=_STRICT_QUERY,
+    responses=declared(*GUARDED, _404="No such delivery of this workflow."),
+)
 async def webhook_delivery(
-    request: Request, workflow_id: WorkflowId, delivery_id: DeliveryId, _: Annotated[Principal, Depends(require("runs", "read"))],
+    request: Request,
+    workflow_id: WorkflowId,
+    delivery_id: DeliveryId,
+    _: Annotated[Principal, Depends(require("runs", "read"))],
 ) -> DeliveryView:
     """One accepted delivery: queued, created (with its flow run) or failed (with the reason)."""
     return DeliveryView.of(await _delivery_of(request, workflow_id, delivery_id))
 
 
-@router.get("/webhooks/{workflow_id}/deliveries", response_model=list[DeliveryView], responses=declared(*GUARDED),
-            dependencies=_STRICT_QUERY)
+@router.get(
+    "/webhooks/{workflow_id}/deliveries",
+    response_model=list[DeliveryView],
+    responses=declared(*GUARDED),
+    dependencies=_STRICT_QUERY,
+)
 async def webhook_deliveries(
-    request: Request, workflow_id: WorkflowId, _: Annotated[Principal, Depends(require("runs", "read"))],
+    request: Request,
+    workflow_id: WorkflowId,
+    _: Annotated[Principal, Depends(require("runs", "read"))],
     status_: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[DeliveryView]:
@@ -316,15 +379,21 @@ async def webhook_deliveries(
 
 
 @router.post(
-    "/webhooks/{workflow_id}/deliveries/{delivery_id}/requeue", status_code=status.HTTP_202_ACCEPTED,
-    response_model=DeliveryView, dependencies=_STRICT_QUERY,
+    "/webhooks/{workflow_id}/deliveries/{delivery_id}/requeue",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=DeliveryView,
+    dependencies=_STRICT_QUERY,
     responses=declared(
-        *GUARDED, 503, _404="No such delivery of this workflow.",
+        *GUARDED,
+        503,
+        _404="No such delivery of this workflow.",
         _409="The delivery is not failed: its run exists or is being created.",
     ),
 )
 async def requeue_webhook_delivery(
-    request: Request, workflow_id: WorkflowId, delivery_id: DeliveryId,
+    request: Request,
+    workflow_id: WorkflowId,
+    delivery_id: DeliveryId,
     principal: Annotated[Principal, Depends(require("runs", "create"))],
     wait_s: Annotated[float, Query(alias="waitForRunSeconds", ge=0, le=30)] = 2.0,
 ) -> JSONResponse:
@@ -339,7 +408,9 @@ async def requeue_webhook_delivery(
     requeued = await dispatcher_of(request).requeue(delivery_id, wait_s)
     if requeued is not None and not requeued[0].fresh:
         current = requeued[0].delivery.status
-        raise _refuse(status.HTTP_409_CONFLICT, f"delivery {delivery_id} is {current}, not failed: nothing to requeue", location)
+        raise _refuse(
+            status.HTTP_409_CONFLICT, f"delivery {delivery_id} is {current}, not failed: nothing to requeue", location
+        )
     now = await _delivery_of(request, workflow_id, delivery_id)  # what the wait made of it (404 if pruned meanwhile)
     logger.info("webhook delivery %s of %s requeued by %s: %s", delivery_id, workflow_id, principal.name, now.status)
     return JSONResponse(DeliveryView.of(now).model_dump(), status.HTTP_202_ACCEPTED, headers=location)

@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentparty.runtime.documents import WORKFLOW_SUFFIXES, DocumentError, read_document
 from agentparty.models import ModelRegistry, WorkflowDefinition
 from agentparty.models.workflow import WebhookTrigger
+from agentparty.runtime.documents import WORKFLOW_SUFFIXES, DocumentError, load_workflow, read_document
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,6 @@ RESCAN_S = 1.0
 
 
 def _load(path: Path, registry: ModelRegistry | None) -> _Entry:
-    from agentparty.runtime.documents import load_workflow
 
     try:
         data = read_document(path).data
@@ -90,11 +89,13 @@ class WorkflowIndex:
         found: dict[str, IndexedWorkflow] = {}
         invalid: list[InvalidWorkflow] = []
         with self._lock:
-            for directory in self._directories():
-                directory = directory.resolve()
+            for configured in self._directories():
+                directory = configured.resolve()
                 if not directory.is_dir():
                     continue
-                for path in sorted(p for p in directory.iterdir() if p.suffix.lower() in WORKFLOW_SUFFIXES and p.is_file()):
+                for path in sorted(
+                    p for p in directory.iterdir() if p.suffix.lower() in WORKFLOW_SUFFIXES and p.is_file()
+                ):
                     entry = self._entry(path)
                     if isinstance(entry, IndexedWorkflow):
                         found.setdefault(entry.definition.id, entry)

@@ -15,8 +15,6 @@ from agentparty.runtime.local_service import free_port
 from agentparty.runtime.prefect_server import LocalPrefectServer
 
 
-
-
 @contextlib.contextmanager
 def benchmark_server() -> Iterator[LocalPrefectServer]:
     with tempfile.TemporaryDirectory(prefix="agentparty-bench-") as home:
@@ -66,4 +64,6 @@ async def wait_until_recorded(flow_run_id: Any, expected_task_runs: int, timeout
             if len(recorded) >= expected_task_runs:
                 return time.perf_counter() - started
             await asyncio.sleep(0.1)
-    raise SystemExit(f"the server recorded only {len(recorded)} of {expected_task_runs} task runs within {timeout:.0f}s")
+    raise SystemExit(
+        f"the server recorded only {len(recorded)} of {expected_task_runs} task runs within {timeout:.0f}s"
+    )

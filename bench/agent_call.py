@@ -7,7 +7,7 @@ Engine: the same request (byte-identical JSON body, checked after the warm-up)
 through ``ModelAgentRunner.run`` with ``stream=False``: template resolution (or
 the ad-hoc path), agent provisioning and lifecycle, the model router with a
 SQLite circuit breaker and budget ledger (a task budget and the agent's own are
-reserved and settled), and the OpenAI adapter. Both talk to ``tests/llm_wire.py``'s
+reserved and settled), and the OpenAI adapter. Both talk to ``tests/support/llm_wire.py``'s
 ``WireServer``, which by default runs in a child process so it does not share
 this process's GIL (``--in-process`` runs it in a thread, as the tests do).
 
@@ -81,7 +81,7 @@ server.stop()
 
 def start_wire() -> Any:
     """Start a ``WireServer`` (its socket is IPPROTO_TCP, so asyncio turns Nagle's algorithm off)."""
-    from llm_wire import WireServer
+    from support.llm_wire import WireServer
 
     return WireServer().start()
 
@@ -97,7 +97,10 @@ class Server:
             self.url: str = self._wire.url
         else:
             self._child = subprocess.Popen(
-                [sys.executable, "-c", _SERVER_SCRIPT, str(HERE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+                [sys.executable, "-c", _SERVER_SCRIPT, str(HERE)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
             )
             assert self._child.stdout is not None
             self.url = self._child.stdout.readline().strip()
@@ -176,9 +179,9 @@ class Variant:
 
 def build_runner(home: Path, url: str, template: bool) -> tuple[Any, dict[str, Any]]:
     """A runner on a one-model registry with SQLite breaker, ledger and templates under ``home``; and the matching raw request."""
-    from agentparty.runtime.breakers import SqliteBreakerStore
     from agentparty.models import CreateAgentTemplateRequest, ModelRegistry
     from agentparty.models.model_registry import ModelCapabilities, ModelInfo
+    from agentparty.runtime.breakers import SqliteBreakerStore
     from agentparty.runtime.budgets import BudgetLedger
     from agentparty.runtime.model_router import ModelRouter
     from agentparty.runtime.providers.openai_provider import OpenAIProvider
@@ -187,7 +190,9 @@ def build_runner(home: Path, url: str, template: bool) -> tuple[Any, dict[str, A
 
     registry = ModelRegistry(
         default_model=MODEL,
-        available_models={MODEL: ModelInfo(name=MODEL, provider="openai", capabilities=ModelCapabilities(max_tokens=128_000))},
+        available_models={
+            MODEL: ModelInfo(name=MODEL, provider="openai", capabilities=ModelCapabilities(max_tokens=128_000))
+        },
         fallback_chain=[],
     )
     router = ModelRouter(
@@ -200,15 +205,24 @@ def build_runner(home: Path, url: str, template: bool) -> tuple[Any, dict[str, A
     if template:
         templates.create(
             CreateAgentTemplateRequest(
-                name=TEMPLATE, description="Writes one-line summaries", model=MODEL, parameters={"max_tokens": TEMPLATE_MAX_TOKENS},
-                personality="terse", capabilities=["summarising"], approval_required=False,
+                name=TEMPLATE,
+                description="Writes one-line summaries",
+                model=MODEL,
+                parameters={"max_tokens": TEMPLATE_MAX_TOKENS},
+                personality="terse",
+                capabilities=["summarising"],
+                approval_required=False,
             )
         )
         templates.publish(TEMPLATE, "1.0.0")
         system, max_tokens = templates.resolve(TEMPLATE).record.system_prompt, TEMPLATE_MAX_TOKENS
     else:
         system, max_tokens = default_system_prompt(ADHOC, "", "", {}), 1024
-    raw = {"model": MODEL, "messages": [{"role": "system", "content": system}, {"role": "user", "content": PROMPT}], "max_tokens": max_tokens}
+    raw = {
+        "model": MODEL,
+        "messages": [{"role": "system", "content": system}, {"role": "user", "content": PROMPT}],
+        "max_tokens": max_tokens,
+    }
     return ModelAgentRunner(router=router, templates=templates, stream=False), raw
 
 
@@ -229,7 +243,15 @@ async def measure(args: argparse.Namespace, server: Server, home: Path) -> tuple
         Variant("ad-hoc agent, new step per call", adhoc_runner, ADHOC, "run-adhoc-new", True, adhoc_raw),
         Variant("template agent, new step per call", template_runner, TEMPLATE, "run-template-new", True, template_raw),
         Variant("ad-hoc agent, same step every call", adhoc_runner, ADHOC, "run-adhoc-same", False, adhoc_raw, 10**12),
-        Variant("template agent, same step every call", template_runner, TEMPLATE, "run-template-same", False, template_raw, 10**12),
+        Variant(
+            "template agent, same step every call",
+            template_runner,
+            TEMPLATE,
+            "run-template-same",
+            False,
+            template_raw,
+            10**12,
+        ),
     ]
 
     def raw_call(variant: Variant) -> Callable[[], Awaitable[Any]]:
@@ -245,7 +267,9 @@ async def measure(args: argparse.Namespace, server: Server, home: Path) -> tuple
                 await engine_call(variant)()
             raw_body, engine_body = server.bodies(2)
             if raw_body != engine_body:
-                raise SystemExit(f"{variant.name}: the engine's request body differs from the raw one:\n{engine_body}\n{raw_body}")
+                raise SystemExit(
+                    f"{variant.name}: the engine's request body differs from the raw one:\n{engine_body}\n{raw_body}"
+                )
         server.reset()
 
         for _ in range(args.repeat):
@@ -261,8 +285,10 @@ async def measure(args: argparse.Namespace, server: Server, home: Path) -> tuple
                         variant.engine_ms.append(await timed(engine_call(variant)))
                         variant.raw_ms.append(await timed(raw_call(variant)))
             server.reset()
-            for variant, first in zip(variants, start):
-                variant.added_by_repeat.append(statistics.median(variant.engine_ms[first:]) - statistics.median(variant.raw_ms[first:]))
+            for variant, first in zip(variants, start, strict=False):
+                variant.added_by_repeat.append(
+                    statistics.median(variant.engine_ms[first:]) - statistics.median(variant.raw_ms[first:])
+                )
 
         profile = None
         if args.profile:
@@ -308,8 +334,17 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300, help="measured calls per variant and repeat (default 300)")
     parser.add_argument("--repeat", type=int, default=1, help="measured rounds of --calls each, pooled (default 1)")
     parser.add_argument("--in-process", action="store_true", help="run the wire server in a thread of this process")
-    parser.add_argument("--state-dir", type=Path, default=None, help="where the temporary SQLite state goes (default: the system temp dir)")
-    parser.add_argument("--profile", choices=["ad-hoc", "template"], help="afterwards, cProfile --calls engine calls of that new-step variant")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where the temporary SQLite state goes (default: the system temp dir)",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=["ad-hoc", "template"],
+        help="afterwards, cProfile --calls engine calls of that new-step variant",
+    )
     args = parser.parse_args()
     if args.calls < 2 or args.repeat < 1:
         parser.error("--calls must be >= 2 and --repeat >= 1")
@@ -325,15 +360,27 @@ def main() -> None:
 
     rows = [_row(v, TARGET_MS if v.new_step_per_call else None) for v in variants]
     if args.json:
-        print(json.dumps({
-            "calls": args.calls, "repeat": args.repeat, "server": "thread" if args.in_process else "process",
-            "target_added_ms": TARGET_MS, "wall_s": wall, "rows": rows,
-            "samples_ms": {v.name: {"raw": v.raw_ms, "engine": v.engine_ms} for v in variants},
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "calls": args.calls,
+                    "repeat": args.repeat,
+                    "server": "thread" if args.in_process else "process",
+                    "target_added_ms": TARGET_MS,
+                    "wall_s": wall,
+                    "rows": rows,
+                    "samples_ms": {v.name: {"raw": v.raw_ms, "engine": v.engine_ms} for v in variants},
+                },
+                indent=2,
+            )
+        )
         if profile:
             print(profile, file=sys.stderr)
         return
-    header = f"{'variant (ms per call)':<38} {'calls':>5} {'raw p50':>8} {'raw p90':>8} {'eng p50':>8} {'eng p90':>8} {'added':>7} {'paired':>7}  target"
+    header = (
+        f"{'variant (ms per call)':<38} {'calls':>5} {'raw p50':>8} {'raw p90':>8} {'eng p50':>8} {'eng p90':>8}"
+        f" {'added':>7} {'paired':>7}  target"
+    )
     print(header)
     for row in rows:
         target = f"<= {row['target_added_ms']:.0f} ms" if row["target_added_ms"] is not None else ""
@@ -356,7 +403,7 @@ def main() -> None:
 
 
 def _row(variant: Variant, target: float | None) -> dict[str, Any]:
-    paired = [e - r for r, e in zip(variant.raw_ms, variant.engine_ms)]
+    paired = [e - r for r, e in zip(variant.raw_ms, variant.engine_ms, strict=False)]
     raw, engine = statistics.median(variant.raw_ms), statistics.median(variant.engine_ms)
     return {
         "variant": variant.name,

@@ -43,12 +43,13 @@ from agentparty.runtime.outbox import Outbox
 from agentparty.runtime.relay import OutboxRelay, client_config, ensure_topics, producer_config, topic_names
 
 
-
-
 def make_events(n: int) -> list[TaskSubmittedEvent]:
     return [
         TaskSubmittedEvent(
-            correlation_id="bench", payload=TaskSubmittedPayload(task_id=f"task-{i % 500}", title=f"task {i}", submitted_by="bench", token_budget=1000)
+            correlation_id="bench",
+            payload=TaskSubmittedPayload(
+                task_id=f"task-{i % 500}", title=f"task {i}", submitted_by="bench", token_budget=1000
+            ),
         )
         for i in range(n)
     ]
@@ -113,16 +114,26 @@ def emit_latencies(config: KafkaConfig, home: Path, prefix: str, n: int) -> list
     return latencies
 
 
-def relaying_process(home: str, bootstrap: str, prefix: str, worker: int, n: int, ready: Any, go: Any, done: Any) -> None:
+def relaying_process(
+    home: str, bootstrap: str, prefix: str, worker: int, n: int, ready: Any, go: Any, done: Any
+) -> None:
     """One flow-run-like process: emit its share through the process-wide bus, then wait for it to be delivered."""
     from agentparty.runtime.event_bus import bus_for
 
     bus = bus_for(Path(home), KafkaConfig(bootstrap_servers=[bootstrap], group_id="bench"), prefix)
     events = [
-        TaskSubmittedEvent(correlation_id=f"relay-{worker}", payload=TaskSubmittedPayload(task_id=f"task-{worker}-{i % 50}", title=f"e{i}", submitted_by="bench", token_budget=0))
+        TaskSubmittedEvent(
+            correlation_id=f"relay-{worker}",
+            payload=TaskSubmittedPayload(
+                task_id=f"task-{worker}-{i % 50}", title=f"e{i}", submitted_by="bench", token_budget=0
+            ),
+        )
         for i in range(n)
     ]
-    warm = TaskSubmittedEvent(correlation_id=f"warm-{worker}", payload=TaskSubmittedPayload(task_id="warm", title="w", submitted_by="bench", token_budget=0))
+    warm = TaskSubmittedEvent(
+        correlation_id=f"warm-{worker}",
+        payload=TaskSubmittedPayload(task_id="warm", title="w", submitted_by="bench", token_budget=0),
+    )
     bus.emit(warm)  # a flow-run process has imported Prefect and started its relay before its first event
     bus.settle(warm.correlation_id, 60)
     ready.put(worker)
@@ -139,7 +150,9 @@ def relays(bootstrap: str, home: Path, processes: int, n: int) -> tuple[float, i
     ready, done, go = context.Queue(), context.Queue(), context.Event()
     share = n // processes
     started_processes = [
-        context.Process(target=relaying_process, args=(str(home / prefix), bootstrap, prefix, w, share, ready, go, done))
+        context.Process(
+            target=relaying_process, args=(str(home / prefix), bootstrap, prefix, w, share, ready, go, done)
+        )
         for w in range(processes)
     ]
     for process in started_processes:
@@ -163,11 +176,22 @@ def read_ids(bootstrap: str, prefix: str, quiet: float = 2.0) -> list[str]:
     Read until ``quiet`` seconds pass with nothing new: Tansu's end offsets stop at the last batch's base."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({**client_config(KafkaConfig(bootstrap_servers=[bootstrap], group_id="bench")), "group.id": "unused", "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            **client_config(KafkaConfig(bootstrap_servers=[bootstrap], group_id="bench")),
+            "group.id": "unused",
+            "enable.auto.commit": False,
+        }
+    )
     topics = consumer.list_topics(timeout=10).topics
-    consumer.assign([
-        TopicPartition(name, partition, 0) for name in topic_names(prefix) if name in topics for partition in topics[name].partitions
-    ])
+    consumer.assign(
+        [
+            TopicPartition(name, partition, 0)
+            for name in topic_names(prefix)
+            if name in topics
+            for partition in topics[name].partitions
+        ]
+    )
     ids: list[str] = []
     last = time.monotonic()
     while time.monotonic() - last < quiet:
@@ -210,34 +234,84 @@ def main() -> None:
             latencies = emit_latencies(config, home, prefix, 2000)
             relay_samples: dict[int, list[tuple[float, int, int]]] = {1: [], 4: []}
             for rep in range(args.repeat):
-                for processes in ((1, 4) if rep % 2 == 0 else (4, 1)):
-                    relay_samples[processes].append(relays(broker.bootstrap_servers, home, processes, args.relay_events))
+                for processes in (1, 4) if rep % 2 == 0 else (4, 1):
+                    relay_samples[processes].append(
+                        relays(broker.bootstrap_servers, home, processes, args.relay_events)
+                    )
         finally:
             broker.stop()
 
     r, o, rl = statistics.median(raw_times), statistics.median(our_times), statistics.median(relay_times)
     ordered = sorted(latencies)
     rows = [
-        {"benchmark": "raw confluent-kafka producer", "seconds": r, "events_per_s": args.events / r, "ratio": None, "target": ""},
-        {"benchmark": "emit + relay, end to end", "seconds": o, "events_per_s": args.events / o, "ratio": r / o, "target": ">= 0.5"},
-        {"benchmark": "relay alone (outbox → delivered)", "seconds": rl, "events_per_s": args.events / rl, "ratio": r / rl, "target": ""},
-        {"benchmark": "emit() one event, median", "seconds": statistics.median(latencies), "events_per_s": None, "ratio": None, "target": "< 0.0005"},
-        {"benchmark": "emit() one event, p99", "seconds": ordered[int(len(ordered) * 0.99)], "events_per_s": None, "ratio": None, "target": ""},
+        {
+            "benchmark": "raw confluent-kafka producer",
+            "seconds": r,
+            "events_per_s": args.events / r,
+            "ratio": None,
+            "target": "",
+        },
+        {
+            "benchmark": "emit + relay, end to end",
+            "seconds": o,
+            "events_per_s": args.events / o,
+            "ratio": r / o,
+            "target": ">= 0.5",
+        },
+        {
+            "benchmark": "relay alone (outbox → delivered)",
+            "seconds": rl,
+            "events_per_s": args.events / rl,
+            "ratio": r / rl,
+            "target": "",
+        },
+        {
+            "benchmark": "emit() one event, median",
+            "seconds": statistics.median(latencies),
+            "events_per_s": None,
+            "ratio": None,
+            "target": "< 0.0005",
+        },
+        {
+            "benchmark": "emit() one event, p99",
+            "seconds": ordered[int(len(ordered) * 0.99)],
+            "events_per_s": None,
+            "ratio": None,
+            "target": "",
+        },
     ]
     one = statistics.median(t for t, _, _ in relay_samples[1])
     for processes, samples in relay_samples.items():
         seconds = statistics.median(t for t, _, _ in samples)
         on_broker = sum(count for _, count, _ in samples)
         repeated = sum(extra for _, _, extra in samples)
-        rows.append({
-            "benchmark": f"{processes} relay{'s' if processes > 1 else ''} over one outbox ({processes} proc.)", "seconds": seconds,
-            "events_per_s": args.relay_events / seconds, "ratio": one / seconds if processes > 1 else None,
-            "target": f">= 1.0; repeats {repeated} of {on_broker} (0)" if processes > 1 else f"repeats {repeated} of {on_broker} (0)",
-        })
+        rows.append(
+            {
+                "benchmark": f"{processes} relay{'s' if processes > 1 else ''} over one outbox ({processes} proc.)",
+                "seconds": seconds,
+                "events_per_s": args.relay_events / seconds,
+                "ratio": one / seconds if processes > 1 else None,
+                "target": f">= 1.0; repeats {repeated} of {on_broker} (0)"
+                if processes > 1
+                else f"repeats {repeated} of {on_broker} (0)",
+            }
+        )
     if args.json:
-        print(json.dumps({"events": args.events, "repeat": args.repeat, "rows": rows, "samples": {"raw": raw_times, "ours": our_times, "relay": relay_times, "relays": relay_samples}}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "events": args.events,
+                    "repeat": args.repeat,
+                    "rows": rows,
+                    "samples": {"raw": raw_times, "ours": our_times, "relay": relay_times, "relays": relay_samples},
+                },
+                indent=2,
+            )
+        )
         return
-    print(f"{args.events:,} events, median of {args.repeat}; emit() over 2,000 single events; relays: {args.relay_events:,} events")
+    print(
+        f"{args.events:,} events, median of {args.repeat}; emit() over 2,000 single events; relays: {args.relay_events:,} events"
+    )
     print(f"{'benchmark':<40} {'seconds':>10} {'events/s':>10} {'ratio':>6}  target")
     for row in rows:
         per_second = f"{row['events_per_s']:.0f}" if row["events_per_s"] else ""

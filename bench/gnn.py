@@ -84,8 +84,15 @@ def timings(call: Callable[[], Any], repeat: int = 200, warmup: int = 10) -> lis
 
 def latency(name: str, samples: list[float], target: str = "", baseline: float | None = None) -> dict[str, Any]:
     median, p99 = statistics.median(samples), sorted(samples)[int(len(samples) * 0.99)]
-    return {"benchmark": name, "median_ms": median * 1e3, "p99_ms": p99 * 1e3, "per_s": None, "threads": torch.get_num_threads(),
-            "ratio": median / baseline if baseline else None, "target": target}
+    return {
+        "benchmark": name,
+        "median_ms": median * 1e3,
+        "p99_ms": p99 * 1e3,
+        "per_s": None,
+        "threads": torch.get_num_threads(),
+        "ratio": median / baseline if baseline else None,
+        "target": target,
+    }
 
 
 def scoring(data: PreparedData, scorer: GNNScorer, label: str) -> list[dict[str, Any]]:
@@ -95,7 +102,11 @@ def scoring(data: PreparedData, scorer: GNNScorer, label: str) -> list[dict[str,
     agents, tasks = np.arange(1000) % n_agents, np.full(1000, 0)
     one = timings(lambda: scorer.suitability(agents[:1], tasks[:1]))
     many = timings(lambda: scorer.suitability(agents, tasks))
-    team = timings(lambda: assemble(test, task_row, scorer, size=4, token_budget=0), repeat=20 if n_agents > 1000 else 200, warmup=2)
+    team = timings(
+        lambda: assemble(test, task_row, scorer, size=4, token_budget=0),
+        repeat=20 if n_agents > 1000 else 200,
+        warmup=2,
+    )
     base = statistics.median(one)
     return [
         latency(f"{label}: score 1 candidate", one),
@@ -121,12 +132,21 @@ def child(size: str, epochs: int) -> dict[str, Any]:
     trained = time.perf_counter()
     graph = data.graphs["train"].data
     result = {
-        "size": size, "config": SIZES[size].model_dump(include={"num_agents", "num_capabilities", "num_tasks", "num_teams"}),
-        "nodes": sum(s.num_nodes for s in graph.node_stores), "edges": graph.num_edges,
-        "generate_s": generated - started, "snapshot_s": snapshotted - generated, "prepare_s": prepared - snapshotted,
-        "train_s": trained - prepared, "epochs": len(run.curves), "seconds_per_epoch": run.seconds_per_epoch,
-        "epoch_seconds": [e.seconds for e in run.curves], "peak_rss_before_train_mib": rss_prepared,
-        "peak_rss_mib": peak_rss_mib(), "torch_threads": max(threads), "device": run.device,
+        "size": size,
+        "config": SIZES[size].model_dump(include={"num_agents", "num_capabilities", "num_tasks", "num_teams"}),
+        "nodes": sum(s.num_nodes for s in graph.node_stores),
+        "edges": graph.num_edges,
+        "generate_s": generated - started,
+        "snapshot_s": snapshotted - generated,
+        "prepare_s": prepared - snapshotted,
+        "train_s": trained - prepared,
+        "epochs": len(run.curves),
+        "seconds_per_epoch": run.seconds_per_epoch,
+        "epoch_seconds": [e.seconds for e in run.curves],
+        "peak_rss_before_train_mib": rss_prepared,
+        "peak_rss_mib": peak_rss_mib(),
+        "torch_threads": max(threads),
+        "device": run.device,
     }
     scorer = GNNScorer.on(run.model, data.graphs["test"], data.history("test"), data.scaler)
     result["latency"] = scoring(data, scorer, size)
@@ -135,7 +155,12 @@ def child(size: str, epochs: int) -> dict[str, Any]:
 
 def run_child(size: str, epochs: int) -> dict[str, Any]:
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, __file__, "--child", size, "--epochs", str(epochs)], check=True, stdout=subprocess.PIPE, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", size, "--epochs", str(epochs)],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["wall_s"] = time.perf_counter() - started
     return result
@@ -148,8 +173,15 @@ def minilm_throughput(encoder: MiniLMEmbedder) -> dict[str, Any]:
     started = time.perf_counter()
     encoder.embed(texts)
     seconds = time.perf_counter() - started
-    return {"benchmark": f"MiniLM encode {len(texts)} distinct task texts", "median_ms": seconds * 1e3,
-            "p99_ms": None, "per_s": len(texts) / seconds, "threads": torch.get_num_threads(), "ratio": None, "target": ""}
+    return {
+        "benchmark": f"MiniLM encode {len(texts)} distinct task texts",
+        "median_ms": seconds * 1e3,
+        "p99_ms": None,
+        "per_s": len(texts) / seconds,
+        "threads": torch.get_num_threads(),
+        "ratio": None,
+        "target": "",
+    }
 
 
 def main() -> None:
@@ -170,24 +202,44 @@ def main() -> None:
         rows = [row for s in sizes for row in s.pop("latency")] + [minilm_throughput(embedder.embedder)]
         history = generate(SIZES["seed default"])
         started = time.perf_counter()
-        candidate = train_candidate(GraphSnapshot.from_batch(history.batch), GNNTrainingConfig(), embedder, history.truth)
+        candidate = train_candidate(
+            GraphSnapshot.from_batch(history.batch), GNNTrainingConfig(), embedder, history.truth
+        )
         candidate_s = time.perf_counter() - started
 
     if args.json:
-        print(json.dumps({"note": NOTE, "sizes": sizes, "latency": rows, "evaluation": [r.as_dict() for r in candidate.rows],
-                          "evaluation_epochs": len(candidate.run.curves), "evaluation_seconds": candidate_s}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "note": NOTE,
+                    "sizes": sizes,
+                    "latency": rows,
+                    "evaluation": [r.as_dict() for r in candidate.rows],
+                    "evaluation_epochs": len(candidate.run.curves),
+                    "evaluation_seconds": candidate_s,
+                },
+                indent=2,
+            )
+        )
         return
     print(f"Training, hashing stand-in embedder ({NOTE})")
-    print(f"{'size':<13} {'nodes':>8} {'edges':>9} {'gen s':>7} {'prep s':>7} {'epochs':>6} {'s/epoch':>8} {'peak MiB':>9} {'threads':>7}")
+    print(
+        f"{'size':<13} {'nodes':>8} {'edges':>9} {'gen s':>7} {'prep s':>7} {'epochs':>6} {'s/epoch':>8}"
+        f" {'peak MiB':>9} {'threads':>7}"
+    )
     for s in sizes:
-        print(f"{s['size']:<13} {s['nodes']:>8,} {s['edges']:>9,} {s['generate_s'] + s['snapshot_s']:>7.2f} {s['prepare_s']:>7.2f} "
-              f"{s['epochs']:>6} {s['seconds_per_epoch']:>8.3f} {s['peak_rss_mib']:>9.0f} {s['torch_threads']:>7}")
+        print(
+            f"{s['size']:<13} {s['nodes']:>8,} {s['edges']:>9,} {s['generate_s'] + s['snapshot_s']:>7.2f} {s['prepare_s']:>7.2f} "
+            f"{s['epochs']:>6} {s['seconds_per_epoch']:>8.3f} {s['peak_rss_mib']:>9.0f} {s['torch_threads']:>7}"
+        )
     print(f"\n{'benchmark':<48} {'median ms':>10} {'p99 ms':>8} {'per s':>7} {'threads':>7} {'ratio':>6}  target")
     for r in rows:
         p99 = f"{r['p99_ms']:.3f}" if r["p99_ms"] is not None else ""
         per_s = f"{r['per_s']:.0f}" if r["per_s"] else ""
         ratio = f"{r['ratio']:.2f}" if r["ratio"] else ""
-        print(f"{r['benchmark']:<48} {r['median_ms']:>10.3f} {p99:>8} {per_s:>7} {r['threads']:>7} {ratio:>6}  {r['target']}")
+        print(
+            f"{r['benchmark']:<48} {r['median_ms']:>10.3f} {p99:>8} {per_s:>7} {r['threads']:>7} {ratio:>6}  {r['target']}"
+        )
     print(f"\nEvaluation, seed default size, MiniLM features ({len(candidate.run.curves)} epochs, {candidate_s:.1f} s)")
     print(table(candidate.rows))
 

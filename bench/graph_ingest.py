@@ -28,22 +28,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agentparty.models.run_results import StepResult, StepStatus
-from agentparty.models.engagements import AgentWork, SlotRecord
-from agentparty.runtime.run_recorder import RunGraph
 from agentparty.models import WorkflowDefinition
+from agentparty.models.engagements import AgentWork, SlotRecord
 from agentparty.models.governance import GovernanceRules
 from agentparty.models.graph import Agent, AgentTemplate, Capability, HasCapability, TemplateVersion, stable_id
+from agentparty.models.run_results import StepResult, StepStatus
 from agentparty.models.states import AgentLifecycleState
 from agentparty.runtime.graph_migrations import migrate
 from agentparty.runtime.graph_server import DATABASE_NAME, LocalBoltServer
 from agentparty.runtime.graph_store import GraphBatch, GraphStore
 from agentparty.runtime.local_service import free_port
+from agentparty.runtime.run_recorder import RunGraph
 from agentparty.tasks.lifecycle import AgentLifecycle, PrefectApprover
 
 AGENTS, CAPABILITIES, LINKS_PER_AGENT = 10_000, 10_000, 4
-
-
 
 
 def batches(batch_rows: int) -> list[GraphBatch]:
@@ -57,7 +55,9 @@ def batches(batch_rows: int) -> list[GraphBatch]:
     links = GraphBatch()
     for i, agent in enumerate(agents):
         for j in range(LINKS_PER_AGENT):
-            links.link(HasCapability(proficiency=0.5), agent.id, capabilities[(i * LINKS_PER_AGENT + j) % CAPABILITIES].id)
+            links.link(
+                HasCapability(proficiency=0.5), agent.id, capabilities[(i * LINKS_PER_AGENT + j) % CAPABILITIES].id
+            )
     for start in range(0, len(links.edges), batch_rows):
         out.append(GraphBatch(edges=links.edges[start : start + batch_rows]))
     return out
@@ -66,6 +66,7 @@ def batches(batch_rows: int) -> list[GraphBatch]:
 def write_raw(store: GraphStore, prepared: list[list[tuple[str, dict[str, Any]]]]) -> float:
     started = time.perf_counter()
     for statements in prepared:
+
         def work(tx: Any, statements: list[tuple[str, dict[str, Any]]] = statements) -> None:
             for query, params in statements:
                 tx.run(query, params).consume()
@@ -85,10 +86,15 @@ def write_store(store: GraphStore, work: list[GraphBatch]) -> float:
 def step_result_latencies(store: GraphStore, count: int) -> list[float]:
     """What the engine writes for one agent step: the run's mapping (RunGraph.step) of a real engagement:
     agent, template and version, capabilities, two lifecycle transitions, the output, task and team."""
-    definition = WorkflowDefinition.model_validate({
-        "id": "bench", "name": "Bench", "steps": [{"id": "s", "type": "task", "configuration": {"agent": "writer", "prompt": "p"}}],
-        "triggers": [{"type": "manual"}], "errorHandling": {"retryAttempts": 0, "backoffStrategy": "fixed"},
-    })
+    definition = WorkflowDefinition.model_validate(
+        {
+            "id": "bench",
+            "name": "Bench",
+            "steps": [{"id": "s", "type": "task", "configuration": {"agent": "writer", "prompt": "p"}}],
+            "triggers": [{"type": "manual"}],
+            "errorHandling": {"retryAttempts": 0, "backoffStrategy": "fixed"},
+        }
+    )
     run = RunGraph(definition, run_key="bench-run", username="bench")
     store.write(run.started())
     template = AgentTemplate(name="writer")
@@ -100,9 +106,16 @@ def step_result_latencies(store: GraphStore, count: int) -> list[float]:
         asyncio.run(lifecycle.transition(AgentLifecycleState.RUNNING, "step"))
         asyncio.run(lifecycle.transition(AgentLifecycleState.COMPLETED, "answered"))
         work = AgentWork(
-            agent=agent, slot=f"s[{i}]", role="s", template=template, version=version,
-            capabilities={"report_generation": 0.7, "summarisation": 0.5}, used=("report_generation",),
-            transitions=lifecycle.drain(), input_tokens=80, output_tokens=40,
+            agent=agent,
+            slot=f"s[{i}]",
+            role="s",
+            template=template,
+            version=version,
+            capabilities={"report_generation": 0.7, "summarisation": 0.5},
+            used=("report_generation",),
+            transitions=lifecycle.drain(),
+            input_tokens=80,
+            output_tokens=40,
         )
         record = SlotRecord(f"s[{i}]", True, {"answer": i}, "simulated", True, (work,))
         run.tally.add(StepResult(step_id=f"s[{i}]", status=StepStatus.COMPLETED, tokens=120), [record])
@@ -149,13 +162,40 @@ def main() -> None:
     raw, ours = statistics.median(raw_times), statistics.median(store_times)
     items = AGENTS + CAPABILITIES + AGENTS * LINKS_PER_AGENT
     rows = [
-        {"benchmark": "raw driver, same UNWIND batches", "seconds": raw, "per_second": items / raw, "ratio": None, "target": ""},
-        {"benchmark": "GraphStore.write", "seconds": ours, "per_second": items / ours, "ratio": raw / ours, "target": ">= 0.8"},
-        {"benchmark": "one step result (median of 50)", "seconds": statistics.median(latencies), "per_second": None, "ratio": None, "target": ""},
+        {
+            "benchmark": "raw driver, same UNWIND batches",
+            "seconds": raw,
+            "per_second": items / raw,
+            "ratio": None,
+            "target": "",
+        },
+        {
+            "benchmark": "GraphStore.write",
+            "seconds": ours,
+            "per_second": items / ours,
+            "ratio": raw / ours,
+            "target": ">= 0.8",
+        },
+        {
+            "benchmark": "one step result (median of 50)",
+            "seconds": statistics.median(latencies),
+            "per_second": None,
+            "ratio": None,
+            "target": "",
+        },
     ]
     if args.json:
-        print(json.dumps({"batch_rows": args.batch, "repeat": args.repeat, "rows": rows,
-                          "samples": {"raw": raw_times, "store": store_times, "step_result": latencies}}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "batch_rows": args.batch,
+                    "repeat": args.repeat,
+                    "rows": rows,
+                    "samples": {"raw": raw_times, "store": store_times, "step_result": latencies},
+                },
+                indent=2,
+            )
+        )
         return
     print(f"20,000 nodes + 40,000 relationships, {args.batch} rows per UNWIND, median of {args.repeat}")
     print(f"{'benchmark':<36} {'seconds':>9} {'items/s':>9} {'ratio':>6}  target")

@@ -25,21 +25,46 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _server import benchmark_server, wait_until_recorded  # noqa: E402
+from _server import benchmark_server, wait_until_recorded
 
 
 def sequential_definition(count: int) -> dict[str, Any]:
     steps = [{"id": "s0", "type": "task", "configuration": {"handler": "bench_handlers:noop"}}]
     for i in range(1, count):
-        steps.append({"id": f"s{i}", "type": "task", "configuration": {"handler": "bench_handlers:noop"}, "inputs": {"previous": f"${{steps.s{i - 1}.output}}"}})
-    return {"id": "bench-seq", "name": "bench sequential", "steps": steps, "triggers": [{"type": "manual"}],
-            "errorHandling": {"retryAttempts": 0, "backoffStrategy": "fixed"}}
+        steps.append(
+            {
+                "id": f"s{i}",
+                "type": "task",
+                "configuration": {"handler": "bench_handlers:noop"},
+                "inputs": {"previous": f"${{steps.s{i - 1}.output}}"},
+            }
+        )
+    return {
+        "id": "bench-seq",
+        "name": "bench sequential",
+        "steps": steps,
+        "triggers": [{"type": "manual"}],
+        "errorHandling": {"retryAttempts": 0, "backoffStrategy": "fixed"},
+    }
 
 
 def parallel_definition(count: int, seconds: float) -> dict[str, Any]:
-    steps = [{"id": f"p{i}", "type": "task", "configuration": {"handler": "bench_handlers:wait"}, "inputs": {"seconds": seconds}} for i in range(count)]
-    return {"id": "bench-par", "name": "bench parallel", "steps": steps, "triggers": [{"type": "manual"}],
-            "errorHandling": {"retryAttempts": 0, "backoffStrategy": "fixed"}}
+    steps = [
+        {
+            "id": f"p{i}",
+            "type": "task",
+            "configuration": {"handler": "bench_handlers:wait"},
+            "inputs": {"seconds": seconds},
+        }
+        for i in range(count)
+    ]
+    return {
+        "id": "bench-par",
+        "name": "bench parallel",
+        "steps": steps,
+        "triggers": [{"type": "manual"}],
+        "errorHandling": {"retryAttempts": 0, "backoffStrategy": "fixed"},
+    }
 
 
 def dag_definition(count: int, seed: int = 7) -> dict[str, Any]:
@@ -47,16 +72,22 @@ def dag_definition(count: int, seed: int = 7) -> dict[str, Any]:
     steps = []
     for i in range(count):
         refs = {f"x{j}": f"${{steps.s{k}.output}}" for j, k in enumerate(rng.sample(range(i), min(i, 2)))}
-        steps.append({"id": f"s{i}", "type": "task", "configuration": {"handler": "bench_handlers:noop"}, "inputs": refs})
-    return {"id": "bench-dag", "name": "bench dag", "steps": steps, "triggers": [{"type": "manual"}],
-            "errorHandling": {"retryAttempts": 1, "backoffStrategy": "exponential"}}
+        steps.append(
+            {"id": f"s{i}", "type": "task", "configuration": {"handler": "bench_handlers:noop"}, "inputs": refs}
+        )
+    return {
+        "id": "bench-dag",
+        "name": "bench dag",
+        "steps": steps,
+        "triggers": [{"type": "manual"}],
+        "errorHandling": {"retryAttempts": 1, "backoffStrategy": "exponential"},
+    }
 
 
 def hand_written_flow(count: int, resumable: bool) -> Any:
     """The same 50 tasks written by hand; ``resumable`` adds persisted results with cache keys, as ours have."""
-    from prefect import flow, task
-
     import bench_handlers
+    from prefect import flow, task
 
     options: dict[str, Any] = {}
     if resumable:
@@ -99,7 +130,13 @@ def main() -> None:
 
     dag = dag_definition(1000)
     compile_times = []
-    samples: dict[str, list[float]] = {"compiled": [], "hand_default": [], "hand_resumable": [], "parallel": [], "parallel_back_to_back": []}
+    samples: dict[str, list[float]] = {
+        "compiled": [],
+        "hand_default": [],
+        "hand_resumable": [],
+        "parallel": [],
+        "parallel_back_to_back": [],
+    }
     with benchmark_server():
         from agentparty.flows import compile_workflow
 
@@ -109,7 +146,9 @@ def main() -> None:
             compile_times.append(time.perf_counter() - started)
 
         flows = {
-            "compiled": compile_workflow(WorkflowDefinition.model_validate(sequential_definition(50)), source=HERE / "seq.yaml"),
+            "compiled": compile_workflow(
+                WorkflowDefinition.model_validate(sequential_definition(50)), source=HERE / "seq.yaml"
+            ),
             "hand_default": hand_written_flow(50, resumable=False),
             "hand_resumable": hand_written_flow(50, resumable=True),
         }
@@ -119,7 +158,9 @@ def main() -> None:
             for name, flow in flows.items():
                 samples[name].append(timed(flow, 50))
 
-        parallel = compile_workflow(WorkflowDefinition.model_validate(parallel_definition(32, 0.5)), source=HERE / "par.yaml")
+        parallel = compile_workflow(
+            WorkflowDefinition.model_validate(parallel_definition(32, 0.5)), source=HERE / "par.yaml"
+        )
         timed(parallel, 32)
         samples["parallel"] = [timed(parallel, 32) for _ in range(args.repeat)]
         samples["parallel_back_to_back"] = [timed(parallel, 32, settle=False) for _ in range(args.repeat)]
@@ -130,20 +171,33 @@ def main() -> None:
         _row("50 sequential no-op tasks: hand-written, Prefect defaults", median["hand_default"]),
         _row("50 sequential no-op tasks: hand-written, persisted + keyed", median["hand_resumable"]),
         _row("(a) compiled / hand-written (defaults)", None, median["compiled"] / median["hand_default"], "<= 1.10"),
-        _row("    compiled / hand-written (persisted + keyed)", None, median["compiled"] / median["hand_resumable"], ""),
+        _row(
+            "    compiled / hand-written (persisted + keyed)", None, median["compiled"] / median["hand_resumable"], ""
+        ),
         _row("(b) 32 parallel steps x 0.5 s, flow wall time", median["parallel"], median["parallel"] / 0.5, "<= 1.5 s"),
-        _row("    same, back to back (server still ingesting)", median["parallel_back_to_back"], median["parallel_back_to_back"] / 0.5, ""),
+        _row(
+            "    same, back to back (server still ingesting)",
+            median["parallel_back_to_back"],
+            median["parallel_back_to_back"] / 0.5,
+            "",
+        ),
         _row("(c) validate + compile 1,000-step DAG", statistics.median(compile_times), None, "< 1 s"),
     ]
     if args.json:
-        print(json.dumps({"repeat": args.repeat, "rows": rows, "samples": {**samples, "compile": compile_times}}, indent=2))
+        print(
+            json.dumps(
+                {"repeat": args.repeat, "rows": rows, "samples": {**samples, "compile": compile_times}}, indent=2
+            )
+        )
         return
     print(f"{'benchmark':<58} {'median s':>9} {'ratio':>7}  target")
     for row in rows:
         seconds = f"{row['median_s']:.3f}" if row["median_s"] is not None else ""
         ratio = f"{row['ratio']:.2f}" if row["ratio"] is not None else ""
         print(f"{row['benchmark']:<58} {seconds:>9} {ratio:>7}  {row['target']}")
-    print("ratios of (b) are against the 0.5 s a step waits; each timed run starts once the server has recorded the previous one")
+    print(
+        "ratios of (b) are against the 0.5 s a step waits; each timed run starts once the server has recorded the previous one"
+    )
 
 
 def _row(name: str, seconds: float | None, ratio: float | None = None, target: str = "") -> dict[str, Any]:

@@ -34,8 +34,8 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,8 +50,8 @@ import yaml
 from _server import benchmark_server
 
 from agentparty.api.signing import signature_headers
-from agentparty.runtime.webhook_deliveries import WebhookDeliveries
 from agentparty.runtime.local_service import free_port
+from agentparty.runtime.webhook_deliveries import WebhookDeliveries
 
 SECRET_ENV = "AGENTPARTY_BENCH_WEBHOOK_SECRET"
 SECRET = uuid.uuid4().hex
@@ -69,9 +69,21 @@ def write_workflows(folder: Path) -> list[Path]:
         doc = {
             "id": workflow_id,
             "name": workflow_id.replace("-", " ").capitalize(),
-            "inputs": {"ticket_id": {"type": "string"}, "priority": {"type": "integer", "minimum": 1, "maximum": 5, "default": 3}},
-            "steps": [{"id": "echo", "type": "task", "configuration": {"handler": "bench_hook_handlers:echo"}, "inputs": {"text": "${inputs.ticket_id}"}}],
-            "triggers": [{"type": "webhook", "configuration": {"secretName": SECRET_ENV, "toleranceSeconds": 300, **wait}}],
+            "inputs": {
+                "ticket_id": {"type": "string"},
+                "priority": {"type": "integer", "minimum": 1, "maximum": 5, "default": 3},
+            },
+            "steps": [
+                {
+                    "id": "echo",
+                    "type": "task",
+                    "configuration": {"handler": "bench_hook_handlers:echo"},
+                    "inputs": {"text": "${inputs.ticket_id}"},
+                }
+            ],
+            "triggers": [
+                {"type": "webhook", "configuration": {"secretName": SECRET_ENV, "toleranceSeconds": 300, **wait}}
+            ],
         }
         paths.append(folder / f"{workflow_id}.yaml")
         paths[-1].write_text(yaml.safe_dump(doc))
@@ -79,7 +91,7 @@ def write_workflows(folder: Path) -> list[Path]:
 
 
 def deploy(path: Path) -> str:
-    from prefect.deployments.runner import EntrypointType
+    from prefect.types.entrypoint import EntrypointType
 
     from agentparty.deployments.naming import deployment_name
     from agentparty.flows import compile_workflow
@@ -94,13 +106,19 @@ def start_api(home: Path, folder: Path, port: int) -> subprocess.Popen[bytes]:
     access = home / "api-access.yaml"
     access.write_text(yaml.safe_dump({"accessControl": {"rateLimiting": {"enabled": False}}, "apiKeys": []}))
     env = {
-        **os.environ, "AGENTPARTY_HOME": str(home), "AGENTPARTY_API_ACCESS": str(access),
-        "AGENTPARTY_WORKFLOWS": str(folder), SECRET_ENV: SECRET, "PREFECT_LOGGING_LEVEL": "WARNING",
+        **os.environ,
+        "AGENTPARTY_HOME": str(home),
+        "AGENTPARTY_API_ACCESS": str(access),
+        "AGENTPARTY_WORKFLOWS": str(folder),
+        SECRET_ENV: SECRET,
+        "PREFECT_LOGGING_LEVEL": "WARNING",
     }
     log = (home / "api.log").open("ab")
     process = subprocess.Popen(
         [sys.executable, "-c", "from agentparty.cli import app; app()", "api", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -126,7 +144,9 @@ def _read_response(sock: socket.socket) -> tuple[int, bytes]:
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
-    length = next((int(v) for k, _, v in (line.partition(":") for line in lines[1:]) if k.strip().lower() == "content-length"), 0)
+    length = next(
+        (int(v) for k, _, v in (line.partition(":") for line in lines[1:]) if k.strip().lower() == "content-length"), 0
+    )
     while len(body) < length:
         chunk = sock.recv(65536)
         if not chunk:
@@ -135,7 +155,9 @@ def _read_response(sock: socket.socket) -> tuple[int, bytes]:
     return int(lines[0].split()[1]), body
 
 
-def ours(port: int, workflow_id: str, n: int, tag: str, concurrent: bool = True) -> tuple[list[float], list[dict[str, Any]]]:
+def ours(
+    port: int, workflow_id: str, n: int, tag: str, concurrent: bool = True
+) -> tuple[list[float], list[dict[str, Any]]]:
     """Latencies to the 202 and the accepted bodies.
 
     The load comes from plain threads on pre-opened sockets released together, with each request signed
@@ -146,7 +168,9 @@ def ours(port: int, workflow_id: str, n: int, tag: str, concurrent: bool = True)
     for i in range(n):
         body = json.dumps({"ticket_id": f"{tag}-{i}", "priority": 1 + i % 5}).encode()
         headers = {**signature_headers(SECRET, body), "Host": f"127.0.0.1:{port}", "Content-Length": str(len(body))}
-        head = f"POST /webhooks/{workflow_id} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        head = (
+            f"POST /webhooks/{workflow_id} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        )
         requests.append(head.encode() + body)
     latencies: list[float] = [0.0] * n
     answers: list[tuple[int, bytes]] = [(0, b"")] * n
@@ -211,7 +235,8 @@ async def baseline(deployment_id: str, n: int, tag: str, concurrent: bool = True
             async with slots:
                 try:
                     await client.create_flow_run_from_deployment(
-                        uuid.UUID(deployment_id), parameters={"inputs": {"ticket_id": f"{tag}-{i}", "priority": 1 + i % 5}}
+                        uuid.UUID(deployment_id),
+                        parameters={"inputs": {"ticket_id": f"{tag}-{i}", "priority": 1 + i % 5}},
                     )
                 except Exception as exc:  # 503 after the client's retries
                     code = getattr(getattr(exc, "response", None), "status_code", 0)
@@ -286,7 +311,7 @@ def main() -> None:
             before = asyncio.run(count_runs(list(deployment_ids.values())))
             for rep in range(args.repeat):
                 order = ["baseline", "unwaited", "waited"]
-                order = order[rep % 3:] + order[:rep % 3]
+                order = order[rep % 3 :] + order[: rep % 3]
                 for who in order:
                     started = time.perf_counter()
                     if who == "baseline":
@@ -305,7 +330,12 @@ def main() -> None:
             single_named = sum(1 for a in accepted if a["flow_run_id"])
             wait_until_created(store, accepted)
             made = asyncio.run(count_runs(list(deployment_ids.values()))) - before
-            expected = 3 * args.requests * args.repeat + 2 * args.sequential - sum(REFUSED.values()) - sum(BASELINE_FAILED.values())
+            expected = (
+                3 * args.requests * args.repeat
+                + 2 * args.sequential
+                - sum(REFUSED.values())
+                - sum(BASELINE_FAILED.values())
+            )
             if made != expected:
                 raise SystemExit(f"expected {expected} new flow runs, found {made}")
         finally:
@@ -319,38 +349,88 @@ def main() -> None:
 
     base_p99, base_burst = percentile(latency["baseline"], 0.99), statistics.median(bursts["baseline"])
     rows: list[dict[str, Any]] = [
-        {"benchmark": "bare create_flow_run_from_deployment", "p50_s": statistics.median(latency["baseline"]),
-         "p99_s": base_p99, "burst_s": base_burst, "ratio": None, "target": ""},
-        {"benchmark": "webhook 202, waitForRunSeconds 0", "p50_s": statistics.median(latency["unwaited"]),
-         "p99_s": percentile(latency["unwaited"], 0.99), "burst_s": statistics.median(bursts["unwaited"]),
-         "ratio": statistics.median(bursts["unwaited"]) / base_burst, "target": "p99 < 0.100"},
-        {"benchmark": "webhook 202, waitForRunSeconds 2", "p50_s": statistics.median(latency["waited"]),
-         "p99_s": percentile(latency["waited"], 0.99), "burst_s": statistics.median(bursts["waited"]),
-         "ratio": statistics.median(bursts["waited"]) / base_burst, "target": ""},
-        {"benchmark": "one at a time: bare create", "p50_s": statistics.median(single_base),
-         "p99_s": percentile(single_base, 0.99), "burst_s": None, "ratio": None, "target": ""},
-        {"benchmark": "one at a time: webhook 202 naming its run", "p50_s": statistics.median(single_ours),
-         "p99_s": percentile(single_ours, 0.99), "burst_s": None,
-         "ratio": statistics.median(single_ours) / statistics.median(single_base), "target": ""},
+        {
+            "benchmark": "bare create_flow_run_from_deployment",
+            "p50_s": statistics.median(latency["baseline"]),
+            "p99_s": base_p99,
+            "burst_s": base_burst,
+            "ratio": None,
+            "target": "",
+        },
+        {
+            "benchmark": "webhook 202, waitForRunSeconds 0",
+            "p50_s": statistics.median(latency["unwaited"]),
+            "p99_s": percentile(latency["unwaited"], 0.99),
+            "burst_s": statistics.median(bursts["unwaited"]),
+            "ratio": statistics.median(bursts["unwaited"]) / base_burst,
+            "target": "p99 < 0.100",
+        },
+        {
+            "benchmark": "webhook 202, waitForRunSeconds 2",
+            "p50_s": statistics.median(latency["waited"]),
+            "p99_s": percentile(latency["waited"], 0.99),
+            "burst_s": statistics.median(bursts["waited"]),
+            "ratio": statistics.median(bursts["waited"]) / base_burst,
+            "target": "",
+        },
+        {
+            "benchmark": "one at a time: bare create",
+            "p50_s": statistics.median(single_base),
+            "p99_s": percentile(single_base, 0.99),
+            "burst_s": None,
+            "ratio": None,
+            "target": "",
+        },
+        {
+            "benchmark": "one at a time: webhook 202 naming its run",
+            "p50_s": statistics.median(single_ours),
+            "p99_s": percentile(single_ours, 0.99),
+            "burst_s": None,
+            "ratio": statistics.median(single_ours) / statistics.median(single_base),
+            "target": "",
+        },
     ]
     waited_total = args.requests * args.repeat
     if args.json:
-        print(json.dumps({"requests": args.requests, "repeat": args.repeat, "rows": rows, "refused": REFUSED,
-                          "baseline_failed": BASELINE_FAILED, "waited_named_run": [named, waited_total],
-                          "sequential_named_run": [single_named, args.sequential],
-                          "samples": {"latency": latency, "bursts": bursts, "sequential_baseline": single_base,
-                                      "sequential_ours": single_ours}}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "requests": args.requests,
+                    "repeat": args.repeat,
+                    "rows": rows,
+                    "refused": REFUSED,
+                    "baseline_failed": BASELINE_FAILED,
+                    "waited_named_run": [named, waited_total],
+                    "sequential_named_run": [single_named, args.sequential],
+                    "samples": {
+                        "latency": latency,
+                        "bursts": bursts,
+                        "sequential_baseline": single_base,
+                        "sequential_ours": single_ours,
+                    },
+                },
+                indent=2,
+            )
+        )
         return
-    print(f"{args.requests} concurrent requests, {args.repeat} bursts each (latency over all {waited_total}); "
-          f"{args.sequential} one at a time; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        f"{args.requests} concurrent requests, {args.repeat} bursts each (latency over all {waited_total}); "
+        f"{args.sequential} one at a time; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     print(f"{'benchmark':<42} {'p50 s':>8} {'p99 s':>8} {'burst s':>8} {'ratio':>6}  target")
     for row in rows:
         ratio = f"{row['ratio']:.2f}" if row["ratio"] else ""
         burst = f"{row['burst_s']:.2f}" if row["burst_s"] else ""
-        print(f"{row['benchmark']:<42} {row['p50_s']:>8.4f} {row['p99_s']:>8.4f} {burst:>8} {ratio:>6}  {row['target']}")
-    print("burst s: until every run of the burst exists; ratio: burst time over the bare creates' (one at a time: p50 over p50)")
-    print(f"202s naming their run: {named} of {waited_total} in bursts (waitForRunSeconds 2), "
-          f"{single_named} of {args.sequential} one at a time; {made} runs made, one per delivery")
+        print(
+            f"{row['benchmark']:<42} {row['p50_s']:>8.4f} {row['p99_s']:>8.4f} {burst:>8} {ratio:>6}  {row['target']}"
+        )
+    print(
+        "burst s: until every run of the burst exists; ratio: burst time over the bare creates' (one at a time: p50 over p50)"
+    )
+    print(
+        f"202s naming their run: {named} of {waited_total} in bursts (waitForRunSeconds 2), "
+        f"{single_named} of {args.sequential} one at a time; {made} runs made, one per delivery"
+    )
     if REFUSED:
         print("webhook answers other than 202: " + ", ".join(f"{n} x {code}" for code, n in sorted(REFUSED.items())))
     if BASELINE_FAILED:

@@ -39,7 +39,10 @@ def create_access_file(path: Path, key: str) -> None:
     """A new access file with one admin key (its digest only), readable by its owner alone."""
     from agentparty.api.security import key_digest
 
-    document = {"accessControl": {"rbac": True}, "apiKeys": [{"name": "admin", "role": "admin", "keySha256": key_digest(key)}]}
+    document = {
+        "accessControl": {"rbac": True},
+        "apiKeys": [{"name": "admin", "role": "admin", "keySha256": key_digest(key)}],
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     header = "# Agent Party API access (ApiAccessConfig). Roles default to viewer, operator, admin.\n"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -48,8 +51,8 @@ def create_access_file(path: Path, key: str) -> None:
 
 
 def load_access(path: Path) -> ApiAccessConfig:
-    from agentparty.runtime.documents import DocumentError, read_document, validate_document
     from agentparty.models.access import ApiAccessConfig
+    from agentparty.runtime.documents import DocumentError, read_document, validate_document
 
     try:
         return validate_document(read_document(path), ApiAccessConfig)
@@ -62,7 +65,9 @@ def load_access(path: Path) -> ApiAccessConfig:
 @app.callback(invoke_without_command=True)
 def api(
     ctx: typer.Context,
-    host: Annotated[str | None, typer.Option(help="Address to listen on (AGENTPARTY_API_HOST, default 127.0.0.1).")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (AGENTPARTY_API_HOST, default 127.0.0.1).")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port (AGENTPARTY_API_PORT, default 8700).")] = None,
 ) -> None:
     """Serve the API on the local Prefect server (started when needed), with the keys of the access file."""
@@ -92,7 +97,9 @@ def api(
 @app.command("key")
 def key(
     name: Annotated[str, typer.Option(help="The key's name (shown in logs and as approver).")],
-    role: Annotated[str, typer.Option(help="Its role: viewer, operator, admin, or one of the access file's roles.")] = "viewer",
+    role: Annotated[
+        str, typer.Option(help="Its role: viewer, operator, admin, or one of the access file's roles.")
+    ] = "viewer",
 ) -> None:
     """Print a new API key and the apiKeys entry (its SHA-256) to paste into the access file."""
     from agentparty.api.security import key_digest

@@ -14,7 +14,9 @@ from agentparty.cli._bootstrap import fail, kafka, settings, use_prefect
 PathsArgument = Annotated[
     list[Path], typer.Argument(exists=True, readable=True, help="Workflow definition files, or folders of them.")
 ]
-PoolOption = Annotated[str | None, typer.Option("--pool", help="Process work pool (AGENTPARTY_WORK_POOL, default agentparty).")]
+PoolOption = Annotated[
+    str | None, typer.Option("--pool", help="Process work pool (AGENTPARTY_WORK_POOL, default agentparty).")
+]
 
 
 def _pool(pool: str | None) -> str:
@@ -45,9 +47,12 @@ def _deploy(paths: list[Path], pool: str, training: bool) -> list[Path]:
 def deploy(
     paths: PathsArgument,
     pool: PoolOption = None,
-    training: Annotated[bool, typer.Option("--training/--no-training", help="Also deploy the nightly GNN training flow.")] = True,
+    training: Annotated[
+        bool, typer.Option("--training/--no-training", help="Also deploy the nightly GNN training flow.")
+    ] = True,
     prefect_yaml: Annotated[
-        Path | None, typer.Option("--prefect-yaml", help="Write these deployments as a prefect.yaml for `prefect deploy` instead.")
+        Path | None,
+        typer.Option("--prefect-yaml", help="Write these deployments as a prefect.yaml for `prefect deploy` instead."),
     ] = None,
 ) -> None:
     """Create or update one Prefect deployment per workflow definition (schedules and event triggers included)."""
@@ -132,7 +137,9 @@ def _start_bridge(paths: list[Path]) -> tuple[threading.Event, threading.Thread]
 
     thread = threading.Thread(target=run, name="kafka-bridge", daemon=True)
     thread.start()
-    typer.echo(f"bridging Kafka topics {', '.join(bridge.topics)} to Prefect events for {len(routes)} trigger(s)", err=True)
+    typer.echo(
+        f"bridging Kafka topics {', '.join(bridge.topics)} to Prefect events for {len(routes)} trigger(s)", err=True
+    )
     return stop, thread
 
 
@@ -155,7 +162,9 @@ def serve(
     paths: PathsArgument,
     pool: PoolOption = None,
     limit: Annotated[int | None, typer.Option(help="Most flow runs this worker runs at once.")] = None,
-    training: Annotated[bool, typer.Option("--training/--no-training", help="Also deploy the nightly GNN training flow.")] = True,
+    training: Annotated[
+        bool, typer.Option("--training/--no-training", help="Also deploy the nightly GNN training flow.")
+    ] = True,
 ) -> None:
     """Deploy the definitions, then run a worker for them (and the Kafka bridge when a trigger needs it) until Ctrl-C."""
     use_prefect(quiet=False, patient=True)

@@ -28,16 +28,24 @@ def init() -> None:
     try:
         created = init_topics()
     except KafkaException as exc:
-        typer.echo(f"error: no broker at {','.join(kafka().bootstrap_servers)} ({exc}); start one with `agentparty up`", err=True)
+        typer.echo(
+            f"error: no broker at {','.join(kafka().bootstrap_servers)} ({exc}); start one with `agentparty up`",
+            err=True,
+        )
         raise typer.Exit(1) from None
     typer.echo(f"created {', '.join(created)}" if created else "topics already exist")
 
 
 @app.command()
 def relay(
-    once: Annotated[bool, typer.Option(help="Send what is pending and exit (else keep relaying until interrupted).")] = False,
+    once: Annotated[
+        bool, typer.Option(help="Send what is pending and exit (else keep relaying until interrupted).")
+    ] = False,
     interval: Annotated[float, typer.Option(help="Seconds between drains when nothing wakes the relay.")] = 1.0,
-    wait: Annotated[float, typer.Option(help="With --once, while another process sends: seconds to wait for it to deliver everything.")] = 30.0,
+    wait: Annotated[
+        float,
+        typer.Option(help="With --once, while another process sends: seconds to wait for it to deliver everything."),
+    ] = 30.0,
 ) -> None:
     """Send the outbox's pending events to Kafka (events stay in the outbox until the broker acknowledges them).
 
@@ -46,6 +54,7 @@ def relay(
     """
     from agentparty.runtime.outbox import Outbox
     from agentparty.runtime.relay import OutboxRelay
+
     config = settings()
     outbox = Outbox.at(config.home, config.event_topic_prefix)
     relay_ = OutboxRelay(outbox, kafka(), partitions=config.event_partitions, replication=config.event_replication)
@@ -66,7 +75,9 @@ def relay(
     try:
         while True:
             sender = outbox.sender_pid()
-            status = "sending" if relay_.is_sender else f"standing by (process {sender} sends)" if sender else "starting"
+            status = (
+                "sending" if relay_.is_sender else f"standing by (process {sender} sends)" if sender else "starting"
+            )
             pending = outbox.pending_count()
             if (status, pending) != said:
                 typer.echo(f"{status}; pending {pending}", err=True)
@@ -79,15 +90,20 @@ def relay(
 
 @app.command()
 def tail(
-    event_type: Annotated[list[str] | None, typer.Option("--type", "-t", help="Only these event types (repeatable).")] = None,
+    event_type: Annotated[
+        list[str] | None, typer.Option("--type", "-t", help="Only these event types (repeatable).")
+    ] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep waiting for new events.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line.")] = False,
-    idle: Annotated[float, typer.Option(help="Without --follow: seconds to wait for the first event (then 2 s of quiet ends it).")] = 10.0,
+    idle: Annotated[
+        float, typer.Option(help="Without --follow: seconds to wait for the first event (then 2 s of quiet ends it).")
+    ] = 10.0,
 ) -> None:
     """Print events from the topics, oldest first, without duplicates."""
     from confluent_kafka import KafkaException
 
     from agentparty.runtime.event_consumer import EventConsumer, RawEvent
+
     try:
         consumer = EventConsumer(kafka(), settings().event_topic_prefix, types=set(event_type) if event_type else None)
     except KafkaException as exc:
@@ -97,11 +113,19 @@ def tail(
         try:
             for event in consumer.events(idle_timeout=idle, follow=follow):
                 if isinstance(event, RawEvent):
-                    typer.echo(json.dumps(event.data) if as_json else f"{event.event_type} (version {event.event_version}, raw)")
+                    typer.echo(
+                        json.dumps(event.data)
+                        if as_json
+                        else f"{event.event_type} (version {event.event_version}, raw)"
+                    )
                 elif as_json:
                     typer.echo(event.model_dump_json())
                 else:
-                    detail = {k: v for k, v in event.payload.model_dump(mode="json").items() if v not in (None, [], {}, "")}
-                    typer.echo(f"{event.timestamp:%H:%M:%S} {event.event_type:<24} {event.entity_id()}  {json.dumps(detail)[:160]}")
+                    detail = {
+                        k: v for k, v in event.payload.model_dump(mode="json").items() if v not in (None, [], {}, "")
+                    }
+                    typer.echo(
+                        f"{event.timestamp:%H:%M:%S} {event.event_type:<24} {event.entity_id()}  {json.dumps(detail)[:160]}"
+                    )
         except KeyboardInterrupt:
             pass

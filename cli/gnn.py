@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Annotated, Any
 
@@ -15,7 +16,9 @@ app = typer.Typer(help="The GNN team recommender (GraphSAGE on the results graph
 def _synthetic_config(agents: int, capabilities: int, tasks: int, teams: int, seed: int) -> Any:
     from agentparty.models.config import SyntheticDataConfig
 
-    return SyntheticDataConfig(num_agents=agents, num_capabilities=capabilities, num_tasks=tasks, num_teams=teams, random_seed=seed)
+    return SyntheticDataConfig(
+        num_agents=agents, num_capabilities=capabilities, num_tasks=tasks, num_teams=teams, random_seed=seed
+    )
 
 
 Agents = Annotated[int, typer.Option(help="SyntheticDataConfig.num_agents")]
@@ -26,7 +29,9 @@ Seed = Annotated[int, typer.Option(help="SyntheticDataConfig.random_seed")]
 
 
 @app.command()
-def synth(agents: Agents = 50, capabilities: Capabilities = 20, tasks: Tasks = 100, teams: Teams = 30, seed: Seed = 42) -> None:
+def synth(
+    agents: Agents = 50, capabilities: Capabilities = 20, tasks: Tasks = 100, teams: Teams = 30, seed: Seed = 42
+) -> None:
     """Write a synthetic team history (seed 000 SyntheticDataConfig) into the graph; the same seed writes the same graph."""
     from agentparty.gnn.data import GraphSnapshot
     from agentparty.gnn.pipeline import synthesise
@@ -43,8 +48,13 @@ def synth(agents: Agents = 50, capabilities: Capabilities = 20, tasks: Tasks = 1
 
 @app.command()
 def train(
-    epochs: Annotated[int | None, typer.Option(help="GNNTrainingConfig.num_epochs (AGENTPARTY_GNN_TRAINING otherwise).")] = None,
-    truth_seed: Annotated[int | None, typer.Option(help="The graph came from `gnn synth --seed N` with default sizes: add ground-truth columns.")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="GNNTrainingConfig.num_epochs (AGENTPARTY_GNN_TRAINING otherwise).")
+    ] = None,
+    truth_seed: Annotated[
+        int | None,
+        typer.Option(help="The graph came from `gnn synth --seed N` with default sizes: add ground-truth columns."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the flow's result as JSON.")] = False,
 ) -> None:
     """Run the train_gnn flow now (extract → train → evaluate → promote) on the local Prefect server."""
@@ -53,6 +63,7 @@ def train(
     from agentparty.flows.train_gnn import train_gnn
     from agentparty.gnn.evaluate import MethodMetrics, table
     from agentparty.models.config import SyntheticDataConfig
+
     training = settings().gnn_training
     if epochs is not None:
         training = training.model_copy(update={"num_epochs": epochs})
@@ -65,16 +76,23 @@ def train(
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
         return
-    rows = [MethodMetrics(**{k: (float("nan") if v is None else v) for k, v in m.items() if k != "validation_score"}) for m in result["metrics"]]
+    rows = [MethodMetrics.from_dict(m) for m in result["metrics"]]
     typer.echo(table(rows))
     promotion = result["promotion"]
-    typer.echo(f"\nmodel {result['model_id']}: {'champion' if promotion['promoted'] else 'not promoted'} ({promotion['reason']})")
-    typer.echo(f"{result['epochs']} epochs, {result['seconds_per_epoch'] * 1000:.1f} ms per epoch; data {result['snapshot'][:16]}")
+    typer.echo(
+        f"\nmodel {result['model_id']}: {'champion' if promotion['promoted'] else 'not promoted'} ({promotion['reason']})"
+    )
+    typer.echo(
+        f"{result['epochs']} epochs, {result['seconds_per_epoch'] * 1000:.1f} ms per epoch; data {result['snapshot'][:16]}"
+    )
 
 
 @app.command()
 def evaluate(
-    truth_seed: Annotated[int | None, typer.Option(help="The graph came from `gnn synth --seed N` with default sizes: add ground-truth columns.")] = None,
+    truth_seed: Annotated[
+        int | None,
+        typer.Option(help="The graph came from `gnn synth --seed N` with default sizes: add ground-truth columns."),
+    ] = None,
 ) -> None:
     """Print the evaluation table: the champion (re-scored on the current graph) beside every baseline."""
     from agentparty.gnn.embeddings import default_embedder
@@ -88,7 +106,10 @@ def evaluate(
     config = settings()
     snapshot = extract(graph_store())
     if not snapshot.teams:
-        typer.echo("error: the graph holds no finished teams to evaluate on (`agentparty gnn synth` writes a history)", err=True)
+        typer.echo(
+            "error: the graph holds no finished teams to evaluate on (`agentparty gnn synth` writes a history)",
+            err=True,
+        )
         raise typer.Exit(1)
     embedder = default_embedder(config.home)
     truth = synthetic_truth(SyntheticDataConfig(random_seed=truth_seed), snapshot) if truth_seed is not None else None
@@ -109,7 +130,9 @@ def evaluate(
 @app.command()
 def recommend(
     capability: Annotated[list[str], typer.Option("--capability", "-c", help="A required capability (repeat).")],
-    size: Annotated[int | None, typer.Option(help="Most agents in the team (default: capabilities + 1, 2 to 5).")] = None,
+    size: Annotated[
+        int | None, typer.Option(help="Most agents in the team (default: capabilities + 1, 2 to 5).")
+    ] = None,
     budget: Annotated[int, typer.Option(help="Token budget (0: none).")] = 0,
     title: Annotated[str, typer.Option(help="Task title (its text embedding is a feature).")] = "ad-hoc task",
     as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -119,12 +142,19 @@ def recommend(
     from agentparty.models.graph import Task, stable_id
 
     graph_store()  # started and migrated when it is the local one
-    task = Task(id=stable_id("cli-task", title, *sorted(capability)), title=title, required_capabilities=sorted(set(capability)), token_budget=budget)
+    task = Task(
+        id=stable_id("cli-task", title, *sorted(capability)),
+        title=title,
+        required_capabilities=sorted(set(capability)),
+        token_budget=budget,
+    )
     result = recommend_team(task, size=size, token_budget=budget)
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
         return
-    typer.echo(f"{result.note}\nmethod: {result.method}; coverage {result.coverage:.0%}; ~{result.estimated_tokens:,} tokens")
+    typer.echo(
+        f"{result.note}\nmethod: {result.method}; coverage {result.coverage:.0%}; ~{result.estimated_tokens:,} tokens"
+    )
     for member in result.members:
         typer.echo(f"  {member.handle or member.name}  ({member.agent_id})\n      {member.explanation}")
     if result.uncovered:
@@ -133,9 +163,15 @@ def recommend(
 
 @app.command()
 def schedule(
-    cron: Annotated[str | None, typer.Option(help="Cron expression (AGENTPARTY_GNN_SCHEDULE, default nightly 02:00).")] = None,
-    timezone: Annotated[str | None, typer.Option(help="Timezone of the cron (AGENTPARTY_GNN_TIMEZONE, default UTC).")] = None,
-    work_pool: Annotated[str, typer.Option(help="Process work pool the runs go to (created when missing).")] = "agentparty",
+    cron: Annotated[
+        str | None, typer.Option(help="Cron expression (AGENTPARTY_GNN_SCHEDULE, default nightly 02:00).")
+    ] = None,
+    timezone: Annotated[
+        str | None, typer.Option(help="Timezone of the cron (AGENTPARTY_GNN_TIMEZONE, default UTC).")
+    ] = None,
+    work_pool: Annotated[
+        str, typer.Option(help="Process work pool the runs go to (created when missing).")
+    ] = "agentparty",
 ) -> None:
     """Create or update the cron-scheduled train-gnn deployment on the Prefect server."""
     use_prefect()
@@ -147,7 +183,10 @@ def schedule(
     deployment = training_deployment(cron, timezone)
     deployment_id = deployment.apply(work_pool_name=work_pool)
     schedule_text = deployment.schedules[0].schedule
-    typer.echo(f"deployment {FLOW_NAME}/{deployment.name} ({deployment_id}) on pool {work_pool!r}: {schedule_text.cron} {schedule_text.timezone}")
+    typer.echo(
+        f"deployment {FLOW_NAME}/{deployment.name} ({deployment_id}) on pool {work_pool!r}: "
+        f"{schedule_text.cron} {schedule_text.timezone}"
+    )
 
 
 async def ensure_process_pool(name: str) -> None:
@@ -156,7 +195,5 @@ async def ensure_process_pool(name: str) -> None:
     from prefect.exceptions import ObjectAlreadyExists
 
     async with get_client() as client:
-        try:
+        with contextlib.suppress(ObjectAlreadyExists):
             await client.create_work_pool(WorkPoolCreate(name=name, type="process"))
-        except ObjectAlreadyExists:
-            pass

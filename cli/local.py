@@ -13,7 +13,9 @@ def up() -> None:
     servers, config = local(), settings()
     server = servers.prefect
     started = server.start()
-    typer.echo(f"Prefect server {'started' if started else 'already running'}: UI {server.ui_url}, API {server.api_url}")
+    typer.echo(
+        f"Prefect server {'started' if started else 'already running'}: UI {server.ui_url}, API {server.api_url}"
+    )
     typer.echo(f"state: {server.home}  log: {server.log_file}")
     if config.database is None:
         graph = servers.graph
@@ -25,7 +27,9 @@ def up() -> None:
     if config.kafka is None:
         broker = servers.broker
         started = broker.start()
-        typer.echo(f"Kafka broker {'started' if started else 'already running'}: {broker.bootstrap_servers}  log: {broker.log_file}")
+        typer.echo(
+            f"Kafka broker {'started' if started else 'already running'}: {broker.bootstrap_servers}  log: {broker.log_file}"
+        )
     else:
         typer.echo(f"events: using {','.join(config.kafka.bootstrap_servers)} (AGENTPARTY_KAFKA)")
     created = init_topics()
@@ -50,7 +54,9 @@ def status() -> None:
     graph_healthy = graph.healthy()
     typer.echo(f"graph server: {'running' if graph_healthy else 'stopped'} ({graph.uri}, pid {graph.pid() or '-'})")
     broker = servers.broker
-    typer.echo(f"Kafka broker: {'running' if broker.accepting() else 'stopped'} ({broker.bootstrap_servers}, pid {broker.pid() or '-'})")
+    typer.echo(
+        f"Kafka broker: {'running' if broker.accepting() else 'stopped'} ({broker.bootstrap_servers}, pid {broker.pid() or '-'})"
+    )
     from agentparty.runtime.outbox import Outbox
 
     pending = Outbox.at(settings().home).pending_count()

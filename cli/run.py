@@ -29,12 +29,22 @@ def _parse_inputs(pairs: list[str]) -> dict[str, object]:
 
 def run(
     path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="Workflow definition file.")],
-    inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help="Run input as key=value (value parsed as JSON when it can be).")] = None,
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option("--input", "-i", help="Run input as key=value (value parsed as JSON when it can be)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the WorkflowResult as JSON.")] = False,
-    resume: Annotated[str | None, typer.Option(help="Resume a failed or crashed run: its flow run id (completed steps are not run again).")] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(help="Resume a failed or crashed run: its flow run id (completed steps are not run again)."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show Prefect's own log lines.")] = False,
-    graph: Annotated[bool, typer.Option(help="Record the run in the results graph (the local graph server is started when needed).")] = True,
-    events: Annotated[bool, typer.Option(help="Emit lifecycle events (the local Kafka broker is started when needed).")] = True,
+    graph: Annotated[
+        bool, typer.Option(help="Record the run in the results graph (the local graph server is started when needed).")
+    ] = True,
+    events: Annotated[
+        bool, typer.Option(help="Emit lifecycle events (the local Kafka broker is started when needed).")
+    ] = True,
 ) -> None:
     """Run a workflow on the local Prefect server (started when needed), record it in the graph, report every step."""
     import asyncio
@@ -101,7 +111,10 @@ def _progress(step: StepResult) -> None:
 
 def _report(result: WorkflowResult, ui_url: str, resume: str | None, record: bool, emit: bool) -> None:
     cost = f", {result.cost:.4f} USD" if result.cost else ""
-    typer.echo(f"{result.status.value} in {result.duration_s:.2f}s, {result.tokens} tokens{cost}" + (f": {result.reason}" if result.reason else ""))
+    typer.echo(
+        f"{result.status.value} in {result.duration_s:.2f}s, {result.tokens} tokens{cost}"
+        + (f": {result.reason}" if result.reason else "")
+    )
     if result.run_id:
         typer.echo(f"UI: {ui_url}/runs/flow-run/{result.run_id}")
     if record and (resume or result.run_id):
@@ -112,7 +125,8 @@ def _report(result: WorkflowResult, ui_url: str, resume: str | None, record: boo
         typer.echo(f"graph: Task {stable_id('task', resume or result.run_id or '')} ({where})")
     if emit:
         typer.echo(
-            "events: all delivered" if not result.events_pending
+            "events: all delivered"
+            if not result.events_pending
             else f"events: {result.events_pending} not delivered yet (kept in the outbox; `agentparty events relay` sends them)"
         )
 

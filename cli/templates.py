@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
 from agentparty.cli._bootstrap import settings
+from agentparty.models.templates import VersionBump
+
+if TYPE_CHECKING:
+    from agentparty.tasks.templates import TemplateRegistry
 
 app = typer.Typer(help="Agent templates: create, version, publish, deprecate, list.", no_args_is_help=True)
 
 
-def _registry():  # type: ignore[no-untyped-def]
-    from agentparty.tasks.templates import TemplateRegistry
+def _registry() -> TemplateRegistry:
+    from agentparty.tasks.templates import TemplateRegistry  # deferred: the CLI's start-up
 
     return TemplateRegistry.at(settings().home)
 
@@ -26,15 +30,22 @@ def _fail(exc: Exception) -> typer.Exit:
 
 @app.command()
 def create(
-    paths: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, readable=True, help="CreateAgentTemplateRequest files (YAML/JSON).")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            exists=True, dir_okay=False, readable=True, help="CreateAgentTemplateRequest files (YAML/JSON)."
+        ),
+    ],
     publish: Annotated[bool, typer.Option(help="Publish version 1.0.0 at once.")] = False,
     approved_by: Annotated[str | None, typer.Option(help="Approver, for templates with approval_required.")] = None,
-    skip_existing: Annotated[bool, typer.Option(help="Leave templates that already exist alone instead of failing.")] = False,
+    skip_existing: Annotated[
+        bool, typer.Option(help="Leave templates that already exist alone instead of failing.")
+    ] = False,
 ) -> None:
     """Create templates (draft version 1.0.0) from request files."""
-    from agentparty.runtime.documents import DocumentError, read_document, validate_document
     from agentparty.models import CreateAgentTemplateRequest
     from agentparty.models.step_errors import TemplateError
+    from agentparty.runtime.documents import DocumentError, read_document, validate_document
 
     registry = _registry()
     for path in paths:
@@ -53,7 +64,10 @@ def create(
                 registry.publish(request.name, created.version.version, approved_by=approved_by)
         except TemplateError as exc:
             raise _fail(exc) from None
-        typer.echo(f"{request.name}: version {created.version.version} {'published' if publish else 'draft'} (model {created.version.model})")
+        typer.echo(
+            f"{request.name}: version {created.version.version} {'published' if publish else 'draft'} "
+            f"(model {created.version.model})"
+        )
 
 
 @app.command()
@@ -69,7 +83,7 @@ def version(
     if bump not in ("major", "minor", "patch"):
         raise typer.BadParameter("must be major, minor or patch", param_hint="--bump")
     try:
-        created = _registry().new_version(name, bump, model=model, personality=personality)  # type: ignore[arg-type]
+        created = _registry().new_version(name, cast(VersionBump, bump), model=model, personality=personality)
     except TemplateError as exc:
         raise _fail(exc) from None
     typer.echo(f"{name}: version {created.version.version} draft (model {created.version.model})")
@@ -113,14 +127,19 @@ def list_templates(
 
     registry = _registry()
     names = [name] if name else registry.store.names()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for template_name in names:
         try:
             for record in registry.versions(template_name):
-                rows.append({
-                    "template": template_name, "version": record.version.version, "status": record.status,
-                    "model": record.version.model, "capabilities": record.capabilities,
-                })
+                rows.append(
+                    {
+                        "template": template_name,
+                        "version": record.version.version,
+                        "status": record.status,
+                        "model": record.version.model,
+                        "capabilities": record.capabilities,
+                    }
+                )
         except TemplateError as exc:
             raise _fail(exc) from None
     if as_json:

@@ -26,7 +26,6 @@ class SchemaKind(StrEnum):
     AGENT_TEMPLATE = "agent-template"
 
 
-
 def validate(
     paths: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, readable=True, help="Files to check.")],
     kind: Annotated[Kind, typer.Option(help="What the files are; 'auto' guesses from their keys.")] = Kind.AUTO,
@@ -58,7 +57,6 @@ def validate(
         invalid = sum(1 for r in reports if not r.valid)
         typer.echo(f"{len(reports) - invalid} valid, {invalid} invalid", err=True)
     raise typer.Exit(0 if all_valid else 1)
-
 
 
 def schema(

@@ -22,19 +22,27 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.deployments.runner import RunnerDeployment
+from prefect.events import DeploymentEventTrigger
+from prefect.events.schemas.automations import TriggerTypes
+from prefect.events.schemas.deployment_triggers import DeploymentTriggerTypes
+from prefect.exceptions import ObjectAlreadyExists
+from prefect.schedules import Cron, Interval, RRule, Schedule
+from prefect.types.entrypoint import EntrypointType
+from prefect.workers.process import ProcessWorker
 
 from agentparty.deployments.kafka_bridge import ROUTE_LABEL, bridge_event_name
 from agentparty.deployments.naming import INPUTS_PARAMETER, deployment_name, full_name
+from agentparty.flows.compiler import compile_workflow
 from agentparty.flows.deployed import WORKFLOWS_ENV
 from agentparty.models import WorkflowDefinition
 from agentparty.models.workflow import EventTrigger, ManualTrigger, ScheduleTrigger, WebhookTrigger
+from agentparty.runtime.documents import WorkflowCatalog, load_workflow
 from agentparty.runtime.settings import get_settings
-
-if TYPE_CHECKING:
-    from prefect.deployments.runner import RunnerDeployment
-    from prefect.events import DeploymentEventTrigger
-    from prefect.schedules import Schedule
 
 TAGS = ("agentparty", "workflow")
 
@@ -55,8 +63,6 @@ class DeployedWorkflow:
 
 def schedules_for(definition: WorkflowDefinition) -> list[Schedule]:
     """Prefect schedules for the definition's ``schedule`` triggers (their run inputs become the runs' parameters)."""
-    from prefect.schedules import Cron, Interval, RRule
-
     schedules: list[Schedule] = []
     for trigger in definition.triggers:
         if not isinstance(trigger, ScheduleTrigger):
@@ -71,16 +77,14 @@ def schedules_for(definition: WorkflowDefinition) -> list[Schedule]:
             schedules.append(Cron(config.cron, **common))
         elif config.interval is not None:
             schedules.append(Interval(timedelta(seconds=config.interval), **common))
-        else:
-            schedules.append(RRule(config.rrule, **common))  # type: ignore[arg-type]
+        elif config.rrule is not None:
+            schedules.append(RRule(config.rrule, **common))
     return schedules
 
 
-def event_triggers_for(definition: WorkflowDefinition) -> list[DeploymentEventTrigger]:
+def event_triggers_for(definition: WorkflowDefinition) -> list[DeploymentTriggerTypes | TriggerTypes]:
     """Automations for the definition's ``event`` triggers; run inputs are templates over ``event``."""
-    from prefect.events import DeploymentEventTrigger
-
-    triggers: list[DeploymentEventTrigger] = []
+    triggers: list[DeploymentTriggerTypes | TriggerTypes] = []
     for index, trigger in enumerate(definition.triggers):
         if not isinstance(trigger, EventTrigger):
             continue
@@ -117,14 +121,10 @@ def default_inputs(definition: WorkflowDefinition) -> dict[str, Any]:
 
 def runner_deployment(definition: WorkflowDefinition, source: Path) -> RunnerDeployment:
     """The deployment for one definition (apply it to a work pool)."""
-    from prefect.deployments.runner import EntrypointType
-
-    from agentparty.flows.compiler import compile_workflow
-
     source = source.resolve()
     flow = compile_workflow(definition, source=source)
     defaults = default_inputs(definition)
-    return flow.to_deployment(
+    deployment = flow.to_deployment(
         name=deployment_name(definition),
         entrypoint_type=EntrypointType.MODULE_PATH,
         schedules=schedules_for(definition),
@@ -136,6 +136,8 @@ def runner_deployment(definition: WorkflowDefinition, source: Path) -> RunnerDep
         job_variables={"env": {WORKFLOWS_ENV: _search_path_with(source.parent)}},
         enforce_parameter_schema=True,
     )
+    assert isinstance(deployment, RunnerDeployment)  # a sync caller gets the deployment, not a coroutine
+    return deployment
 
 
 def _search_path_with(folder: Path) -> str:
@@ -147,16 +149,13 @@ def _search_path_with(folder: Path) -> str:
 
 def ensure_work_pool(name: str) -> bool:
     """Create the process work pool when missing (with the process worker's job template); True if created."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectAlreadyExists
-    from prefect.workers.process import ProcessWorker
 
     with get_client(sync_client=True) as client:
         try:
             client.create_work_pool(
                 WorkPoolCreate(
-                    name=name, type=ProcessWorker.type,
+                    name=name,
+                    type=ProcessWorker.type,
                     base_job_template=ProcessWorker.get_default_base_job_template(),
                     description="Agent Party workflow runs (agentparty worker)",
                 )
@@ -167,7 +166,9 @@ def ensure_work_pool(name: str) -> bool:
 
 
 def deploy_workflows(
-    sources: Iterable[tuple[WorkflowDefinition, Path]], *, work_pool: str,
+    sources: Iterable[tuple[WorkflowDefinition, Path]],
+    *,
+    work_pool: str,
 ) -> list[DeployedWorkflow]:
     """Create or update one deployment per definition on ``work_pool`` (created when missing).
 
@@ -181,10 +182,12 @@ def deploy_workflows(
         deployment_id = deployment.apply(work_pool_name=work_pool)
         deployed.append(
             DeployedWorkflow(
-                workflow_id=definition.id, name=full_name(definition), deployment_id=str(deployment_id),
+                workflow_id=definition.id,
+                name=full_name(definition),
+                deployment_id=str(deployment_id),
                 source=source.resolve(),
                 schedules=tuple(_describe_schedule(s) for s in deployment.schedules or []),
-                event_triggers=tuple(sorted(t.expect)[0] if t.expect else "*" for t in deployment.triggers),  # type: ignore[union-attr]
+                event_triggers=tuple(_expected_event(t) for t in deployment.triggers),
                 webhook=any(isinstance(t, WebhookTrigger) for t in definition.triggers),
             )
         )
@@ -193,15 +196,19 @@ def deploy_workflows(
 
 def deploy_training(work_pool: str) -> DeployedWorkflow:
     """The scheduled GNN training flow, on the same pool (``flows/train_gnn.py``)."""
-    from agentparty.flows.train_gnn import FLOW_NAME, train_gnn, training_deployment
+    from agentparty.flows.train_gnn import FLOW_NAME, train_gnn, training_deployment  # deferred: imports torch
 
     ensure_work_pool(work_pool)
     deployment = training_deployment()
     deployment_id = deployment.apply(work_pool_name=work_pool)
     return DeployedWorkflow(
-        workflow_id=train_gnn.name, name=f"{FLOW_NAME}/{deployment.name}", deployment_id=str(deployment_id),
+        workflow_id=train_gnn.name,
+        name=f"{FLOW_NAME}/{deployment.name}",
+        deployment_id=str(deployment_id),
         source=Path(train_gnn.fn.__code__.co_filename),
-        schedules=tuple(_describe_schedule(s) for s in deployment.schedules or []), event_triggers=(), webhook=False,
+        schedules=tuple(_describe_schedule(s) for s in deployment.schedules or []),
+        event_triggers=(),
+        webhook=False,
     )
 
 
@@ -217,15 +224,21 @@ def _describe_schedule(schedule: Any) -> str:
 
 def load_sources(paths: Sequence[Path]) -> list[tuple[WorkflowDefinition, Path]]:
     """Definitions from files or folders (a folder: every workflow definition directly in it)."""
-    from agentparty.runtime.documents import WorkflowCatalog, load_workflow
-    from agentparty.runtime.settings import get_settings
 
     registry = get_settings().model_registry()
     catalog = WorkflowCatalog()
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files.extend(found for wid in sorted(catalog.ids_in(path.resolve())) if (found := catalog.find(wid, path.resolve())))
+            files.extend(
+                found for wid in sorted(catalog.ids_in(path.resolve())) if (found := catalog.find(wid, path.resolve()))
+            )
         else:
             files.append(path)
     return [(load_workflow(file, registry), file) for file in files]
+
+
+def _expected_event(trigger: DeploymentTriggerTypes | TriggerTypes) -> str:
+    """The event a trigger waits for, as ``agentparty deploy`` reports it ("*" for any)."""
+    expect = getattr(trigger, "expect", None)  # event triggers have it; metric and compound ones do not
+    return sorted(expect)[0] if expect else "*"

@@ -15,6 +15,7 @@ server, so a crash re-sends rather than loses; the event id is derived from
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -23,8 +24,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from confluent_kafka import Consumer
+from prefect.events import Event
+from prefect.events.clients import get_events_client
+
 from agentparty.models import WorkflowDefinition
 from agentparty.models.workflow import KAFKA_EVENT_PREFIX, EventTrigger
+from agentparty.runtime.relay import consumer_config
 
 if TYPE_CHECKING:
     from confluent_kafka import Message
@@ -79,10 +85,15 @@ def routes_for(definitions: Iterable[WorkflowDefinition]) -> list[BridgeRoute]:
     return routes
 
 
-def events_for(message_topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
-               routes: Iterable[BridgeRoute]) -> list[Event]:
+def events_for(
+    message_topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    routes: Iterable[BridgeRoute],
+) -> list[Event]:
     """The Prefect events one Kafka message becomes (none when it is not JSON or no route accepts it)."""
-    from prefect.events import Event
 
     try:
         payload = json.loads(value or b"")
@@ -114,12 +125,13 @@ class KafkaEventBridge:
     """Consumes the routes' topics in one consumer group and emits the accepted messages as Prefect events."""
 
     def __init__(
-        self, routes: list[BridgeRoute], kafka: KafkaConfig, *, group_id: str = BRIDGE_GROUP,
+        self,
+        routes: list[BridgeRoute],
+        kafka: KafkaConfig,
+        *,
+        group_id: str = BRIDGE_GROUP,
         send: Callable[[list[Event]], None] | None = None,
     ) -> None:
-        from confluent_kafka import Consumer
-
-        from agentparty.runtime.relay import consumer_config
 
         if not routes:
             raise ValueError("no workflow has a Kafka-bridged event trigger; nothing to bridge")
@@ -134,7 +146,12 @@ class KafkaEventBridge:
 
     def handle(self, message: Message) -> int:
         events = events_for(
-            message.topic() or "", message.partition() or 0, message.offset() or 0, message.key(), message.value(), self.routes
+            message.topic() or "",
+            message.partition() or 0,
+            message.offset() or 0,
+            message.key(),
+            message.value(),
+            self.routes,
         )
         if events:
             self._send(events)
@@ -156,7 +173,9 @@ class KafkaEventBridge:
                     self.handle(message)
                     break
                 except Exception:
-                    logger.exception("bridging %s[%s]@%s failed; retrying", message.topic(), message.partition(), message.offset())
+                    logger.exception(
+                        "bridging %s[%s]@%s failed; retrying", message.topic(), message.partition(), message.offset()
+                    )
                     stop.wait(2.0)
 
     def close(self) -> None:
@@ -165,9 +184,6 @@ class KafkaEventBridge:
 
 def send_to_prefect(events: list[Event]) -> None:
     """Send to the Prefect server and return once the events are written to its socket."""
-    import asyncio
-
-    from prefect.events.clients import get_events_client
 
     async def send() -> None:
         async with get_events_client() as client:

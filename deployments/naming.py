@@ -8,6 +8,7 @@ object, whose schema is the definition's ``inputs``).
 
 from __future__ import annotations
 
+from agentparty.flows.compiler import flow_name_for
 from agentparty.models import WorkflowDefinition
 
 INPUTS_PARAMETER = "inputs"
@@ -18,7 +19,6 @@ def deployment_name(definition: WorkflowDefinition) -> str:
 
 
 def flow_name(definition: WorkflowDefinition) -> str:
-    from agentparty.flows.compiler import flow_name_for
 
     return flow_name_for(definition)
 

@@ -50,7 +50,9 @@ def _trigger_entry(trigger: Any) -> dict[str, Any]:
         "enabled": True,
         "expect": sorted(trigger.expect),
         "match": trigger.match.model_dump(),
-        "match_related": trigger.match_related.model_dump() if hasattr(trigger.match_related, "model_dump") else trigger.match_related,
+        "match_related": trigger.match_related.model_dump()
+        if hasattr(trigger.match_related, "model_dump")
+        else trigger.match_related,
         "posture": trigger.posture.value if hasattr(trigger.posture, "value") else trigger.posture,
         "threshold": trigger.threshold,
         "within": trigger.within.total_seconds(),
@@ -78,7 +80,7 @@ def deployment_entry(definition: WorkflowDefinition, source: Path, root: Path, w
 
 def training_entry(work_pool: str) -> dict[str, Any]:
     """The nightly GNN training flow, as ``agentparty deploy`` (``flows/train_gnn.training_deployment``) deploys it."""
-    from agentparty.flows.train_gnn import training_deployment
+    from agentparty.flows.train_gnn import training_deployment  # deferred: the training flow imports torch
 
     deployment = training_deployment()
     return {
@@ -89,7 +91,8 @@ def training_entry(work_pool: str) -> dict[str, Any]:
         "parameters": {},
         "work_pool": {"name": work_pool},
         "schedules": [
-            {"cron": s.schedule.cron, "timezone": s.schedule.timezone, "active": s.active} for s in deployment.schedules or []
+            {"cron": s.schedule.cron, "timezone": s.schedule.timezone, "active": s.active}
+            for s in deployment.schedules or []
         ],
     }
 

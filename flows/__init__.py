@@ -26,7 +26,7 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
+        import importlib  # with the imports it makes: deferred, so that commands that only validate skip Prefect
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'agentparty.flows' has no attribute {name!r}")

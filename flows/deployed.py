@@ -12,31 +12,21 @@ separated by ``os.pathsep``), else the working directory, which is what
 
 from __future__ import annotations
 
-import hashlib
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentparty.flows.compiler import compile_workflow
+from agentparty.flows.entrypoints import ENTRYPOINT_PREFIX, entrypoint_for, entrypoint_name
+from agentparty.runtime.documents import WorkflowCatalog, load_workflow
 from agentparty.runtime.settings import Settings, get_settings
+
+__all__ = ["WORKFLOWS_ENV", "definition_file", "entrypoint_for", "entrypoint_name", "load_deployed_flow", "search_dirs"]
 
 if TYPE_CHECKING:
     from prefect import Flow
 
 WORKFLOWS_ENV = "AGENTPARTY_WORKFLOWS"
-_PREFIX = "wf_"
 _compiled: dict[tuple[Path, float], Flow[..., Any]] = {}
-
-
-def entrypoint_name(workflow_id: str) -> str:
-    """A Python identifier for a definition id; the hash keeps ``a-b`` and ``a_b`` apart."""
-    readable = re.sub(r"\W", "_", workflow_id)
-    digest = hashlib.sha256(workflow_id.encode()).hexdigest()[:8]
-    return f"{_PREFIX}{readable}_{digest}"
-
-
-def entrypoint_for(workflow_id: str) -> str:
-    """The module-path entrypoint a deployment of this definition uses."""
-    return f"{__name__}.{entrypoint_name(workflow_id)}"
 
 
 def search_dirs(settings: Settings | None = None) -> list[Path]:
@@ -46,8 +36,6 @@ def search_dirs(settings: Settings | None = None) -> list[Path]:
 
 def definition_file(name: str) -> Path | None:
     """The definition file whose id maps to the entrypoint ``name``, searching :func:`search_dirs` in order."""
-    from agentparty.runtime.documents import WorkflowCatalog
-
     catalog = WorkflowCatalog()
     for directory in search_dirs():
         for workflow_id in sorted(catalog.ids_in(directory.resolve())):
@@ -66,14 +54,11 @@ def load_deployed_flow(name: str) -> Flow[..., Any]:
         )
     key = (path, path.stat().st_mtime)
     if key not in _compiled:
-        from agentparty.flows.compiler import compile_workflow
-        from agentparty.runtime.documents import load_workflow
-
         _compiled[key] = compile_workflow(load_workflow(path), source=path)
     return _compiled[key]
 
 
 def __getattr__(name: str) -> Any:
-    if not name.startswith(_PREFIX):
+    if not name.startswith(ENTRYPOINT_PREFIX):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return load_deployed_flow(name)

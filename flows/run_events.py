@@ -13,8 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentparty.models.run_results import StepResult, StepStatus, WorkflowResult
-from agentparty.models.run_history import RunTally, required_capabilities, task_id_for, team_id_for
 from agentparty.models import TaskStep, WorkflowDefinition
 from agentparty.models.events import (
     AgentProvisionedEvent,
@@ -36,6 +34,8 @@ from agentparty.models.events import (
     WorkflowEventPayload,
 )
 from agentparty.models.graph import FormationMethod, new_id, stable_id
+from agentparty.models.run_history import RunTally, required_capabilities, task_id_for, team_id_for
+from agentparty.models.run_results import StepResult, StepStatus, WorkflowResult
 
 PRODUCER = "agentparty.workflow-engine"
 RECOMMENDER = "agentparty.team-recommender"
@@ -68,10 +68,13 @@ class RunEvents:
     def _workflow(self, event_type: str, id_parts: tuple[str, ...], **payload: Any) -> WorkflowEvent:
         return WorkflowEvent(
             **self._envelope(event_type, *id_parts),
-            event_type=event_type,  # type: ignore[arg-type]
+            event_type=event_type,
             payload=WorkflowEventPayload(
-                workflow_id=self.definition.id, workflow_version=self.definition.version, run_key=self.run_key,
-                task_id=self.task_id, **payload,
+                workflow_id=self.definition.id,
+                workflow_version=self.definition.version,
+                run_key=self.run_key,
+                task_id=self.task_id,
+                **payload,
             ),
         )
 
@@ -80,7 +83,9 @@ class RunEvents:
 
     # -- run ------------------------------------------------------------------------------
 
-    def run_started(self, team_roles: dict[str, str] | None, formation: FormationMethod = FormationMethod.MANUAL) -> list[BaseEvent[Any]]:
+    def run_started(
+        self, team_roles: dict[str, str] | None, formation: FormationMethod = FormationMethod.MANUAL
+    ) -> list[BaseEvent[Any]]:
         d = self.definition
         agent_steps = [s for s in d.all_steps() if isinstance(s, TaskStep) and s.configuration.is_agent]
         events: list[BaseEvent[Any]] = [
@@ -88,18 +93,26 @@ class RunEvents:
             TaskSubmittedEvent(
                 **self._envelope("task_submitted", self.run_key),
                 payload=TaskSubmittedPayload(
-                    task_id=self.task_id, title=d.name, description=d.description, submitted_by=self.username,
-                    priority=d.priority, token_budget=d.token_budget or 0,
+                    task_id=self.task_id,
+                    title=d.name,
+                    description=d.description,
+                    submitted_by=self.username,
+                    priority=d.priority,
+                    token_budget=d.token_budget or 0,
                 ),
             ),
             TaskAnalyzedEvent(
                 **self._envelope("task_analyzed", self.run_key),
                 payload=TaskAnalyzedPayload(
-                    task_id=self.task_id, analyzer_id=PRODUCER, extracted_capabilities=self.required_capabilities(),
+                    task_id=self.task_id,
+                    analyzer_id=PRODUCER,
+                    extracted_capabilities=self.required_capabilities(),
                     complexity=d.complexity,
                     token_estimate=d.token_budget or sum(1024 for _ in agent_steps),
                     time_estimate=int(sum(s.timeout or 0 for s in d.all_steps())),
-                    recommended_team_size=max(1, len(team_roles) if team_roles else len({s.configuration.agent for s in agent_steps})),
+                    recommended_team_size=max(
+                        1, len(team_roles) if team_roles else len({s.configuration.agent for s in agent_steps})
+                    ),
                 ),
             ),
         ]
@@ -108,9 +121,13 @@ class RunEvents:
                 TeamAssembledEvent(
                     **self._envelope("team_assembled", self.run_key),
                     payload=TeamAssembledPayload(
-                        team_id=self.team_id, task_id=self.task_id,
-                        assembler_id=PRODUCER if formation is FormationMethod.MANUAL else RECOMMENDER, member_count=len(team_roles),
-                        formation_method=formation, agent_roles=team_roles, token_budget=d.team_token_budget or 0,
+                        team_id=self.team_id,
+                        task_id=self.task_id,
+                        assembler_id=PRODUCER if formation is FormationMethod.MANUAL else RECOMMENDER,
+                        member_count=len(team_roles),
+                        formation_method=formation,
+                        agent_roles=team_roles,
+                        token_budget=d.team_token_budget or 0,
                     ),
                 )
             )
@@ -127,8 +144,11 @@ class RunEvents:
             TeamPerformanceEvent(
                 **self._envelope("team_performance", self.run_key),
                 payload=TeamPerformancePayload(
-                    team_id=self.team_id, task_id=self.task_id, success_rating=success,
-                    completion_time=int(result.duration_s), token_usage=result.tokens,
+                    team_id=self.team_id,
+                    task_id=self.task_id,
+                    success_rating=success,
+                    completion_time=int(result.duration_s),
+                    token_usage=result.tokens,
                     budget_variance=(result.tokens - budget) / budget * 100 if budget else 0.0,
                     collaboration_metrics=CollaborationMetrics(pair_count=members * (members - 1) // 2),
                     capability_metrics=CapabilityMetrics(
@@ -137,8 +157,11 @@ class RunEvents:
                 ),
             ),
             self._workflow(
-                "workflow_run_completed" if ok else "workflow_run_failed", (self.correlation_id,),
-                reason=result.reason, tokens=result.tokens, duration_s=result.duration_s,
+                "workflow_run_completed" if ok else "workflow_run_failed",
+                (self.correlation_id,),
+                reason=result.reason,
+                tokens=result.tokens,
+                duration_s=result.duration_s,
             ),
         ]
         return events
@@ -164,21 +187,38 @@ class RunEvents:
                 for transition in work.transitions:
                     events.append(
                         AgentStateTransitionEvent(
-                            **self._envelope("agent_state_transition", transition.record.id), payload=transition.event,
+                            **self._envelope("agent_state_transition", transition.record.id),
+                            payload=transition.event,
                         )
                     )
-        kind = {StepStatus.COMPLETED: "step_completed", StepStatus.FAILED: "step_failed", StepStatus.SKIPPED: "step_skipped"}[result.status]
+        kind = {
+            StepStatus.COMPLETED: "step_completed",
+            StepStatus.FAILED: "step_failed",
+            StepStatus.SKIPPED: "step_skipped",
+        }[result.status]
         events.append(
             self._workflow(
-                kind, (self.run_key, result.step_id), step_id=result.step_id, attempt=result.attempts or None,
-                reason=result.reason, tokens=result.tokens, duration_s=result.duration_s,
+                kind,
+                (self.run_key, result.step_id),
+                step_id=result.step_id,
+                attempt=result.attempts or None,
+                reason=result.reason,
+                tokens=result.tokens,
+                duration_s=result.duration_s,
             )
         )
         return events
 
     def breaker(self, target: str, before: str, after: str, failures: int = 0) -> CircuitBreakerEvent:
-        kind = {"open": "circuit_breaker_opened", "half_open": "circuit_breaker_half_open", "closed": "circuit_breaker_closed"}[after]
+        kind = {
+            "open": "circuit_breaker_opened",
+            "half_open": "circuit_breaker_half_open",
+            "closed": "circuit_breaker_closed",
+        }[after]
         return CircuitBreakerEvent(
-            event_id=new_id(), correlation_id=self.correlation_id, producer=PRODUCER, event_type=kind,  # type: ignore[arg-type]
-            payload=CircuitBreakerPayload(target=target, previous_state=before, new_state=after, failures=failures),  # type: ignore[arg-type]
+            event_id=new_id(),
+            correlation_id=self.correlation_id,
+            producer=PRODUCER,
+            event_type=kind,
+            payload=CircuitBreakerPayload(target=target, previous_state=before, new_state=after, failures=failures),
         )

@@ -1,6 +1,6 @@
 """What a workflow run tells the outside world as it goes: the results graph and the event bus.
 
-The compiler's run loop calls these hooks; each does nothing when its sink is
+The scheduler (``flows/scheduler.py``) and the step kinds call these hooks; each does nothing when its sink is
 off (no graph configured, no broker). Step results reach both in the same
 shape (:class:`~agentparty.runtime.run_recorder.SlotRecord`: one per executed slot,
 with the agent engagement behind it), graph first: a step counts as done only
@@ -16,33 +16,39 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from agentparty.models.run_results import StepResult, StepStatus, WorkflowResult
 from agentparty.flows.run_events import RunEvents
+from agentparty.flows.services import RunServices
+from agentparty.flows.step_task import StepOutcome
+from agentparty.models import ParallelStep, TaskStep, WorkflowDefinition, WorkflowStep
 from agentparty.models.engagements import SlotRecord
-from agentparty.models.run_history import RunTally
-from agentparty.runtime.run_recorder import RunGraph
-from agentparty.models import ParallelStep, TaskStep, WorkflowStep
 from agentparty.models.graph import FormationMethod
+from agentparty.models.run_history import RunTally
+from agentparty.models.run_results import StepResult, StepStatus, WorkflowResult
 from agentparty.runtime.graph_store import GraphWriteError
+from agentparty.runtime.run_recorder import RunGraph
+from agentparty.runtime.settings import get_settings
 from agentparty.tasks.agent import agent_work_of
 
 if TYPE_CHECKING:
-    from agentparty.flows.compiler import CompiledWorkflow, StepOutcome
     from agentparty.flows.staffing import Staffing
 
 logger = logging.getLogger("agentparty.flows")
 
 
 class RunObservers:
-    def __init__(self, compiled: CompiledWorkflow, run_key: str, run_id: str | None) -> None:
-        self.c = compiled
+    """The hooks of one run, writing to the graph and the bus its services have (either may be off)."""
+
+    def __init__(self, definition: WorkflowDefinition, services: RunServices, run_key: str, run_id: str | None) -> None:
+        self.definition = definition
+        self.services = services
         self.run_key = run_key
-        definition = compiled.definition
         self.tally = RunTally()
-        self.recorder = compiled.recorder()
-        self.graph = RunGraph(definition, run_key, compiled.user_id, self.tally) if self.recorder is not None else None
-        self.bus = compiled.event_bus()
-        self.events = RunEvents(definition, run_key, run_id, compiled.user_id, self.tally) if self.bus is not None else None
+        self.recorder = services.recorder()
+        self.graph = RunGraph(definition, run_key, services.user_id, self.tally) if self.recorder is not None else None
+        self.bus = services.event_bus()
+        self.events = (
+            RunEvents(definition, run_key, run_id, services.user_id, self.tally) if self.bus is not None else None
+        )
         self._records: dict[str, list[SlotRecord]] = defaultdict(list)
         self.staffing: Staffing | None = None
         """Set before :meth:`started` when the team recommender staffed some steps."""
@@ -83,19 +89,23 @@ class RunObservers:
         result.duration_s = time.perf_counter() - started
         if self.bus is None or self.events is None:
             return
-        from agentparty.runtime.settings import get_settings
 
         self._emit(*self.events.run_finished(result))
-        pending = await asyncio.to_thread(self.bus.settle, self.events.correlation_id, get_settings().events_settle_timeout)
+        pending = await asyncio.to_thread(
+            self.bus.settle, self.events.correlation_id, get_settings().events_settle_timeout
+        )
         result.events_pending = pending
         if pending:
             logger.warning(
-                "%d events of this run are not delivered yet; they stay in the outbox (agentparty events relay sends them)", pending
+                "%d events of this run are not delivered yet; they stay in the outbox (agentparty events relay sends them)",
+                pending,
             )
 
     # -- steps ------------------------------------------------------------------------------
 
-    def slot_done(self, step: WorkflowStep, slot: str, outcome: StepOutcome | None, error: BaseException | None) -> None:
+    def slot_done(
+        self, step: WorkflowStep, slot: str, outcome: StepOutcome | None, error: BaseException | None
+    ) -> None:
         """One executed slot of a ``task`` step, successful (its outcome) or not (the error, with its agent work)."""
         if not isinstance(step, TaskStep) or (self.graph is None and self.events is None):
             return
@@ -150,9 +160,9 @@ class RunObservers:
 
     def _planned_team(self) -> dict[str, str] | None:
         """agent id → role for the agent steps, when the runner can name its agents before they work."""
-        agent_steps = [s for s in self.c.definition.all_steps() if isinstance(s, TaskStep) and s.configuration.agent]
+        agent_steps = [s for s in self.definition.all_steps() if isinstance(s, TaskStep) and s.configuration.agent]
         staffed = self.staffing.roles() if self.staffing else {}
-        plan = getattr(self.c.agent_runner(), "agent_id_for", None)
+        plan = getattr(self.services.agent_runner(), "agent_id_for", None)
         if not agent_steps or plan is None:
             return staffed or None
         roles: dict[str, list[str]] = defaultdict(list)

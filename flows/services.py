@@ -22,8 +22,11 @@ from typing import TYPE_CHECKING
 from agentparty.runtime.breakers import BreakerStore, SqliteBreakerStore
 from agentparty.runtime.budgets import Budget
 from agentparty.runtime.event_bus import EventBus, configured_bus
+from agentparty.runtime.model_router import ModelRouter
 from agentparty.runtime.run_recorder import GraphRecorder, configured_recorder
 from agentparty.runtime.settings import Settings
+from agentparty.tasks.agent import ModelAgentRunner
+from agentparty.tasks.templates import TemplateRegistry
 
 if TYPE_CHECKING:
     from agentparty.tasks.agent import AgentRunner
@@ -42,8 +45,8 @@ class RunServices:
     user_id: str
     """Who runs the workflows (user budget, the graph's REQUESTED_BY)."""
     _breakers: BreakerStore | None = None
-    _recorder: GraphRecorder | None | _Unset = UNSET
-    _events: EventBus | None | _Unset = UNSET
+    _recorder: GraphRecorder | _Unset | None = UNSET
+    _events: EventBus | _Unset | None = UNSET
     _agent_runner: AgentRunner | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -81,10 +84,6 @@ class RunServices:
         """Who answers agent steps: agents from the template registry on the model registry (made on first use)."""
         with self._lock:
             if self._agent_runner is None:
-                from agentparty.runtime.model_router import ModelRouter  # the provider SDKs: only for agent steps
-                from agentparty.tasks.agent import ModelAgentRunner
-                from agentparty.tasks.templates import TemplateRegistry
-
                 config = self.settings.load_sdk_configuration() if self.settings.sdk_config else None
                 self._agent_runner = ModelAgentRunner(
                     router=ModelRouter.from_settings(self.home, config),
@@ -99,8 +98,8 @@ def run_services(
     *,
     user_id: str | None = None,
     agent_runner: AgentRunner | None = None,
-    recorder: GraphRecorder | None | _Unset = UNSET,
-    events: EventBus | None | _Unset = UNSET,
+    recorder: GraphRecorder | _Unset | None = UNSET,
+    events: EventBus | _Unset | None = UNSET,
     breakers: BreakerStore | None = None,
 ) -> RunServices:
     """The services of runs under ``settings``; each keyword replaces one (``recorder=None``: record nothing,

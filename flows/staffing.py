@@ -22,7 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agentparty.gnn.recommend import TeamRecommendation
+from agentparty.gnn.pipeline import load_recommender
+from agentparty.gnn.recommend import TeamRecommendation, team_size_for
 from agentparty.models import WorkflowDefinition
 from agentparty.models.graph import FormationMethod, Task
 from agentparty.runtime.run_documents import RunDocuments
@@ -65,14 +66,16 @@ def staff_run(definition: WorkflowDefinition, run_key: str, task_id: str, store:
     known = kept.read(run_key)
     if known is not None:
         return Staffing.model_validate_json(known)
-    from agentparty.gnn.pipeline import load_recommender
-    from agentparty.gnn.recommend import team_size_for
 
     steps = definition.unstaffed_steps()
     capabilities = sorted({s.configuration.capability for s in steps if s.configuration.capability})
     task = Task(
-        id=task_id, title=definition.name, description=definition.description or definition.name,
-        priority=definition.priority, complexity=definition.complexity, required_capabilities=capabilities,
+        id=task_id,
+        title=definition.name,
+        description=definition.description or definition.name,
+        priority=definition.priority,
+        complexity=definition.complexity,
+        required_capabilities=capabilities,
         token_budget=definition.team_token_budget or definition.token_budget or 0,
     )
     recommender = load_recommender(store, home)
@@ -91,10 +94,16 @@ def staff_run(definition: WorkflowDefinition, run_key: str, task_id: str, store:
         assert member.handle is not None  # runnable_only
         name, _, version = member.handle.partition("@")
         staffed[step.id] = StaffedStep(
-            step_id=step.id, agent_id=member.agent_id, agent=name, version=version or None,
-            model=None if version else member.model, role=capability or step.id,
+            step_id=step.id,
+            agent_id=member.agent_id,
+            agent=name,
+            version=version or None,
+            model=None if version else member.model,
+            role=capability or step.id,
         )
-    staffing = Staffing(run_key=run_key, formation_method=definition.formation_method, recommendation=recommendation, steps=staffed)
+    staffing = Staffing(
+        run_key=run_key, formation_method=definition.formation_method, recommendation=recommendation, steps=staffed
+    )
     kept.write(run_key, staffing.model_dump_json(indent=2))
     return staffing
 
@@ -105,7 +114,8 @@ def staffing_markdown(staffing: Staffing) -> str:
     lines = [
         f"# Team ({staffing.formation_method.value})",
         f"{rec.note}. Method **{rec.method}**, coverage {rec.coverage:.0%}, ~{rec.estimated_tokens:,} tokens"
-        + (f" of {rec.token_budget:,}" if rec.token_budget else "") + ".",
+        + (f" of {rec.token_budget:,}" if rec.token_budget else "")
+        + ".",
         "",
         "| step | agent | why |",
         "|---|---|---|",

@@ -18,9 +18,11 @@ import base64
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE as NO_CACHE
+from prefect.schedules import Cron
+from prefect.types.entrypoint import EntrypointType
 
-from agentparty.runtime.run_recorder import configured_store
 from agentparty.gnn.data import GraphSnapshot
 from agentparty.gnn.embeddings import TextEmbedder, default_embedder
 from agentparty.gnn.evaluate import markdown_table
@@ -33,10 +35,11 @@ from agentparty.gnn.pipeline import (
     train_candidate,
 )
 from agentparty.gnn.registry import ModelRegistry, Promotion
-from agentparty.runtime.model_files import CURVES_FILE
 from agentparty.gnn.synthetic import GroundTruth
 from agentparty.models.config import GNNTrainingConfig, SyntheticDataConfig
 from agentparty.runtime.graph_store import GraphStore
+from agentparty.runtime.model_files import CURVES_FILE
+from agentparty.runtime.run_recorder import configured_store
 from agentparty.runtime.settings import get_settings
 
 DEPLOYMENT_NAME = "scheduled"
@@ -48,28 +51,39 @@ def extract_graph(store: GraphStore) -> GraphSnapshot:
     snapshot = extract(store)
     get_run_logger().info(
         "snapshot %s: %d agents, %d capabilities, %d tasks, %d finished teams",
-        snapshot.digest()[:12], len(snapshot.agents), len(snapshot.capabilities), len(snapshot.tasks), len(snapshot.teams),
+        snapshot.digest()[:12],
+        len(snapshot.agents),
+        len(snapshot.capabilities),
+        len(snapshot.tasks),
+        len(snapshot.teams),
     )
     return snapshot
 
 
 @task(name="train-and-evaluate", cache_policy=NO_CACHE, persist_result=False)
-def train_and_evaluate(snapshot: GraphSnapshot, training: GNNTrainingConfig, embedder: TextEmbedder,
-                       truth: GroundTruth | None) -> Candidate:
+def train_and_evaluate(
+    snapshot: GraphSnapshot, training: GNNTrainingConfig, embedder: TextEmbedder, truth: GroundTruth | None
+) -> Candidate:
     if len(snapshot.teams) == 0:
-        raise ValueError("the graph holds no finished teams to learn from: run workflows first, or `agentparty gnn synth`")
+        raise ValueError(
+            "the graph holds no finished teams to learn from: run workflows first, or `agentparty gnn synth`"
+        )
     logger = get_run_logger()
     candidate = train_candidate(snapshot, training, embedder, truth)
     logger.info(
-        "trained %d epochs (best %d), %.3f s/epoch on %s", len(candidate.run.curves), candidate.run.best_epoch,
-        candidate.run.seconds_per_epoch, candidate.run.device,
+        "trained %d epochs (best %d), %.3f s/epoch on %s",
+        len(candidate.run.curves),
+        candidate.run.best_epoch,
+        candidate.run.seconds_per_epoch,
+        candidate.run.device,
     )
     return candidate
 
 
 @task(name="promote", cache_policy=NO_CACHE, persist_result=False)
-def promote_candidate(candidate: Candidate, registry: ModelRegistry, embedder: TextEmbedder,
-                      truth: GroundTruth | None, store: GraphStore) -> Promotion:
+def promote_candidate(
+    candidate: Candidate, registry: ModelRegistry, embedder: TextEmbedder, truth: GroundTruth | None, store: GraphStore
+) -> Promotion:
     """Save the model; crown it if it beats the champion, and then write its agent embeddings to the graph."""
     promotion = promote(registry, candidate, embedder, truth)
     logger = get_run_logger()
@@ -84,15 +98,18 @@ def promote_candidate(candidate: Candidate, registry: ModelRegistry, embedder: T
 def evaluation_markdown(candidate: Candidate, promotion: Promotion, curves: bytes) -> str:
     png = base64.b64encode(curves).decode()
     card = candidate.card
-    return "\n\n".join([
-        f"# GNN training {card.id if card else ''}",
-        f"**{'Promoted to champion' if promotion.promoted else 'Not promoted'}**: {promotion.reason}. "
-        f"Best baseline on validation: {promotion.best_baseline} ({_fmt(promotion.best_baseline_score)}).",
-        markdown_table(candidate.rows),
-        f"Data snapshot `{candidate.data.digest[:16]}`, {len(candidate.run.curves)} epochs (best {candidate.run.best_epoch}), "
-        f"{candidate.run.seconds_per_epoch * 1000:.1f} ms per epoch on {candidate.run.device}.",
-        f"![training curves](data:image/png;base64,{png})",
-    ])
+    return "\n\n".join(
+        [
+            f"# GNN training {card.id if card else ''}",
+            f"**{'Promoted to champion' if promotion.promoted else 'Not promoted'}**: {promotion.reason}. "
+            f"Best baseline on validation: {promotion.best_baseline} ({_fmt(promotion.best_baseline_score)}).",
+            markdown_table(candidate.rows),
+            f"Data snapshot `{candidate.data.digest[:16]}`, {len(candidate.run.curves)} epochs "
+            f"(best {candidate.run.best_epoch}), "
+            f"{candidate.run.seconds_per_epoch * 1000:.1f} ms per epoch on {candidate.run.device}.",
+            f"![training curves](data:image/png;base64,{png})",
+        ]
+    )
 
 
 def _fmt(value: float | None) -> str:
@@ -101,14 +118,15 @@ def _fmt(value: float | None) -> str:
 
 @flow(name=FLOW_NAME, log_prints=False)
 def train_gnn(
-    training: GNNTrainingConfig | None = None, truth_from: SyntheticDataConfig | None = None, publish: bool = True,
+    training: GNNTrainingConfig | None = None,
+    truth_from: SyntheticDataConfig | None = None,
+    publish: bool = True,
 ) -> dict[str, Any]:
     """Extract the graph, train the GraphSAGE recommender, evaluate it beside the baselines, promote it if better.
 
     ``truth_from``: the SyntheticDataConfig the graph was synthesised from, to add the ground-truth columns
     (recall@k, nDCG@k) to the evaluation.
     """
-    from prefect.artifacts import create_markdown_artifact
 
     settings = get_settings()
     training = training or settings.gnn_training
@@ -122,7 +140,9 @@ def train_gnn(
     if publish:
         curves = (registry.path(promotion.candidate) / CURVES_FILE).read_bytes()  # saved with the model
         create_markdown_artifact(
-            key="gnn-evaluation", markdown=evaluation_markdown(candidate, promotion, curves), description="GNN evaluation"
+            key="gnn-evaluation",
+            markdown=evaluation_markdown(candidate, promotion, curves),
+            description="GNN evaluation",
         )
     return {
         "model_id": promotion.candidate,
@@ -136,8 +156,6 @@ def train_gnn(
 
 def training_deployment(cron: str | None = None, timezone: str | None = None, name: str = DEPLOYMENT_NAME) -> Any:
     """The cron-scheduled deployment of :func:`train_gnn` (module-path entrypoint; apply it to a process work pool)."""
-    from prefect.deployments.runner import EntrypointType
-    from prefect.schedules import Cron
 
     settings = get_settings()
     return train_gnn.to_deployment(

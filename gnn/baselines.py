@@ -52,10 +52,12 @@ class NeighbourScorer:
         return shared @ self.view.weight + 1e-3 * np.asarray(shared.sum(axis=1)).ravel()
 
     def collaboration(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return np.array([
-            self.history.adamic_adar(int(x), int(y)) + 1e-3 * len(self.history.common(int(x), int(y)))
-            for x, y in zip(a, b, strict=True)
-        ])
+        return np.array(
+            [
+                self.history.adamic_adar(int(x), int(y)) + 1e-3 * len(self.history.common(int(x), int(y)))
+                for x, y in zip(a, b, strict=True)
+            ]
+        )
 
 
 @dataclass
@@ -90,6 +92,7 @@ def _predict(model: Any, features: np.ndarray) -> np.ndarray:
 
 
 def _fit(features: np.ndarray, labels: np.ndarray, seed: int) -> Any:
+    # deferred: scikit-learn loads only for the logistic-regression baseline
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -108,8 +111,17 @@ class LogisticRegressionBaseline:
     suit_model: Any = field(default=None, repr=False)
     pair_model: Any = field(default=None, repr=False)
 
-    def fit(self, graph: GraphTensors, history: History, suit_agent: np.ndarray, suit_task: np.ndarray, suit_label: np.ndarray,
-            pair_a: np.ndarray, pair_b: np.ndarray, pair_label: np.ndarray) -> LogisticRegressionBaseline:
+    def fit(
+        self,
+        graph: GraphTensors,
+        history: History,
+        suit_agent: np.ndarray,
+        suit_task: np.ndarray,
+        suit_label: np.ndarray,
+        pair_a: np.ndarray,
+        pair_b: np.ndarray,
+        pair_label: np.ndarray,
+    ) -> LogisticRegressionBaseline:
         view = CapabilityView(graph)
         self.suit_model = _fit(suitability_features(view, history, suit_agent, suit_task), suit_label, self.seed)
         self.pair_model = _fit(pair_features(view, history, pair_a, pair_b), pair_label, self.seed)

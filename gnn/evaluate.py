@@ -19,8 +19,10 @@ compute (truth exists only in synthetic ones).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -49,15 +51,25 @@ class MethodMetrics:
 
     @property
     def validation_score(self) -> float:
-        return pooled_auc([
-            (self.val_suitability_auc, self.val_suitability_comparisons),
-            (self.val_collaboration_auc, self.val_collaboration_comparisons),
-        ])
+        return pooled_auc(
+            [
+                (self.val_suitability_auc, self.val_suitability_comparisons),
+                (self.val_collaboration_auc, self.val_collaboration_comparisons),
+            ]
+        )
 
-    def as_dict(self) -> dict[str, float | str]:
-        data = asdict(self)
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> MethodMetrics:
+        """Back from :meth:`as_dict` (a flow result read as JSON): missing figures are NaN, extra keys ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        fields: dict[str, Any] = {k: (math.nan if v is None else v) for k, v in values.items() if k in known}
+        return cls(**fields)
+
+    def as_dict(self) -> dict[str, float | str | None]:
+        """JSON-ready: NaN (a figure that could not be computed) becomes None."""
+        data: dict[str, Any] = asdict(self)
         data["validation_score"] = self.validation_score
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}  # type: ignore[misc]
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
 
 
 def _observed(scorer: PairScorer, ex: Examples) -> tuple[float, float]:
@@ -80,12 +92,17 @@ def evaluate(method: Method, data: PreparedData, truth: GroundTruth | None = Non
     return metrics
 
 
-def _truth_metrics(metrics: MethodMetrics, scorer: PairScorer, graph: GraphTensors, data: PreparedData, truth: GroundTruth) -> None:
+def _truth_metrics(
+    metrics: MethodMetrics, scorer: PairScorer, graph: GraphTensors, data: PreparedData, truth: GroundTruth
+) -> None:
     agent_rows = graph.index[AGENT]
     known = [a for a in graph.tables.agent_ids if truth.agent_index(a) is not None]
     rows = np.array([agent_rows[a] for a in known], dtype=np.int64)
     truth_rows = np.array([truth.agent_index(a) for a in known], dtype=np.int64)
-    labels, scores, recalls, ndcgs = [], [], [], []
+    labels: list[float] = []
+    scores: list[float] = []
+    recalls: list[float] = []
+    ndcgs: list[float] = []
     for task_id in data.split.test_tasks:
         if not truth.knows_task(task_id):
             continue
@@ -96,7 +113,14 @@ def _truth_metrics(metrics: MethodMetrics, scorer: PairScorer, graph: GraphTenso
         labels.extend(1.0 if a in ideal else 0.0 for a in known)
         scores.extend(suit.tolist())
         gains = truth.suitability(task_id)[truth_rows]
-        team = assemble(graph, task_row, scorer, size=size, token_budget=int(data.snapshot.tasks[task_id].get("token_budget") or 0), suitability=dict(zip(rows.tolist(), suit.tolist(), strict=True)))
+        team = assemble(
+            graph,
+            task_row,
+            scorer,
+            size=size,
+            token_budget=int(data.snapshot.tasks[task_id].get("token_budget") or 0),
+            suitability=dict(zip(rows.tolist(), suit.tolist(), strict=True)),
+        )
         picked = [graph.tables.agent_ids[p.agent_row] for p in team.picks]
         recalls.append(len(ideal & set(picked)) / size)
         gain_of = dict(zip(known, gains.tolist(), strict=True))

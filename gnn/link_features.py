@@ -67,7 +67,7 @@ def suitability_features(view: CapabilityView, history: History, agents: np.ndar
     for task in np.unique(tasks):
         rows = np.flatnonzero(tasks == task)
         who = agents[rows]
-        required = view.needs.indices[view.needs.indptr[task]:view.needs.indptr[task + 1]]
+        required = view.needs.indices[view.needs.indptr[task] : view.needs.indptr[task + 1]]
         shared = view.holds_by_capability[:, required].toarray()[who]
         levels = view.proficiency_by_capability[:, required].toarray()[who]
         count = shared.sum(axis=1)
@@ -88,9 +88,14 @@ def pair_features(view: CapabilityView, history: History, a: np.ndarray, b: np.n
         return np.zeros((0, PAIR_FEATURES))
     rate = history.success_rate()
     together = [history.together(int(x), int(y)) for x, y in zip(a, b, strict=True)]
-    return np.column_stack([
-        [len(t) for t in together], [float(np.mean(t)) if t else 0.5 for t in together],
-        [len(history.common(int(x), int(y))) for x, y in zip(a, b, strict=True)],
-        [history.adamic_adar(int(x), int(y)) for x, y in zip(a, b, strict=True)],
-        np.log1p(history.memberships[a] + history.memberships[b]), view.jaccard(a, b), (rate[a] + rate[b]) / 2,
-    ])
+    return np.column_stack(
+        [
+            [len(t) for t in together],
+            [float(np.mean(t)) if t else 0.5 for t in together],
+            [len(history.common(int(x), int(y))) for x, y in zip(a, b, strict=True)],
+            [history.adamic_adar(int(x), int(y)) for x, y in zip(a, b, strict=True)],
+            np.log1p(history.memberships[a] + history.memberships[b]),
+            view.jaccard(a, b),
+            (rate[a] + rate[b]) / 2,
+        ]
+    )

@@ -43,7 +43,10 @@ class EdgeSAGEConv(MessagePassing):
     def forward(self, x: Tensor | tuple[Tensor, Tensor], edge_index: Tensor, edge_attr: Tensor) -> Tensor:
         source, target = (x, x) if isinstance(x, Tensor) else x  # HeteroConv passes one tensor for A→A relations
         aggregated = self.propagate(
-            edge_index, x=(self.lin_neighbour(source), target), edge_attr=edge_attr, size=(source.size(0), target.size(0))
+            edge_index,
+            x=(self.lin_neighbour(source), target),
+            edge_attr=edge_attr,
+            size=(source.size(0), target.size(0)),
         )
         return self.lin_self(target) + aggregated
 
@@ -52,7 +55,9 @@ class EdgeSAGEConv(MessagePassing):
 
 
 class TeamGNN(nn.Module):
-    def __init__(self, config: GraphSAGEModelConfig, edge_types: list[tuple[str, str, str]], node_types: list[str]) -> None:
+    def __init__(
+        self, config: GraphSAGEModelConfig, edge_types: list[tuple[str, str, str]], node_types: list[str]
+    ) -> None:
         super().__init__()
         hidden = config.hidden_channels
         self.config = config
@@ -64,8 +69,12 @@ class TeamGNN(nn.Module):
             for _ in range(config.num_layers)
         )
         self.dropout = nn.Dropout(config.dropout)
-        self.suitability_head = nn.Sequential(nn.Linear(3 * hidden + SUITABILITY_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, 1))
-        self.collaboration_head = nn.Sequential(nn.Linear(2 * hidden + PAIR_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.suitability_head = nn.Sequential(
+            nn.Linear(3 * hidden + SUITABILITY_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+        )
+        self.collaboration_head = nn.Sequential(
+            nn.Linear(2 * hidden + PAIR_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+        )
 
     def forward(self, data: HeteroData) -> dict[str, Tensor]:
         """Node embeddings per type."""

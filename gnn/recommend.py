@@ -70,8 +70,14 @@ class Assembly:
 
 
 def assemble(
-    graph: GraphTensors, task_row: int, scorer: PairScorer, *, size: int, token_budget: int,
-    suitability: dict[int, float] | None = None, eligible: set[int] | None = None,
+    graph: GraphTensors,
+    task_row: int,
+    scorer: PairScorer,
+    *,
+    size: int,
+    token_budget: int,
+    suitability: dict[int, float] | None = None,
+    eligible: set[int] | None = None,
 ) -> Assembly:
     tables = graph.tables
     task_id = tables.task_ids[task_row]
@@ -80,23 +86,14 @@ def assemble(
     cost = {c: tables.capabilities[cap_rows[c]].token_cost for c in required}
     factor = 1 + tables.tasks[task_row].complexity
     n_agents = len(tables.agent_ids)
-    if suitability is None:
-        raw = scorer.suitability(np.arange(n_agents), np.full(n_agents, task_row)) if n_agents else np.zeros(0)
-    else:
-        raw = np.array([suitability.get(r, -math.inf) for r in range(n_agents)])
+    raw = _raw_suitability(scorer, task_row, n_agents, suitability)
     ranks = rank_normalise(raw)
     holders = tables.holders
     allowed = np.ones(n_agents, dtype=bool)
     if eligible is not None:
         allowed[:] = False
         allowed[list(eligible)] = True
-    # A fill pick's estimate: its cheapest required capability, else the mean required cost.
-    mean_cost = float(np.mean(list(cost.values()))) if cost else 0.0
-    cheapest = np.full(n_agents, np.inf)
-    for c in required:
-        rows = np.array(holders.get(c, []), dtype=np.int64)
-        cheapest[rows] = np.minimum(cheapest[rows], cost[c])
-    fill_tokens = np.rint(np.where(np.isinf(cheapest), mean_cost, cheapest) * factor).astype(np.int64)
+    fill_tokens = _fill_estimates(holders, cost, factor, n_agents)
 
     budget_left = token_budget if token_budget > 0 else math.inf
     result = Assembly()
@@ -112,19 +109,15 @@ def assemble(
 
     while len(chosen) < size:
         if uncovered:
-            rows = sorted({r for c in uncovered for r in holders.get(c, []) if allowed[r] and r not in chosen})
-            entries = []
-            for r in rows:
-                covers = tuple(sorted(uncovered & tables.agent_capabilities.get(tables.agent_ids[r], set())))
-                tokens = int(round(sum(cost[c] for c in covers) * factor))
-                if tokens <= budget_left:
-                    entries.append((r, covers, tokens))
+            entries = _cover_entries(graph, uncovered, allowed, chosen, cost, factor, budget_left)
             if not entries:  # nobody fits to cover what is left: fill the remaining room instead
                 result.uncovered = sorted(uncovered)
                 uncovered = set()
                 continue
             candidates = np.array([e[0] for e in entries], dtype=np.int64)
-            weight = np.array([sum(tables.proficiency.get((tables.agent_ids[r], c), 0.0) for c in covers) for r, covers, _ in entries])
+            weight = np.array(
+                [sum(tables.proficiency.get((tables.agent_ids[r], c), 0.0) for c in covers) for r, covers, _ in entries]
+            )
             together = collaboration_ranks(candidates)
             values = ranks[candidates] * weight + COLLABORATION_WEIGHT * together
             best = int(np.argmax(values))
@@ -144,9 +137,52 @@ def assemble(
         chosen.append(r)
         uncovered -= set(covers)
         budget_left -= tokens
-        result.picks.append(Pick(r, covers, float(raw[r]), float(ranks[r]), float(together[best]) if len(chosen) > 1 else None, tokens))
+        result.picks.append(
+            Pick(r, covers, float(raw[r]), float(ranks[r]), float(together[best]) if len(chosen) > 1 else None, tokens)
+        )
     result.uncovered = sorted(set(result.uncovered) | uncovered)
     return result
+
+
+def _raw_suitability(
+    scorer: PairScorer, task_row: int, n_agents: int, suitability: dict[int, float] | None
+) -> np.ndarray:
+    """Every agent's suitability for the task: the scorer's, or the given scores (an agent not given: -inf)."""
+    if suitability is None:
+        return scorer.suitability(np.arange(n_agents), np.full(n_agents, task_row)) if n_agents else np.zeros(0)
+    return np.array([suitability.get(r, -math.inf) for r in range(n_agents)])
+
+
+def _fill_estimates(holders: dict[str, list[int]], cost: dict[str, int], factor: float, n_agents: int) -> np.ndarray:
+    """A fill pick's estimate per agent: its cheapest required capability, else the mean required cost."""
+    mean_cost = float(np.mean(list(cost.values()))) if cost else 0.0
+    cheapest = np.full(n_agents, np.inf)
+    for c, c_cost in cost.items():  # the required capabilities, in order
+        rows = np.array(holders.get(c, []), dtype=np.int64)
+        cheapest[rows] = np.minimum(cheapest[rows], c_cost)
+    return np.rint(np.where(np.isinf(cheapest), mean_cost, cheapest) * factor).astype(np.int64)
+
+
+def _cover_entries(
+    graph: GraphTensors,
+    uncovered: set[str],
+    allowed: np.ndarray,
+    chosen: list[int],
+    cost: dict[str, int],
+    factor: float,
+    budget_left: float,
+) -> list[tuple[int, tuple[str, ...], int]]:
+    """(agent row, uncovered capabilities it would cover, their estimated tokens) for each holder that fits."""
+    tables = graph.tables
+    holders = tables.holders
+    covering = sorted({r for c in uncovered for r in holders.get(c, []) if allowed[r] and r not in chosen})
+    entries = []
+    for r in covering:
+        covers = tuple(sorted(uncovered & tables.agent_capabilities.get(tables.agent_ids[r], set())))
+        tokens = round(sum(cost[c] for c in covers) * factor)
+        if tokens <= budget_left:
+            entries.append((r, covers, tokens))
+    return entries
 
 
 # --- The public recommender -----------------------------------------------------------
@@ -208,13 +244,19 @@ class Recommender:
             assert self._scorer is not None
             return self._graph, self._scorer
 
-    def recommend(self, task: Task, size: int | None = None, token_budget: int | None = None, runnable_only: bool = False) -> TeamRecommendation:
+    def recommend(
+        self, task: Task, size: int | None = None, token_budget: int | None = None, runnable_only: bool = False
+    ) -> TeamRecommendation:
         """``runnable_only``: only agents a workflow step can put to work (those with a ``handle``)."""
         graph, scorer = self._ready(task)
         tables = graph.tables
         size = size or team_size_for(len(task.required_capabilities), len(tables.agent_ids))
         budget = task.token_budget if token_budget is None else token_budget
-        eligible = {i for i, a in enumerate(tables.agent_ids) if self.snapshot.agents[a].get("handle")} if runnable_only else None
+        eligible = (
+            {i for i, a in enumerate(tables.agent_ids) if self.snapshot.agents[a].get("handle")}
+            if runnable_only
+            else None
+        )
         team = assemble(graph, graph.index[TASK][task.id], scorer, size=size, token_budget=budget, eligible=eligible)
         names = {c: p.get("name", c) for c, p in self.snapshot.capabilities.items()}
         worked = {(a, b): p for a, b, p in self.snapshot.worked_with}
@@ -228,20 +270,34 @@ class Recommender:
                 edge = worked.get((agent_id, earlier.agent_id)) or worked.get((earlier.agent_id, agent_id))
                 if edge:
                     past[earlier.agent_id] = round(float(edge.get("success_score") or 0.0), 4)
-            members.append(RecommendedAgent(
-                agent_id=agent_id, name=str(props.get("name", agent_id)), handle=props.get("handle"), model=str(props.get("model", "")),
-                suitability=round(pick.suitability, 6), suitability_rank=round(pick.suitability_rank, 4), covers=covers,
-                past_collaboration=past, estimated_tokens=pick.estimated_tokens,
-                explanation=_explain(covers, pick, past, len(tables.agent_ids)),
-            ))
+            members.append(
+                RecommendedAgent(
+                    agent_id=agent_id,
+                    name=str(props.get("name", agent_id)),
+                    handle=props.get("handle"),
+                    model=str(props.get("model", "")),
+                    suitability=round(pick.suitability, 6),
+                    suitability_rank=round(pick.suitability_rank, 4),
+                    covers=covers,
+                    past_collaboration=past,
+                    estimated_tokens=pick.estimated_tokens,
+                    explanation=_explain(covers, pick, past, len(tables.agent_ids)),
+                )
+            )
         required = sorted(set(task.required_capabilities))
         known_required = {n for n in required if capability_id(n) in names}
         uncovered = sorted({names.get(c, c) for c in team.uncovered} | (set(required) - known_required))
         return TeamRecommendation(
-            task_id=task.id, method=self.method.name, fallback=self.fallback, note=self.note, members=members,
-            required=required, uncovered=uncovered,
+            task_id=task.id,
+            method=self.method.name,
+            fallback=self.fallback,
+            note=self.note,
+            members=members,
+            required=required,
+            uncovered=uncovered,
             coverage=(len(required) - len(uncovered)) / len(required) if required else 1.0,
-            estimated_tokens=team.estimated_tokens, token_budget=budget,
+            estimated_tokens=team.estimated_tokens,
+            token_budget=budget,
         )
 
 
@@ -266,10 +322,15 @@ def _with_task(snapshot: GraphSnapshot, task: Task) -> GraphSnapshot:
     props["created_at"] = task.created_at
     requires = [
         (task.id, capability_id(name), {"importance": 1.0, "complexity": task.complexity})
-        for name in task.required_capabilities if capability_id(name) in snapshot.capabilities
+        for name in task.required_capabilities
+        if capability_id(name) in snapshot.capabilities
     ]
     return GraphSnapshot(
-        agents=snapshot.agents, capabilities=snapshot.capabilities, tasks={**snapshot.tasks, task.id: props},
-        has_capability=snapshot.has_capability, requires=sorted(snapshot.requires + requires, key=lambda e: (e[0], e[1])),
-        worked_with=snapshot.worked_with, teams=snapshot.teams,
+        agents=snapshot.agents,
+        capabilities=snapshot.capabilities,
+        tasks={**snapshot.tasks, task.id: props},
+        has_capability=snapshot.has_capability,
+        requires=sorted(snapshot.requires + requires, key=lambda e: (e[0], e[1])),
+        worked_with=snapshot.worked_with,
+        teams=snapshot.teams,
     )

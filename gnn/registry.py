@@ -15,7 +15,7 @@ oranges); the best baseline's score is recorded beside both.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,6 @@ from agentparty.gnn.data import FeatureScaler
 from agentparty.gnn.model import TeamGNN
 from agentparty.models.config import GNNTrainingConfig
 from agentparty.runtime.model_files import ModelFiles
-
 
 
 class ModelCard(BaseModel):
@@ -51,7 +50,9 @@ class ModelCard(BaseModel):
         return GNNTrainingConfig.model_validate(self.config)
 
     def scaler(self) -> FeatureScaler:
-        return FeatureScaler(mean={k: list(v) for k, v in self.scaler_mean.items()}, std={k: list(v) for k, v in self.scaler_std.items()})
+        return FeatureScaler(
+            mean={k: list(v) for k, v in self.scaler_mean.items()}, std={k: list(v) for k, v in self.scaler_std.items()}
+        )
 
 
 class Promotion(BaseModel):
@@ -98,7 +99,7 @@ class ModelRegistry:
 
 
 def new_model_id(digest: str, now: datetime | None = None) -> str:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return f"{now:%Y%m%dT%H%M%S%fZ}-{digest[:8]}"
 
 

@@ -9,12 +9,11 @@ them to ranks (:func:`rank_normalise`), so probabilities and raw counts mix.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
-
-import math
 
 import numpy as np
 from scipy.stats import rankdata
@@ -62,7 +61,7 @@ class History:
                 memberships[m] += 1
                 successes[m] += team.succeeded
             for i, a in enumerate(members):
-                for b in members[i + 1:]:
+                for b in members[i + 1 :]:
                     pairs[(a, b)].append(team.performance_score)
                     neighbours[a].add(b)
                     neighbours[b].add(a)
@@ -79,7 +78,9 @@ class History:
         return self.neighbours.get(a, set()) & self.neighbours.get(b, set())
 
     def adamic_adar(self, a: int, b: int) -> float:
-        return float(sum(1.0 / np.log(1 + len(self.neighbours[z])) for z in self.common(a, b) if len(self.neighbours[z]) > 0))
+        return float(
+            sum(1.0 / np.log(1 + len(self.neighbours[z])) for z in self.common(a, b) if len(self.neighbours[z]) > 0)
+        )
 
 
 def rank_normalise(scores: np.ndarray) -> np.ndarray:

@@ -91,7 +91,9 @@ class PreparedData:
         return self.histories[period]
 
 
-def prepare(snapshot: GraphSnapshot, config: GNNTrainingConfig, embedder: TextEmbedder, scaler: FeatureScaler | None = None) -> PreparedData:
+def prepare(
+    snapshot: GraphSnapshot, config: GNNTrainingConfig, embedder: TextEmbedder, scaler: FeatureScaler | None = None
+) -> PreparedData:
     """Split and tensorise; ``scaler`` given (a saved model's) means scale as that model was trained."""
     split = time_split(snapshot, config)
     tables = node_tables(snapshot)
@@ -101,7 +103,13 @@ def prepare(snapshot: GraphSnapshot, config: GNNTrainingConfig, embedder: TextEm
     graphs: dict[str, GraphTensors] = {}
     for period in ("train", "val", "test"):
         graphs[period] = build_tensors(
-            snapshot, embedder, scaler, cutoff=split.cutoff(period), fit=fit and period == "train", tables=tables, embeddings=vectors
+            snapshot,
+            embedder,
+            scaler,
+            cutoff=split.cutoff(period),
+            fit=fit and period == "train",
+            tables=tables,
+            embeddings=vectors,
         )
     seed = config.random_seed
     labelled = {
@@ -114,8 +122,15 @@ def prepare(snapshot: GraphSnapshot, config: GNNTrainingConfig, embedder: TextEm
     for period, ex in labelled.items():
         view, history = CapabilityView(graphs[period]), histories[period]
         links[period] = (
-            scaled_links(scaler, SUITABILITY_LINKS, suitability_features(view, history, ex.suit_agent, ex.suit_task), fit and period == "train"),
-            scaled_links(scaler, PAIR_LINKS, pair_features(view, history, ex.pair_a, ex.pair_b), fit and period == "train"),
+            scaled_links(
+                scaler,
+                SUITABILITY_LINKS,
+                suitability_features(view, history, ex.suit_agent, ex.suit_task),
+                fit and period == "train",
+            ),
+            scaled_links(
+                scaler, PAIR_LINKS, pair_features(view, history, ex.pair_a, ex.pair_b), fit and period == "train"
+            ),
         )
     return PreparedData(snapshot, config, split, tables, scaler, graphs, labelled, links, histories, snapshot.digest())
 
@@ -152,7 +167,9 @@ class GNNScorer:
     @torch.no_grad()
     def suitability(self, agents: np.ndarray, tasks: np.ndarray) -> np.ndarray:
         device = self._device()
-        links = scaled_links(self.scaler, SUITABILITY_LINKS, suitability_features(self.view, self.history, agents, tasks), False)
+        links = scaled_links(
+            self.scaler, SUITABILITY_LINKS, suitability_features(self.view, self.history, agents, tasks), False
+        )
         a = self.embeddings[AGENT][torch.as_tensor(agents, dtype=torch.long, device=device)]
         t = self.embeddings[TASK][torch.as_tensor(tasks, dtype=torch.long, device=device)]
         return torch.sigmoid(self.model.suitability(a, t, links.to(device))).cpu().numpy()
@@ -203,8 +220,11 @@ class TrainingRun:
 def architecture(config: GNNTrainingConfig) -> GraphSAGEModelConfig:
     """Seed ``model_config`` with the training config's sizes (the seed repeats them in both places)."""
     return GraphSAGEModelConfig(
-        hidden_channels=config.hidden_channels, num_layers=config.num_layers, dropout=config.dropout,
-        learning_rate=config.learning_rate, weight_decay=config.weight_decay,
+        hidden_channels=config.hidden_channels,
+        num_layers=config.num_layers,
+        dropout=config.dropout,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
     )
 
 
@@ -212,20 +232,41 @@ def new_model(config: GraphSAGEModelConfig) -> TeamGNN:
     return TeamGNN(config, list(EDGE_TYPES), [AGENT, CAPABILITY, TASK])
 
 
-def _validation_score(model: TeamGNN, h: dict[str, torch.Tensor], ex: Examples, links: tuple[torch.Tensor, torch.Tensor],
-                      device: torch.device) -> float:
+def _validation_score(
+    model: TeamGNN,
+    h: dict[str, torch.Tensor],
+    ex: Examples,
+    links: tuple[torch.Tensor, torch.Tensor],
+    device: torch.device,
+) -> float:
     """The pooled validation AUC (the figure a champion is chosen by; NaN with one class only)."""
     parts = []
     if len(ex.suit_label):
-        a, t = h[AGENT][torch.as_tensor(ex.suit_agent, device=device)], h[TASK][torch.as_tensor(ex.suit_task, device=device)]
-        parts.append((auc(ex.suit_label, model.suitability(a, t, links[0].to(device)).cpu().numpy()), comparisons(ex.suit_label)))
+        a, t = (
+            h[AGENT][torch.as_tensor(ex.suit_agent, device=device)],
+            h[TASK][torch.as_tensor(ex.suit_task, device=device)],
+        )
+        parts.append(
+            (auc(ex.suit_label, model.suitability(a, t, links[0].to(device)).cpu().numpy()), comparisons(ex.suit_label))
+        )
     if len(ex.pair_label):
         x, y = h[AGENT][torch.as_tensor(ex.pair_a, device=device)], h[AGENT][torch.as_tensor(ex.pair_b, device=device)]
-        parts.append((auc(ex.pair_label, model.collaboration(x, y, links[1].to(device)).cpu().numpy()), comparisons(ex.pair_label)))
+        parts.append(
+            (
+                auc(ex.pair_label, model.collaboration(x, y, links[1].to(device)).cpu().numpy()),
+                comparisons(ex.pair_label),
+            )
+        )
     return pooled_auc(parts)
 
 
-def _loss(model: TeamGNN, h: dict[str, torch.Tensor], ex: Examples, links: tuple[torch.Tensor, torch.Tensor], device: torch.device) -> torch.Tensor:
+def _loss(
+    model: TeamGNN,
+    h: dict[str, torch.Tensor],
+    ex: Examples,
+    links: tuple[torch.Tensor, torch.Tensor],
+    device: torch.device,
+) -> torch.Tensor:
     bce = nn.functional.binary_cross_entropy_with_logits
     losses = []
     if len(ex.suit_label):
@@ -235,7 +276,9 @@ def _loss(model: TeamGNN, h: dict[str, torch.Tensor], ex: Examples, links: tuple
     if len(ex.pair_label):
         x = h[AGENT][torch.as_tensor(ex.pair_a, device=device)]
         y = h[AGENT][torch.as_tensor(ex.pair_b, device=device)]
-        losses.append(bce(model.collaboration(x, y, links[1].to(device)), torch.as_tensor(ex.pair_target, device=device)))
+        losses.append(
+            bce(model.collaboration(x, y, links[1].to(device)), torch.as_tensor(ex.pair_target, device=device))
+        )
     if not losses:
         return torch.zeros((), device=device, requires_grad=True)
     return torch.stack(losses).sum()
@@ -249,7 +292,9 @@ def train_model(
         return _train(data, device, on_epoch, max_epochs)
 
 
-def _train(data: PreparedData, device: torch.device, on_epoch: Callable[[EpochLog], None] | None, max_epochs: int | None) -> TrainingRun:
+def _train(
+    data: PreparedData, device: torch.device, on_epoch: Callable[[EpochLog], None] | None, max_epochs: int | None
+) -> TrainingRun:
     config = data.config
     seed_everything(config.random_seed)
     model = new_model(architecture(config)).to(device)

@@ -9,7 +9,7 @@ here can be fed back to the seed's consumers unchanged.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
@@ -20,8 +20,8 @@ def _as_utc(value: datetime) -> datetime:
     # Naive datetimes are taken as UTC: the graph server hands stored datetimes
     # back naive (DESIGN.md §5), and everything we store is UTC.
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
@@ -56,7 +56,7 @@ Priority = Annotated[int, Field(ge=1, le=5)]
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class SeedModel(BaseModel):

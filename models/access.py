@@ -18,7 +18,15 @@ from .sdk_config import AccessControlConfig, Permission
 Action = Literal["create", "read", "update", "delete"]
 
 API_RESOURCES: tuple[str, ...] = (
-    "templates", "agents", "teams", "tasks", "workflows", "deployments", "runs", "approvals", "events",
+    "templates",
+    "agents",
+    "teams",
+    "tasks",
+    "workflows",
+    "deployments",
+    "runs",
+    "approvals",
+    "events",
 )
 """What the API's permissions name (``*`` in a permission means all of them)."""
 
@@ -69,7 +77,9 @@ class ApiAccessConfig(CamelModel):
             problems.append(f"apiKeys: name {duplicate!r} is used more than once")
         for index, key in enumerate(self.api_keys):
             if key.role not in self.roles:
-                problems.append(f"apiKeys.{index}.role: unknown role {key.role!r} (roles: {', '.join(sorted(self.roles))})")
+                problems.append(
+                    f"apiKeys.{index}.role: unknown role {key.role!r} (roles: {', '.join(sorted(self.roles))})"
+                )
         for role, permissions in self.roles.items():
             for index, permission in enumerate([*permissions]):
                 if permission.resource != "*" and permission.resource not in API_RESOURCES:
@@ -89,6 +99,4 @@ class ApiAccessConfig(CamelModel):
     def allows(self, role: str, resource: str, action: Action) -> bool:
         if not self.access_control.rbac:
             return True
-        return any(
-            (p.resource == "*" or p.resource == resource) and action in p.actions for p in self.permissions_of(role)
-        )
+        return any((p.resource in ("*", resource)) and action in p.actions for p in self.permissions_of(role))

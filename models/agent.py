@@ -7,7 +7,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from ._base import CamelModel, NonEmptyStr, NonNegativeInt, PositiveStrictInt, UtcDatetime, first_non_json_value, utc_now
+from ._base import (
+    CamelModel,
+    NonEmptyStr,
+    NonNegativeInt,
+    PositiveStrictInt,
+    UtcDatetime,
+    first_non_json_value,
+    utc_now,
+)
 from ._keys import api_key_problem
 from .context import context_of
 from .graph import ModelParameters, UuidStr, new_id

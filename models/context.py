@@ -30,6 +30,8 @@ def context_of(info: Any) -> ValidationContext:
     ctx = getattr(info, "context", None)
     if isinstance(ctx, ValidationContext):
         return ctx
-    if isinstance(ctx, dict) and isinstance(ctx.get("agentparty"), ValidationContext):
-        return ctx["agentparty"]
+    if isinstance(ctx, dict):
+        found = ctx.get("agentparty")
+        if isinstance(found, ValidationContext):
+            return found
     return ValidationContext()

@@ -13,14 +13,32 @@ from pydantic_core import ErrorDetails
 # (``steps.2.task.configuration``); it is not part of the document, so drop it.
 _UNION_TAGS = frozenset(
     {
-        "task", "decision", "parallel", "subgraph",
-        "manual", "schedule", "event", "webhook",
-        "user", "agent", "system", "error",
-        "api_key", "oauth2", "bearer_token",
-        "email", "slack", "sms",
-        "agent_provisioned", "agent_state_transition", "team_assembled",
-        "team_performance", "task_submitted", "task_analyzed",
-        "agent_update", "team_update",
+        "task",
+        "decision",
+        "parallel",
+        "subgraph",
+        "manual",
+        "schedule",
+        "event",
+        "webhook",
+        "user",
+        "agent",
+        "system",
+        "error",
+        "api_key",
+        "oauth2",
+        "bearer_token",
+        "email",
+        "slack",
+        "sms",
+        "agent_provisioned",
+        "agent_state_transition",
+        "team_assembled",
+        "team_performance",
+        "task_submitted",
+        "task_analyzed",
+        "agent_update",
+        "team_update",
     }
 )
 _TAG_PARENTS = frozenset({"step", "authentication"})
@@ -79,7 +97,7 @@ def _message(error: ErrorDetails) -> str:
     message = error["msg"]
     for prefix in _PREFIXES:
         if message.startswith(prefix):
-            message = message[len(prefix):]
+            message = message[len(prefix) :]
     return message
 
 

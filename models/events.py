@@ -7,7 +7,7 @@ event with a missing or misspelt field and a consumer gets typed values.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar, Union
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, Field, TypeAdapter
 
@@ -164,8 +164,14 @@ class TaskAnalyzedEvent(BaseEvent[TaskAnalyzedPayload]):
 
 
 WorkflowEventType = Literal[
-    "workflow_run_started", "workflow_run_completed", "workflow_run_failed",
-    "step_started", "step_retried", "step_completed", "step_failed", "step_skipped",
+    "workflow_run_started",
+    "workflow_run_completed",
+    "workflow_run_failed",
+    "step_started",
+    "step_retried",
+    "step_completed",
+    "step_failed",
+    "step_skipped",
 ]
 
 
@@ -213,27 +219,32 @@ class CircuitBreakerEvent(BaseEvent[CircuitBreakerPayload]):
 
 
 LifecycleEvent = Annotated[
-    Union[
-        AgentProvisionedEvent,
-        AgentStateTransitionEvent,
-        TeamAssembledEvent,
-        TeamPerformanceEvent,
-        TaskSubmittedEvent,
-        TaskAnalyzedEvent,
-        WorkflowEvent,
-        CircuitBreakerEvent,
-    ],
+    AgentProvisionedEvent
+    | AgentStateTransitionEvent
+    | TeamAssembledEvent
+    | TeamPerformanceEvent
+    | TaskSubmittedEvent
+    | TaskAnalyzedEvent
+    | WorkflowEvent
+    | CircuitBreakerEvent,
     Field(discriminator="event_type"),
 ]
 LIFECYCLE_EVENT_ADAPTER: TypeAdapter[LifecycleEvent] = TypeAdapter(LifecycleEvent)
 EVENT_TYPES: dict[str, type[BaseEvent[Any]]] = {
     cls.model_fields["event_type"].default: cls
     for cls in (
-        AgentProvisionedEvent, AgentStateTransitionEvent, TeamAssembledEvent,
-        TeamPerformanceEvent, TaskSubmittedEvent, TaskAnalyzedEvent,
+        AgentProvisionedEvent,
+        AgentStateTransitionEvent,
+        TeamAssembledEvent,
+        TeamPerformanceEvent,
+        TaskSubmittedEvent,
+        TaskAnalyzedEvent,
     )
 }
-EVENT_TYPES.update({name: WorkflowEvent for name in WorkflowEventType.__args__})  # type: ignore[attr-defined]
+EVENT_TYPES.update(dict.fromkeys(get_args(WorkflowEventType), WorkflowEvent))
 EVENT_TYPES.update(
-    {name: CircuitBreakerEvent for name in ("circuit_breaker_opened", "circuit_breaker_half_open", "circuit_breaker_closed")}
+    {
+        name: CircuitBreakerEvent
+        for name in ("circuit_breaker_opened", "circuit_breaker_half_open", "circuit_breaker_closed")
+    }
 )

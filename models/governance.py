@@ -13,7 +13,6 @@ a human approval into an automatic one.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -31,11 +30,13 @@ DEFAULT_HUMAN_APPROVAL_TIMEOUT_S = 3600
 
 class TransitionRule(SeedModel):
     # The timeout rule below, in the JSON Schema too, so a generated client cannot send what the server refuses.
-    model_config = ConfigDict(json_schema_extra={
-        "if": {"properties": {"approval": {"const": "human"}}, "required": ["approval"]},
-        "then": {},
-        "else": {"properties": {"timeout": {"type": "null"}}},
-    })
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"approval": {"const": "human"}}, "required": ["approval"]},
+            "then": {},
+            "else": {"properties": {"timeout": {"type": "null"}}},
+        }
+    )
 
     approval: ApprovalMode = ApprovalMode.AUTOMATIC
     timeout: PositiveJsonInt | None = None

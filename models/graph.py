@@ -1,67 +1,106 @@
-"""Seed 000's Neo4j graph schema: node and relationship property models.
+"""Seed 000's Neo4j graph schema: the node property models.
 
 Properties the seed stores as ``json_string`` are typed models here and become
 JSON strings only at the graph boundary (:meth:`GraphNode.graph_properties`),
 so the rest of the code never handles stringly-typed JSON. Datetimes are UTC.
+
+The relationship models are in :mod:`agentparty.models.graph_relationships` and
+the node keys (UUIDs, semantic versions) in :mod:`agentparty.models.graph_keys`;
+both are re-exported here (see ``__all__``), because this module is where the
+code imports the whole graph schema from, and because results persisted by
+earlier releases are pickles that name these classes as
+``agentparty.models.graph.<Name>``: the node classes stay defined here, and
+every name that moved keeps resolving here, so those results still load.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
-from uuid import UUID, uuid4, uuid5
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from ._base import Fraction, JsonInt, NonEmptyStr, PositiveJsonInt, NonNegativeInt, Priority, SeedModel, UtcDatetime, utc_now
+from ._base import (
+    Fraction,
+    JsonInt,
+    NonEmptyStr,
+    NonNegativeInt,
+    PositiveJsonInt,
+    Priority,
+    SeedModel,
+    UtcDatetime,
+    utc_now,
+)
 from .governance import GovernanceRules
+from .graph_keys import SEMVER_PATTERN, SemVer, UuidStr, capability_id, new_id, stable_id
+from .graph_relationships import (
+    RELATIONSHIP_TYPES,
+    AssembledBy,
+    Created,
+    DefinesCapabilities,
+    HasCapability,
+    HasState,
+    HasVersion,
+    Instantiates,
+    MemberOf,
+    RelationshipProperties,
+    RequestedBy,
+    Requires,
+    RequiresModel,
+    ResultedIn,
+    TransitionedBy,
+    WorkedWith,
+    WorksOn,
+)
 from .states import AgentLifecycleState, TaskStatus, TeamStatus
 
-SEMVER_PATTERN = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
-)
-
-
-def _semver(value: str) -> str:
-    if not SEMVER_PATTERN.match(value):
-        raise ValueError(f"{value!r} is not a semantic version (MAJOR.MINOR.PATCH, e.g. '1.2.0')")
-    return value
-
-
-SemVer = Annotated[str, AfterValidator(_semver)]
-
-
-def _uuid_string(value: str) -> str:
-    try:
-        return str(UUID(value))
-    except (ValueError, AttributeError, TypeError):
-        raise ValueError(f"{value!r} is not a UUID") from None
-
-
-UuidStr = Annotated[str, AfterValidator(_uuid_string)]
-"""Seed 000's ``uuid4_string``: any RFC 4122 UUID, stored in canonical lowercase form."""
-
-
-def new_id() -> str:
-    return str(uuid4())
-
-
-_STABLE_NAMESPACE = UUID("0c7d5a8e-5b5e-4b8f-9a3c-6f1e2d4b7a90")
-
-
-def stable_id(kind: str, *parts: str) -> str:
-    """A UUID derived from what a node *is* (its kind and natural key), so every writer and every replay
-    of a write names the same node: a retried step, a resumed run, the synthetic history generator."""
-    return str(uuid5(_STABLE_NAMESPACE, json.dumps([kind, *parts])))
-
-
-def capability_id(name: str) -> str:
-    """Capabilities are identified by name across templates, tasks and the GNN."""
-    return stable_id("capability", name)
+__all__ = [
+    "NODE_TYPES",
+    "RELATIONSHIP_TYPES",
+    "SEED_NODE_LABELS",
+    "SEMVER_PATTERN",
+    "Agent",
+    "AgentStateMetrics",
+    "AgentStateRecord",
+    "AgentTemplate",
+    "AssembledBy",
+    "Capability",
+    "CostProfile",
+    "Created",
+    "DefinesCapabilities",
+    "FormationMethod",
+    "GraphNode",
+    "HasCapability",
+    "HasState",
+    "HasVersion",
+    "Instantiates",
+    "MemberOf",
+    "Model",
+    "ModelParameters",
+    "Output",
+    "RelationshipProperties",
+    "RequestedBy",
+    "Requires",
+    "RequiresModel",
+    "ResultedIn",
+    "SemVer",
+    "SystemActor",
+    "Task",
+    "Team",
+    "TemplatePerformance",
+    "TemplateStatus",
+    "TemplateVersion",
+    "TransitionedBy",
+    "User",
+    "UserPreferences",
+    "UuidStr",
+    "WorkedWith",
+    "WorksOn",
+    "capability_id",
+    "new_id",
+    "stable_id",
+]
 
 
 class ModelParameters(BaseModel):
@@ -342,145 +381,25 @@ class SystemActor(GraphNode):
 
 
 NODE_TYPES: tuple[type[GraphNode], ...] = (
-    Agent, AgentTemplate, TemplateVersion, Team, Task, Capability, AgentStateRecord, User, Model, Output, SystemActor,
+    Agent,
+    AgentTemplate,
+    TemplateVersion,
+    Team,
+    Task,
+    Capability,
+    AgentStateRecord,
+    User,
+    Model,
+    Output,
+    SystemActor,
 )
 SEED_NODE_LABELS: tuple[str, ...] = (
-    "Agent", "AgentTemplate", "TemplateVersion", "Team", "Task", "Capability", "AgentState", "User",
-)
-
-
-# --- Relationships -----------------------------------------------------------------
-
-
-class RelationshipProperties(SeedModel):
-    """Properties of one relationship type; ``type``, ``source`` and ``target`` say where it goes."""
-
-    type: ClassVar[str]
-    source: ClassVar[tuple[str, ...]]
-    target: ClassVar[tuple[str, ...]]
-
-
-class Instantiates(RelationshipProperties):
-    type: ClassVar[str] = "INSTANTIATES"
-    source: ClassVar[tuple[str, ...]] = ("Agent",)
-    target: ClassVar[tuple[str, ...]] = ("TemplateVersion",)
-
-
-class HasState(RelationshipProperties):
-    type: ClassVar[str] = "HAS_STATE"
-    source: ClassVar[tuple[str, ...]] = ("Agent",)
-    target: ClassVar[tuple[str, ...]] = ("AgentState",)
-
-    timestamp: UtcDatetime = Field(default_factory=utc_now)
-
-
-class TransitionedBy(RelationshipProperties):
-    type: ClassVar[str] = "TRANSITIONED_BY"
-    source: ClassVar[tuple[str, ...]] = ("Agent",)
-    target: ClassVar[tuple[str, ...]] = ("User", "SystemActor")
-
-    timestamp: UtcDatetime = Field(default_factory=utc_now)
-    state_id: UuidStr | None = None
-    """The AgentState this approval let the agent enter."""
-
-
-class HasCapability(RelationshipProperties):
-    """Proficiency plus the GNN's capability-edge features (usage and token efficiency)."""
-
-    type: ClassVar[str] = "HAS_CAPABILITY"
-    source: ClassVar[tuple[str, ...]] = ("Agent",)
-    target: ClassVar[tuple[str, ...]] = ("Capability",)
-
-    proficiency: Fraction
-    usage_count: NonNegativeInt = 0
-    token_efficiency: Annotated[float, Field(ge=0.0)] = 0.0
-
-
-class Created(RelationshipProperties):
-    type: ClassVar[str] = "CREATED"
-    source: ClassVar[tuple[str, ...]] = ("Agent",)
-    target: ClassVar[tuple[str, ...]] = ("Output",)
-
-    timestamp: UtcDatetime = Field(default_factory=utc_now)
-
-
-class HasVersion(RelationshipProperties):
-    type: ClassVar[str] = "HAS_VERSION"
-    source: ClassVar[tuple[str, ...]] = ("AgentTemplate",)
-    target: ClassVar[tuple[str, ...]] = ("TemplateVersion",)
-
-
-class DefinesCapabilities(RelationshipProperties):
-    type: ClassVar[str] = "DEFINES_CAPABILITIES"
-    source: ClassVar[tuple[str, ...]] = ("AgentTemplate",)
-    target: ClassVar[tuple[str, ...]] = ("Capability",)
-
-    proficiency: Fraction | None = None
-    """Proficiency an agent of this template starts with."""
-
-
-class RequiresModel(RelationshipProperties):
-    type: ClassVar[str] = "REQUIRES_MODEL"
-    source: ClassVar[tuple[str, ...]] = ("TemplateVersion",)
-    target: ClassVar[tuple[str, ...]] = ("Model",)
-
-
-class MemberOf(RelationshipProperties):
-    type: ClassVar[str] = "MEMBER_OF"
-    source: ClassVar[tuple[str, ...]] = ("Agent",)
-    target: ClassVar[tuple[str, ...]] = ("Team",)
-
-    role: NonEmptyStr
-    joined_at: UtcDatetime = Field(default_factory=utc_now)
-
-
-class WorksOn(RelationshipProperties):
-    type: ClassVar[str] = "WORKS_ON"
-    source: ClassVar[tuple[str, ...]] = ("Team",)
-    target: ClassVar[tuple[str, ...]] = ("Task",)
-
-
-class AssembledBy(RelationshipProperties):
-    type: ClassVar[str] = "ASSEMBLED_BY"
-    source: ClassVar[tuple[str, ...]] = ("Team",)
-    target: ClassVar[tuple[str, ...]] = ("User", "SystemActor")
-
-
-class Requires(RelationshipProperties):
-    """Task needs a capability; properties are the GNN's requirement-edge features."""
-
-    type: ClassVar[str] = "REQUIRES"
-    source: ClassVar[tuple[str, ...]] = ("Task",)
-    target: ClassVar[tuple[str, ...]] = ("Capability",)
-
-    importance: Fraction = 1.0
-    complexity: Fraction = 0.5
-
-
-class RequestedBy(RelationshipProperties):
-    type: ClassVar[str] = "REQUESTED_BY"
-    source: ClassVar[tuple[str, ...]] = ("Task",)
-    target: ClassVar[tuple[str, ...]] = ("User",)
-
-
-class ResultedIn(RelationshipProperties):
-    type: ClassVar[str] = "RESULTED_IN"
-    source: ClassVar[tuple[str, ...]] = ("Task",)
-    target: ClassVar[tuple[str, ...]] = ("Output",)
-
-
-class WorkedWith(RelationshipProperties):
-    type: ClassVar[str] = "WORKED_WITH"
-    source: ClassVar[tuple[str, ...]] = ("Agent",)
-    target: ClassVar[tuple[str, ...]] = ("Agent",)
-
-    success_score: Fraction
-    """Running mean of the outcomes of the tasks both agents worked on."""
-    task_count: Annotated[int, Field(ge=1)] = 1
-    last_collaboration: UtcDatetime = Field(default_factory=utc_now)
-
-
-RELATIONSHIP_TYPES: tuple[type[RelationshipProperties], ...] = (
-    Instantiates, HasState, TransitionedBy, HasCapability, Created, HasVersion, DefinesCapabilities,
-    RequiresModel, MemberOf, WorksOn, AssembledBy, Requires, RequestedBy, ResultedIn, WorkedWith,
+    "Agent",
+    "AgentTemplate",
+    "TemplateVersion",
+    "Team",
+    "Task",
+    "Capability",
+    "AgentState",
+    "User",
 )

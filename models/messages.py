@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter
 
@@ -52,5 +52,5 @@ class ErrorMessage(Message):
     recoverable: bool
 
 
-AnyMessage = Annotated[Union[UserMessage, AgentMessage, SystemMessage, ErrorMessage], Field(discriminator="type")]
+AnyMessage = Annotated[UserMessage | AgentMessage | SystemMessage | ErrorMessage, Field(discriminator="type")]
 MESSAGE_ADAPTER: TypeAdapter[AnyMessage] = TypeAdapter(AnyMessage)

@@ -62,10 +62,13 @@ class ModelRegistry(CamelModel):
             for field in ("availableModels", "available_models"):
                 models = data.get(field)
                 if isinstance(models, dict):
-                    data = {**data, field: {
-                        key: ({"name": key, **value} if isinstance(value, dict) and "name" not in value else value)
-                        for key, value in models.items()
-                    }}
+                    data = {
+                        **data,
+                        field: {
+                            key: ({"name": key, **value} if isinstance(value, dict) and "name" not in value else value)
+                            for key, value in models.items()
+                        },
+                    }
         return data
 
     @model_validator(mode="after")
@@ -92,11 +95,13 @@ class ModelRegistry(CamelModel):
         return f"model {name!r} is not registered in the model registry; registered: {', '.join(sorted(self.available_models))}"
 
 
-def _model(name: str, provider: ModelProvider, context: int, price_in: float, price_out: float, **caps: object) -> ModelInfo:
+def _model(
+    name: str, provider: ModelProvider, context: int, price_in: float, price_out: float, **caps: object
+) -> ModelInfo:
     return ModelInfo(
         name=name,
         provider=provider,
-        capabilities=ModelCapabilities(max_tokens=context, **caps),  # type: ignore[arg-type]
+        capabilities=ModelCapabilities.model_validate({"max_tokens": context, **caps}),
         pricing=PricingInfo(input_per_million=price_in, output_per_million=price_out),
     )
 

@@ -81,7 +81,9 @@ def references_in_string(value: str) -> list[Reference]:
     return [parse_reference(m.group(1), m.group(0)) for m in _REFERENCE.finditer(value)]
 
 
-def iter_references(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], Reference | ReferenceSyntaxError]]:
+def iter_references(
+    value: Any, path: tuple[str | int, ...] = ()
+) -> Iterator[tuple[tuple[str | int, ...], Reference | ReferenceSyntaxError]]:
     """Every reference in a nested value, with the path where it was found.
 
     Syntax errors are yielded (not raised) so a validator can report all of them.
@@ -139,7 +141,9 @@ class ReferenceScope:
             try:
                 value = value[segment]
             except (KeyError, IndexError, TypeError):
-                raise ReferenceResolutionError(f"{ref}: cannot follow {segment!r} into {type(value).__name__}") from None
+                raise ReferenceResolutionError(
+                    f"{ref}: cannot follow {segment!r} into {type(value).__name__}"
+                ) from None
         return value
 
 

@@ -57,7 +57,11 @@ def team_id_for(run_key: str) -> str:
 def required_capabilities(definition: WorkflowDefinition) -> list[str]:
     """The capabilities a run's agent steps name (the Task's REQUIRES, the analysis event's extracted capabilities)."""
     return sorted(
-        {s.configuration.capability for s in definition.all_steps() if isinstance(s, TaskStep) and s.configuration.capability}
+        {
+            s.configuration.capability
+            for s in definition.all_steps()
+            if isinstance(s, TaskStep) and s.configuration.capability
+        }
     )
 
 

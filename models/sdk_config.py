@@ -15,7 +15,7 @@ accepts is accepted here and a minimal file is short.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -43,6 +43,13 @@ def _secure_url(value: str, what: str) -> str:
 
 
 # --- Authentication ------------------------------------------------------------------
+
+
+ExportFormat = Literal["prometheus", "json", "otlp", "statsd", "csv"]
+
+
+def _json_only() -> list[ExportFormat]:
+    return ["json"]
 
 
 class OAuth2Config(CamelModel):
@@ -73,7 +80,9 @@ class ApiKeyRotationConfig(CamelModel):
     @model_validator(mode="after")
     def _age_covers_interval(self) -> ApiKeyRotationConfig:
         if self.max_age < self.rotation_interval:
-            raise ValueError(f"maxAge ({self.max_age} h) must be at least rotationInterval ({self.rotation_interval} h)")
+            raise ValueError(
+                f"maxAge ({self.max_age} h) must be at least rotationInterval ({self.rotation_interval} h)"
+            )
         return self
 
 
@@ -116,7 +125,7 @@ class BearerTokenAuthentication(CamelModel):
 
 
 AuthenticationMethod = Annotated[
-    Union[ApiKeyAuthentication, OAuth2Authentication, BearerTokenAuthentication], Field(discriminator="type")
+    ApiKeyAuthentication | OAuth2Authentication | BearerTokenAuthentication, Field(discriminator="type")
 ]
 
 
@@ -133,10 +142,11 @@ class ProviderConfig(CamelModel):
         auth = self.authentication
         if isinstance(auth, ApiKeyAuthentication) and auth.configuration.api_key is not None:
             # OpenAI-compatible servers (endpoint set) issue keys of their own shape.
+            problem = None
             if self.endpoint is None or self.type != "openai":
                 problem = api_key_problem(self.type, auth.configuration.api_key.get_secret_value())
-                if problem:
-                    raise ValueError(f"authentication.configuration.apiKey {problem}")
+            if problem:
+                raise ValueError(f"authentication.configuration.apiKey {problem}")
         return self
 
 
@@ -152,7 +162,9 @@ class AuthenticationConfig(CamelModel):
         if len(set(names)) != len(names):
             raise ValueError(f"provider names must be unique, got {names}")
         if self.default_provider is not None and self.default_provider not in names:
-            raise ValueError(f"defaultProvider {self.default_provider!r} is not one of the providers ({', '.join(names) or 'none'})")
+            raise ValueError(
+                f"defaultProvider {self.default_provider!r} is not one of the providers ({', '.join(names) or 'none'})"
+            )
         return self
 
 
@@ -207,7 +219,7 @@ class MetricsConfig(CamelModel):
     """Milliseconds."""
     retention_period: PositiveStrictInt = 168
     """Hours."""
-    export_formats: list[Literal["prometheus", "json", "otlp", "statsd", "csv"]] = Field(default_factory=lambda: ["json"])
+    export_formats: list[ExportFormat] = Field(default_factory=_json_only)
 
 
 class ComplianceConfig(CamelModel):
@@ -280,7 +292,7 @@ class SmsChannel(CamelModel):
     configuration: SmsChannelConfig
 
 
-NotificationChannel = Annotated[Union[EmailChannel, SlackChannel, WebhookChannel, SmsChannel], Field(discriminator="type")]
+NotificationChannel = Annotated[EmailChannel | SlackChannel | WebhookChannel | SmsChannel, Field(discriminator="type")]
 
 
 class AlertConfig(CamelModel):
@@ -358,7 +370,9 @@ class Soc2Control:
 
 SOC2_BASELINE: tuple[Soc2Control, ...] = (
     Soc2Control(("encryption", "at_rest"), "encryption.atRest", "SOC 2 CC6.1 requires encryption of data at rest"),
-    Soc2Control(("encryption", "in_transit"), "encryption.inTransit", "SOC 2 CC6.7 requires encryption of data in transit"),
+    Soc2Control(
+        ("encryption", "in_transit"), "encryption.inTransit", "SOC 2 CC6.7 requires encryption of data in transit"
+    ),
     Soc2Control(("audit_logging",), "auditLogging", "SOC 2 CC7.2 requires audit logging of security-relevant events"),
     Soc2Control(("access_control", "rbac"), "accessControl.rbac", "SOC 2 CC6.3 requires role-based access control"),
     Soc2Control(
@@ -384,7 +398,9 @@ class SecurityConfig(CamelModel):
             for part in control.path:
                 value = getattr(value, part)
             if value is not True:
-                problems.append({"path": control.field, "message": f"must be true: {control.reason}", "code": "soc2_baseline"})
+                problems.append(
+                    {"path": control.field, "message": f"must be true: {control.reason}", "code": "soc2_baseline"}
+                )
         if problems:
             raise PydanticCustomError(
                 "soc2_baseline",
@@ -422,7 +438,9 @@ class VersioningConfig(CamelModel):
             for i, row in enumerate(self.compatibility_matrix):
                 for name, version in (("fromVersion", row.from_version), ("toVersion", row.to_version)):
                     if not SEMVER_PATTERN.match(version):
-                        raise ValueError(f"compatibilityMatrix[{i}].{name} {version!r} is not a semantic version (semantic is on)")
+                        raise ValueError(
+                            f"compatibilityMatrix[{i}].{name} {version!r} is not a semantic version (semantic is on)"
+                        )
         return self
 
 

@@ -76,9 +76,7 @@ class IllegalTransition(ValueError):
         self.target = target
         self.allowed = tuple(allowed)
         allowed_text = ", ".join(self.allowed) if self.allowed else "nothing (terminal state)"
-        super().__init__(
-            f"{machine}: cannot go from '{source}' to '{target}'; allowed from '{source}': {allowed_text}"
-        )
+        super().__init__(f"{machine}: cannot go from '{source}' to '{target}'; allowed from '{source}': {allowed_text}")
 
 
 class UnknownTrigger(ValueError):
@@ -87,9 +85,7 @@ class UnknownTrigger(ValueError):
     def __init__(self, machine: str, state: str, trigger: str, allowed: Iterable[str]) -> None:
         self.machine, self.state, self.trigger = machine, state, trigger
         allowed_text = ", ".join(f"{t}()" for t in allowed) or "none (terminal state)"
-        super().__init__(
-            f"{machine}: '{trigger}()' does not apply in state '{state}'; triggers there: {allowed_text}"
-        )
+        super().__init__(f"{machine}: '{trigger}()' does not apply in state '{state}'; triggers there: {allowed_text}")
 
 
 @dataclass(frozen=True)
@@ -164,7 +160,9 @@ class StateMachine(Generic[S]):
         return tuple(t.key for t in self.transitions)
 
 
-def _machine(name: str, states: type[S], initial: S, terminal: Iterable[S], rows: Iterable[tuple[S, S, str]]) -> StateMachine[S]:
+def _machine(
+    name: str, states: type[S], initial: S, terminal: Iterable[S], rows: Iterable[tuple[S, S, str]]
+) -> StateMachine[S]:
     return StateMachine(
         name=name,
         states=states,

@@ -1,4 +1,4 @@
-"""Seed 002's WorkflowDefinition and its parts, with the step format of DESIGN.md §3.
+"""Seed 002's WorkflowDefinition, with the step format of DESIGN.md §3.
 
 Structural rules (types, required fields, per-field formats) are ordinary
 pydantic validation with natural error locations. Rules that span the whole
@@ -6,474 +6,113 @@ definition (references resolve, ids unique, no cycles, error handling present)
 live in :mod:`agentparty.models.workflow_graph` and run as the definition's
 final validator; every problem found there is reported, each with its own field
 path (see :mod:`agentparty.models.errors`).
+
+Its parts have modules of their own: the steps (:mod:`~agentparty.models.workflow_steps`),
+the triggers (:mod:`~agentparty.models.workflow_triggers`) and the error handling
+(:mod:`~agentparty.models.error_handling`).
 """
 
 from __future__ import annotations
 
-import fnmatch
+from typing import Annotated, Any
 
-import re
-from datetime import datetime, timezone
-from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from pydantic import AfterValidator, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from jsonschema import Draft202012Validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from ._base import CamelModel, Fraction, NonEmptyStr, PositiveStrictInt, Priority
 from .context import context_of
-from .graph import FormationMethod, SemVer
-
-if TYPE_CHECKING:
-    from .workflow_graph import WorkflowGraph
-
-STEP_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
-WORKFLOW_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-INPUT_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
-HANDLER_PATTERN = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
-
-StepId = Annotated[str, Field(pattern=STEP_ID_PATTERN, description="Letters, digits, '_' and '-', starting with a letter.")]
-
-
-def _json_schema(value: dict[str, Any]) -> dict[str, Any]:
-    # Imported here: jsonschema is only needed when a definition carries schemas.
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import SchemaError
-
-    try:
-        Draft202012Validator.check_schema(value)
-    except SchemaError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path)
-        raise ValueError(f"not a valid JSON Schema{' at ' + where if where else ''}: {exc.message}") from None
-    return value
-
-
-JsonSchema = Annotated[dict[str, Any], AfterValidator(_json_schema)]
-"""A JSON Schema (draft 2020-12) fragment such as ``{type: integer, default: 1}``."""
-
-
-class BackoffStrategy(StrEnum):
-    EXPONENTIAL = "exponential"
-    LINEAR = "linear"
-    FIXED = "fixed"
-
-
-class FallbackAction(StrEnum):
-    ABORT = "abort"
-    RETRY = "retry"
-    HUMAN_INTERVENTION = "human_intervention"
-
-
-class RetryPolicy(CamelModel):
-    """Per-step retries; overrides the workflow's ``errorHandling`` for that step."""
-
-    max_attempts: Annotated[int, Field(ge=1, le=100)]
-    """Total attempts, the first included (``maxAttempts: 1`` means no retry)."""
-    base_delay: Annotated[float, Field(ge=0.0)] = 1.0
-    """Seconds before the first retry."""
-    max_delay: Annotated[float, Field(ge=0.0)] = 60.0
-    """Upper bound on any single delay, in seconds."""
-    jitter: bool = True
-    backoff_strategy: BackoffStrategy | None = None
-    """Extension: how delays grow; defaults to the workflow's ``errorHandling.backoffStrategy``."""
-
-    @model_validator(mode="after")
-    def _delays_ordered(self) -> RetryPolicy:
-        if self.max_delay < self.base_delay:
-            raise ValueError(f"maxDelay ({self.max_delay:g}) must not be below baseDelay ({self.base_delay:g})")
-        return self
-
-
-class CircuitBreakerConfig(CamelModel):
-    failure_threshold: PositiveStrictInt
-    """Consecutive failures that open the circuit."""
-    recovery_timeout: Annotated[float, Field(gt=0.0)]
-    """Seconds an open circuit rejects calls before admitting trial calls."""
-    half_open_max_calls: PositiveStrictInt = 1
-
-
-class ErrorHandlingStrategy(CamelModel):
-    retry_attempts: Annotated[int, Field(ge=0, le=100)]
-    """Retries after the first attempt (``retryAttempts: 2`` means up to 3 attempts)."""
-    backoff_strategy: BackoffStrategy
-    fallback_action: FallbackAction | None = None
-    circuit_breaker: CircuitBreakerConfig | None = None
-    base_delay: Annotated[float, Field(ge=0.0)] = 1.0
-    """Extension: seconds before the first retry."""
-    max_delay: Annotated[float, Field(ge=0.0)] = 60.0
-    """Extension: cap on any single retry delay, seconds."""
-    jitter: bool = True
-    """Extension: spread retry delays randomly so concurrent retries do not stampede."""
-    human_intervention_timeout: Annotated[float, Field(gt=0.0)] = 3600.0
-    """Extension: seconds an operator has to answer a human-intervention pause before the run aborts."""
-
-    @model_validator(mode="after")
-    def _delays_ordered(self) -> ErrorHandlingStrategy:
-        if self.max_delay < self.base_delay:
-            raise ValueError(f"maxDelay ({self.max_delay:g}) must not be below baseDelay ({self.base_delay:g})")
-        return self
-
-
-# --- Step configurations -------------------------------------------------------------
-
-
-class StepConfiguration(CamelModel):
-    depends_on: list[StepId] = Field(default_factory=list)
-    """Steps that must finish first, in addition to those referenced."""
-
-
-class TaskConfiguration(StepConfiguration):
-    """Either an agent step (``agent`` …) or a plain Python step (``handler``)."""
-
-    agent: NonEmptyStr | None = None
-    """Agent template name (or an ad-hoc agent's name). Omitted, with a ``capability``, the workflow's
-    ``formationMethod`` (recommended / auto) lets the team recommender choose the agent."""
-    version: SemVer | None = None
-    """Template version; the latest published one when omitted."""
-    prompt: str | None = None
-    capability: str | None = None
-    model: NonEmptyStr | None = None
-    """Model to use instead of the template's (must be registered)."""
-    output_schema: JsonSchema | None = None
-    """JSON Schema the agent's structured output must satisfy."""
-    token_budget: PositiveStrictInt | None = None
-    """Tokens this step's agent may use in one run (``AgentRuntimeConfig.default_token_budget`` otherwise)."""
-    handler: str | None = None
-    """``package.module:function``, called with the step's resolved inputs as keyword arguments."""
-
-    @field_validator("handler")
-    @classmethod
-    def _handler_path(cls, value: str | None) -> str | None:
-        if value is not None and not HANDLER_PATTERN.match(value):
-            raise ValueError(f"{value!r} is not 'package.module:function'")
-        return value
-
-    @field_validator("model")
-    @classmethod
-    def _registered(cls, value: str | None, info: ValidationInfo) -> str | None:
-        registry = context_of(info).model_registry
-        if value is not None and registry is not None and not registry.is_registered(value):
-            raise ValueError(registry.unregistered_message(value))
-        return value
-
-    @model_validator(mode="after")
-    def _agent_xor_handler(self) -> TaskConfiguration:
-        if self.agent is not None and self.handler is not None:
-            raise PydanticCustomError(
-                "task_kind", "a task step needs exactly one of 'agent' (an agent step) or 'handler' (a Python step), not both"
-            )
-        if self.agent is None and self.handler is None and self.capability is None:
-            raise PydanticCustomError(
-                "task_kind",
-                "a task step needs 'agent' (an agent step), 'handler' (a Python step), or 'capability' alone "
-                "(an agent step the team recommender staffs)",
-            )
-        if self.handler is not None:
-            extras = [n for n in ("version", "prompt", "capability", "model", "output_schema", "token_budget") if getattr(self, n) is not None]
-            if extras:
-                raise ValueError(f"{', '.join(extras)} apply only to agent steps, not to a handler step")
-        return self
-
-    @property
-    def is_agent(self) -> bool:
-        return self.handler is None
-
-    @property
-    def is_unstaffed(self) -> bool:
-        """An agent step naming no agent: the team recommender picks one for its capability."""
-        return self.handler is None and self.agent is None
-
-
-class DecisionConfiguration(StepConfiguration):
-    condition: NonEmptyStr
-    """Expression over ``inputs`` and ``steps``, e.g. ``steps.score.outputs.value > 0.5``."""
-    then: list[StepId] = Field(default_factory=list)
-    else_: list[StepId] = Field(default_factory=list, alias="else")
-
-    @model_validator(mode="after")
-    def _has_a_branch(self) -> DecisionConfiguration:
-        if not self.then and not self.else_:
-            raise ValueError("a decision needs at least one step in 'then' or 'else'")
-        return self
-
-
-class SubgraphConfiguration(StepConfiguration):
-    workflow: NonEmptyStr
-    """Another definition: a file path (relative to this one) or a registered workflow id."""
-    inputs: dict[str, Any] = Field(default_factory=dict)
-    """The sub-workflow's run inputs; may contain references."""
-
-
-class WorkflowStep(CamelModel):
-    """Fields every step has. Concrete steps are :data:`AnyWorkflowStep`."""
-
-    type: str
-    id: StepId
-    name: str = ""
-    """Display name; the id when omitted."""
-    configuration: StepConfiguration
-    inputs: dict[str, Any] = Field(default_factory=dict)
-    """Named inputs, values may contain references; a handler receives them as keyword arguments."""
-    outputs: dict[Annotated[str, Field(pattern=INPUT_NAME_PATTERN)], JsonSchema] = Field(default_factory=dict)
-    """Named outputs this step produces (name → JSON Schema); only declared outputs may be referenced."""
-    timeout: Annotated[float, Field(gt=0.0)] | None = None
-    """Seconds."""
-    retry_policy: RetryPolicy | None = None
-
-    implicit_outputs: ClassVar[frozenset[str]] = frozenset()
-
-    @model_validator(mode="after")
-    def _default_name(self) -> WorkflowStep:
-        if not self.name:
-            object.__setattr__(self, "name", self.id)
-        return self
-
-    def declared_outputs(self) -> frozenset[str]:
-        return frozenset(self.outputs) | self.implicit_outputs
-
-
-class TaskStep(WorkflowStep):
-    type: Literal["task"] = "task"
-    configuration: TaskConfiguration
-
-    def declared_outputs(self) -> frozenset[str]:
-        schema = self.configuration.output_schema or {}
-        properties = schema.get("properties") if schema.get("type", "object") == "object" else None
-        return super().declared_outputs() | frozenset(properties or ())
-
-
-class DecisionStep(WorkflowStep):
-    type: Literal["decision"] = "decision"
-    configuration: DecisionConfiguration
-    implicit_outputs: ClassVar[frozenset[str]] = frozenset({"result", "branch"})
-    """``result`` is the condition's truth value, ``branch`` is "then" or "else"."""
-
-
-class SubgraphStep(WorkflowStep):
-    type: Literal["subgraph"] = "subgraph"
-    configuration: SubgraphConfiguration
-
-    @field_validator("configuration")
-    @classmethod
-    def _target_exists(cls, value: SubgraphConfiguration, info: ValidationInfo) -> SubgraphConfiguration:
-        exists = context_of(info).workflow_exists
-        if exists is not None and not exists(value.workflow):
-            raise PydanticCustomError(
-                "subgraph_target",
-                "subgraph target '{target}' not found: neither a workflow file next to this one nor a known workflow id",
-                {"target": value.workflow},
-            )
-        return value
-
-
-class InlineTaskStep(TaskStep):
-    """The per-item step of a forEach; its id defaults to ``<parallel id>-item``."""
-
-    id: StepId = ""
-
-
-class InlineSubgraphStep(SubgraphStep):
-    """A sub-workflow run once per forEach item; its id defaults to ``<parallel id>-item``."""
-
-    id: StepId = ""
-
-
-InlineStep = Annotated[Union[InlineTaskStep, InlineSubgraphStep], Field(discriminator="type")]
-
-
-class ParallelConfiguration(StepConfiguration):
-    """Either ``steps`` (children that run concurrently) or ``forEach`` + ``step`` (a fan-out)."""
-
-    steps: list[StepId] = Field(default_factory=list)
-    for_each: str | list[Any] | None = None
-    """A reference to a list (``${steps.x.outputs.items}``) or a literal list."""
-    step: InlineStep | None = None
-    """The step run once per item; ``${item}`` is the current element."""
-    max_concurrency: PositiveStrictInt | None = None
-    fail_fast: bool = True
-    """Stop starting new items once one has failed."""
-
-    @model_validator(mode="after")
-    def _one_shape(self) -> ParallelConfiguration:
-        fan_out = self.for_each is not None or self.step is not None
-        if self.steps and fan_out:
-            raise ValueError("use either 'steps' or 'forEach' with 'step', not both")
-        if not self.steps and not fan_out:
-            raise ValueError("a parallel step needs 'steps' (child step ids) or 'forEach' with 'step'")
-        if fan_out and (self.for_each is None or self.step is None):
-            missing = "step" if self.step is None else "forEach"
-            raise ValueError(f"'forEach' and 'step' go together: {missing!r} is missing")
-        return self
-
-
-class ParallelStep(WorkflowStep):
-    type: Literal["parallel"] = "parallel"
-    configuration: ParallelConfiguration
-
-    @model_validator(mode="after")
-    def _inline_step_id(self) -> ParallelStep:
-        inline = self.configuration.step
-        if inline is not None and not inline.id:
-            object.__setattr__(inline, "id", f"{self.id}-item")
-            if not inline.name:
-                object.__setattr__(inline, "name", inline.id)
-        return self
-
-
-AnyWorkflowStep = Annotated[Union[TaskStep, DecisionStep, ParallelStep, SubgraphStep], Field(discriminator="type")]
-STEP_TYPES: tuple[str, ...] = ("task", "decision", "parallel", "subgraph")
-
-
-# --- Triggers ------------------------------------------------------------------------
-
-
-class ManualTriggerConfig(CamelModel):
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    """Default run inputs offered in the Prefect UI's run form."""
-
-
-class ScheduleTriggerConfig(CamelModel):
-    """Exactly one of ``cron``, ``interval`` (seconds) or ``rrule``."""
-
-    cron: str | None = None
-    interval: Annotated[float, Field(gt=0.0)] | None = None
-    rrule: str | None = None
-    timezone: str = "UTC"
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    """Run inputs for the scheduled runs."""
-    active: bool = True
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, value: str | None) -> str | None:
-        if value is not None:
-            from cronsim import CronSim, CronSimError
-
-            try:
-                CronSim(value, datetime.now(timezone.utc))
-            except CronSimError as exc:
-                raise ValueError(f"invalid cron expression {value!r}: {exc}") from None
-        return value
-
-    @field_validator("rrule")
-    @classmethod
-    def _rrule(cls, value: str | None) -> str | None:
-        if value is not None:
-            from dateutil.rrule import rrulestr
-
-            try:
-                rrulestr(value)
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f"invalid rrule {value!r}: {exc}") from None
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {value!r}; use an IANA name such as 'Europe/Berlin'") from None
-        return value
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> ScheduleTriggerConfig:
-        given = [name for name in ("cron", "interval", "rrule") if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                f"a schedule needs exactly one of 'cron', 'interval' or 'rrule'; got {', '.join(given) or 'none'}"
-            )
-        return self
-
-
-class KafkaBridgeConfig(CamelModel):
-    """Turn Kafka messages into Prefect events that this trigger then matches."""
-
-    topic: NonEmptyStr
-    filter: dict[str, Any] = Field(default_factory=dict)
-    """Payload fields that must equal these values (dotted paths allowed)."""
-
-
-KAFKA_EVENT_PREFIX = "agentparty.kafka."
-"""Kafka-bridged messages arrive as Prefect events named ``agentparty.kafka.<topic>``."""
-
-
-class EventTriggerConfig(CamelModel):
-    kafka: KafkaBridgeConfig | None = None
-    """Bridge a Kafka topic: its messages that pass ``filter`` arrive as events ``agentparty.kafka.<topic>``."""
-    expect: list[NonEmptyStr] = Field(default_factory=list, validate_default=True)
-    """Prefect event names (``agentparty.agent.state_transition``; ``*`` wildcards allowed); with ``kafka``
-    it may be left out (it is then the bridge's ``agentparty.kafka.<topic>``)."""
-    match: dict[str, str | list[str]] = Field(default_factory=dict)
-    """Labels the event's resource must have (``prefect.resource.id``: ``agentparty.agent.*``)."""
-    match_related: dict[str, str | list[str]] = Field(default_factory=dict)
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    """Run inputs, templated from the event: ``"{{ event.resource.id }}"``."""
-    threshold: PositiveStrictInt = 1
-    within: Annotated[float, Field(ge=0.0)] = 0.0
-    """Seconds over which ``threshold`` events must arrive."""
-
-    @field_validator("expect")
-    @classmethod
-    def _expectations(cls, expect: list[str], info: ValidationInfo) -> list[str]:
-        kafka: KafkaBridgeConfig | None = info.data.get("kafka")
-        if kafka is None:
-            if not expect:
-                raise ValueError("needs at least 1 item: the Prefect events to react to (or add a 'kafka' bridge)")
-            return expect
-        bridged = f"{KAFKA_EVENT_PREFIX}{kafka.topic}"
-        stray = [name for name in expect if not fnmatch.fnmatchcase(bridged, name)]
-        if stray:
-            raise ValueError(
-                f"{', '.join(map(repr, stray))} would never match the bridged events; "
-                f"messages from Kafka topic {kafka.topic!r} arrive as {bridged!r}"
-            )
-        return expect or [bridged]
-
-
-class WebhookTriggerConfig(CamelModel):
-    secret_name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
-    """Environment variable holding the HMAC secret; never the secret itself."""
-    max_body_bytes: PositiveStrictInt = 1_048_576
-    tolerance_seconds: PositiveStrictInt = 300
-    """How old a signed timestamp may be before the request counts as stale."""
-    wait_for_run_seconds: Annotated[float, Field(ge=0, le=30)] = 2.0
-    """How long the 202 waits for the flow run to exist, so that it can name it. The delivery is stored before
-    that wait, and its run is created either way; 0 acknowledges as soon as it is stored (bursty senders)."""
-
-
-class _Trigger(CamelModel):
-    type: str
-
-
-class ManualTrigger(_Trigger):
-    type: Literal["manual"] = "manual"
-    configuration: ManualTriggerConfig = Field(default_factory=ManualTriggerConfig)
-
-
-class ScheduleTrigger(_Trigger):
-    type: Literal["schedule"] = "schedule"
-    configuration: ScheduleTriggerConfig
-
-
-class EventTrigger(_Trigger):
-    type: Literal["event"] = "event"
-    configuration: EventTriggerConfig
-
-
-class WebhookTrigger(_Trigger):
-    type: Literal["webhook"] = "webhook"
-    configuration: WebhookTriggerConfig = Field(default_factory=WebhookTriggerConfig)
-
-
-WorkflowTrigger = Annotated[
-    Union[ManualTrigger, ScheduleTrigger, EventTrigger, WebhookTrigger], Field(discriminator="type")
+from .error_handling import (
+    BackoffStrategy,
+    CircuitBreakerConfig,
+    ErrorHandlingStrategy,
+    FallbackAction,
+    RetryPolicy,
+)
+from .graph import FormationMethod
+from .workflow_graph import WorkflowGraph, analyze_definition
+from .workflow_steps import (
+    HANDLER_PATTERN,
+    INPUT_NAME_PATTERN,
+    STEP_ID_PATTERN,
+    STEP_TYPES,
+    AnyWorkflowStep,
+    DecisionConfiguration,
+    DecisionStep,
+    InlineStep,
+    InlineSubgraphStep,
+    InlineTaskStep,
+    JsonSchema,
+    ParallelConfiguration,
+    ParallelStep,
+    StepConfiguration,
+    StepId,
+    SubgraphConfiguration,
+    SubgraphStep,
+    TaskConfiguration,
+    TaskStep,
+    WorkflowStep,
+)
+from .workflow_triggers import (
+    KAFKA_EVENT_PREFIX,
+    TRIGGER_TYPES,
+    EventTrigger,
+    EventTriggerConfig,
+    KafkaBridgeConfig,
+    ManualTrigger,
+    ManualTriggerConfig,
+    ScheduleTrigger,
+    ScheduleTriggerConfig,
+    WebhookTrigger,
+    WebhookTriggerConfig,
+    WorkflowTrigger,
+)
+
+# Every name this module defined before its parts moved out stays importable from here,
+# for compatibility (``from agentparty.models.workflow import WebhookTrigger`` and the like).
+__all__ = [
+    "HANDLER_PATTERN",
+    "INPUT_NAME_PATTERN",
+    "KAFKA_EVENT_PREFIX",
+    "STEP_ID_PATTERN",
+    "STEP_TYPES",
+    "TRIGGER_TYPES",
+    "WORKFLOW_ID_PATTERN",
+    "AnyWorkflowStep",
+    "BackoffStrategy",
+    "CircuitBreakerConfig",
+    "DecisionConfiguration",
+    "DecisionStep",
+    "ErrorHandlingStrategy",
+    "EventTrigger",
+    "EventTriggerConfig",
+    "FallbackAction",
+    "InlineStep",
+    "InlineSubgraphStep",
+    "InlineTaskStep",
+    "JsonSchema",
+    "KafkaBridgeConfig",
+    "ManualTrigger",
+    "ManualTriggerConfig",
+    "ParallelConfiguration",
+    "ParallelStep",
+    "RetryPolicy",
+    "ScheduleTrigger",
+    "ScheduleTriggerConfig",
+    "StepConfiguration",
+    "StepId",
+    "SubgraphConfiguration",
+    "SubgraphStep",
+    "TaskConfiguration",
+    "TaskStep",
+    "WebhookTrigger",
+    "WebhookTriggerConfig",
+    "WorkflowDefinition",
+    "WorkflowStep",
+    "WorkflowTrigger",
 ]
-TRIGGER_TYPES: tuple[str, ...] = ("manual", "schedule", "event", "webhook")
 
-
-# --- The definition ------------------------------------------------------------------
+WORKFLOW_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 
 class WorkflowDefinition(CamelModel):
@@ -517,7 +156,8 @@ class WorkflowDefinition(CamelModel):
     def _at_least_one_trigger(cls, value: list[Any]) -> list[Any]:
         if not value:
             raise PydanticCustomError(
-                "no_trigger", "at least one trigger must be defined (for example: type manual, schedule, event or webhook)"
+                "no_trigger",
+                "at least one trigger must be defined (for example: type manual, schedule, event or webhook)",
             )
         if sum(1 for t in value if t.type == "webhook") > 1:
             raise ValueError("at most one webhook trigger per workflow (the endpoint is per workflow)")
@@ -537,8 +177,6 @@ class WorkflowDefinition(CamelModel):
 
     @model_validator(mode="after")
     def _whole_definition(self, info: ValidationInfo) -> WorkflowDefinition:
-        from .workflow_graph import analyze_definition
-
         graph, problems = analyze_definition(self, context_of(info))
         self._analysis = graph
         if problems:
@@ -559,8 +197,6 @@ class WorkflowDefinition(CamelModel):
         nested step in place, validate the definition again.
         """
         if self._analysis is None:
-            from .workflow_graph import analyze_definition
-
             self._analysis = analyze_definition(self)[0]
         return self._analysis
 
@@ -597,10 +233,11 @@ class WorkflowDefinition(CamelModel):
     def resolve_run_inputs(self, values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         """Apply defaults and check run inputs against ``inputs``; returns (inputs, problems)."""
         if self._input_validators is None:  # built once: a webhook checks every delivery's inputs
-            from jsonschema import Draft202012Validator
-
             self._input_validators = {name: Draft202012Validator(schema) for name, schema in self.inputs.items()}
-        problems = [f"inputs.{name}: unknown input (declared: {', '.join(sorted(self.inputs)) or 'none'})" for name in values if name not in self.inputs]
+        declared = ", ".join(sorted(self.inputs)) or "none"
+        problems = [
+            f"inputs.{name}: unknown input (declared: {declared})" for name in values if name not in self.inputs
+        ]
         resolved: dict[str, Any] = {}
         for name, schema in self.inputs.items():
             if name in values:

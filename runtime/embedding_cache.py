@@ -22,7 +22,9 @@ class EmbeddingCache:
         self.path = path
         self._local = threading.local()
         with self._connection() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS vectors (embedder TEXT, digest TEXT, vector BLOB, PRIMARY KEY (embedder, digest))")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS vectors (embedder TEXT, digest TEXT, vector BLOB, PRIMARY KEY (embedder, digest))"
+            )
 
     def _connection(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -35,7 +37,7 @@ class EmbeddingCache:
         found: dict[str, np.ndarray] = {}
         db = self._connection()
         for start in range(0, len(digests), 500):
-            chunk = list(digests[start:start + 500])
+            chunk = list(digests[start : start + 500])
             marks = ",".join("?" * len(chunk))
             for digest, blob in db.execute(
                 f"SELECT digest, vector FROM vectors WHERE embedder = ? AND digest IN ({marks})", [embedder, *chunk]

@@ -23,8 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prefect.context import FlowRunContext
+from prefect.events import emit_event
+
 from agentparty.models.config import KafkaConfig
 from agentparty.models.events import BaseEvent
+from agentparty.runtime.local_services import local_services
 from agentparty.runtime.outbox import Outbox
 from agentparty.runtime.relay import OutboxRelay
 
@@ -40,21 +44,22 @@ _RESOURCE_LABELS = ("workflow_id", "step_id")
 
 def _in_flow_run() -> bool:
     """Outside a flow run Prefect's event client may have no server to talk to (it would start one)."""
-    from prefect.context import FlowRunContext
 
     return FlowRunContext.get() is not None
 
 
 def mirror_to_prefect(event: BaseEvent[Any]) -> None:
     """The event in Prefect's event feed (best effort: Prefect's own client buffers and sends it)."""
-    from prefect.events import emit_event
 
     kind = "breaker" if event.event_type.startswith("circuit_breaker") else _RESOURCE_KINDS.get(event.family, "entity")
     try:
         event_uuid = uuid.UUID(event.event_id)
     except ValueError:
         event_uuid = uuid.uuid5(uuid.NAMESPACE_URL, event.event_id)
-    resource = {"prefect.resource.id": f"agentparty.{kind}.{event.entity_id()}", "prefect.resource.name": event.entity_id()}
+    resource = {
+        "prefect.resource.id": f"agentparty.{kind}.{event.entity_id()}",
+        "prefect.resource.name": event.entity_id(),
+    }
     for field in _RESOURCE_LABELS:  # so that a deployment's event trigger can match one workflow's (or step's) events
         value = getattr(event.payload, field, None)
         if value:
@@ -62,7 +67,9 @@ def mirror_to_prefect(event: BaseEvent[Any]) -> None:
     emit_event(
         event=f"agentparty.{event.event_type}",
         resource=resource,
-        related=[{"prefect.resource.id": f"prefect.flow-run.{event.correlation_id}", "prefect.resource.role": "flow-run"}],
+        related=[
+            {"prefect.resource.id": f"prefect.flow-run.{event.correlation_id}", "prefect.resource.role": "flow-run"}
+        ],
         payload=event.payload.model_dump(mode="json"),
         occurred=event.timestamp,
         id=event_uuid,
@@ -134,7 +141,6 @@ def kafka_config(settings: Settings) -> KafkaConfig | None:
     """The configured cluster, or the local broker when it runs (``agentparty up``)."""
     if settings.kafka is not None:
         return settings.kafka
-    from agentparty.runtime.local_services import local_services
 
     broker = local_services(settings).broker
     if broker.pid() is None or not broker.accepting():
@@ -151,5 +157,9 @@ def configured_bus(settings: Settings) -> EventBus | None:
     if kafka is None and settings.events == "auto":
         return None
     return bus_for(
-        settings.home, kafka, settings.event_topic_prefix, partitions=settings.event_partitions, replication=settings.event_replication
+        settings.home,
+        kafka,
+        settings.event_topic_prefix,
+        partitions=settings.event_partitions,
+        replication=settings.event_replication,
     )

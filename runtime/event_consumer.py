@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
 from agentparty.models.config import KafkaConfig
 from agentparty.models.events import EVENT_SCHEMA_VERSION, EVENT_TYPES, BaseEvent
 from agentparty.runtime.relay import consumer_config, topic_names
@@ -41,10 +43,14 @@ def _major(version: str) -> str:
 
 class EventConsumer:
     def __init__(
-        self, config: KafkaConfig, prefix: str = "agentparty.", *, types: set[str] | None = None, group_id: str | None = None,
+        self,
+        config: KafkaConfig,
+        prefix: str = "agentparty.",
+        *,
+        types: set[str] | None = None,
+        group_id: str | None = None,
         from_end: bool = False,
     ) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
         self.types = types
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -58,7 +64,8 @@ class EventConsumer:
             metadata = self._consumer.list_topics(timeout=10)
             partitions = [
                 TopicPartition(topic, partition, OFFSET_BEGINNING)
-                for topic in topics if topic in metadata.topics
+                for topic in topics
+                if topic in metadata.topics
                 for partition in metadata.topics[topic].partitions
             ]
             if from_end:
@@ -84,7 +91,7 @@ class EventConsumer:
         if message.error():
             logger.warning("consumer: %s", message.error())
             return None
-        return self._decode(message.value())
+        return self._decode(message.value() or b"")
 
     def __enter__(self) -> EventConsumer:
         return self
@@ -106,11 +113,15 @@ class EventConsumer:
         version = str(data.get("event_version", ""))
         cls = EVENT_TYPES.get(event_type)
         if cls is None or _major(version) != _major(EVENT_SCHEMA_VERSION):
-            logger.warning("event %s: %s version %s is not one this code knows; kept raw", event_id, event_type, version)
+            logger.warning(
+                "event %s: %s version %s is not one this code knows; kept raw", event_id, event_type, version
+            )
             return RawEvent(event_type, version, data)
         return cls.model_validate(data)
 
-    def events(self, idle_timeout: float = 10.0, follow: bool = False, quiet: float = 2.0) -> Iterator[BaseEvent[Any] | RawEvent]:
+    def events(
+        self, idle_timeout: float = 10.0, follow: bool = False, quiet: float = 2.0
+    ) -> Iterator[BaseEvent[Any] | RawEvent]:
         """Events as they come. Without ``follow``: wait up to ``idle_timeout`` seconds for the first message, then
         stop after ``quiet`` seconds without one. (Not the partitions' high watermarks: Tansu reports them short
         when a partition holds several producer batches.)"""
@@ -125,6 +136,6 @@ class EventConsumer:
             if message.error():
                 logger.warning("consumer: %s", message.error())
                 continue
-            event = self._decode(message.value())
+            event = self._decode(message.value() or b"")
             if event is not None:
                 yield event

@@ -17,14 +17,23 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 logger = logging.getLogger("agentparty.graph")
 
 UNIQUE_ID_LABELS = (
-    "Agent", "AgentTemplate", "TemplateVersion", "Team", "Task", "Capability", "AgentState", "User",
-    "Model", "Output", "SystemActor",
+    "Agent",
+    "AgentTemplate",
+    "TemplateVersion",
+    "Team",
+    "Task",
+    "Capability",
+    "AgentState",
+    "User",
+    "Model",
+    "Output",
+    "SystemActor",
 )
 """Every node label the store writes; each is MERGEd on its ``id``."""
 
@@ -48,7 +57,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
         "migration records",
-        ("CREATE CONSTRAINT schema_migration_version IF NOT EXISTS FOR (m:SchemaMigration) REQUIRE m.version IS UNIQUE",),
+        (
+            "CREATE CONSTRAINT schema_migration_version IF NOT EXISTS FOR (m:SchemaMigration) REQUIRE m.version IS UNIQUE",
+        ),
     ),
     Migration(
         2,
@@ -58,7 +69,8 @@ MIGRATIONS: tuple[Migration, ...] = (
                 f"CREATE CONSTRAINT {_snake(label)}_id IF NOT EXISTS FOR (n:{label}) REQUIRE n.id IS UNIQUE"
                 for label in UNIQUE_ID_LABELS
             ),
-            "CREATE CONSTRAINT template_version_key IF NOT EXISTS FOR (n:TemplateVersion) REQUIRE (n.template_id, n.version) IS UNIQUE",
+            "CREATE CONSTRAINT template_version_key IF NOT EXISTS "
+            "FOR (n:TemplateVersion) REQUIRE (n.template_id, n.version) IS UNIQUE",
             "CREATE INDEX agent_status IF NOT EXISTS FOR (n:Agent) ON (n.status)",
             "CREATE INDEX agent_reliability_score IF NOT EXISTS FOR (n:Agent) ON (n.reliability_score)",
             "CREATE INDEX team_status IF NOT EXISTS FOR (n:Team) ON (n.status)",
@@ -78,7 +90,8 @@ class MigrationDrift(RuntimeError):
 
 def applied_migrations(driver: Any, database: str) -> dict[int, dict[str, Any]]:
     records, _, _ = driver.execute_query(
-        "MATCH (m:SchemaMigration) RETURN m.version AS version, m.name AS name, m.checksum AS checksum, m.applied_at AS applied_at",
+        "MATCH (m:SchemaMigration) "
+        "RETURN m.version AS version, m.name AS name, m.checksum AS checksum, m.applied_at AS applied_at",
         database_=database,
         routing_="r",
     )
@@ -108,11 +121,12 @@ def migrate(driver: Any, database: str, migrations: tuple[Migration, ...] = MIGR
             driver.execute_query(statement, database_=database)
         driver.execute_query(
             "MERGE (m:SchemaMigration {version: $version}) SET m.name = $name, m.checksum = $checksum, m.applied_at = $at",
-            version=migration.version, name=migration.name, checksum=migration.checksum,
-            at=datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds") + "Z",
+            version=migration.version,
+            name=migration.name,
+            checksum=migration.checksum,
+            at=datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z",
             database_=database,
         )
         logger.info("graph migration %s applied: %s", migration.version, migration.name)
         applied.append(migration.version)
     return applied
-

@@ -109,7 +109,10 @@ class GraphReader:
         row = rows[0]
         return TeamView(
             team=_node(Team, row["t"]),
-            members=sorted((TeamMember(agent=_node(Agent, m["a"]), role=m["role"]) for m in row["members"] if m), key=lambda m: m.agent.name),
+            members=sorted(
+                (TeamMember(agent=_node(Agent, m["a"]), role=m["role"]) for m in row["members"] if m),
+                key=lambda m: m.agent.name,
+            ),
             task=_node(Task, row["k"]) if row["k"] else None,
             outputs=[_node(Output, o) for o in row["outputs"] if o],
         )
@@ -130,15 +133,19 @@ class GraphReader:
             "MATCH (a:Agent)-[h:HAS_CAPABILITY]->(c:Capability) WHERE c.name IN $names "
             "WITH a, collect({name: c.name, p: h.proficiency}) AS found, avg(h.proficiency) AS mean "
             "RETURN properties(a) AS a, found, size(found) AS coverage, mean ORDER BY coverage DESC, mean DESC LIMIT $limit",
-            names=capabilities, limit=limit,
+            names=capabilities,
+            limit=limit,
         )
-        return [Candidate(agent=_node(Agent, r["a"]), proficiencies={f["name"]: f["p"] for f in r["found"]}) for r in rows]
+        return [
+            Candidate(agent=_node(Agent, r["a"]), proficiencies={f["name"]: f["p"] for f in r["found"]}) for r in rows
+        ]
 
     def agents(self, limit: int = 100, offset: int = 0) -> list[Agent]:
         """Agents, most recently updated first (the API's agent list)."""
         rows = self._query(
             "MATCH (a:Agent) RETURN properties(a) AS a ORDER BY a.updated_at DESC, a.id SKIP $offset LIMIT $limit",
-            offset=offset, limit=limit,
+            offset=offset,
+            limit=limit,
         )
         return [_node(Agent, r["a"]) for r in rows]
 
@@ -146,7 +153,8 @@ class GraphReader:
         """Teams, newest first (the API's team list)."""
         rows = self._query(
             "MATCH (t:Team) RETURN properties(t) AS t ORDER BY t.created_at DESC, t.id SKIP $offset LIMIT $limit",
-            offset=offset, limit=limit,
+            offset=offset,
+            limit=limit,
         )
         return [_node(Team, r["t"]) for r in rows]
 
@@ -163,15 +171,23 @@ class GraphReader:
         with self.store.driver.session(database=self.store.database, default_access_mode="READ") as session:
             for label in ("Agent", "Capability", "Task", "Team"):
                 for record in session.run(f"MATCH (n:{label}) RETURN properties(n) AS p"):
-                    yield ExportRecord(kind="node", label=label, properties={k: native(v) for k, v in dict(record["p"]).items()})
+                    yield ExportRecord(
+                        kind="node", label=label, properties={k: native(v) for k, v in dict(record["p"]).items()}
+                    )
             for rel_type, source, target in (
-                ("HAS_CAPABILITY", "Agent", "Capability"), ("REQUIRES", "Task", "Capability"), ("WORKED_WITH", "Agent", "Agent"),
-                ("MEMBER_OF", "Agent", "Team"), ("WORKS_ON", "Team", "Task"),
+                ("HAS_CAPABILITY", "Agent", "Capability"),
+                ("REQUIRES", "Task", "Capability"),
+                ("WORKED_WITH", "Agent", "Agent"),
+                ("MEMBER_OF", "Agent", "Team"),
+                ("WORKS_ON", "Team", "Task"),
             ):
                 for record in session.run(
                     f"MATCH (a:{source})-[r:{rel_type}]->(b:{target}) RETURN a.id AS s, b.id AS t, properties(r) AS p"
                 ):
                     yield ExportRecord(
-                        kind="edge", label=rel_type, source=record["s"], target=record["t"],
+                        kind="edge",
+                        label=rel_type,
+                        source=record["s"],
+                        target=record["t"],
                         properties={k: native(v) for k, v in dict(record["p"]).items()},
                     )

@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import arcadedb_embedded
+from neo4j import GraphDatabase
+from neo4j.exceptions import Neo4jError, ServiceUnavailable
 from pydantic import SecretStr
 
 from agentparty.models.config import DatabaseConfig
@@ -24,7 +27,6 @@ DEFAULT_PASSWORD = "agentparty-local"
 
 
 def arcadedb_home() -> Path:
-    import arcadedb_embedded
 
     return Path(arcadedb_embedded.__file__).resolve().parent
 
@@ -62,8 +64,10 @@ class LocalBoltServer(PidFileService):
         return [
             str(pkg / "jre" / "bin" / "java"),
             f"-Xmx{self.heap}",
-            "--add-exports", "java.management/sun.management=ALL-UNNAMED",
-            "--add-modules", "jdk.incubator.vector",
+            "--add-exports",
+            "java.management/sun.management=ALL-UNNAMED",
+            "--add-modules",
+            "jdk.incubator.vector",
             f"-Darcadedb.server.rootPath={self.data_dir}",
             f"-Darcadedb.server.rootPassword={self.password}",
             f"-Darcadedb.server.defaultDatabases={DATABASE_NAME}[root]",
@@ -72,7 +76,8 @@ class LocalBoltServer(PidFileService):
             f"-Darcadedb.bolt.port={self.port}",
             f"-Darcadedb.server.httpIncomingHost={self.host}",
             f"-Darcadedb.server.httpIncomingPort={self.http_port}",
-            "-cp", str(pkg / "jars" / "*"),
+            "-cp",
+            str(pkg / "jars" / "*"),
             "com.arcadedb.server.ArcadeDBServer",
         ]
 
@@ -80,13 +85,13 @@ class LocalBoltServer(PidFileService):
         """A Bolt session answers a query with the local credentials."""
         if not self.accepting():
             return False
-        from neo4j import GraphDatabase
-        from neo4j.exceptions import Neo4jError, ServiceUnavailable
 
         try:
-            with GraphDatabase.driver(self.uri, auth=("root", self.password), connection_timeout=2) as driver:
-                with driver.session(database=DATABASE_NAME) as session:  # no managed retries: one honest probe
-                    session.run("RETURN 1 AS ok").consume()
+            with (
+                GraphDatabase.driver(self.uri, auth=("root", self.password), connection_timeout=2) as driver,
+                driver.session(database=DATABASE_NAME) as session,  # no managed retries: one honest probe
+            ):
+                session.run("RETURN 1 AS ok").consume()
             return True
         except (Neo4jError, ServiceUnavailable, OSError):
             return False
@@ -100,6 +105,10 @@ class LocalBoltServer(PidFileService):
         for folder in (self.pid_file.parent, self.log_file.parent, self.data_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self.launch(
-            self.command(), lambda: self.accepting() and self.healthy(), name="graph server", timeout=timeout, cwd=self.data_dir
+            self.command(),
+            lambda: self.accepting() and self.healthy(),
+            name="graph server",
+            timeout=timeout,
+            cwd=self.data_dir,
         )
         return True

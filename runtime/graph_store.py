@@ -29,8 +29,11 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TypeVar
+
+from neo4j import GraphDatabase
+from neo4j.exceptions import ConstraintError, Neo4jError, ServiceUnavailable, SessionExpired
 
 from agentparty.models.config import DatabaseConfig
 from agentparty.models.graph import GraphNode, RelationshipProperties
@@ -47,7 +50,7 @@ class GraphWriteError(RuntimeError):
 
 def graph_value(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
     if isinstance(value, list):
         return [graph_value(v) for v in value]
     if hasattr(value, "value") and not isinstance(value, (int, float, str, bool)):  # enums
@@ -97,7 +100,9 @@ class Edge:
         source = self.source_label or self.props.source[0]
         target = self.target_label or self.props.target[0]
         if source not in self.props.source or target not in self.props.target:
-            raise ValueError(f"{self.props.type} goes from {self.props.source} to {self.props.target}, not {source} to {target}")
+            raise ValueError(
+                f"{self.props.type} goes from {self.props.source} to {self.props.target}, not {source} to {target}"
+            )
         return source, target
 
 
@@ -135,11 +140,11 @@ class GraphBatch:
         by_label: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         for node in self.nodes:
             by_label[node.label][node.id] = _split_row(node, node.id in self.ensured)  # the last write of an id wins
-        for label, rows in by_label.items():
+        for label, by_id in by_label.items():
             statements.append(
                 (
                     f"UNWIND $rows AS row MERGE (n:{label} {{id: row.id}}) ON CREATE SET n += row.init SET n += row.set",
-                    {"rows": list(rows.values())},
+                    {"rows": list(by_id.values())},
                 )
             )
         by_shape: dict[tuple[str, str, str, tuple[str, ...], bool], list[dict[str, Any]]] = defaultdict(list)
@@ -171,7 +176,6 @@ class WriteSummary:
 
 class GraphStore:
     def __init__(self, config: DatabaseConfig, database: str = "neo4j") -> None:
-        from neo4j import GraphDatabase
 
         self.config = config
         self.database = database
@@ -213,7 +217,6 @@ class GraphStore:
         ``work`` may read before it writes: a replay sees the state the failed
         attempt left, which is the state before it (the attempt was rolled back).
         """
-        from neo4j.exceptions import ConstraintError, Neo4jError, ServiceUnavailable, SessionExpired
 
         for attempt in range(1, CONSTRAINT_RETRIES + 1):
             try:
@@ -239,19 +242,28 @@ class GraphStore:
 
         def work(tx: Any) -> None:
             for start in range(0, len(rows), chunk):
-                tx.run("UNWIND $rows AS row MATCH (a:Agent {id: row.id}) SET a.embeddings = row.e", rows=rows[start:start + chunk]).consume()
+                tx.run(
+                    "UNWIND $rows AS row MATCH (a:Agent {id: row.id}) SET a.embeddings = row.e",
+                    rows=rows[start : start + chunk],
+                ).consume()
 
         self.transact(work, "GNN agent embeddings")
 
     def count(self, label: str | None = None, rel_type: str | None = None) -> int:
         """Nodes with a label, or relationships of a type (tests and the ingest benchmark check exact counts)."""
-        query = f"MATCH ()-[r:{rel_type}]->() RETURN count(r) AS n" if rel_type else f"MATCH (n:{label}) RETURN count(n) AS n"
+        query = (
+            f"MATCH ()-[r:{rel_type}]->() RETURN count(r) AS n"
+            if rel_type
+            else f"MATCH (n:{label}) RETURN count(n) AS n"
+        )
         records, _, _ = self.driver.execute_query(query, database_=self.database, routing_="r")
         return int(records[0]["n"])
 
     def read_nodes(self, node_type: type[GraphNode], ids: Sequence[str]) -> list[GraphNode]:
         records, _, _ = self.driver.execute_query(
             f"UNWIND $ids AS id MATCH (n:{node_type.label} {{id: id}}) RETURN properties(n) AS p",
-            ids=list(ids), database_=self.database, routing_="r",
+            ids=list(ids),
+            database_=self.database,
+            routing_="r",
         )
         return [node_type.from_graph_properties({k: native(v) for k, v in dict(r["p"]).items()}) for r in records]

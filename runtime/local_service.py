@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -40,13 +41,25 @@ class PidFileService:
             return False
 
     def launch(
-        self, command: list[str], ready: Callable[[], bool], *, name: str, timeout: float, poll: float = 0.3,
-        env: dict[str, str] | None = None, cwd: Path | None = None,
+        self,
+        command: list[str],
+        ready: Callable[[], bool],
+        *,
+        name: str,
+        timeout: float,
+        poll: float = 0.3,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         """Start ``command`` detached, logging to ``log_file``, and wait until ``ready()``; the exit code if it dies."""
         with self.log_file.open("ab") as log:
             process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=cwd,
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=cwd,
                 start_new_session=True,
             )
         self.pid_file.write_text(str(process.pid))
@@ -84,10 +97,8 @@ class PidFileService:
         os.killpg(pid, signal.SIGKILL if kill else signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.pid() is not None:
-            try:
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)  # reap it when it is our child
-            except ChildProcessError:
-                pass
             time.sleep(0.2)
         if self.pid() is not None:
             os.killpg(pid, signal.SIGKILL)

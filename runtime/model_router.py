@@ -26,13 +26,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from agentparty.runtime.breakers import BreakerStore, CircuitBreaker, SqliteBreakerStore
 from agentparty.models import CircuitBreakerConfig, ModelRegistry, SDKConfiguration
 from agentparty.models.model_registry import ModelInfo
-from agentparty.runtime.budgets import Budget, BudgetLedger, estimate_tokens
-from agentparty.runtime.providers.base import Completion, CompletionRequest, Provider, TextCallback
-from agentparty.runtime.rate_limits import PrefectRateLimiter, limits_from_runtime
-from agentparty.runtime.secrets import as_secret, redact_exception
 from agentparty.models.step_errors import (
     BudgetExceeded,
     CircuitOpenError,
@@ -42,6 +37,13 @@ from agentparty.models.step_errors import (
     StepError,
     tries_next_model,
 )
+from agentparty.runtime.breakers import BreakerStore, CircuitBreaker, SqliteBreakerStore
+from agentparty.runtime.budgets import Budget, BudgetLedger, estimate_tokens
+from agentparty.runtime.providers.base import Completion, CompletionRequest, Provider, TextCallback
+from agentparty.runtime.providers.simulated import SimulatedProvider
+from agentparty.runtime.rate_limits import PrefectRateLimiter, limits_from_runtime
+from agentparty.runtime.secrets import as_secret, redact_exception
+from agentparty.runtime.settings import get_settings
 
 logger = logging.getLogger("agentparty.llm")
 
@@ -63,18 +65,20 @@ class ProviderCredentials:
     base_url: str | None = None
 
 
-def detect_credentials(config: SDKConfiguration | None = None, environ: Mapping[str, str] | None = None) -> dict[str, ProviderCredentials]:
+def detect_credentials(
+    config: SDKConfiguration | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, ProviderCredentials]:
     """Providers that can be called: from the SDK configuration's providers, then the usual environment variables.
 
     An OpenAI-compatible server (Ollama, vLLM) needs only ``OPENAI_BASE_URL`` or an ``endpoint``.
     """
     environ = os.environ if environ is None else environ
     found: dict[str, ProviderCredentials] = {}
-    for provider in config.authentication.providers if config else []:
-        auth = provider.authentication
+    for configured in config.authentication.providers if config else []:
+        auth = configured.authentication
         secret = as_secret(getattr(getattr(auth, "configuration", None), "api_key", None))
-        if secret or provider.endpoint:
-            found.setdefault(provider.type, ProviderCredentials(provider.type, secret, provider.endpoint))
+        if secret or configured.endpoint:
+            found.setdefault(configured.type, ProviderCredentials(configured.type, secret, configured.endpoint))
     for provider, names in _KEY_ENV.items():
         if provider in found:
             continue
@@ -87,14 +91,17 @@ def detect_credentials(config: SDKConfiguration | None = None, environ: Mapping[
 
 def build_provider(credentials: ProviderCredentials, timeout: float = 60.0) -> Provider:
     if credentials.provider == "openai":
+        # deferred: a provider's SDK loads only when a model of that provider is configured
         from agentparty.runtime.providers.openai_provider import OpenAIProvider
 
         return OpenAIProvider(credentials.api_key, credentials.base_url, timeout)
     if credentials.provider == "anthropic":
+        # deferred: a provider's SDK loads only when a model of that provider is configured
         from agentparty.runtime.providers.anthropic_provider import AnthropicProvider
 
         return AnthropicProvider(credentials.api_key, credentials.base_url, timeout)
     if credentials.provider == "google":
+        # deferred: a provider's SDK loads only when a model of that provider is configured
         from agentparty.runtime.providers.google_provider import GoogleProvider
 
         return GoogleProvider(credentials.api_key, credentials.base_url, timeout)
@@ -128,7 +135,7 @@ class ModelRouter:
     providers: dict[str, Provider]
     """Provider name → adapter; only these providers' models are offered when ``autoDetection`` is on."""
     breaker_store: BreakerStore | None = None
-    breaker_config: CircuitBreakerConfig = field(default_factory=lambda: MODEL_BREAKER.model_copy())
+    breaker_config: CircuitBreakerConfig = field(default_factory=MODEL_BREAKER.model_copy)
     ledger: BudgetLedger | None = None
     rate_limiter: PrefectRateLimiter | None = None
     clock: Callable[[], float] = time.time
@@ -136,9 +143,9 @@ class ModelRouter:
     _slots_loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
-    def from_settings(cls, home: Path, config: SDKConfiguration | None = None, registry: ModelRegistry | None = None) -> ModelRouter:
-        from agentparty.runtime.providers.simulated import SimulatedProvider
-        from agentparty.runtime.settings import get_settings
+    def from_settings(
+        cls, home: Path, config: SDKConfiguration | None = None, registry: ModelRegistry | None = None
+    ) -> ModelRouter:
 
         providers: dict[str, Provider] = {"simulated": SimulatedProvider(get_settings().simulated)}
         for name, credentials in detect_credentials(config).items():
@@ -179,7 +186,9 @@ class ModelRouter:
 
     def _slot(self, info: ModelInfo) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
-        if loop is not self._slots_loop:  # semaphores bind to the loop they first wait on; each asyncio.run gets fresh ones
+        if (
+            loop is not self._slots_loop
+        ):  # semaphores bind to the loop they first wait on; each asyncio.run gets fresh ones
             self._slots, self._slots_loop = {}, loop
         if info.name not in self._slots:
             self._slots[info.name] = asyncio.Semaphore(info.capabilities.max_concurrency)
@@ -247,15 +256,15 @@ class ModelRouter:
                 completion = await provider.complete(call, on_text)
         except BaseException as exc:
             redact_exception(exc)  # a provider may quote the key back: never let it reach a log or a state
-            if reservation is not None:
-                self.ledger.release(reservation)  # type: ignore[union-attr]
+            if reservation is not None and self.ledger is not None:
+                self.ledger.release(reservation)
             if breaker is not None and _counts_against_model(exc):
                 breaker.record_failure()
             raise
         if breaker is not None:
             breaker.record_success()
-        if reservation is not None:
-            self.ledger.settle(reservation, budgets, completion.tokens)  # type: ignore[union-attr]
+        if reservation is not None and self.ledger is not None:
+            self.ledger.settle(reservation, budgets, completion.tokens)
         return completion
 
     async def aclose(self) -> None:
@@ -265,6 +274,8 @@ class ModelRouter:
 
 def _counts_against_model(exc: BaseException) -> bool:
     """Failures that say something about the model's health (not the request's content, not cancellation)."""
-    if isinstance(exc, (asyncio.CancelledError, CircuitOpenError, BudgetExceeded, ProviderRequestError, ContentPolicyViolation)):
+    if isinstance(
+        exc, (asyncio.CancelledError, CircuitOpenError, BudgetExceeded, ProviderRequestError, ContentPolicyViolation)
+    ):
         return False
     return isinstance(exc, (StepError, TimeoutError))

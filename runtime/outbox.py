@@ -60,7 +60,11 @@ class OutboxRow:
 
     @property
     def headers(self) -> list[tuple[str, str]]:
-        return [("event_type", self.event_type), ("event_version", self.event_version), ("correlation_id", self.correlation_id)]
+        return [
+            ("event_type", self.event_type),
+            ("event_version", self.event_version),
+            ("correlation_id", self.correlation_id),
+        ]
 
 
 class Outbox:
@@ -107,8 +111,16 @@ class Outbox:
                 "INSERT INTO outbox (event_id, topic, key, event_type, event_version, correlation_id, value, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (e.event_id, self.topic_for(e), e.entity_id(), e.event_type, e.event_version, e.correlation_id,
-                     e.model_dump_json().encode(), now)
+                    (
+                        e.event_id,
+                        self.topic_for(e),
+                        e.entity_id(),
+                        e.event_type,
+                        e.event_version,
+                        e.correlation_id,
+                        e.model_dump_json().encode(),
+                        now,
+                    )
                     for e in new
                 ],
             )
@@ -146,10 +158,13 @@ class Outbox:
         now = time.time()
         with state_db(self.path, write=True) as db:
             db.executemany(
-                "UPDATE outbox SET delivered_at = ? WHERE seq BETWEEN ? AND ?", [(now, a, b) for a, b in _ranges(sorted(seqs))]
+                "UPDATE outbox SET delivered_at = ? WHERE seq BETWEEN ? AND ?",
+                [(now, a, b) for a, b in _ranges(sorted(seqs))],
             )
             if now - self._pruned_at > PRUNE_EVERY_S:  # a scan of the table: not on every delivery
-                db.execute("DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?", (now - RETENTION_S,))
+                db.execute(
+                    "DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?", (now - RETENTION_S,)
+                )
                 self._pruned_at = now
 
     def pending_count(self, correlation_id: str | None = None) -> int:

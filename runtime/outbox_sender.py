@@ -143,7 +143,5 @@ class SenderWaker:
                 self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
                 self._socket.setblocking(False)
                 self._pid = os.getpid()
-            try:
+            with contextlib.suppress(OSError):  # no sender (no socket), or its queue is full: it is awake or will poll
                 self._socket.sendto(_WAKE, self.address)
-            except OSError:  # no sender (no socket), or its queue is full: it is awake or will poll
-                pass

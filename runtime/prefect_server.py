@@ -63,7 +63,7 @@ class LocalPrefectServer(PidFileService):
     def healthy(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as response:
-                return response.status == 200
+                return bool(response.status == 200)
         except (urllib.error.URLError, OSError):
             return False
 
@@ -75,6 +75,10 @@ class LocalPrefectServer(PidFileService):
             folder.mkdir(parents=True, exist_ok=True)
         self.launch(
             [sys.executable, "-m", "prefect", "server", "start", "--host", self.host, "--port", str(self.port)],
-            self.healthy, name="Prefect server", timeout=timeout, poll=0.5, env=self._server_env(),
+            self.healthy,
+            name="Prefect server",
+            timeout=timeout,
+            poll=0.5,
+            env=self._server_env(),
         )
         return True

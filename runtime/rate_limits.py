@@ -29,6 +29,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import httpx
+from prefect.client.orchestration import get_client
+from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError, aacquire_concurrency_slots
+from prefect.concurrency.asyncio import rate_limit
+from prefect.exceptions import ObjectAlreadyExists
+
 from agentparty.models.step_errors import RateLimited
 
 logger = logging.getLogger("agentparty.rate_limits")
@@ -71,13 +77,16 @@ class PrefectRateLimiter:
         async with self._lock:
             if model in self._ready:
                 return
-            from prefect.client.orchestration import get_client
 
             async with get_client() as client:
                 if limit.requests_per_minute:
-                    await _upsert(client, _limit_name("rpm", model), limit.request_slots(), limit.requests_per_minute / 60)
+                    await _upsert(
+                        client, _limit_name("rpm", model), limit.request_slots(), limit.requests_per_minute / 60
+                    )
                 if limit.tokens_per_minute:
-                    await _upsert(client, _limit_name("tpm", model), limit.tokens_per_minute, limit.tokens_per_minute / 60)
+                    await _upsert(
+                        client, _limit_name("tpm", model), limit.tokens_per_minute, limit.tokens_per_minute / 60
+                    )
             self._ready.add(model)
 
     async def acquire(self, model: str, tokens: int) -> None:
@@ -85,7 +94,6 @@ class PrefectRateLimiter:
         limit = self.limits.get(model)
         if limit is None or not (limit.requests_per_minute or limit.tokens_per_minute):
             return
-        from prefect.concurrency.asyncio import rate_limit
 
         await self._ensure(model, limit)
         wanted: list[tuple[str, int, int]] = []
@@ -102,8 +110,6 @@ class PrefectRateLimiter:
 
 async def _take_or_refuse(model: str, limit: ModelRateLimit, name: str, occupy: int, per_minute: int) -> None:
     """Take the allowance if the server has it now; else a retryable RateLimited (one try, no waiting)."""
-    import httpx
-    from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError, aacquire_concurrency_slots
 
     try:
         await aacquire_concurrency_slots([name], occupy, mode="rate_limit", max_retries=0, strict=True)
@@ -122,7 +128,6 @@ async def _take_or_refuse(model: str, limit: ModelRateLimit, name: str, occupy: 
 
 async def _upsert(client: Any, name: str, limit: int, decay: float) -> None:
     """Create or update one limit; another process creating it at the same moment is not an error."""
-    from prefect.exceptions import ObjectAlreadyExists
 
     try:
         await client.upsert_global_concurrency_limit_by_name(name, limit, slot_decay_per_second=decay)

@@ -34,6 +34,10 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
 from agentparty.models.config import KafkaConfig
 from agentparty.runtime.outbox import Outbox
 from agentparty.runtime.outbox_sender import SenderSlot
@@ -89,9 +93,10 @@ def topic_names(prefix: str) -> list[str]:
     return [f"{prefix}{family}" for family in FAMILIES]
 
 
-def ensure_topics(config: KafkaConfig, prefix: str, partitions: int = 3, replication: int = 1, timeout: float = 10.0) -> list[str]:
+def ensure_topics(
+    config: KafkaConfig, prefix: str, partitions: int = 3, replication: int = 1, timeout: float = 10.0
+) -> list[str]:
     """Create the event topics that do not exist yet (AdminClient); returns the ones created."""
-    from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient(client_config(config))
     existing = set(admin.list_topics(timeout=timeout).topics)
@@ -99,7 +104,8 @@ def ensure_topics(config: KafkaConfig, prefix: str, partitions: int = 3, replica
     if not wanted:
         return []
     futures = admin.create_topics(
-        [NewTopic(name, num_partitions=partitions, replication_factor=replication) for name in wanted], request_timeout=timeout
+        [NewTopic(name, num_partitions=partitions, replication_factor=replication) for name in wanted],
+        request_timeout=timeout,
     )
     created = []
     for name, future in futures.items():
@@ -131,8 +137,14 @@ class OutboxRelay:
     """
 
     def __init__(
-        self, outbox: Outbox, config: KafkaConfig, *, message_timeout_ms: int = 10_000, batch: int = 10_000,
-        partitions: int = 3, replication: int = 1,
+        self,
+        outbox: Outbox,
+        config: KafkaConfig,
+        *,
+        message_timeout_ms: int = 10_000,
+        batch: int = 10_000,
+        partitions: int = 3,
+        replication: int = 1,
     ) -> None:
         self.outbox = outbox
         self.config = config
@@ -152,7 +164,6 @@ class OutboxRelay:
         _LIVE.add(self)
 
     def _new_producer(self) -> Any:
-        from confluent_kafka import Producer
 
         return Producer(producer_config(self.config, self.message_timeout_ms))
 
@@ -176,7 +187,6 @@ class OutboxRelay:
 
     def drain(self, max_batches: int | None = None) -> DrainReport:
         """Send every pending event (in outbox order) and wait for their delivery reports; nothing if another relay sends."""
-        from confluent_kafka import KafkaError, KafkaException
 
         with self._lock:
             if not self._take_slot():
@@ -225,7 +235,10 @@ class OutboxRelay:
                     while True:
                         try:
                             self._producer.produce(
-                                row.topic, value=row.value, key=row.key.encode(), headers=row.headers,
+                                row.topic,
+                                value=row.value,
+                                key=row.key.encode(),
+                                headers=row.headers,
                                 on_delivery=lambda err, msg, seq=row.seq: report(err, msg, seq),
                             )
                             break
@@ -245,7 +258,9 @@ class OutboxRelay:
                 if any(isinstance(e, KafkaError) and e.fatal() for e in errors):
                     self._producer = None  # e.g. UnknownProducerId after a broker restart: start a fresh producer
             if stopping:
-                logger.info("relay stopping: %d events not sent yet stay in the outbox for the next sender", len(stopping))
+                logger.info(
+                    "relay stopping: %d events not sent yet stay in the outbox for the next sender", len(stopping)
+                )
             return DrainReport(sent, delivered_total, failed + len(stopping), self.outbox.pending_count())
 
     def _flush(self) -> None:

@@ -28,15 +28,20 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from neo4j.exceptions import Neo4jError, ServiceUnavailable, SessionExpired
 
 from agentparty.models import WorkflowDefinition
+from agentparty.models._base import utc_now
+from agentparty.models.config import DatabaseConfig
+from agentparty.models.engagements import AUTOMATIC_APPROVER, AgentWork, SlotRecord
 from agentparty.models.graph import (
     AssembledBy,
-    FormationMethod,
     Capability,
     Created,
     DefinesCapabilities,
+    FormationMethod,
     HasCapability,
     HasState,
     HasVersion,
@@ -55,11 +60,6 @@ from agentparty.models.graph import (
     capability_id,
     stable_id,
 )
-from agentparty.models._base import utc_now
-from agentparty.models.states import TaskStatus, TeamStatus
-from agentparty.models.config import DatabaseConfig
-from agentparty.runtime.graph_store import GraphBatch, GraphStore, GraphWriteError, graph_value
-from agentparty.models.engagements import AUTOMATIC_APPROVER, AgentWork, SlotRecord
 from agentparty.models.run_history import (
     PROFICIENCY_PRIOR,
     RELIABILITY_RATE,
@@ -71,6 +71,11 @@ from agentparty.models.run_history import (
     team_id_for,
 )
 from agentparty.models.run_results import StepStatus, WorkflowResult
+from agentparty.models.states import TaskStatus, TeamStatus
+from agentparty.runtime.graph_migrations import migrate
+from agentparty.runtime.graph_server import DATABASE_NAME
+from agentparty.runtime.graph_store import GraphBatch, GraphStore, GraphWriteError, graph_value
+from agentparty.runtime.local_services import local_services
 
 if TYPE_CHECKING:
     from agentparty.runtime.settings import Settings
@@ -81,15 +86,15 @@ ENGINE_ACTOR = "workflow-engine"
 RECOMMENDER_ACTOR = "team-recommender"
 
 
-def _actor(name: str, kind: str) -> SystemActor:
-    return SystemActor(id=stable_id("actor", name), name=name, kind=kind)  # type: ignore[arg-type]
+def _actor(name: str, kind: Literal["governance", "assembler", "recommender"]) -> SystemActor:
+    return SystemActor(id=stable_id("actor", name), name=name, kind=kind)
 
 
 def _user(name: str) -> User:
     return User(id=stable_id("user", name), username=name)
 
 
-def _output_content(value: Any) -> tuple[str, str]:
+def _output_content(value: Any) -> tuple[str, Literal["text", "json"]]:
     if isinstance(value, str):
         return value, "text"
     return json.dumps(value, sort_keys=True, default=str), "json"
@@ -122,18 +127,32 @@ class RunGraph:
     def task(self, status: TaskStatus, completed_at: datetime | None = None) -> Task:
         d = self.definition
         return Task(
-            id=self.task_id, title=d.name, description=d.description, created_at=self.started_at, status=status,
-            priority=d.priority, complexity=d.complexity, required_capabilities=self.required_capabilities(),
-            created_by=_user(self.username).id, completed_at=completed_at, token_budget=d.token_budget or 0,
+            id=self.task_id,
+            title=d.name,
+            description=d.description,
+            created_at=self.started_at,
+            status=status,
+            priority=d.priority,
+            complexity=d.complexity,
+            required_capabilities=self.required_capabilities(),
+            created_by=_user(self.username).id,
+            completed_at=completed_at,
+            token_budget=d.token_budget or 0,
             token_usage=self.tally.token_usage,
         )
 
     def team(self, status: TeamStatus, **extra: Any) -> Team:
         return Team(
-            id=self.team_id, name=f"{self.definition.name} team", created_at=self.started_at, status=status,
+            id=self.team_id,
+            name=f"{self.definition.name} team",
+            created_at=self.started_at,
+            status=status,
             formation_method=self.formation_method,
-            size=len(self.tally.members), task_id=self.task_id, token_budget=self.definition.team_token_budget or 0,
-            token_usage=self.tally.token_usage, **extra,
+            size=len(self.tally.members),
+            task_id=self.task_id,
+            token_budget=self.definition.team_token_budget or 0,
+            token_usage=self.tally.token_usage,
+            **extra,
         )
 
     # -- the three kinds of write ---------------------------------------------------------
@@ -174,7 +193,8 @@ class RunGraph:
             self.task(TaskStatus.COMPLETED if ok else TaskStatus.FAILED, completed_at=ended),
             self.team(
                 TeamStatus.COMPLETED if ok else TeamStatus.FAILED,
-                completion_time=max(0, int((ended - self.started_at).total_seconds())), performance_score=score,
+                completion_time=max(0, int((ended - self.started_at).total_seconds())),
+                performance_score=score,
             ),
         )
         return batch, outcome_of(self.tally, self.team_id, score, ended)
@@ -193,12 +213,15 @@ class RunGraph:
         for name, proficiency in work.capabilities.items():
             batch.ensure(Capability(id=capability_id(name), name=name))
             batch.link(HasCapability(proficiency=proficiency), agent.id, capability_id(name), create_only=True)
-        batch.link(MemberOf(role=work.role, joined_at=self.started_at), agent.id, self.team_id, key=("role",), create_only=True)
+        batch.link(
+            MemberOf(role=work.role, joined_at=self.started_at), agent.id, self.team_id, key=("role",), create_only=True
+        )
         for transition in work.transitions:
             for state in (transition.left, transition.record):
                 batch.add(state)
                 batch.link(HasState(timestamp=state.timestamp), agent.id, state.id)
             approver = transition.event.transition_approver
+            actor: SystemActor | User
             if approver == AUTOMATIC_APPROVER:
                 actor, label = _actor("governance", "governance"), "SystemActor"
             else:
@@ -206,21 +229,30 @@ class RunGraph:
             batch.ensure(actor)
             batch.link(
                 TransitionedBy(timestamp=transition.record.timestamp, state_id=transition.record.id),
-                agent.id, actor.id, target_label=label, key=("state_id",),
+                agent.id,
+                actor.id,
+                target_label=label,
+                key=("state_id",),
             )
 
     def _output(self, batch: GraphBatch, record: SlotRecord) -> None:
         content, fmt = _output_content(record.output)
         work = record.agents[-1] if record.agents else None
         output = Output(
-            id=stable_id("output", self.run_key, record.slot), step_id=record.slot, content=content, format=fmt,  # type: ignore[arg-type]
-            model=record.model, simulated=record.simulated,
-            input_tokens=work.input_tokens if work else 0, output_tokens=work.output_tokens if work else 0,
+            id=stable_id("output", self.run_key, record.slot),
+            step_id=record.slot,
+            content=content,
+            format=fmt,
+            model=record.model,
+            simulated=record.simulated,
+            input_tokens=work.input_tokens if work else 0,
+            output_tokens=work.output_tokens if work else 0,
         )
         batch.add(output)
         batch.link(ResultedIn(), self.task_id, output.id)
         if work is not None:
             batch.link(Created(timestamp=output.created_at), work.agent.id, output.id)
+
 
 def apply_outcome(tx: Any, outcome: Outcome) -> bool:
     """Add the outcome unless the team's was already added; runs inside the closing transaction."""
@@ -234,23 +266,27 @@ def apply_outcome(tx: Any, outcome: Outcome) -> bool:
         "ON CREATE SET r.success_score = p.score, r.task_count = 1, r.last_collaboration = $at "
         "ON MATCH SET r.success_score = (r.success_score * r.task_count + p.score) / (r.task_count + 1), "
         "r.task_count = r.task_count + 1, r.last_collaboration = $at",
-        pairs=outcome.pairs, at=at,
+        pairs=outcome.pairs,
+        at=at,
     ).consume()
     # models.run_history.updated_proficiency, in Cypher (read and written in one transaction)
     tx.run(
         "UNWIND $rows AS row MATCH (a:Agent {id: row.agent})-[h:HAS_CAPABILITY]->(c:Capability {id: row.capability}) "
-        "WITH h, row, toFloat(coalesce(h.usage_count, 0)) AS u, h.proficiency AS p, toFloat(coalesce(h.token_efficiency, 0.0)) AS te "
+        "WITH h, row, toFloat(coalesce(h.usage_count, 0)) AS u, h.proficiency AS p, "
+        "toFloat(coalesce(h.token_efficiency, 0.0)) AS te "
         "SET h.proficiency = (p * (u + $prior) + row.completed) / (u + $prior + row.used), "
         "h.token_efficiency = (te * u + row.tokens) / (u + row.used), "
         "h.usage_count = toInteger(u) + row.used",
-        rows=outcome.capabilities, prior=PROFICIENCY_PRIOR,
+        rows=outcome.capabilities,
+        prior=PROFICIENCY_PRIOR,
     ).consume()
     # models.run_history.updated_reliability, in Cypher
     tx.run(
         "UNWIND $rows AS row MATCH (a:Agent {id: row.agent}) "
         "WITH a, row, a.reliability_score AS r, coalesce(a.token_count, 0) AS t "
         "SET a.reliability_score = (1.0 - $rate) * r + $rate * row.share, a.token_count = t + row.tokens",
-        rows=outcome.agents, rate=RELIABILITY_RATE,
+        rows=outcome.agents,
+        rate=RELIABILITY_RATE,
     ).consume()
     tx.run("MATCH (t:Team {id: $id}) SET t.outcome_recorded = true", id=outcome.team_id).consume()
     return True
@@ -279,9 +315,6 @@ class GraphRecorder:
         """Migrations at first use ("at startup" for a process that never ran ``agentparty up``)."""
         if self._schema_checked:
             return
-        from neo4j.exceptions import Neo4jError, ServiceUnavailable, SessionExpired
-
-        from agentparty.runtime.graph_migrations import migrate
 
         try:
             migrate(self.store.driver, self.store.database)
@@ -330,8 +363,6 @@ def configured_recorder(settings: Settings) -> GraphRecorder | None:
         return None
     if settings.database is not None:
         return recorder_for(settings.database)
-    from agentparty.runtime.graph_server import DATABASE_NAME
-    from agentparty.runtime.local_services import local_services
 
     server = local_services(settings).graph
     if settings.graph == "auto" and (server.pid() is None or not server.accepting()):
@@ -346,3 +377,11 @@ def configured_store(settings: Settings) -> GraphStore:
     recorder = configured_recorder(settings.model_copy(update={"graph": "on"}))
     assert recorder is not None  # "on" always names a graph
     return recorder.store
+
+
+def configured_graph(settings: Settings) -> tuple[DatabaseConfig, str]:
+    """The graph ``configured_store`` would open: ``AGENTPARTY_DATABASE``, else the local Bolt server's."""
+    if settings.database is not None:
+        return settings.database, "neo4j"
+
+    return local_services(settings).graph.database_config(), DATABASE_NAME

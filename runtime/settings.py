@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agentparty.models import DEFAULT_MODEL_REGISTRY, ModelRegistry, SDKConfiguration
 from agentparty.models.config import AgentRuntimeConfig, DatabaseConfig, GNNTrainingConfig, KafkaConfig
+from agentparty.runtime.documents import read_document, validate_document
 from agentparty.runtime.providers.simulated import SimulatedSettings
 
 
@@ -34,7 +35,8 @@ class Settings(BaseSettings):
     graph: Literal["auto", "on", "off"] = "auto"
     """Record workflow runs in the graph: ``auto`` when a database is configured or the local graph server runs."""
     kafka: KafkaConfig | None = None
-    """A Kafka cluster of your own (``AGENTPARTY_KAFKA__BOOTSTRAP_SERVERS``, ``__SECURITY_PROTOCOL``, ``__SASL_*``, ``__GROUP_ID``)."""
+    """A Kafka cluster of your own (``AGENTPARTY_KAFKA__BOOTSTRAP_SERVERS``, ``__SECURITY_PROTOCOL``, ``__SASL_*``,
+    ``__GROUP_ID``)."""
     kafka_port: int = 9092
     """Port of the local Kafka-protocol broker (Tansu) started by ``agentparty up``."""
     events: Literal["auto", "on", "off"] = "auto"
@@ -68,6 +70,9 @@ class Settings(BaseSettings):
     """Flow runs the API's webhook dispatcher creates in Prefect at once; a burst of deliveries waits in the
     delivery store behind them. Prefect's SQLite server answers 503 to a few dozen concurrent creates and
     more at once only queue for its write lock (``bench/webhooks.py``)."""
+    api_graph_retry_seconds: int = Field(default=2, ge=0)
+    """How long an API request retries an unreachable graph before it answers 503 (the driver's
+    ``max_transaction_retry_time``, 30 s for runs, is far too long for someone waiting on a page)."""
     api_access: Path | None = None
     """The API's access file (``ApiAccessConfig``: API keys, roles, rate limit); ``HOME/api-access.yaml`` when unset."""
     sdk_config: Path | None = None
@@ -90,7 +95,6 @@ class Settings(BaseSettings):
     def load_sdk_configuration(self) -> SDKConfiguration:
         if self.sdk_config is None:
             return SDKConfiguration()
-        from agentparty.runtime.documents import read_document, validate_document
 
         return validate_document(read_document(self.sdk_config), SDKConfiguration)
 

@@ -42,7 +42,9 @@ def _lock_file(path: Path) -> int:
         descriptor = _lock_files.get(key)
         if descriptor is None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            descriptor = _lock_files[key] = os.open(path.with_name(path.name + ".writer"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            descriptor = _lock_files[key] = os.open(
+                path.with_name(path.name + ".writer"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+            )
         return descriptor
 
 
@@ -90,4 +92,3 @@ def state_db(path: Path, *, write: bool = False) -> Iterator[sqlite3.Connection]
             db.execute("COMMIT")
         finally:
             fcntl.flock(descriptor, fcntl.LOCK_UN)
-

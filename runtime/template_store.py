@@ -25,7 +25,10 @@ class TemplateStore(Protocol):
     def insert_version(self, record: VersionRecord) -> None:
         """Add a new version; an existing ``(template_id, version)`` is refused (versions are immutable)."""
         ...
-    def set_version_status(self, template_id: str, version: str, status: VersionStatus, approved_by: str | None = None) -> None: ...
+
+    def set_version_status(
+        self, template_id: str, version: str, status: VersionStatus, approved_by: str | None = None
+    ) -> None: ...
     def versions(self, template_id: str) -> list[VersionRecord]: ...
     def names(self) -> list[str]: ...
 
@@ -34,7 +37,9 @@ class SqliteTemplateStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         with state_db(path) as db:
-            db.execute("CREATE TABLE IF NOT EXISTS templates (id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL, doc TEXT NOT NULL)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS templates (id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL, doc TEXT NOT NULL)"
+            )
             db.execute(
                 "CREATE TABLE IF NOT EXISTS versions (template_id TEXT NOT NULL, version TEXT NOT NULL, status TEXT NOT NULL, "
                 "doc TEXT NOT NULL, PRIMARY KEY (template_id, version))"
@@ -61,11 +66,17 @@ class SqliteTemplateStore:
                     (v.template_id, v.version, record.status, record.model_dump_json()),
                 )
         except sqlite3.IntegrityError:
-            raise TemplateError(f"version {v.version} of template {v.template_id} exists and cannot change; create a new version") from None
+            raise TemplateError(
+                f"version {v.version} of template {v.template_id} exists and cannot change; create a new version"
+            ) from None
 
-    def set_version_status(self, template_id: str, version: str, status: VersionStatus, approved_by: str | None = None) -> None:
+    def set_version_status(
+        self, template_id: str, version: str, status: VersionStatus, approved_by: str | None = None
+    ) -> None:
         with state_db(self.path, write=True) as db:
-            row = db.execute("SELECT doc FROM versions WHERE template_id = ? AND version = ?", (template_id, version)).fetchone()
+            row = db.execute(
+                "SELECT doc FROM versions WHERE template_id = ? AND version = ?", (template_id, version)
+            ).fetchone()
             if row is None:
                 raise TemplateError(f"template {template_id} has no version {version}")
             record = VersionRecord.model_validate_json(row[0])

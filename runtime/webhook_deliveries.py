@@ -39,7 +39,10 @@ PRUNE_EVERY_S = 600.0
 DeliveryStatus = Literal["queued", "created", "failed"]
 
 _NAMESPACE = uuid.UUID("0b8f3c52-7a43-4f0e-9d0c-5d1f8f1e2a6b")
-_COLUMNS = "delivery_id, workflow_id, key_sha256, deployment, inputs, received_at, attempts, last_error, flow_run_id, failed_reason"
+_COLUMNS = (
+    "delivery_id, workflow_id, key_sha256, deployment, inputs, received_at, attempts, last_error, "
+    "flow_run_id, failed_reason"
+)
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS webhook_deliveries ("
     " delivery_id TEXT PRIMARY KEY, workflow_id TEXT NOT NULL, key_sha256 TEXT NOT NULL, deployment TEXT NOT NULL,"
@@ -98,10 +101,29 @@ class Acceptance:
 
 
 def _delivery(row: tuple[Any, ...]) -> Delivery:
-    delivery_id, workflow_id, key_sha256, deployment, inputs, received_at, attempts, last_error, flow_run_id, failed_reason = row
+    (
+        delivery_id,
+        workflow_id,
+        key_sha256,
+        deployment,
+        inputs,
+        received_at,
+        attempts,
+        last_error,
+        flow_run_id,
+        failed_reason,
+    ) = row
     return Delivery(
-        delivery_id, workflow_id, key_sha256, deployment, json.loads(inputs) if inputs is not None else None,
-        received_at, attempts, last_error, flow_run_id, failed_reason,
+        delivery_id,
+        workflow_id,
+        key_sha256,
+        deployment,
+        json.loads(inputs) if inputs is not None else None,
+        received_at,
+        attempts,
+        last_error,
+        flow_run_id,
+        failed_reason,
     )
 
 
@@ -139,7 +161,9 @@ class WebhookDeliveries:
                         " WHERE delivery_id = ? AND failed_reason IS NOT NULL",
                         (json.dumps(inputs), deployment, delivery_id),
                     ).rowcount
-                row = db.execute(f"SELECT {_COLUMNS} FROM webhook_deliveries WHERE delivery_id = ?", (delivery_id,)).fetchone()
+                row = db.execute(
+                    f"SELECT {_COLUMNS} FROM webhook_deliveries WHERE delivery_id = ?", (delivery_id,)
+                ).fetchone()
                 accepted.append(Acceptance(fresh=bool(inserted), delivery=_delivery(row)))
             if now - self._pruned_at > PRUNE_EVERY_S:
                 db.execute("DELETE FROM webhook_deliveries WHERE settled_at < ?", (now - RETENTION_S,))
@@ -160,7 +184,8 @@ class WebhookDeliveries:
         """A try that may succeed later (Prefect down or overloaded): the delivery stays queued."""
         with state_db(self.path, write=True) as db:
             db.execute(
-                "UPDATE webhook_deliveries SET attempts = attempts + 1, last_error = ? WHERE delivery_id = ?", (error, delivery_id)
+                "UPDATE webhook_deliveries SET attempts = attempts + 1, last_error = ? WHERE delivery_id = ?",
+                (error, delivery_id),
             )
 
     def record_run(self, delivery_id: str, flow_run_id: str) -> None:
@@ -195,12 +220,16 @@ class WebhookDeliveries:
                 " WHERE delivery_id = ? AND failed_reason IS NOT NULL",
                 (delivery_id,),
             ).rowcount
-            row = db.execute(f"SELECT {_COLUMNS} FROM webhook_deliveries WHERE delivery_id = ?", (delivery_id,)).fetchone()
+            row = db.execute(
+                f"SELECT {_COLUMNS} FROM webhook_deliveries WHERE delivery_id = ?", (delivery_id,)
+            ).fetchone()
         return Acceptance(fresh=bool(requeued), delivery=_delivery(row)) if row else None
 
     def get(self, delivery_id: str) -> Delivery | None:
         with state_db(self.path) as db:
-            row = db.execute(f"SELECT {_COLUMNS} FROM webhook_deliveries WHERE delivery_id = ?", (delivery_id,)).fetchone()
+            row = db.execute(
+                f"SELECT {_COLUMNS} FROM webhook_deliveries WHERE delivery_id = ?", (delivery_id,)
+            ).fetchone()
         return _delivery(row) if row else None
 
     def recent(self, workflow_id: str, status: DeliveryStatus | None = None, limit: int = 100) -> list[Delivery]:

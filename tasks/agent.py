@@ -17,6 +17,7 @@ the persisted result writes it again, idempotently.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -28,19 +29,19 @@ from typing import Any, Protocol
 from agentparty.models import AgentLifecycleState
 from agentparty.models.agent import AgentInstance, ExecutionContext, ModelConfiguration
 from agentparty.models.config import AgentRuntimeConfig
-from agentparty.models.events import AgentProvisionedPayload, ResourceAllocation
 from agentparty.models.engagements import AgentWork, LifecycleTransition
-from agentparty.models.graph import Agent, ModelParameters
+from agentparty.models.events import AgentProvisionedPayload, ResourceAllocation
 from agentparty.models.governance import GovernanceRules
+from agentparty.models.graph import Agent, ModelParameters
 from agentparty.models.messages import SystemMessage, UserMessage
+from agentparty.models.step_errors import TemplateError
 from agentparty.runtime.budgets import Budget
-from agentparty.runtime.model_router import ModelRouter
 from agentparty.runtime.metrics import AgentMetricsBook
+from agentparty.runtime.model_router import ModelRouter
 from agentparty.runtime.providers.base import CompletionRequest
 from agentparty.tasks.lifecycle import AgentLifecycle, Approver, PrefectApprover
 from agentparty.tasks.templates import (
     ResolvedTemplate,
-    TemplateError,
     TemplateRegistry,
     default_system_prompt,
     engagement_key,
@@ -96,6 +97,50 @@ class AgentStepResponse:
         return self.input_tokens + self.output_tokens
 
 
+@dataclass(frozen=True)
+class StepAgent:
+    """The agent one step puts to work, and what its engagement records in the results graph."""
+
+    instance: AgentInstance
+    node: Agent
+    """The persistent agent's graph node (its status is the engagement's at the time of recording)."""
+    system: str
+    """The system prompt."""
+    governance: GovernanceRules
+    parameters: ModelParameters
+    template_id: str
+    """The template's id, or ``ad-hoc``."""
+    template_version: str
+    capabilities: dict[str, float]
+    """Proficiency per capability, including the one the step asks for."""
+    resolved: ResolvedTemplate | None
+    """The template behind the agent; None for an ad-hoc agent."""
+
+    def work(
+        self,
+        request: AgentStepRequest,
+        lifecycle: AgentLifecycle,
+        transitions: tuple[LifecycleTransition, ...],
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+    ) -> AgentWork:
+        """What the engagement contributes to the results graph, as of now."""
+        resolved = self.resolved
+        return AgentWork(
+            agent=self.node.model_copy(update={"status": lifecycle.state}),
+            slot=request.agent_slot,
+            role=request.capability or request.step_id,
+            template=resolved.template if resolved else None,
+            version=resolved.version if resolved else None,
+            capabilities=self.capabilities,
+            used=(request.capability,) if request.capability else tuple(sorted(self.capabilities)),
+            transitions=transitions,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            provisioned=lifecycle.provisioned,
+        )
+
+
 class AgentRunner(Protocol):
     async def run(self, request: AgentStepRequest) -> AgentStepResponse: ...
 
@@ -116,12 +161,16 @@ class ModelAgentRunner:
         template = self.templates.find(request.agent) if self.templates is not None else None
         if template is None:
             if request.version is not None:
-                raise TemplateError(f"step {request.step_id!r} asks for version {request.version} of {request.agent!r}, which no template defines")
+                raise TemplateError(
+                    f"step {request.step_id!r} asks for version {request.version} of {request.agent!r}, which no template defines"
+                )
             return None
         assert self.templates is not None
         return self.templates.resolve(request.agent, request.version, template)
 
-    def _lifecycle(self, agent_id: str, engagement: str, name: str, governance: GovernanceRules) -> tuple[AgentLifecycle, bool]:
+    def _lifecycle(
+        self, agent_id: str, engagement: str, name: str, governance: GovernanceRules
+    ) -> tuple[AgentLifecycle, bool]:
         """The engagement's lifecycle, and whether it is new (the agent is being provisioned into the run)."""
         key = (agent_id, engagement)
         lifecycle = self._lifecycles.get(key)
@@ -137,55 +186,116 @@ class ModelAgentRunner:
 
     def agent_id_for(self, agent: str, version: str | None = None, model: str | None = None) -> str:
         """The persistent agent a step naming ``agent`` will put to work (team plans name members before they work)."""
-        resolved = self._template(AgentStepRequest(step_id="plan", agent=agent, prompt="", version=version, model=model))
+        resolved = self._template(
+            AgentStepRequest(step_id="plan", agent=agent, prompt="", version=version, model=model)
+        )
         if resolved is not None:
             return persistent_agent_id(resolved.template.id, resolved.version.version)
         return persistent_agent_id("ad-hoc", agent, model or self.router.registry.default_model)
 
     async def run(self, request: AgentStepRequest) -> AgentStepResponse:
-        resolved = self._template(request)
-        registry = self.router.registry
-        if resolved is not None and self.templates is not None:
-            instance = self.templates.provision(
-                resolved, registry, run_key=request.run_key, user_id=request.user_id, model=request.model
-            )
-            system = resolved.record.system_prompt
-            governance = resolved.template.governance_rules
-            parameters = resolved.version.parameters
-            template_id, template_version = resolved.template.id, resolved.version.version
-            node = Agent(
-                id=instance.id, name=f"{resolved.template.name}@{template_version}", model=resolved.version.model,
-                parameters=parameters, personality=resolved.version.personality,
-                handle=f"{resolved.template.name}@{template_version}",
-            )
-            capabilities = dict(resolved.record.capabilities)
-        else:
-            model_name = request.model or registry.default_model
-            info = self.router.info(model_name)
-            instance = AgentInstance(
-                id=persistent_agent_id("ad-hoc", request.agent, model_name),
-                model=ModelConfiguration(provider=info.provider, model=model_name, capabilities=info.capabilities),
-                context=ExecutionContext(session_id=request.run_key, user_id=request.user_id),
-            )
-            system = default_system_prompt(request.agent, "", "", {request.capability: 1.0} if request.capability else {})
-            governance = GovernanceRules()
-            parameters = instance.model.parameters
-            template_id, template_version = "ad-hoc", "0.0.0"
-            node = Agent(
-                id=instance.id, name=f"{request.agent} (ad-hoc, {model_name})", model=model_name, parameters=parameters,
-                handle=request.agent,
-            )
-            capabilities = {}
-        if request.capability and request.capability not in capabilities:
-            capabilities[request.capability] = AD_HOC_PROFICIENCY
-
+        agent = self._step_agent(request)
         agent_budget = request.agent_token_budget or self.runtime.default_token_budget
         engagement = engagement_key(request.run_key, request.agent_slot)
-        lifecycle, new = self._lifecycle(instance.id, engagement, request.agent, governance)
+        lifecycle = self._engage(agent, request, agent_budget, engagement)
+        try:
+            start_reason = f"step {request.step_id}"
+            if lifecycle.state in (
+                AgentLifecycleState.INITIALIZED,
+                AgentLifecycleState.COMPLETED,
+                AgentLifecycleState.FAILED,
+            ):
+                await lifecycle.transition(AgentLifecycleState.RUNNING, start_reason)
+            response = await self._answer(
+                request, agent.instance, lifecycle, agent.system, agent.parameters, agent_budget, engagement
+            )
+        except BaseException as exc:
+            # Not drained: a later successful attempt carries these transitions too.
+            _attach_work(exc, agent.work(request, lifecycle, lifecycle.pending()))
+            raise
+        done = agent.work(request, lifecycle, lifecycle.drain(), response.input_tokens, response.output_tokens)
+        lifecycle.provisioned = None  # carried by this result
+        return dataclasses.replace(response, work=done)
+
+    def _step_agent(self, request: AgentStepRequest) -> StepAgent:
+        """The agent the step puts to work: its template's published version, or an ad-hoc agent on a model."""
+        resolved = self._template(request)
+        if resolved is not None and self.templates is not None:
+            agent = self._template_agent(request, resolved, self.templates)
+        else:
+            agent = self._ad_hoc_agent(request)
+        if request.capability and request.capability not in agent.capabilities:
+            agent.capabilities[request.capability] = AD_HOC_PROFICIENCY
+        return agent
+
+    def _template_agent(
+        self, request: AgentStepRequest, resolved: ResolvedTemplate, templates: TemplateRegistry
+    ) -> StepAgent:
+        instance = templates.provision(
+            resolved, self.router.registry, run_key=request.run_key, user_id=request.user_id, model=request.model
+        )
+        version = resolved.version
+        handle = f"{resolved.template.name}@{version.version}"
+        return StepAgent(
+            instance=instance,
+            node=Agent(
+                id=instance.id,
+                name=handle,
+                model=version.model,
+                parameters=version.parameters,
+                personality=version.personality,
+                handle=handle,
+            ),
+            system=resolved.record.system_prompt,
+            governance=resolved.template.governance_rules,
+            parameters=version.parameters,
+            template_id=resolved.template.id,
+            template_version=version.version,
+            capabilities=dict(resolved.record.capabilities),
+            resolved=resolved,
+        )
+
+    def _ad_hoc_agent(self, request: AgentStepRequest) -> StepAgent:
+        model_name = request.model or self.router.registry.default_model
+        info = self.router.info(model_name)
+        instance = AgentInstance(
+            id=persistent_agent_id("ad-hoc", request.agent, model_name),
+            model=ModelConfiguration(provider=info.provider, model=model_name, capabilities=info.capabilities),
+            context=ExecutionContext(session_id=request.run_key, user_id=request.user_id),
+        )
+        return StepAgent(
+            instance=instance,
+            node=Agent(
+                id=instance.id,
+                name=f"{request.agent} (ad-hoc, {model_name})",
+                model=model_name,
+                parameters=instance.model.parameters,
+                handle=request.agent,
+            ),
+            system=default_system_prompt(
+                request.agent, "", "", {request.capability: 1.0} if request.capability else {}
+            ),
+            governance=GovernanceRules(),
+            parameters=instance.model.parameters,
+            template_id="ad-hoc",
+            template_version="0.0.0",
+            capabilities={},
+            resolved=None,
+        )
+
+    def _engage(
+        self, agent: StepAgent, request: AgentStepRequest, agent_budget: int, engagement: str
+    ) -> AgentLifecycle:
+        """The engagement's lifecycle; a new one carries the provisioning the results graph records once."""
+        instance = agent.instance
+        lifecycle, new = self._lifecycle(instance.id, engagement, request.agent, agent.governance)
         if new:
             lifecycle.provisioned = AgentProvisionedPayload(
-                agent_id=instance.id, template_id=template_id, template_version=template_version, provisioner="workflow-engine",
-                parameters=parameters.model_dump(exclude_none=True),
+                agent_id=instance.id,
+                template_id=agent.template_id,
+                template_version=agent.template_version,
+                provisioner="workflow-engine",
+                parameters=agent.parameters.model_dump(exclude_none=True),
                 resource_allocation=ResourceAllocation(
                     token_budget=agent_budget,
                     max_tokens_per_minute=instance.context.resource_limits.max_tokens_per_minute,
@@ -193,39 +303,17 @@ class ModelAgentRunner:
                     timeout_seconds=self.runtime.default_timeout,
                 ),
             )
-
-        def work(transitions: tuple[LifecycleTransition, ...], input_tokens: int = 0, output_tokens: int = 0) -> AgentWork:
-            provisioned = lifecycle.provisioned
-            return AgentWork(
-                agent=node.model_copy(update={"status": lifecycle.state}),
-                slot=request.agent_slot,
-                role=request.capability or request.step_id,
-                template=resolved.template if resolved else None,
-                version=resolved.version if resolved else None,
-                capabilities=capabilities,
-                used=(request.capability,) if request.capability else tuple(sorted(capabilities)),
-                transitions=transitions,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                provisioned=provisioned,
-            )
-
-        try:
-            start_reason = f"step {request.step_id}"
-            if lifecycle.state in (AgentLifecycleState.INITIALIZED, AgentLifecycleState.COMPLETED, AgentLifecycleState.FAILED):
-                await lifecycle.transition(AgentLifecycleState.RUNNING, start_reason)
-            response = await self._answer(request, instance, lifecycle, system, parameters, agent_budget, engagement)
-        except BaseException as exc:
-            # Not drained: a later successful attempt carries these transitions too.
-            _attach_work(exc, work(lifecycle.pending()))
-            raise
-        done = work(lifecycle.drain(), response.input_tokens, response.output_tokens)
-        lifecycle.provisioned = None  # carried by this result
-        return dataclasses.replace(response, work=done)
+        return lifecycle
 
     async def _answer(
-        self, request: AgentStepRequest, instance: AgentInstance, lifecycle: AgentLifecycle, system: str,
-        parameters: ModelParameters, agent_budget: int, engagement: str,
+        self,
+        request: AgentStepRequest,
+        instance: AgentInstance,
+        lifecycle: AgentLifecycle,
+        system: str,
+        parameters: ModelParameters,
+        agent_budget: int,
+        engagement: str,
     ) -> AgentStepResponse:
         user_text = request.prompt
         if request.inputs:
@@ -276,10 +364,8 @@ class ModelAgentRunner:
 
 def _attach_work(exc: BaseException, work: AgentWork) -> None:
     """A failed attempt's transitions ride on its exception: a step that finally fails still records them."""
-    try:
-        exc.agent_work = work  # type: ignore[attr-defined]
-    except AttributeError:  # exceptions with __slots__
-        pass
+    with contextlib.suppress(AttributeError):  # exceptions with __slots__
+        exc.agent_work = work  # type: ignore[attr-defined]  # a marker attribute on any exception
 
 
 def agent_work_of(exc: BaseException) -> AgentWork | None:

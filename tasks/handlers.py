@@ -30,10 +30,13 @@ def _load(path: str, search_dirs: tuple[str, ...]) -> Callable[..., Any]:
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise HandlerImportError(f"handler {path!r}: module {module_name!r} has no attribute {attribute!r}") from None
+            raise HandlerImportError(
+                f"handler {path!r}: module {module_name!r} has no attribute {attribute!r}"
+            ) from None
     if not callable(target):
         raise HandlerImportError(f"handler {path!r} is not callable")
-    return target
+    handler: Callable[..., Any] = target
+    return handler
 
 
 def load_handler(path: str, search_dirs: Sequence[Path] = ()) -> Callable[..., Any]:
@@ -45,7 +48,9 @@ async def call_handler(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
     try:
         inspect.signature(fn).bind(**kwargs)
     except TypeError as exc:
-        raise StepValidationError(f"inputs {sorted(kwargs)} do not fit {fn.__qualname__}{inspect.signature(fn)}: {exc}") from None
+        raise StepValidationError(
+            f"inputs {sorted(kwargs)} do not fit {fn.__qualname__}{inspect.signature(fn)}: {exc}"
+        ) from None
     if inspect.iscoroutinefunction(fn):
         return await fn(**kwargs)
     return await anyio.to_thread.run_sync(functools.partial(fn, **kwargs), abandon_on_cancel=True)

@@ -26,13 +26,16 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
+from prefect.context import FlowRunContext
+from prefect.flow_runs import apause_flow_run
+
 from agentparty.models import AGENT_LIFECYCLE_MACHINE, AgentLifecycleState
+from agentparty.models.engagements import AUTOMATIC_APPROVER, LifecycleTransition
 from agentparty.models.events import AgentProvisionedPayload, AgentStateTransitionPayload
 from agentparty.models.governance import ApprovalMode, GovernanceRules
-from agentparty.models.engagements import AUTOMATIC_APPROVER, LifecycleTransition
 from agentparty.models.graph import AgentStateMetrics, AgentStateRecord, stable_id
 from agentparty.models.step_errors import NonRetryableError
 from agentparty.runtime.human_input import ApprovalDecision
@@ -63,7 +66,9 @@ class ApprovalRequest:
     def description(self) -> str:
         """What the approver reads (Prefect UI form, ``GET /approvals``): who, which transition, and why."""
         why = f": {self.reason}" if self.reason else ""
-        return f"Agent {self.agent_name} ({self.agent_id}) asks to go from {self.source.value} to {self.target.value}{why}"
+        return (
+            f"Agent {self.agent_name} ({self.agent_id}) asks to go from {self.source.value} to {self.target.value}{why}"
+        )
 
 
 class Approver(Protocol):
@@ -79,8 +84,6 @@ class PrefectApprover:
         self.poll_interval = poll_interval
 
     async def decide(self, request: ApprovalRequest) -> ApprovalDecision | None:
-        from prefect.context import FlowRunContext
-        from prefect.flow_runs import apause_flow_run
 
         if FlowRunContext.get() is None:
             raise TransitionRefused(
@@ -89,12 +92,18 @@ class PrefectApprover:
             )
         logger.warning(
             "agent %s: %s → %s needs approval; waiting up to %ss (key %s)",
-            request.agent_name, request.source.value, request.target.value, request.timeout, request.key,
+            request.agent_name,
+            request.source.value,
+            request.target.value,
+            request.timeout,
+            request.key,
         )
         try:
             return await apause_flow_run(
                 wait_for_input=ApprovalDecision.with_initial_data(description=request.description()),
-                timeout=request.timeout, key=request.key, poll_interval=self.poll_interval,
+                timeout=request.timeout,
+                key=request.key,
+                poll_interval=self.poll_interval,
             )
         except Exception as exc:  # Prefect raises when the pause times out
             logger.warning("approval %s not given within %ss (%s)", request.key, request.timeout, type(exc).__name__)
@@ -127,7 +136,7 @@ class AgentLifecycle:
         record = AgentStateRecord(
             id=stable_id("agent-state", self.agent_id, self.engagement, str(self._sequence)),
             name=name,
-            timestamp=datetime.fromtimestamp(self.clock(), timezone.utc),
+            timestamp=datetime.fromtimestamp(self.clock(), UTC),
             transition_reason=reason,
         )
         self._sequence += 1

@@ -81,7 +81,9 @@ class TemplateRegistry:
             raise TemplateError(f"no agent template named {name!r}")
         return template
 
-    def create(self, request: CreateAgentTemplateRequest, *, created_by: str = "system", proficiency: float = 0.5) -> ResolvedTemplate:
+    def create(
+        self, request: CreateAgentTemplateRequest, *, created_by: str = "system", proficiency: float = 0.5
+    ) -> ResolvedTemplate:
         """A new template with draft version 1.0.0 (seed 000 ``CreateAgentTemplateRequest``)."""
         if self.store.template_by_name(request.name) is not None:
             raise TemplateError(f"an agent template named {request.name!r} exists; add a version to change it")
@@ -96,7 +98,11 @@ class TemplateRegistry:
         )
         capabilities = dict.fromkeys(request.capabilities, proficiency)
         version = TemplateVersion(
-            template_id=template.id, version="1.0.0", model=request.model, parameters=request.parameters, personality=request.personality
+            template_id=template.id,
+            version="1.0.0",
+            model=request.model,
+            parameters=request.parameters,
+            personality=request.personality,
         )
         record = VersionRecord(
             version=version,
@@ -185,7 +191,9 @@ class TemplateRegistry:
                 known = ", ".join(r.version.version for r in records)
                 raise TemplateError(f"template {name!r} has no version {version} (versions: {known})")
             if record.status != "published":
-                raise TemplateError(f"version {version} of template {name!r} is {record.status}; only published versions can run")
+                raise TemplateError(
+                    f"version {version} of template {name!r} is {record.status}; only published versions can run"
+                )
             return ResolvedTemplate(template, record)
         published = [r for r in records if r.status == "published"]
         if not published:
@@ -209,7 +217,9 @@ class TemplateRegistry:
         the run is its session.
         """
         if resolved.record.status == "deprecated":
-            raise TemplateError(f"version {resolved.version.version} of {resolved.template.name!r} is deprecated: no new agents")
+            raise TemplateError(
+                f"version {resolved.version.version} of {resolved.template.name!r} is deprecated: no new agents"
+            )
         name = model or resolved.version.model
         info = registry.available_models.get(name)
         if info is None:
@@ -218,8 +228,13 @@ class TemplateRegistry:
         return AgentInstance(
             id=agent_id,
             model=ModelConfiguration(
-                provider=info.provider, model=name, version=resolved.version.version,
-                parameters=resolved.version.parameters, capabilities=info.capabilities,
+                provider=info.provider,
+                model=name,
+                version=resolved.version.version,
+                parameters=resolved.version.parameters,
+                capabilities=info.capabilities,
             ),
-            context=ExecutionContext(session_id=run_key, user_id=user_id, resource_limits=resource_limits or ResourceLimits()),
+            context=ExecutionContext(
+                session_id=run_key, user_id=user_id, resource_limits=resource_limits or ResourceLimits()
+            ),
         )

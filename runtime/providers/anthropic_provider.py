@@ -11,15 +11,14 @@ import json
 import ssl
 from typing import Any
 
-import anyio
 import anthropic
+import anyio
 import httpx
 import httpx2
-
-from agentparty.models.step_errors import ContentPolicyViolation, ModelUnavailable, ProviderUnavailable, StepError
-
+from anthropic.types import Message
 from pydantic import SecretStr
 
+from agentparty.models.step_errors import ContentPolicyViolation, ModelUnavailable, ProviderUnavailable, StepError
 from agentparty.runtime.secrets import as_secret, reveal
 
 from .base import Completion, CompletionRequest, TextCallback, chat_turns, classify_status, structured_output
@@ -31,7 +30,13 @@ TOOL_NAME = "respond"
 _WRAPPED = "output"
 """Tool inputs must be objects: another schema is wrapped as the property ``output``."""
 
-_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (httpx2.TransportError, httpx.TransportError, ssl.SSLError, anyio.EndOfStream, OSError)
+_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    httpx2.TransportError,
+    httpx.TransportError,
+    ssl.SSLError,
+    anyio.EndOfStream,
+    OSError,
+)
 """The SDK's stream reader lets dropped connections and read timeouts through unwrapped."""
 
 _ERROR_TYPE_STATUS = {
@@ -67,13 +72,37 @@ class AnthropicProvider:
             # with no key and no base_url the SDK looks up its environment and profiles.
             key = reveal(self._api_key) or (PLACEHOLDER_API_KEY if self._base_url else None)
             try:
-                self._client = anthropic.AsyncAnthropic(api_key=key, base_url=self._base_url, max_retries=0, timeout=self._timeout)
+                self._client = anthropic.AsyncAnthropic(
+                    api_key=key, base_url=self._base_url, max_retries=0, timeout=self._timeout
+                )
             except anthropic.CredentialsError as exc:
-                raise ModelUnavailable(f"{self.name}/{model}: no API key configured (pass api_key or set ANTHROPIC_API_KEY): {exc}") from exc
+                raise ModelUnavailable(
+                    f"{self.name}/{model}: no API key configured (pass api_key or set ANTHROPIC_API_KEY): {exc}"
+                ) from exc
         return self._client
 
     async def complete(self, request: CompletionRequest, on_text: TextCallback | None = None) -> Completion:
         client = self._sdk(request.model)
+        params, wrapped = self._params(request)
+        streamed = request.stream and request.output_schema is None
+        message = await self._send(client, params, request.model, streamed, on_text)
+        if message.stop_reason == "refusal":
+            raise ContentPolicyViolation(f"{self.name}/{request.model}: the model refused (stop_reason=refusal)")
+        text = _answer_text(message, request.output_schema is not None, wrapped)
+        return Completion(
+            text=text,
+            output=structured_output(text, request.output_schema, self.name, request.model),
+            input_tokens=message.usage.input_tokens,
+            output_tokens=message.usage.output_tokens,
+            model=message.model or request.model,
+            provider=self.name,
+            finish_reason=message.stop_reason,
+            simulated=False,
+            streamed=streamed,
+        )
+
+    def _params(self, request: CompletionRequest) -> tuple[dict[str, Any], bool]:
+        """The Messages API call's keywords, and whether the output schema was wrapped as ``output``."""
         system, turns = chat_turns(request.messages)
         params: dict[str, Any] = {
             "model": request.model,
@@ -83,13 +112,7 @@ class AnthropicProvider:
         }
         if system:
             params["system"] = system
-        # The SDK (1.0+) dropped the sampling keywords; the API still takes them,
-        # but newer models reject temperature and top_p together: temperature wins.
-        sampling: dict[str, float] = {}
-        if request.temperature is not None:
-            sampling["temperature"] = request.temperature
-        elif request.top_p is not None:
-            sampling["top_p"] = request.top_p
+        sampling = _sampling(request)
         if sampling:
             params["extra_body"] = sampling
         wrapped = False
@@ -99,11 +122,25 @@ class AnthropicProvider:
             if wrapped:
                 schema = {"type": "object", "properties": {_WRAPPED: schema}, "required": [_WRAPPED]}
             params["tools"] = [
-                {"name": TOOL_NAME, "description": "Give your answer as this tool's input, exactly matching its schema.", "input_schema": schema}
+                {
+                    "name": TOOL_NAME,
+                    "description": "Give your answer as this tool's input, exactly matching its schema.",
+                    "input_schema": schema,
+                }
             ]
             params["tool_choice"] = {"type": "tool", "name": TOOL_NAME}
-        streamed = request.stream and request.output_schema is None
+        return params, wrapped
 
+    async def _send(
+        self,
+        client: anthropic.AsyncAnthropic,
+        params: dict[str, Any],
+        model: str,
+        streamed: bool,
+        on_text: TextCallback | None,
+    ) -> Message:
+        """One call to the API, its failures translated to the step errors the engine classifies."""
+        message: Message
         try:
             if streamed:
                 async with client.messages.stream(**params) as stream:
@@ -116,41 +153,22 @@ class AnthropicProvider:
         except StepError:
             raise
         except anthropic.APIStatusError as exc:
-            raise self._status_error(exc, request.model) from exc
+            raise self._status_error(exc, model) from exc
         except anthropic.APIConnectionError as exc:  # includes APITimeoutError
-            raise ProviderUnavailable(f"{self.name}/{request.model}: {exc.message}") from exc
+            raise ProviderUnavailable(f"{self.name}/{model}: {exc.message}") from exc
         except anthropic.APIError as exc:
-            raise ProviderUnavailable(f"{self.name}/{request.model}: {exc.message}") from exc
+            raise ProviderUnavailable(f"{self.name}/{model}: {exc.message}") from exc
         except anthropic.CredentialsError as exc:
-            raise ModelUnavailable(f"{self.name}/{request.model}: no API key configured: {exc}") from exc
+            raise ModelUnavailable(f"{self.name}/{model}: no API key configured: {exc}") from exc
         except TypeError as exc:
             if "authentication method" in str(exc):
-                raise ModelUnavailable(f"{self.name}/{request.model}: no API key configured (pass api_key or set ANTHROPIC_API_KEY)") from exc
+                raise ModelUnavailable(
+                    f"{self.name}/{model}: no API key configured (pass api_key or set ANTHROPIC_API_KEY)"
+                ) from exc
             raise
         except _TRANSPORT_ERRORS as exc:
-            raise ProviderUnavailable(f"{self.name}/{request.model}: connection failed: {exc!r}") from exc
-
-        if message.stop_reason == "refusal":
-            raise ContentPolicyViolation(f"{self.name}/{request.model}: the model refused (stop_reason=refusal)")
-        text = "".join(block.text for block in message.content if block.type == "text")
-        if request.output_schema is not None:
-            tool_input = next((block.input for block in message.content if block.type == "tool_use" and block.name == TOOL_NAME), None)
-            if tool_input is not None:
-                if wrapped and isinstance(tool_input, dict) and _WRAPPED in tool_input:
-                    tool_input = tool_input[_WRAPPED]
-                text = json.dumps(tool_input)
-            # Without the tool call, the text is validated as is (and usually fails).
-        return Completion(
-            text=text,
-            output=structured_output(text, request.output_schema, self.name, request.model),
-            input_tokens=message.usage.input_tokens,
-            output_tokens=message.usage.output_tokens,
-            model=message.model or request.model,
-            provider=self.name,
-            finish_reason=message.stop_reason,
-            simulated=False,
-            streamed=streamed,
-        )
+            raise ProviderUnavailable(f"{self.name}/{model}: connection failed: {exc!r}") from exc
+        return message
 
     def _status_error(self, exc: anthropic.APIStatusError, model: str) -> StepError:
         status = exc.status_code
@@ -166,3 +184,31 @@ class AnthropicProvider:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+def _sampling(request: CompletionRequest) -> dict[str, float]:
+    """Sampling keywords for ``extra_body``.
+
+    The SDK (1.0+) dropped the sampling keywords; the API still takes them,
+    but newer models reject temperature and top_p together: temperature wins.
+    """
+    if request.temperature is not None:
+        return {"temperature": request.temperature}
+    if request.top_p is not None:
+        return {"top_p": request.top_p}
+    return {}
+
+
+def _answer_text(message: Message, structured: bool, wrapped: bool) -> str:
+    """The answer: the text blocks, or for structured output the forced tool's input as JSON."""
+    text = "".join(block.text for block in message.content if block.type == "text")
+    if structured:
+        tool_input: object = next(
+            (block.input for block in message.content if block.type == "tool_use" and block.name == TOOL_NAME), None
+        )
+        if tool_input is not None:
+            if wrapped and isinstance(tool_input, dict) and _WRAPPED in tool_input:
+                tool_input = tool_input[_WRAPPED]
+            return json.dumps(tool_input)
+        # Without the tool call, the text is validated as is (and usually fails).
+    return text

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
 from agentparty.models.messages import AgentMessage, ErrorMessage, Message, SystemMessage, UserMessage
 from agentparty.models.step_errors import (
     AuthenticationError,
@@ -124,9 +127,9 @@ def structured_output(text: str, schema: dict[str, Any] | None, provider: str, m
     try:
         value = json.loads(body)
     except json.JSONDecodeError as exc:
-        raise InvalidModelOutput(f"{provider}/{model} returned no valid JSON ({exc.msg} at {exc.pos}): {text[:200]!r}") from None
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import SchemaError
+        raise InvalidModelOutput(
+            f"{provider}/{model} returned no valid JSON ({exc.msg} at {exc.pos}): {text[:200]!r}"
+        ) from None
 
     try:
         Draft202012Validator.check_schema(schema)
@@ -161,10 +164,19 @@ def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
             return None
 
 
-_CONTENT_POLICY_MARKERS = ("content_policy", "content_filter", "content policy", "safety system", "safety settings", "responsible ai")
+_CONTENT_POLICY_MARKERS = (
+    "content_policy",
+    "content_filter",
+    "content policy",
+    "safety system",
+    "safety settings",
+    "responsible ai",
+)
 
 
-def classify_status(provider: str, model: str, status: int, message: str, headers: Mapping[str, str] | None = None) -> StepError:
+def classify_status(
+    provider: str, model: str, status: int, message: str, headers: Mapping[str, str] | None = None
+) -> StepError:
     """The engine error for an HTTP status from a provider."""
     where = f"{provider}/{model}: HTTP {status}: {message}"
     if status == 429 and "insufficient_quota" in message:

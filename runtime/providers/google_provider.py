@@ -20,11 +20,9 @@ import httpx2
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
-
-from agentparty.models.step_errors import ContentPolicyViolation, ModelUnavailable, ProviderUnavailable, StepError
-
 from pydantic import SecretStr
 
+from agentparty.models.step_errors import ContentPolicyViolation, ModelUnavailable, ProviderUnavailable, StepError
 from agentparty.runtime.secrets import as_secret, register, reveal
 
 from .base import Completion, CompletionRequest, TextCallback, chat_turns, classify_status, structured_output
@@ -50,7 +48,16 @@ _TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
 """Timeouts, refused and dropped connections of either transport (aiohttp's timeout is a TimeoutError)."""
 
 BLOCKED_FINISH_REASONS = frozenset(
-    {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "MODEL_ARMOR"}
+    {
+        "SAFETY",
+        "RECITATION",
+        "BLOCKLIST",
+        "PROHIBITED_CONTENT",
+        "SPII",
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+        "MODEL_ARMOR",
+    }
 )
 """Finish reasons that mean a filter stopped the answer."""
 
@@ -74,7 +81,9 @@ class GoogleProvider:
             key = reveal(self._api_key) or (PLACEHOLDER_API_KEY if self._base_url else env_key)
             register(key or "")
             if not key:
-                raise ModelUnavailable(f"{self.name}/{model}: no API key configured (pass api_key or set GOOGLE_API_KEY)")
+                raise ModelUnavailable(
+                    f"{self.name}/{model}: no API key configured (pass api_key or set GOOGLE_API_KEY)"
+                )
             options = types.HttpOptions(
                 base_url=self._base_url,
                 timeout=_milliseconds(self._timeout),
@@ -86,7 +95,10 @@ class GoogleProvider:
     async def complete(self, request: CompletionRequest, on_text: TextCallback | None = None) -> Completion:
         client = self._sdk(request.model)
         system, turns = chat_turns(request.messages)
-        contents = [types.Content(role="model" if role == "assistant" else "user", parts=[types.Part(text=text)]) for role, text in turns]
+        contents = [
+            types.Content(role="model" if role == "assistant" else "user", parts=[types.Part(text=text)])
+            for role, text in turns
+        ]
         config = types.GenerateContentConfig(
             system_instruction=system or None,
             max_output_tokens=request.max_tokens,
@@ -105,7 +117,9 @@ class GoogleProvider:
         usage: types.GenerateContentResponseUsageMetadata | None = None
         try:
             if request.stream:
-                stream = await client.aio.models.generate_content_stream(model=request.model, contents=contents, config=config)
+                stream = await client.aio.models.generate_content_stream(
+                    model=request.model, contents=contents, config=config
+                )
                 async for chunk in stream:
                     delta, finish_reason = self._read(chunk, request.model, finish_reason)
                     model = chunk.model_version or model
@@ -115,7 +129,9 @@ class GoogleProvider:
                         if on_text is not None:
                             on_text(delta)
             else:
-                response = await client.aio.models.generate_content(model=request.model, contents=contents, config=config)
+                response = await client.aio.models.generate_content(
+                    model=request.model, contents=contents, config=config
+                )
                 delta, finish_reason = self._read(response, request.model, None)
                 parts.append(delta)
                 model, usage = response.model_version, response.usage_metadata
@@ -130,10 +146,14 @@ class GoogleProvider:
             raise ProviderUnavailable(f"{self.name}/{request.model}: connection failed or timed out: {exc!r}") from exc
 
         if finish_reason in BLOCKED_FINISH_REASONS:
-            raise ContentPolicyViolation(f"{self.name}/{request.model}: the answer was blocked (finishReason={finish_reason})")
+            raise ContentPolicyViolation(
+                f"{self.name}/{request.model}: the answer was blocked (finishReason={finish_reason})"
+            )
         text = "".join(parts)
         # Thinking tokens are billed as output, so they count against budgets too.
-        output_tokens = ((usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)) if usage is not None else 0
+        output_tokens = (
+            ((usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)) if usage is not None else 0
+        )
         return Completion(
             text=text,
             output=structured_output(text, request.output_schema, self.name, request.model),
@@ -146,19 +166,27 @@ class GoogleProvider:
             streamed=request.stream,
         )
 
-    def _read(self, response: types.GenerateContentResponse, model: str, finish_reason: str | None) -> tuple[str, str | None]:
+    def _read(
+        self, response: types.GenerateContentResponse, model: str, finish_reason: str | None
+    ) -> tuple[str, str | None]:
         """The answer text in one response (or stream chunk) and the finish reason so far; a blocked prompt raises."""
         feedback = response.prompt_feedback
         if feedback is not None and feedback.block_reason is not None:
             reason = _enum_name(feedback.block_reason)
-            raise ContentPolicyViolation(f"{self.name}/{model}: the prompt was blocked ({reason}) {feedback.block_reason_message or ''}".rstrip())
+            raise ContentPolicyViolation(
+                f"{self.name}/{model}: the prompt was blocked ({reason}) {feedback.block_reason_message or ''}".rstrip()
+            )
         if not response.candidates:
             return "", finish_reason
         candidate = response.candidates[0]
         if candidate.finish_reason is not None:
             finish_reason = _enum_name(candidate.finish_reason)
         content = candidate.content
-        text = "".join(part.text for part in (content.parts or []) if part.text and not part.thought) if content is not None else ""
+        text = (
+            "".join(part.text for part in (content.parts or []) if part.text and not part.thought)
+            if content is not None
+            else ""
+        )
         return text, finish_reason
 
     def _api_error(self, exc: genai_errors.APIError, model: str) -> StepError:

@@ -17,11 +17,9 @@ import anyio
 import httpx
 import httpx2
 import openai
-
-from agentparty.models.step_errors import ContentPolicyViolation, ModelUnavailable, ProviderUnavailable, StepError
-
 from pydantic import SecretStr
 
+from agentparty.models.step_errors import ContentPolicyViolation, ModelUnavailable, ProviderUnavailable, StepError
 from agentparty.runtime.secrets import as_secret, register, reveal
 
 from .base import Completion, CompletionRequest, TextCallback, chat_turns, classify_status, structured_output
@@ -29,7 +27,13 @@ from .base import Completion, CompletionRequest, TextCallback, chat_turns, class
 PLACEHOLDER_API_KEY = "not-needed"
 """Sent to an OpenAI-compatible server when no key is given: the SDK refuses to start without one."""
 
-_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (httpx2.TransportError, httpx.TransportError, ssl.SSLError, anyio.EndOfStream, OSError)
+_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    httpx2.TransportError,
+    httpx.TransportError,
+    ssl.SSLError,
+    anyio.EndOfStream,
+    OSError,
+)
 """Dropped connections the SDK can let through unwrapped while a stream is read."""
 
 
@@ -55,8 +59,12 @@ class OpenAIProvider:
             key = reveal(self._api_key) or (PLACEHOLDER_API_KEY if self._base_url else os.environ.get("OPENAI_API_KEY"))
             register(key or "")
             if not key:
-                raise ModelUnavailable(f"{self.name}/{model}: no API key configured (pass api_key or set OPENAI_API_KEY)")
-            self._client = openai.AsyncOpenAI(api_key=key, base_url=self._base_url, max_retries=0, timeout=self._timeout)
+                raise ModelUnavailable(
+                    f"{self.name}/{model}: no API key configured (pass api_key or set OPENAI_API_KEY)"
+                )
+            self._client = openai.AsyncOpenAI(
+                api_key=key, base_url=self._base_url, max_retries=0, timeout=self._timeout
+            )
         return self._client
 
     async def complete(self, request: CompletionRequest, on_text: TextCallback | None = None) -> Completion:
@@ -79,7 +87,10 @@ class OpenAIProvider:
         if request.output_schema is not None:
             # Not ``strict``: strict mode accepts only a subset of JSON Schema; the
             # answer is validated against the full schema by ``structured_output``.
-            params["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": request.output_schema}}
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": request.output_schema},
+            }
 
         try:
             if request.stream:
@@ -91,7 +102,12 @@ class OpenAIProvider:
                 choice = response.choices[0]
                 if choice.message.refusal:
                     raise ContentPolicyViolation(f"{self.name}/{request.model} refused: {choice.message.refusal}")
-                text, model, finish_reason, usage = choice.message.content or "", response.model, choice.finish_reason, response.usage
+                text, model, finish_reason, usage = (
+                    choice.message.content or "",
+                    response.model,
+                    choice.finish_reason,
+                    response.usage,
+                )
         except StepError:
             raise
         except openai.APIError as exc:

@@ -19,8 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agentparty.runtime.providers.base import Completion, CompletionRequest, TextCallback, chat_turns, structured_output
 from agentparty.models.step_errors import ProviderUnavailable, RateLimited
+from agentparty.runtime.providers.base import Completion, CompletionRequest, TextCallback, chat_turns, structured_output
 
 SIMULATED_LABEL = "[simulated]"
 

@@ -1,0 +1,163 @@
+"""Seed 000's Neo4j graph schema, relationships: one properties model per relationship type.
+
+Each says where it goes (``source`` and ``target`` labels) beside its properties,
+so a write can be checked against the schema. The node models are in
+:mod:`agentparty.models.graph`, which re-exports these for the code (and the
+persisted results) that name them there.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar
+
+from pydantic import Field
+
+from ._base import Fraction, NonEmptyStr, NonNegativeInt, SeedModel, UtcDatetime, utc_now
+from .graph_keys import UuidStr
+
+
+class RelationshipProperties(SeedModel):
+    """Properties of one relationship type; ``type``, ``source`` and ``target`` say where it goes."""
+
+    type: ClassVar[str]
+    source: ClassVar[tuple[str, ...]]
+    target: ClassVar[tuple[str, ...]]
+
+
+class Instantiates(RelationshipProperties):
+    type: ClassVar[str] = "INSTANTIATES"
+    source: ClassVar[tuple[str, ...]] = ("Agent",)
+    target: ClassVar[tuple[str, ...]] = ("TemplateVersion",)
+
+
+class HasState(RelationshipProperties):
+    type: ClassVar[str] = "HAS_STATE"
+    source: ClassVar[tuple[str, ...]] = ("Agent",)
+    target: ClassVar[tuple[str, ...]] = ("AgentState",)
+
+    timestamp: UtcDatetime = Field(default_factory=utc_now)
+
+
+class TransitionedBy(RelationshipProperties):
+    type: ClassVar[str] = "TRANSITIONED_BY"
+    source: ClassVar[tuple[str, ...]] = ("Agent",)
+    target: ClassVar[tuple[str, ...]] = ("User", "SystemActor")
+
+    timestamp: UtcDatetime = Field(default_factory=utc_now)
+    state_id: UuidStr | None = None
+    """The AgentState this approval let the agent enter."""
+
+
+class HasCapability(RelationshipProperties):
+    """Proficiency plus the GNN's capability-edge features (usage and token efficiency)."""
+
+    type: ClassVar[str] = "HAS_CAPABILITY"
+    source: ClassVar[tuple[str, ...]] = ("Agent",)
+    target: ClassVar[tuple[str, ...]] = ("Capability",)
+
+    proficiency: Fraction
+    usage_count: NonNegativeInt = 0
+    token_efficiency: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+class Created(RelationshipProperties):
+    type: ClassVar[str] = "CREATED"
+    source: ClassVar[tuple[str, ...]] = ("Agent",)
+    target: ClassVar[tuple[str, ...]] = ("Output",)
+
+    timestamp: UtcDatetime = Field(default_factory=utc_now)
+
+
+class HasVersion(RelationshipProperties):
+    type: ClassVar[str] = "HAS_VERSION"
+    source: ClassVar[tuple[str, ...]] = ("AgentTemplate",)
+    target: ClassVar[tuple[str, ...]] = ("TemplateVersion",)
+
+
+class DefinesCapabilities(RelationshipProperties):
+    type: ClassVar[str] = "DEFINES_CAPABILITIES"
+    source: ClassVar[tuple[str, ...]] = ("AgentTemplate",)
+    target: ClassVar[tuple[str, ...]] = ("Capability",)
+
+    proficiency: Fraction | None = None
+    """Proficiency an agent of this template starts with."""
+
+
+class RequiresModel(RelationshipProperties):
+    type: ClassVar[str] = "REQUIRES_MODEL"
+    source: ClassVar[tuple[str, ...]] = ("TemplateVersion",)
+    target: ClassVar[tuple[str, ...]] = ("Model",)
+
+
+class MemberOf(RelationshipProperties):
+    type: ClassVar[str] = "MEMBER_OF"
+    source: ClassVar[tuple[str, ...]] = ("Agent",)
+    target: ClassVar[tuple[str, ...]] = ("Team",)
+
+    role: NonEmptyStr
+    joined_at: UtcDatetime = Field(default_factory=utc_now)
+
+
+class WorksOn(RelationshipProperties):
+    type: ClassVar[str] = "WORKS_ON"
+    source: ClassVar[tuple[str, ...]] = ("Team",)
+    target: ClassVar[tuple[str, ...]] = ("Task",)
+
+
+class AssembledBy(RelationshipProperties):
+    type: ClassVar[str] = "ASSEMBLED_BY"
+    source: ClassVar[tuple[str, ...]] = ("Team",)
+    target: ClassVar[tuple[str, ...]] = ("User", "SystemActor")
+
+
+class Requires(RelationshipProperties):
+    """Task needs a capability; properties are the GNN's requirement-edge features."""
+
+    type: ClassVar[str] = "REQUIRES"
+    source: ClassVar[tuple[str, ...]] = ("Task",)
+    target: ClassVar[tuple[str, ...]] = ("Capability",)
+
+    importance: Fraction = 1.0
+    complexity: Fraction = 0.5
+
+
+class RequestedBy(RelationshipProperties):
+    type: ClassVar[str] = "REQUESTED_BY"
+    source: ClassVar[tuple[str, ...]] = ("Task",)
+    target: ClassVar[tuple[str, ...]] = ("User",)
+
+
+class ResultedIn(RelationshipProperties):
+    type: ClassVar[str] = "RESULTED_IN"
+    source: ClassVar[tuple[str, ...]] = ("Task",)
+    target: ClassVar[tuple[str, ...]] = ("Output",)
+
+
+class WorkedWith(RelationshipProperties):
+    type: ClassVar[str] = "WORKED_WITH"
+    source: ClassVar[tuple[str, ...]] = ("Agent",)
+    target: ClassVar[tuple[str, ...]] = ("Agent",)
+
+    success_score: Fraction
+    """Running mean of the outcomes of the tasks both agents worked on."""
+    task_count: Annotated[int, Field(ge=1)] = 1
+    last_collaboration: UtcDatetime = Field(default_factory=utc_now)
+
+
+RELATIONSHIP_TYPES: tuple[type[RelationshipProperties], ...] = (
+    Instantiates,
+    HasState,
+    TransitionedBy,
+    HasCapability,
+    Created,
+    HasVersion,
+    DefinesCapabilities,
+    RequiresModel,
+    MemberOf,
+    WorksOn,
+    AssembledBy,
+    Requires,
+    RequestedBy,
+    ResultedIn,
+    WorkedWith,
+)

@@ -1,0 +1,270 @@
+"""``/approvals`` end to end: real runs pause on the session's Prefect server and are answered over HTTP.
+
+Keys, roles and bodies checked before Prefect is asked are the unit half:
+``tests/unit/api/test_approvals.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from support.run_services_support import services
+
+from agentparty.api import create_app
+from agentparty.api.security import key_digest
+from agentparty.flows import CompileOptions, WorkflowFailed, WorkflowResult, compile_workflow
+from agentparty.models import DEFAULT_MODEL_REGISTRY, CreateAgentTemplateRequest, WorkflowDefinition
+from agentparty.models.access import ApiAccessConfig
+from agentparty.runtime.breakers import SqliteBreakerStore
+from agentparty.runtime.budgets import BudgetLedger
+from agentparty.runtime.event_bus import EventBus
+from agentparty.runtime.model_router import ModelRouter
+from agentparty.runtime.outbox import Outbox
+from agentparty.runtime.providers.simulated import SimulatedProvider
+from agentparty.tasks.agent import ModelAgentRunner
+from agentparty.tasks.templates import TemplateRegistry
+
+KEYS = {"ops": "ops-key-1", "viewer": "viewer-key-1"}
+ACCESS = ApiAccessConfig.model_validate(
+    {
+        "apiKeys": [
+            {"name": "ops", "role": "operator", "keySha256": key_digest(KEYS["ops"])},
+            {"name": "watcher", "role": "viewer", "keySha256": key_digest(KEYS["viewer"])},
+        ],
+    }
+)
+AS_OPS = {"X-API-Key": KEYS["ops"]}
+AS_VIEWER = {"X-API-Key": KEYS["viewer"]}
+INTERVENTION = {
+    "retryAttempts": 0,
+    "backoffStrategy": "fixed",
+    "baseDelay": 0,
+    "fallbackAction": "human_intervention",
+    "humanInterventionTimeout": 300,
+}
+
+
+@asynccontextmanager
+async def api() -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan running (its one Prefect client open), called in process."""
+    app = create_app(ACCESS)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client,
+    ):
+        yield client
+
+
+def workflow(steps: list[dict[str, Any]], **extra: Any) -> WorkflowDefinition:
+    return WorkflowDefinition.model_validate(
+        {
+            "id": "approvals-test",
+            "name": f"Approvals {uuid.uuid4().hex[:8]}",
+            "steps": steps,
+            "triggers": [{"type": "manual"}],
+            "errorHandling": INTERVENTION,
+            **extra,
+        }
+    )
+
+
+def start(
+    definition: WorkflowDefinition, runner: ModelAgentRunner | None = None, outbox: Outbox | None = None
+) -> Callable[[], WorkflowResult]:
+    """Run the workflow in a thread (it pauses there); the returned function joins it and gives its result.
+    The run's events go to ``outbox`` (private, never relayed) when one is given."""
+    outcome: dict[str, WorkflowResult] = {}
+    bus = EventBus(outbox, None, mirror=False) if outbox is not None else None
+
+    def target() -> None:
+        flow = compile_workflow(definition, options=CompileOptions(services=services(agent_runner=runner, events=bus)))
+        try:
+            outcome["result"] = asyncio.run(flow())
+        except WorkflowFailed as exc:
+            outcome["result"] = exc.result
+
+    thread = threading.Thread(target=target)
+    thread.start()
+
+    def join() -> WorkflowResult:
+        thread.join(timeout=240)
+        return outcome["result"]
+
+    return join
+
+
+async def pending(client: httpx.AsyncClient, workflow_name: str) -> dict[str, Any]:
+    """Wait until GET /approvals lists a pause of the workflow's run."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        response = await client.get("/approvals", headers=AS_VIEWER)
+        assert response.status_code == 200, response.text
+        mine = [a for a in response.json() if a["workflow"] == workflow_name]
+        if mine:
+            assert len(mine) == 1
+            return mine[0]
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no approval of {workflow_name!r} was listed")
+
+
+# -- human intervention ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_server")
+def test_approving_a_failed_step_retries_it_and_the_run_completes(handlers: Any) -> None:
+    name = f"shaky-{uuid.uuid4().hex[:6]}"
+    definition = workflow(
+        [
+            {
+                "id": "shaky",
+                "type": "task",
+                "configuration": {"handler": "support.step_handlers:flaky"},
+                "inputs": {"name": name, "failures": 1},
+            }
+        ]
+    )
+    join = start(definition)
+
+    async def scenario() -> tuple[dict[str, Any], list[httpx.Response], int, int]:
+        async with api() as client:
+            approval = await pending(client, definition.name)
+            run = approval["flow_run_id"]
+            refused = await client.post(f"/approvals/{run}/approve", headers=AS_VIEWER)
+            body = {"note": "network is back", "pause_key": approval["pause_key"]}
+            answers = await asyncio.gather(
+                *(client.post(f"/approvals/{run}/approve", headers=AS_OPS, json=body) for _ in range(2))
+            )
+            await asyncio.to_thread(join)
+            again = await client.post(f"/approvals/{run}/approve", headers=AS_OPS)
+            return approval, answers, refused.status_code, again.status_code
+
+    approval, answers, refused, again = asyncio.run(scenario())
+    assert (
+        approval["kind"] == "human_intervention"
+        and approval["step_id"] == "shaky"
+        and approval["pause_key"] == "shaky-1"
+    )
+    assert approval["id"] == f"{approval['flow_run_id']}:shaky-1" and approval["flow_run_name"]
+    assert "Step shaky failed" in approval["description"] and "transient failure 1" in approval["description"]
+    assert approval["input_schema"]["title"] == "HumanDecision" and approval["expires_at"] > approval["requested_at"]
+    assert refused == 403
+    assert sorted(r.status_code for r in answers)[0] == 200 and sorted(r.status_code for r in answers)[1] in (404, 409)
+    accepted = next(r.json() for r in answers if r.status_code == 200)
+    assert accepted["decided_by"] == "ops" and accepted["run_input"]["action"] == "retry"
+    assert again == 404, "a run that is not paused has nothing to approve"
+
+    result = join()
+    assert result.status.value == "completed"
+    assert result.steps["shaky"].status.value == "completed" and result.steps["shaky"].attempts == 2
+    assert handlers.CALLS[name] == 2
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_server")
+def test_rejecting_a_failed_step_aborts_the_run(handlers: Any) -> None:
+    name = f"broken-{uuid.uuid4().hex[:6]}"
+    definition = workflow(
+        [
+            {
+                "id": "broken",
+                "type": "task",
+                "configuration": {"handler": "support.step_handlers:always_fails"},
+                "inputs": {"name": name},
+            },
+            {
+                "id": "after",
+                "type": "task",
+                "configuration": {"handler": "support.step_handlers:echo"},
+                "inputs": {"got": "${steps.broken.output}"},
+            },
+        ]
+    )
+    join = start(definition)
+
+    async def scenario() -> httpx.Response:
+        async with api() as client:
+            approval = await pending(client, definition.name)
+            return await client.post(
+                f"/approvals/{approval['flow_run_id']}/reject", headers=AS_OPS, json={"reason": "beyond repair"}
+            )
+
+    response = asyncio.run(scenario())
+    assert response.status_code == 200, response.text
+    assert response.json()["run_input"] == {"action": "abort", "output": None, "note": "beyond repair (by ops)"}
+    result = join()
+    assert result.status.value == "failed" and result.steps["broken"].status.value == "failed"
+    assert "operator aborted the run: beyond repair (by ops)" in (result.reason or "")
+    assert handlers.CALLS[name] == 1 and "echo" not in handlers.CALLS
+
+
+# -- governance -----------------------------------------------------------------------------------
+
+
+def governed_runner(home: Path) -> ModelAgentRunner:
+    """A ``writer`` template whose first transition (initialized → running) needs a human."""
+    templates = TemplateRegistry.at(home)
+    templates.create(
+        CreateAgentTemplateRequest(
+            name="writer",
+            description="Writes headlines",
+            model="simulated",
+            parameters={"temperature": 0.2},
+            personality="terse",
+            capabilities=["copywriting"],
+            approval_required=False,
+            governance_rules={"transitions": {"initialized_to_running": {"approval": "human", "timeout": 300}}},
+        )
+    )
+    templates.publish("writer", "1.0.0")
+    router = ModelRouter(
+        registry=DEFAULT_MODEL_REGISTRY,
+        providers={"simulated": SimulatedProvider()},
+        breaker_store=SqliteBreakerStore(home / "breakers.sqlite"),
+        ledger=BudgetLedger(home / "budgets.sqlite"),
+    )
+    return ModelAgentRunner(router=router, templates=templates)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_server")
+def test_a_governed_transition_approved_over_http_records_the_keys_name(tmp_path: Path) -> None:
+    runner, outbox = governed_runner(tmp_path), Outbox(tmp_path / "outbox.sqlite")
+    definition = workflow(
+        [{"id": "write", "type": "task", "configuration": {"agent": "writer", "prompt": "A headline about graphs"}}],
+        errorHandling={"retryAttempts": 0, "backoffStrategy": "fixed", "baseDelay": 0},
+    )
+    join = start(definition, runner, outbox)
+
+    async def scenario() -> tuple[dict[str, Any], httpx.Response]:
+        async with api() as client:
+            approval = await pending(client, definition.name)
+            answer = await client.post(
+                f"/approvals/{approval['flow_run_id']}/approve", headers=AS_OPS, json={"reason": "looks fine"}
+            )
+            return approval, answer
+
+    approval, answer = asyncio.run(scenario())
+    assert approval["kind"] == "governance" and approval["transition"] == {"source": "initialized", "target": "running"}
+    assert approval["step_id"] is None and approval["input_schema"]["title"] == "ApprovalDecision"
+    assert "Agent writer" in approval["description"] and "from initialized to running" in approval["description"]
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["run_input"] == {"approve": True, "reason": "looks fine", "approver": "ops"}
+
+    result = join()
+    assert result.status.value == "completed" and result.steps["write"].status.value == "completed"
+    first = next(
+        json.loads(row.value)["payload"] for row in outbox.pending() if row.event_type == "agent_state_transition"
+    )
+    assert (first["previous_state"], first["new_state"]) == ("initialized", "running")
+    assert first["transition_approver"] == "user:ops" and first["transition_reason"] == "looks fine"
