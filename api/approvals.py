@@ -8,7 +8,11 @@ input, which the Prefect UI also shows as a form):
   :class:`ApprovalDecision`, pause key ``approve-…-SOURCE-to-TARGET``);
 - ``human_intervention``: a step that failed under ``fallbackAction:
   human_intervention`` (``flows/fallbacks.py``, input :class:`HumanDecision`,
-  pause key ``STEP-ROUND``).
+  pause key ``STEP-ROUND``);
+- ``tool``: an agent asks to call a tool that needs approval
+  (``tasks/agent_loop.py``, input :class:`ToolCallDecision`, pause key
+  ``tool-…-TOOL``); the listing shows the tool and its arguments, redacted.
+  A rejection goes back to the agent's model as a refused call.
 
 The kind comes from the input model Prefect stored for the pause, not from a
 naming convention, so a renamed key cannot turn one kind into the other.
@@ -44,15 +48,19 @@ from agentparty.api.paused_runs import (
     resume,
 )
 from agentparty.api.security import Principal, require
-from agentparty.runtime.human_input import ApprovalDecision, HumanDecision
+from agentparty.runtime.human_input import ApprovalDecision, HumanDecision, ToolCallDecision
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
 
 router = APIRouter(tags=["approvals"], dependencies=[Depends(refuse_unknown_query)])
 
-ApprovalKind = Literal["governance", "human_intervention"]
-KINDS: dict[str, ApprovalKind] = {"ApprovalDecision": "governance", "HumanDecision": "human_intervention"}
+ApprovalKind = Literal["governance", "human_intervention", "tool"]
+KINDS: dict[str, ApprovalKind] = {
+    "ApprovalDecision": "governance",
+    "HumanDecision": "human_intervention",
+    "ToolCallDecision": "tool",
+}
 """Input model name (the stored schema's title) → approval kind; other pauses are not approvals of ours."""
 
 _TRANSITION_KEY = re.compile(r"^approve-[0-9a-f]+-(?P<source>[a-z_]+)-to-(?P<target>[a-z_]+)$")
@@ -62,6 +70,11 @@ _INTERVENTION_KEY = re.compile(r"^(?P<step>.+)-(?P<round>\d+)$")
 class Transition(BaseModel):
     source: str
     target: str
+
+
+class ToolAsk(BaseModel):
+    name: str = Field(description="The tool the agent asks to call.")
+    arguments: str = Field(description="The call's arguments as JSON, redacted of every key and shortened.")
 
 
 class PendingApproval(BaseModel):
@@ -75,6 +88,7 @@ class PendingApproval(BaseModel):
     pause_key: str
     transition: Transition | None = Field(None, description="governance: the lifecycle transition asked for.")
     step_id: str | None = Field(None, description="human_intervention: the step that failed.")
+    tool: ToolAsk | None = Field(None, description="tool: the call asked for.")
     description: str | None
     requested_at: datetime
     expires_at: datetime | None = Field(
@@ -156,10 +170,20 @@ def _approval(paused: PausedRun) -> PendingApproval | None:
         pause_key=paused.pause_key,
         transition=Transition(source=transition["source"], target=transition["target"]) if transition else None,
         step_id=intervention["step"] if intervention else (paused.pause_key if kind == "human_intervention" else None),
+        tool=_tool_ask(paused.input_schema) if kind == "tool" else None,
         description=paused.description,
         requested_at=paused.requested_at,
         expires_at=paused.expires_at,
         input_schema=paused.input_schema,
+    )
+
+
+def _tool_ask(schema: dict[str, Any]) -> ToolAsk:
+    """The call asked for, from the defaults the pause stored with its form (``ToolCallDecision.with_initial_data``)."""
+    properties = schema.get("properties", {})
+    return ToolAsk(
+        name=str(properties.get("tool", {}).get("default", "")),
+        arguments=str(properties.get("arguments", {}).get("default", "")),
     )
 
 
@@ -176,11 +200,17 @@ async def list_approvals(
 
 
 def _run_input(approval: PendingApproval, approve: bool, body: DecisionRequest, principal: Principal) -> dict[str, Any]:
-    if approval.kind == "governance":
+    if approval.kind in ("governance", "tool"):
         if body.action is not None:
             raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT, detail="action: a governance approval takes no action"
+                status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"action: a {approval.kind} approval takes no action"
             )
+        if approval.kind == "tool" and approval.tool is not None:
+            asked = approval.tool
+            decision = ToolCallDecision(
+                approve=approve, reason=body.text, approver=principal.name, tool=asked.name, arguments=asked.arguments
+            )
+            return decision.model_dump(mode="json")
         return ApprovalDecision(approve=approve, reason=body.text, approver=principal.name).model_dump(mode="json")
 
     if not approve and body.action is not None:
@@ -242,7 +272,7 @@ async def approve(
     principal: Annotated[Principal, Depends(require("approvals", "update"))],
     body: DecisionRequest | None = None,
 ) -> DecisionResponse:
-    """Approve: the transition goes ahead, or the failed step is retried (or skipped with ``output``)."""
+    """Approve: the transition goes ahead, the tool is called, or the failed step is retried (or skipped with ``output``)."""
     return await _decide(request, flow_run_id, True, body or DecisionRequest(), principal)
 
 
@@ -253,5 +283,6 @@ async def reject(
     principal: Annotated[Principal, Depends(require("approvals", "update"))],
     body: DecisionRequest | None = None,
 ) -> DecisionResponse:
-    """Reject: the transition is refused (the step fails as its fallback says), or the run is aborted."""
+    """Reject: the transition is refused (the step fails as its fallback says), the tool call is refused (the agent's
+    model reads why), or the run is aborted."""
     return await _decide(request, flow_run_id, False, body or DecisionRequest(), principal)

@@ -23,7 +23,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.sorting import FlowRunSort
 
-from agentparty.api.errors import GUARDED, declared, refuse_unknown_query
+from agentparty.api.errors import GUARDED, declared, field_errors, refuse_unknown_query
 from agentparty.api.security import Principal, require
 from agentparty.api.services import graph_reader, prefect_client, settings_of, template_registry, workflow_index
 from agentparty.api.views import (
@@ -39,7 +39,7 @@ from agentparty.api.workflow_index import IndexedWorkflow, WorkflowIndex
 from agentparty.deployments.naming import deployment_name, flow_name, full_name
 from agentparty.models.api import AgentStateResponse, CapabilityProficiency, CreateAgentTemplateRequest
 from agentparty.models.graph import Team
-from agentparty.models.step_errors import TemplateError
+from agentparty.models.step_errors import TemplateError, ToolsRefused
 from agentparty.runtime.graph_reads import GraphReader, TeamView
 from agentparty.runtime.settings import Settings
 from agentparty.tasks.templates import TemplateRegistry
@@ -80,7 +80,12 @@ _TEMPLATE_CREATED: dict[int | str, dict[str, Any]] = {
     tags=["templates"],
     responses={
         **_TEMPLATE_CREATED,
-        **declared(*GUARDED, 400, _409="A template with this name exists (add a version instead)."),
+        **declared(
+            *GUARDED,
+            400,
+            _403="No permission, or tool code off this server's allowlist (detail lists each refused field).",
+            _409="A template with this name exists (add a version instead).",
+        ),
     },
 )
 def create_template(
@@ -91,6 +96,13 @@ def create_template(
     """Create an agent template (seed 000 ``CreateAgentTemplateRequest``) with draft version 1.0.0."""
     try:
         created = registry.create(request, created_by=principal.name)
+    except ToolsRefused as exc:
+        # A valid request this server's policy refuses (its allowlist, its models), so 403, not 422; the detail
+        # still names each refused field and why, like a validation error.
+        problems = [{"loc": ("body", *where), "msg": why, "type": "tool_not_allowed"} for where, why in exc.problems]
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, detail=[e.model_dump() for e in field_errors(problems)]
+        ) from None
     except TemplateError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
     return CreatedTemplate(template=created.template, version=created.record)

@@ -88,7 +88,13 @@ async def workflow_index(request: Request) -> WorkflowIndex:  # async: a sync de
 
 
 def template_registry(request: Request) -> TemplateRegistry:
-    return TemplateRegistry.at(settings_of(request).home)
+    """The app's template registry, made on first use with the tool allowlist and model registry of its settings."""
+    registry: TemplateRegistry | None = getattr(request.app.state, "templates", None)
+    if registry is None:
+        settings = settings_of(request)
+        registry = TemplateRegistry.at(settings.home, settings.tool_policy(), settings.model_registry())
+        request.app.state.templates = registry
+    return registry
 
 
 def graph_reader(request: Request) -> GraphReader:

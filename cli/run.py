@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,6 +13,10 @@ from agentparty.cli._bootstrap import local, settings, use_prefect
 
 if TYPE_CHECKING:
     from agentparty.models.run_results import StepResult, WorkflowResult
+    from agentparty.models.tools import ToolCallRecord, TurnRecord
+
+CLIP = 120
+"""Characters of a tool call's arguments and result that ``-v`` shows."""
 
 
 def _parse_inputs(pairs: list[str]) -> dict[str, object]:
@@ -38,7 +43,14 @@ def run(
         str | None,
         typer.Option(help="Resume a failed or crashed run: its flow run id (completed steps are not run again)."),
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show Prefect's own log lines.")] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Also show Prefect's own log lines, and each tool call's arguments and the start of its result.",
+        ),
+    ] = False,
     graph: Annotated[
         bool, typer.Option(help="Record the run in the results graph (the local graph server is started when needed).")
     ] = True,
@@ -67,7 +79,9 @@ def run(
 
     services = run_services(settings(), **({} if record else {"recorder": None}), **({} if emit else {"events": None}))
     options = CompileOptions(
-        services=services, max_concurrency=settings().max_concurrency, on_step_finished=None if as_json else _progress
+        services=services,
+        max_concurrency=settings().max_concurrency,
+        on_step_finished=None if as_json else partial(_progress, verbose=verbose),
     )
     flow = compile_workflow(definition, source=path, options=options)
     if not as_json:
@@ -100,13 +114,56 @@ def _start_servers(graph: bool, events: bool) -> tuple[bool, bool]:
     return record, emit
 
 
-def _progress(step: StepResult) -> None:
+def _progress(step: StepResult, verbose: bool = False) -> None:
+    for line in step_lines(step, verbose):
+        typer.echo(line)
+
+
+def step_lines(step: StepResult, verbose: bool = False) -> list[str]:
+    """A finished step as the CLI reports it: its line, then its model turns and tool calls (a fan-out step's
+    under each item's label); ``verbose`` adds each call's arguments and the start of its result."""
     mark = {"completed": "✓", "skipped": "-", "failed": "✗"}[step.status.value]
     detail = f"{step.attempts} attempt{'s' if step.attempts != 1 else ''}, {step.duration_s:.2f}s, {step.tokens} tokens"
     if step.model:
-        detail += f", {step.model}{' (simulated)' if step.simulated else ''}"
+        # The simulated models are named so already; a real model's answer is never labelled simulated.
+        labelled = step.simulated and "simulated" not in step.model
+        detail += f", {step.model}{' (simulated)' if labelled else ''}"
     note = f" [{step.reason}]" if step.reason else ""
-    typer.echo(f"  {mark} {step.step_id}: {step.status.value} ({detail}){' cached' if step.cached else ''}{note}")
+    lines = [f"  {mark} {step.step_id}: {step.status.value} ({detail}){' cached' if step.cached else ''}{note}"]
+    lines += _turn_lines(step.turns, "      ", verbose)
+    for item in step.items or []:
+        if item.turns:
+            lines.append(f"      {item.step_id}")
+            lines += _turn_lines(item.turns, "        ", verbose)
+    return lines
+
+
+def _turn_lines(turns: list[TurnRecord], indent: str, verbose: bool) -> list[str]:
+    lines: list[str] = []
+    for turn in turns:
+        tokens = f"{turn.input_tokens}+{turn.output_tokens} tokens"
+        lines.append(f"{indent}turn {turn.turn} · model {turn.model} · {tokens}{' (cached)' if turn.cached else ''}")
+        for call in turn.tool_calls:
+            lines.append(f"{indent}  → {_call_summary(call)}")
+            if verbose:
+                lines.append(f"{indent}      arguments: {_clip(call.arguments)}")
+                lines.append(f"{indent}      result: {_clip(call.result)}{' (truncated)' if call.truncated else ''}")
+    return lines
+
+
+def _call_summary(call: ToolCallRecord) -> str:
+    """``search_docs ok 3 ms``: the tool (and its MCP server), how it ended, how long it took or that it was reused."""
+    name = f"{call.name} [mcp {call.server}]" if call.source == "mcp" and call.server else call.name
+    outcome = "refused" if call.refused else "ok" if call.ok else "error"
+    if call.cached:
+        return f"{name} {outcome} (cached)"
+    return f"{name} {outcome}" if call.refused else f"{name} {outcome} {call.duration_ms:.0f} ms"
+
+
+def _clip(text: str, limit: int = CLIP) -> str:
+    """One line of at most ``limit`` characters (arguments and results may span many)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _report(result: WorkflowResult, ui_url: str, resume: str | None, record: bool, emit: bool) -> None:

@@ -20,7 +20,8 @@ app = typer.Typer(help="Agent templates: create, version, publish, deprecate, li
 def _registry() -> TemplateRegistry:
     from agentparty.tasks.templates import TemplateRegistry  # deferred: the CLI's start-up
 
-    return TemplateRegistry.at(settings().home)
+    configured = settings()
+    return TemplateRegistry.at(configured.home, configured.tool_policy(), configured.model_registry())
 
 
 def _fail(exc: Exception) -> typer.Exit:

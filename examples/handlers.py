@@ -2,12 +2,14 @@
 
 The engine imports handler modules that sit next to a definition file, so
 examples stay self-contained. Each function is deterministic: the examples run
-without network access.
+without network access. ``search_docs`` is also a tool the research agents call.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from docsearch import search  # next to this file: the engine puts a definition's folder on the path
 
 
 def count_sources(findings: list[dict[str, Any]]) -> dict[str, int]:
@@ -41,3 +43,13 @@ def similar_tickets(category: str) -> dict[str, list[str]]:
 
 def escalate(ticket_id: str, severity: str, context: Any) -> dict[str, str]:
     return {"escalated_to": "on-call" if severity == "critical" else "tier-2"}
+
+
+def search_docs(query: str, limit: int = 3) -> list[dict[str, str]]:
+    """Search the research corpus (``examples/corpus``) for documents about ``query``.
+
+    Args:
+        query: What to look for: a few keywords work best.
+        limit: The most documents to return (1 to 10).
+    """
+    return search(query, max(1, min(limit, 10)))

@@ -34,7 +34,7 @@ from agentparty.flows.retries import EffectivePolicy, effective_policy
 from agentparty.flows.scheduler import WorkflowRun
 from agentparty.flows.services import RunServices, run_services
 from agentparty.flows.step_task import FORBIDDEN_IN_NAMES, STEP_TASK, StepOutcome, StepTask, WorkflowFlow
-from agentparty.models import WorkflowDefinition, WorkflowStep
+from agentparty.models import TaskStep, WorkflowDefinition, WorkflowStep
 from agentparty.models.run_results import StepResult, WorkflowResult
 from agentparty.models.step_errors import StepValidationError
 from agentparty.runtime.breakers import CircuitBreaker
@@ -91,8 +91,12 @@ class CompiledWorkflow:
         self.dependencies = {sid: self._effective_dependencies(sid) for sid in self.graph.order}
         self.gates = {sid: self._gates(sid) for sid in self.graph.order}
         self.steps = {step.id: step for step in definition.all_steps()}
+        agent_backoff = float(self.services.settings.agent_runtime.retry_backoff_seconds)
         self.policies = {
-            sid: effective_policy(step.retry_policy, definition.error_handling) for sid, step in self.steps.items()
+            sid: effective_policy(
+                step.retry_policy, definition.error_handling, agent_backoff if _is_agent_step(step) else None
+            )
+            for sid, step in self.steps.items()
         }
         self._tasks: dict[tuple[str, EffectivePolicy], StepTask] = {}
 
@@ -198,6 +202,10 @@ class CompiledWorkflow:
     async def execute(self, inputs: dict[str, Any], resume_key: str | None) -> WorkflowResult:
         """One run of the workflow (``flows/scheduler.py``)."""
         return await WorkflowRun(self, inputs, resume_key).execute()
+
+
+def _is_agent_step(step: WorkflowStep) -> bool:
+    return isinstance(step, TaskStep) and step.configuration.is_agent
 
 
 def compile_workflow(

@@ -1,7 +1,10 @@
 """Map a step's retry policy onto Prefect's own task retries.
 
 The effective policy is the step's ``retryPolicy`` when it has one, else the
-workflow's ``errorHandling``. Delays are computed here (Prefect takes a list),
+workflow's ``errorHandling``. An agent step without a ``retryPolicy`` of its own
+waits ``AgentRuntimeConfig.retry_backoff_seconds`` before its first retry unless
+``errorHandling`` writes a ``baseDelay`` (how many attempts it gets is still the
+workflow's to say). Delays are computed here (Prefect takes a list),
 jitter is Prefect's ``retry_jitter_factor``, and ``retry_condition_fn`` refuses
 to retry :class:`~agentparty.models.step_errors.NonRetryableError`.
 """
@@ -55,7 +58,16 @@ class EffectivePolicy:
         }
 
 
-def effective_policy(step_policy: RetryPolicy | None, workflow: ErrorHandlingStrategy | None) -> EffectivePolicy:
+def effective_policy(
+    step_policy: RetryPolicy | None, workflow: ErrorHandlingStrategy | None, agent_backoff: float | None = None
+) -> EffectivePolicy:
+    """The policy a step runs under; ``agent_backoff`` is the runtime's base delay for an agent step."""
+    written = workflow.model_fields_set if workflow is not None else set()
+    if step_policy is None and workflow is not None and agent_backoff is not None and "base_delay" not in written:
+        update: dict[str, float] = {"base_delay": agent_backoff}
+        if "max_delay" not in written:
+            update["max_delay"] = max(workflow.max_delay, agent_backoff)
+        workflow = workflow.model_copy(update=update)
     default_strategy = workflow.backoff_strategy if workflow else BackoffStrategy.EXPONENTIAL
     if step_policy is not None:
         return EffectivePolicy(

@@ -3,9 +3,10 @@
 Ids are deterministic, so a retried step or a resumed run re-emits the same ids
 and the outbox ignores them: per run key (the task and its team: submitted,
 analyzed, assembled, performance; a step's attempts and its end; an agent
-engagement's provisioning) or per lifecycle state (each transition). Run
-started/completed/failed belong to one flow run each, so a resume reports its
-own start and end. ``correlation_id`` is the flow run.
+engagement's provisioning; a tool call, per slot, turn and call id) or per
+lifecycle state (each transition). Run started/completed/failed belong to one
+flow run each, so a resume reports its own start and end. ``correlation_id`` is
+the flow run.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentparty.models import TaskStep, WorkflowDefinition
+from agentparty.models.engagements import AgentWork, LifecycleTransition
 from agentparty.models.events import (
     AgentProvisionedEvent,
     AgentStateTransitionEvent,
@@ -30,12 +32,17 @@ from agentparty.models.events import (
     TeamAssembledPayload,
     TeamPerformanceEvent,
     TeamPerformancePayload,
+    ToolCallEvent,
+    ToolCallPayload,
     WorkflowEvent,
     WorkflowEventPayload,
 )
 from agentparty.models.graph import FormationMethod, new_id, stable_id
 from agentparty.models.run_history import RunTally, required_capabilities, task_id_for, team_id_for
 from agentparty.models.run_results import StepResult, StepStatus, WorkflowResult
+from agentparty.models.states import AgentLifecycleState
+
+_ENDS = frozenset({AgentLifecycleState.COMPLETED, AgentLifecycleState.FAILED, AgentLifecycleState.TERMINATED})
 
 PRODUCER = "agentparty.workflow-engine"
 RECOMMENDER = "agentparty.team-recommender"
@@ -173,7 +180,11 @@ class RunEvents:
         return self._workflow(kind, (self.run_key, slot, str(attempt)), step_id=slot, attempt=attempt)
 
     def step_finished(self, result: StepResult, records: list[Any]) -> list[BaseEvent[Any]]:
-        """Agent provisioning and transitions the step's slots carried, then the step's own end."""
+        """Agent provisioning, transitions and tool calls the step's slots carried, then the step's own end.
+
+        An engagement's tool calls come after its transition into ``running`` and before the one that ends its
+        work (completed, failed), so a consumer of the agent's key reads them in the order they happened.
+        """
         events: list[BaseEvent[Any]] = []
         for record in records:
             for work in record.agents:
@@ -184,13 +195,15 @@ class RunEvents:
                             payload=work.provisioned,
                         )
                     )
-                for transition in work.transitions:
-                    events.append(
-                        AgentStateTransitionEvent(
-                            **self._envelope("agent_state_transition", transition.record.id),
-                            payload=transition.event,
-                        )
+                transitions = [
+                    AgentStateTransitionEvent(
+                        **self._envelope("agent_state_transition", transition.record.id),
+                        payload=transition.event,
                     )
+                    for transition in work.transitions
+                ]
+                cut = _work_end(work.transitions)
+                events += [*transitions[:cut], *self.tool_calls(record.slot, work), *transitions[cut:]]
         kind = {
             StepStatus.COMPLETED: "step_completed",
             StepStatus.FAILED: "step_failed",
@@ -209,6 +222,44 @@ class RunEvents:
         )
         return events
 
+    def tool_calls(self, slot: str, work: AgentWork) -> list[ToolCallEvent]:
+        """``tool_called`` then ``tool_completed`` for each call of the engagement's turns, in the order made."""
+        events: list[ToolCallEvent] = []
+        for turn in work.turns:
+            for call in turn.tool_calls:
+                common: dict[str, Any] = {
+                    "agent_id": work.agent.id,
+                    "task_id": self.task_id,
+                    "run_key": self.run_key,
+                    "step_id": slot,
+                    "turn": turn.turn,
+                    "call_id": call.call_id,
+                    "tool": call.name,
+                    "arguments": call.arguments,
+                }
+                ids = (self.run_key, slot, str(turn.turn), call.call_id)
+                events.append(
+                    ToolCallEvent(
+                        **self._envelope("tool_called", *ids),
+                        event_type="tool_called",
+                        payload=ToolCallPayload(**common),
+                    )
+                )
+                completed = ToolCallPayload(
+                    **common,
+                    ok=call.ok,
+                    refused=call.refused,
+                    result=call.result,
+                    duration_ms=call.duration_ms,
+                    cached=call.cached,
+                )
+                events.append(
+                    ToolCallEvent(
+                        **self._envelope("tool_completed", *ids), event_type="tool_completed", payload=completed
+                    )
+                )
+        return events
+
     def breaker(self, target: str, before: str, after: str, failures: int = 0) -> CircuitBreakerEvent:
         kind = {
             "open": "circuit_breaker_opened",
@@ -222,3 +273,12 @@ class RunEvents:
             event_type=kind,
             payload=CircuitBreakerPayload(target=target, previous_state=before, new_state=after, failures=failures),
         )
+
+
+def _work_end(transitions: tuple[LifecycleTransition, ...]) -> int:
+    """Where an engagement's tool calls go among its transitions: before the first that ends its work (into
+    completed, failed or terminated), else after them all (the running state they happened in came earlier)."""
+    for index, transition in enumerate(transitions):
+        if transition.event.new_state in _ENDS:
+            return index
+    return len(transitions)

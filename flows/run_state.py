@@ -16,6 +16,7 @@ from agentparty.flows.run_observers import RunObservers
 from agentparty.models import WorkflowDefinition
 from agentparty.models.references import ReferenceScope
 from agentparty.models.run_results import StepResult, StepStatus
+from agentparty.runtime.mcp_tools import McpPool
 
 if TYPE_CHECKING:
     from agentparty.flows.staffing import Staffing  # its module loads the recommender (torch): only when staffing
@@ -41,6 +42,8 @@ class RunState:
     """Why the run stopped starting steps (the first reason given); None while it goes on."""
     staffing: Staffing | None = None
     """The team the recommender staffed capability-only agent steps with, if any."""
+    mcp: McpPool = field(default_factory=McpPool)
+    """The run's MCP connections: opened when a step first uses a server, shared by its steps, closed at its end."""
 
     def abort(self, reason: str) -> None:
         """Stop starting steps; the first reason given is the one the run reports."""

@@ -92,7 +92,10 @@ class WorkflowRun:
         refused = await run.observers.started()
         if refused:
             run.aborted = refused
-        await asyncio.gather(*(self._drive(sid) for sid in self.c.graph.order))
+        try:
+            await asyncio.gather(*(self._drive(sid) for sid in self.c.graph.order))
+        finally:
+            await run.mcp.aclose()  # the run's MCP servers stop with it (stdio processes end, HTTP sessions close)
         failed = [sid for sid, r in run.results.items() if r.status is StepStatus.FAILED]
         result = WorkflowResult(
             workflow_id=run.definition.id,

@@ -85,10 +85,12 @@ class RunServices:
         with self._lock:
             if self._agent_runner is None:
                 config = self.settings.load_sdk_configuration() if self.settings.sdk_config else None
+                policy = self.settings.tool_policy()
                 self._agent_runner = ModelAgentRunner(
                     router=ModelRouter.from_settings(self.home, config),
-                    templates=TemplateRegistry.at(self.home),
+                    templates=TemplateRegistry.at(self.home, policy, config.models if config else None),
                     runtime=self.settings.agent_runtime,
+                    policy=policy,
                 )
             return self._agent_runner
 

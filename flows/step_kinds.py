@@ -35,7 +35,7 @@ from agentparty.models.run_results import StepResult, StepStatus, WorkflowFailed
 from agentparty.models.step_errors import StepError, StepValidationError, SubgraphDepthExceeded
 from agentparty.runtime.breakers import CircuitBreaker
 from agentparty.runtime.budgets import Budget
-from agentparty.tasks.agent import AgentRunner, AgentStepRequest
+from agentparty.tasks.agent import AgentRunner, AgentStepRequest, agent_work_of
 from agentparty.tasks.handlers import call_handler, load_handler
 
 _SUBGRAPH_DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("agentparty_subgraph_depth", default=0)
@@ -79,7 +79,14 @@ class FanOutFailed(Exception):
 def failed_result(sid: str, exc: BaseException) -> StepResult:
     """The result of a step (or item) that raised ``exc``, counting the attempts its task made."""
     attempts = getattr(exc, "agentparty_attempts", 1)
-    return StepResult(step_id=sid, status=StepStatus.FAILED, attempts=attempts, reason=f"{type(exc).__name__}: {exc}")
+    work = agent_work_of(exc)
+    return StepResult(
+        step_id=sid,
+        status=StepStatus.FAILED,
+        attempts=attempts,
+        reason=f"{type(exc).__name__}: {exc}",
+        turns=list(work.turns) if work is not None else [],
+    )
 
 
 def failure_of(sid: str, exc: BaseException) -> StepResult:
@@ -148,6 +155,7 @@ class StepRunner:
             cost=outcome.cost,
             cached=outcome.flow_run_id is not None and outcome.flow_run_id != self.run.run_id,
             reason=outcome.note,
+            turns=[turn for work in outcome.agents for turn in work.turns],
         )
 
     async def _call(
@@ -224,6 +232,12 @@ class StepRunner:
             budgets=self.c.budgets(run_key),
             agent_token_budget=config.token_budget,
             slot=slot,
+            tools=tuple(config.tools),
+            mcp_servers=tuple(config.mcp_servers),
+            max_turns=config.max_turns,
+            max_tool_calls=config.max_tool_calls,
+            search_dirs=tuple(self.c.search_dirs),
+            mcp=self.run.mcp,
         )
 
         async def body() -> StepOutcome:

@@ -13,6 +13,7 @@ from pydantic import ConfigDict, Field, NonNegativeInt, StrictBool
 from ._base import Fraction, NonEmptyStr, SeedModel, UtcDatetime, utc_now
 from .governance import GovernanceRules
 from .graph import ModelParameters
+from .tools import AgentTooling, McpServer, ToolReference
 
 CREATE_AGENT_TEMPLATE_EXAMPLE: dict[str, Any] = {
     "name": "Research Assistant",
@@ -64,6 +65,27 @@ class CreateAgentTemplateRequest(SeedModel):
     is_auto_generated: StrictBool = False
     approval_required: StrictBool = True
     governance_rules: GovernanceRules = Field(default_factory=GovernanceRules)
+    tools: list[ToolReference] = Field(default_factory=list)
+    """Python tools every agent of this template may call (part of the version: a published one never changes)."""
+    mcp_servers: list[McpServer] = Field(default_factory=list)
+    """MCP servers whose tools every agent of this template may call."""
+    permissions: list[NonEmptyStr] = Field(default_factory=list)
+    """``tools:NAME`` allows a tool (only the listed ones, once any is listed), ``!tools:NAME`` denies one;
+    copied onto each agent's ``ExecutionContext.permissions``."""
+    max_turns: Annotated[int, Field(gt=0, le=100)] | None = None
+    """Model turns an agent's loop may take (a step's own setting wins; the runtime default when unset)."""
+    max_tool_calls: Annotated[int, Field(gt=0, le=1000)] | None = None
+    """Tool calls over an agent's loop (a step's own setting wins; the runtime default when unset)."""
+
+    @property
+    def tooling(self) -> AgentTooling:
+        return AgentTooling(
+            tools=self.tools,
+            mcp_servers=self.mcp_servers,
+            permissions=self.permissions,
+            max_turns=self.max_turns,
+            max_tool_calls=self.max_tool_calls,
+        )
 
 
 class CapabilityProficiency(SeedModel):

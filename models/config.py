@@ -103,7 +103,15 @@ class AgentRuntimeConfig(SeedModel):
     default_timeout: Annotated[int, Field(gt=0)] = 300
     """Seconds."""
     max_consecutive_errors: Annotated[int, Field(gt=0)] = 3
+    """Tool errors in a row (a failed call, a timeout, arguments that do not validate) before an agent step fails."""
     retry_backoff_seconds: Annotated[int, Field(ge=0)] = 5
+    """Base delay between attempts of an agent step that has no ``retryPolicy`` of its own."""
+    max_turns: Annotated[int, Field(gt=0, le=100)] = 8
+    """Model turns an agent step's loop may take unless its step or template says otherwise."""
+    max_tool_calls: Annotated[int, Field(gt=0, le=1000)] = 16
+    """Tool calls an agent step's loop may make unless its step or template says otherwise."""
+    max_parallel_tool_calls: Annotated[int, Field(gt=0, le=64)] = 4
+    """Tool calls of one model turn that run at once."""
     models: dict[str, RuntimeModelSettings] = Field(default_factory=dict)
     prompt_templates: dict[str, str] = Field(default_factory=dict)
     capability_registry: str = "builtin"

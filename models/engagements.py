@@ -12,6 +12,7 @@ from typing import Any
 
 from .events import AgentProvisionedPayload, AgentStateTransitionPayload
 from .graph import Agent, AgentStateRecord, AgentTemplate, TemplateVersion
+from .tools import TurnRecord
 
 AUTOMATIC_APPROVER = "system:governance"
 """The approver of a transition that governance let through without a human."""
@@ -49,6 +50,9 @@ class AgentWork:
     output_tokens: int = 0
     provisioned: AgentProvisionedPayload | None = None
     """Set on the first result of a new engagement (the agent was provisioned into the run)."""
+    turns: tuple[TurnRecord, ...] = ()
+    """The model turns of this attempt's loop, with the tool calls each asked for (none in results persisted before
+    tools: a dataclass default, so older pickles read it as empty)."""
 
 
 @dataclass(frozen=True)

@@ -163,6 +163,38 @@ class TaskAnalyzedEvent(BaseEvent[TaskAnalyzedPayload]):
     event_type: Literal["task_analyzed"] = "task_analyzed"
 
 
+class ToolCallPayload(SeedModel):
+    """Extension: one tool call of an agent's loop (``tool_called`` before it runs, ``tool_completed`` after).
+
+    Arguments and results are shortened and redacted (``ToolCallRecord``); the Kafka key is the agent's id, so an
+    agent's calls stay in order with its state transitions.
+    """
+
+    agent_id: NonEmptyStr
+    task_id: NonEmptyStr
+    run_key: NonEmptyStr
+    step_id: NonEmptyStr
+    """The step slot: the step, or ``step[item]`` for a fan-out item."""
+    turn: Annotated[int, Field(ge=1)]
+    call_id: NonEmptyStr
+    tool: NonEmptyStr
+    arguments: str = ""
+    ok: bool | None = None
+    """``tool_completed``: the tool answered (False: it raised, timed out, got bad arguments, or was refused)."""
+    refused: bool = False
+    """``tool_completed``: never called (denied by the template's permissions, or an approver said no)."""
+    result: str | None = None
+    """``tool_completed``: the start of what the model read."""
+    duration_ms: float | None = None
+    cached: bool = False
+    """``tool_completed``: taken from the call's checkpoint by a resumed run (the tool was not called again)."""
+
+
+class ToolCallEvent(BaseEvent[ToolCallPayload]):
+    family: ClassVar[str] = "agents"
+    event_type: Literal["tool_called", "tool_completed"]
+
+
 WorkflowEventType = Literal[
     "workflow_run_started",
     "workflow_run_completed",
@@ -226,7 +258,8 @@ LifecycleEvent = Annotated[
     | TaskSubmittedEvent
     | TaskAnalyzedEvent
     | WorkflowEvent
-    | CircuitBreakerEvent,
+    | CircuitBreakerEvent
+    | ToolCallEvent,
     Field(discriminator="event_type"),
 ]
 LIFECYCLE_EVENT_ADAPTER: TypeAdapter[LifecycleEvent] = TypeAdapter(LifecycleEvent)
@@ -242,6 +275,7 @@ EVENT_TYPES: dict[str, type[BaseEvent[Any]]] = {
     )
 }
 EVENT_TYPES.update(dict.fromkeys(get_args(WorkflowEventType), WorkflowEvent))
+EVENT_TYPES.update({"tool_called": ToolCallEvent, "tool_completed": ToolCallEvent})
 EVENT_TYPES.update(
     {
         name: CircuitBreakerEvent

@@ -50,6 +50,7 @@ from .graph_relationships import (
     RequiresModel,
     ResultedIn,
     TransitionedBy,
+    UsedTool,
     WorkedWith,
     WorksOn,
 )
@@ -91,7 +92,9 @@ __all__ = [
     "TemplatePerformance",
     "TemplateStatus",
     "TemplateVersion",
+    "Tool",
     "TransitionedBy",
+    "UsedTool",
     "User",
     "UserPreferences",
     "UuidStr",
@@ -380,6 +383,25 @@ class SystemActor(GraphNode):
     kind: Literal["governance", "assembler", "provisioner", "recommender", "workflow"] = "workflow"
 
 
+class Tool(GraphNode):
+    """Extension: a tool agents call, a Python function or one tool of an MCP server (target of ``USED_TOOL``).
+
+    Its id derives from what it is (:meth:`named`), so every run that calls the same tool links the same node.
+    """
+
+    label: ClassVar[str] = "Tool"
+
+    name: NonEmptyStr
+    """The tool as the model calls it."""
+    source: Literal["python", "mcp"] = "python"
+    server: str | None = None
+    """The MCP server it belongs to (its name); None for a Python tool."""
+
+    @classmethod
+    def named(cls, name: str, source: Literal["python", "mcp"], server: str | None = None) -> Tool:
+        return cls(id=stable_id("tool", source, server or "", name), name=name, source=source, server=server)
+
+
 NODE_TYPES: tuple[type[GraphNode], ...] = (
     Agent,
     AgentTemplate,
@@ -392,6 +414,7 @@ NODE_TYPES: tuple[type[GraphNode], ...] = (
     Model,
     Output,
     SystemActor,
+    Tool,
 )
 SEED_NODE_LABELS: tuple[str, ...] = (
     "Agent",

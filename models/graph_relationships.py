@@ -144,6 +144,28 @@ class WorkedWith(RelationshipProperties):
     last_collaboration: UtcDatetime = Field(default_factory=utc_now)
 
 
+class UsedTool(RelationshipProperties):
+    """Extension: an agent called a tool in one step slot of a task; the counts are that slot's.
+
+    One per (agent, tool, task, slot), MERGEd on ``task_id`` and ``step_id`` with its properties SET, so a
+    resumed run that writes the same slot again leaves the counts as they were.
+    """
+
+    type: ClassVar[str] = "USED_TOOL"
+    source: ClassVar[tuple[str, ...]] = ("Agent",)
+    target: ClassVar[tuple[str, ...]] = ("Tool",)
+
+    task_id: UuidStr
+    step_id: NonEmptyStr
+    """The step slot: the step, or ``step[item]`` for a fan-out item."""
+    calls: Annotated[int, Field(ge=1)] = 1
+    errors: NonNegativeInt = 0
+    """Calls that did not answer (raised, timed out, bad arguments), refusals not included."""
+    refused: NonNegativeInt = 0
+    """Calls never made: denied by the template's permissions, or rejected by an approver."""
+    last_used: UtcDatetime = Field(default_factory=utc_now)
+
+
 RELATIONSHIP_TYPES: tuple[type[RelationshipProperties], ...] = (
     Instantiates,
     HasState,
@@ -160,4 +182,5 @@ RELATIONSHIP_TYPES: tuple[type[RelationshipProperties], ...] = (
     RequestedBy,
     ResultedIn,
     WorkedWith,
+    UsedTool,
 )

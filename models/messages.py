@@ -8,6 +8,7 @@ from pydantic import Field, TypeAdapter
 
 from ._base import CamelModel, NonEmptyStr, UtcDatetime, utc_now
 from .graph import new_id
+from .tools import ToolCall, ToolResult
 
 
 class ErrorDetail(CamelModel):
@@ -38,18 +39,24 @@ class AgentMessage(Message):
     agent_id: NonEmptyStr
     model: NonEmptyStr
     confidence: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    tool_calls: list[ToolCall] | None = None
+    """The tools the model asked for in this turn (an extension of the seed's message)."""
 
 
 class SystemMessage(Message):
     type: Literal["system"] = "system"
     level: Literal["info", "warn", "error"] = "info"
     code: str | None = None
+    tool_result: ToolResult | None = None
+    """The result of a tool call the model asked for (``code: tool_result``); the model reads it next turn."""
 
 
 class ErrorMessage(Message):
     type: Literal["error"] = "error"
     error: ErrorDetail
     recoverable: bool
+    tool_result: ToolResult | None = None
+    """A tool call that failed or was refused; the model reads it next turn and may correct the call."""
 
 
 AnyMessage = Annotated[UserMessage | AgentMessage | SystemMessage | ErrorMessage, Field(discriminator="type")]

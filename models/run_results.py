@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from .tools import TurnRecord
+
 
 class StepStatus(StrEnum):
     COMPLETED = "completed"
@@ -14,7 +16,19 @@ class StepStatus(StrEnum):
     FAILED = "failed"
 
 
-class StepResult(BaseModel):
+class _Persisted(BaseModel):
+    """A model pickled into persisted flow results: fields added since fill in their defaults when an older
+    pickle loads (pydantic restores ``__dict__`` as stored, and a missing field would raise on access)."""
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        values = state.get("__dict__", {})
+        for name, info in type(self).model_fields.items():
+            if name not in values and not info.is_required():
+                values[name] = info.get_default(call_default_factory=True)
+        super().__setstate__(state)
+
+
+class StepResult(_Persisted):
     step_id: str
     status: StepStatus
     output: Any = None
@@ -34,13 +48,16 @@ class StepResult(BaseModel):
     """True when a resumed run reused this step's result instead of executing it again."""
     items: list[StepResult] | None = None
     """Per-item results of a forEach step, in input order."""
+    turns: list[TurnRecord] = Field(default_factory=list)
+    """An agent step's model turns: who answered, tokens per turn, the tool calls each asked for (empty for other
+    steps; a forEach step's are on its items)."""
 
     @property
     def outputs(self) -> dict[str, Any]:
         return self.output if isinstance(self.output, dict) else {}
 
 
-class WorkflowResult(BaseModel):
+class WorkflowResult(_Persisted):
     workflow_id: str
     workflow_name: str
     run_id: str | None = None

@@ -26,6 +26,7 @@ from ._keys import api_key_problem
 from .agent import REALTIME_RESPONSE_TIME_MS
 from .graph import SEMVER_PATTERN
 from .model_registry import DEFAULT_MODEL_REGISTRY, ModelInfo, ModelRegistry
+from .tools import ToolPolicy
 from .workflow import WorkflowDefinition
 
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -483,3 +484,5 @@ class SDKConfiguration(CamelModel):
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     versioning: VersioningConfig = Field(default_factory=VersioningConfig)
+    tools: ToolPolicy = Field(default_factory=ToolPolicy)
+    """Which tool modules, MCP commands and URLs templates may name, and MCP servers configured by name."""

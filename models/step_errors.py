@@ -71,6 +71,11 @@ class BudgetExceeded(NonRetryableError):
     """A token budget would be or was exceeded; the message names the budget, its limit and usage."""
 
 
+class LoopLimitExceeded(NonRetryableError):
+    """An agent's loop reached a limit (turns, tool calls, tool errors in a row) before a final answer; the message
+    names the limit and what was used."""
+
+
 class CircuitOpenError(NonRetryableError):
     """The target's circuit breaker is open: fail fast instead of calling it."""
 
@@ -84,6 +89,17 @@ class CircuitOpenError(NonRetryableError):
 
 class TemplateError(NonRetryableError):
     """A template or version that does not exist or cannot be used as asked."""
+
+
+class ToolsRefused(TemplateError):
+    """A template names tool code off the allowlist, or gives tools to a model without functions.
+
+    ``problems`` are ``(where, why)``: where in the template request (``("tools", 0)``), and the reason.
+    """
+
+    def __init__(self, template: str, problems: list[tuple[tuple[str | int, ...], str]]) -> None:
+        self.problems = problems
+        super().__init__(f"template {template!r} refused: " + "; ".join(why for _, why in problems))
 
 
 class SubgraphDepthExceeded(NonRetryableError):

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from .graph import TemplateVersion
+from .tools import AgentTooling
 
 VersionBump = Literal["major", "minor", "patch"]
 VersionStatus = Literal["draft", "published", "deprecated"]
@@ -24,5 +25,7 @@ class VersionRecord(BaseModel):
     capabilities: dict[str, float] = Field(default_factory=dict)
     """Capability name → proficiency in [0, 1]."""
     system_prompt: str = ""
+    tooling: AgentTooling = Field(default_factory=AgentTooling)
+    """Tools, MCP servers, permissions and loop limits of this version (none for versions stored before tools)."""
     approved_by: str | None = None
     """Who approved publishing this version, for templates with ``approval_required``."""

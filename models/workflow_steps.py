@@ -22,6 +22,7 @@ from ._base import CamelModel, NonEmptyStr, PositiveStrictInt
 from .context import context_of
 from .error_handling import RetryPolicy
 from .graph import SemVer
+from .tools import McpServer, ToolReference
 
 STEP_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 INPUT_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -73,6 +74,14 @@ class TaskConfiguration(StepConfiguration):
     """Tokens this step's agent may use in one run (``AgentRuntimeConfig.default_token_budget`` otherwise)."""
     handler: str | None = None
     """``package.module:function``, called with the step's resolved inputs as keyword arguments."""
+    tools: list[ToolReference] = Field(default_factory=list)
+    """Python tools this step's agent may call, beside its template's (``module:function`` or with options)."""
+    mcp_servers: list[McpServer] = Field(default_factory=list)
+    """MCP servers whose tools this step's agent may call, beside its template's."""
+    max_turns: Annotated[int, Field(gt=0, le=100)] | None = None
+    """Model turns the agent's loop may take (the template's, else the runtime default, when unset)."""
+    max_tool_calls: Annotated[int, Field(gt=0, le=1000)] | None = None
+    """Tool calls over the whole loop (the template's, else the runtime default, when unset)."""
 
     @field_validator("handler")
     @classmethod
@@ -103,8 +112,18 @@ class TaskConfiguration(StepConfiguration):
                 "(an agent step the team recommender staffs)",
             )
         if self.handler is not None:
-            agent_only = ("version", "prompt", "capability", "model", "output_schema", "token_budget")
+            agent_only = (
+                "version",
+                "prompt",
+                "capability",
+                "model",
+                "output_schema",
+                "token_budget",
+                "max_turns",
+                "max_tool_calls",
+            )
             extras = [n for n in agent_only if getattr(self, n) is not None]
+            extras += [n for n in ("tools", "mcp_servers") if getattr(self, n)]
             if extras:
                 raise ValueError(f"{', '.join(extras)} apply only to agent steps, not to a handler step")
         return self
@@ -170,6 +189,23 @@ class WorkflowStep(CamelModel):
 class TaskStep(WorkflowStep):
     type: Literal["task"] = "task"
     configuration: TaskConfiguration
+
+    @model_validator(mode="after")
+    def _tools_need_functions(self, info: ValidationInfo) -> TaskStep:
+        """A model that cannot call functions is never given tools: refused at load, naming the step and model."""
+        config = self.configuration
+        registry = context_of(info).model_registry
+        if not (config.tools or config.mcp_servers) or not config.model or registry is None:
+            return self
+        info_of_model = registry.available_models.get(config.model)
+        if info_of_model is not None and not info_of_model.capabilities.supports_functions:
+            raise PydanticCustomError(
+                "model_without_functions",
+                "step '{step}': model '{model}' does not support functions (supportsFunctions: false in the "
+                "model registry), so it cannot be given the step's tools; pick a model that does, or drop them",
+                {"step": self.id, "model": config.model},
+            )
+        return self
 
     def declared_outputs(self) -> frozenset[str]:
         schema = self.configuration.output_schema or {}

@@ -35,7 +35,8 @@ UNIQUE_ID_LABELS = (
     "Output",
     "SystemActor",
 )
-"""Every node label the store writes; each is MERGEd on its ``id``."""
+"""The node labels of migration 2, each MERGEd on its ``id`` (frozen: its checksum is recorded in existing graphs;
+labels added since get their constraint in a later migration)."""
 
 
 def _snake(label: str) -> str:
@@ -80,6 +81,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX has_capability_proficiency IF NOT EXISTS FOR ()-[r:HAS_CAPABILITY]-() ON (r.proficiency)",
             "CREATE INDEX member_of_role IF NOT EXISTS FOR ()-[r:MEMBER_OF]-() ON (r.role)",
         ),
+    ),
+    Migration(
+        3,
+        "tool nodes",
+        ("CREATE CONSTRAINT tool_id IF NOT EXISTS FOR (n:Tool) REQUIRE n.id IS UNIQUE",),
     ),
 )
 

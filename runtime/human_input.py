@@ -23,6 +23,17 @@ class ApprovalDecision(RunInput):
     approver: str = "operator"
 
 
+class ToolCallDecision(ApprovalDecision):
+    """What an approver answers when an agent asks to call a tool that needs approval.
+
+    ``tool`` and ``arguments`` (redacted) are filled in when the run pauses, so the Prefect UI's form and
+    ``GET /approvals`` show what is asked; the run reads only ``approve``, ``reason`` and ``approver`` back.
+    """
+
+    tool: str = ""
+    arguments: str = ""
+
+
 class HumanDecision(RunInput):
     """What an operator answers when a step failed under ``fallbackAction: human_intervention``."""
 

@@ -214,6 +214,9 @@ class ModelRouter:
                 provider = self.providers.get(info.provider)
                 if provider is None:
                     raise ModelUnavailable(f"{name}: no API key configured for provider {info.provider!r}")
+                if request.tools and not info.capabilities.supports_functions:
+                    # A model that cannot call functions is never given tools: the chain moves on, and says so.
+                    raise ModelUnavailable(f"{name}: does not support functions, and this step offers tools")
                 completion = await self._call(info, provider, request, budgets, on_text)
             except BudgetExceeded:
                 raise

@@ -8,6 +8,8 @@ INSTANTIATES its TemplateVersion and HAS_CAPABILITY what the template declares.
 Every lifecycle state of an engagement is an **AgentState** (HAS_STATE, and
 TRANSITIONED_BY the governance actor or the approving User), and every completed
 ``task`` step leaves an **Output** (CREATED by its agent, RESULTED_IN of the task).
+The tools an agent's loop called in a step slot are **Tool** nodes it USED_TOOL, one
+link per (agent, tool, task, slot) with that slot's call, error and refusal counts.
 
 Writes happen as the run goes: one transaction when the run starts, one per step
 result, one when it ends; every id derives from the run key and the step slot
@@ -54,7 +56,9 @@ from agentparty.models.graph import (
     SystemActor,
     Task,
     Team,
+    Tool,
     TransitionedBy,
+    UsedTool,
     User,
     WorksOn,
     capability_id,
@@ -72,6 +76,7 @@ from agentparty.models.run_history import (
 )
 from agentparty.models.run_results import StepStatus, WorkflowResult
 from agentparty.models.states import TaskStatus, TeamStatus
+from agentparty.models.tools import ToolCallRecord
 from agentparty.runtime.graph_migrations import migrate
 from agentparty.runtime.graph_server import DATABASE_NAME
 from agentparty.runtime.graph_store import GraphBatch, GraphStore, GraphWriteError, graph_value
@@ -177,6 +182,7 @@ class RunGraph:
         for record in records:
             for work in record.agents:
                 self._agent(batch, work)
+                self._tools(batch, work, record.slot)
             if record.completed:
                 self._output(batch, record)
         batch.add(
@@ -234,6 +240,33 @@ class RunGraph:
                 target_label=label,
                 key=("state_id",),
             )
+
+    def _tools(self, batch: GraphBatch, work: AgentWork, slot: str) -> None:
+        """One Tool node per distinct tool the slot's loop called, one USED_TOOL per tool with the slot's counts.
+
+        The link is MERGEd on the task and the slot and its counts SET (never added to), so writing the same slot
+        again (a retried write, a resumed run reusing the step) leaves them as they are. ``last_used`` is the
+        engagement's latest transition, persisted with the step result, so a replay writes the same value.
+        """
+        calls: dict[str, tuple[Tool, list[ToolCallRecord]]] = {}
+        for turn in work.turns:
+            for call in turn.tool_calls:
+                tool = Tool.named(call.name, call.source, call.server)
+                calls.setdefault(tool.id, (tool, []))[1].append(call)
+        if not calls:
+            return
+        last_used = max((t.record.timestamp for t in work.transitions), default=None) or utc_now()
+        for tool, made in calls.values():
+            batch.ensure(tool)
+            used = UsedTool(
+                task_id=self.task_id,
+                step_id=slot,
+                calls=len(made),
+                errors=sum(1 for c in made if not c.ok and not c.refused),
+                refused=sum(1 for c in made if c.refused),
+                last_used=last_used,
+            )
+            batch.link(used, work.agent.id, tool.id, key=("task_id", "step_id"))
 
     def _output(self, batch: GraphBatch, record: SlotRecord) -> None:
         content, fmt = _output_content(record.output)

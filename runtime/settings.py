@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agentparty.models import DEFAULT_MODEL_REGISTRY, ModelRegistry, SDKConfiguration
 from agentparty.models.config import AgentRuntimeConfig, DatabaseConfig, GNNTrainingConfig, KafkaConfig
+from agentparty.models.tools import ToolPolicy
 from agentparty.runtime.documents import read_document, validate_document
 from agentparty.runtime.providers.simulated import SimulatedSettings
 
@@ -77,6 +78,13 @@ class Settings(BaseSettings):
     """The API's access file (``ApiAccessConfig``: API keys, roles, rate limit); ``HOME/api-access.yaml`` when unset."""
     sdk_config: Path | None = None
     """A YAML/JSON SDKConfiguration file (model registry, providers, security); built-in defaults otherwise."""
+    tool_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """``AGENTPARTY_TOOL_MODULES``: comma-separated modules templates may name tools from (``pkg.mod``, ``pkg.*``);
+    added to ``tools.allowedModules`` of the SDK configuration."""
+    mcp_commands: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """``AGENTPARTY_MCP_COMMANDS``: comma-separated MCP commands (shell words) templates may name."""
+    mcp_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """``AGENTPARTY_MCP_URLS``: comma-separated MCP endpoint URL prefixes templates may name."""
     workflows: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     """``AGENTPARTY_WORKFLOWS``: folders (``os.pathsep``-separated) where deployed entrypoints and the API find
     definitions; the working directory when unset. ``agentparty deploy`` hands it to the runs it starts."""
@@ -87,6 +95,20 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [Path(part).expanduser() for part in value.split(os.pathsep) if part.strip()]
         return value
+
+    @field_validator("tool_modules", "mcp_commands", "mcp_urls", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    def tool_policy(self) -> ToolPolicy:
+        """The allowlist of tool code: the SDK configuration's ``tools``, plus these settings."""
+        extra = ToolPolicy(
+            allowed_modules=self.tool_modules, allowed_commands=self.mcp_commands, allowed_urls=self.mcp_urls
+        )
+        return self.load_sdk_configuration().tools.merged(extra)
 
     def workflow_dirs(self) -> list[Path]:
         """Where definitions are looked up, in order."""

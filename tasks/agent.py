@@ -24,6 +24,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from agentparty.models import AgentLifecycleState
@@ -34,11 +35,13 @@ from agentparty.models.events import AgentProvisionedPayload, ResourceAllocation
 from agentparty.models.governance import GovernanceRules
 from agentparty.models.graph import Agent, ModelParameters
 from agentparty.models.messages import SystemMessage, UserMessage
-from agentparty.models.step_errors import TemplateError
+from agentparty.models.step_errors import TemplateError, ToolsRefused
+from agentparty.models.tools import AgentTooling, McpServer, PythonTool, ToolPolicy, TurnRecord
 from agentparty.runtime.budgets import Budget
 from agentparty.runtime.metrics import AgentMetricsBook
 from agentparty.runtime.model_router import ModelRouter
 from agentparty.runtime.providers.base import CompletionRequest
+from agentparty.tasks.agent_loop import AgentLoop, LoopPlace, loop_limits, turns_of
 from agentparty.tasks.lifecycle import AgentLifecycle, Approver, PrefectApprover
 from agentparty.tasks.templates import (
     ResolvedTemplate,
@@ -47,6 +50,7 @@ from agentparty.tasks.templates import (
     engagement_key,
     persistent_agent_id,
 )
+from agentparty.tasks.toolbox import McpConnector, Toolbox, build_toolbox
 
 logger = logging.getLogger("agentparty.agents")
 MAX_TRACKED_AGENTS = 10_000
@@ -73,6 +77,16 @@ class AgentStepRequest:
     agent_token_budget: int | None = None
     slot: str = ""
     """Where in the run the agent works: the step id, or ``step[item]`` for a fan-out item (one agent each)."""
+    tools: tuple[str | PythonTool, ...] = ()
+    """The step's own Python tools (``configuration.tools``), beside the template version's."""
+    mcp_servers: tuple[McpServer, ...] = ()
+    """The step's own MCP servers, beside the template version's."""
+    max_turns: int | None = None
+    max_tool_calls: int | None = None
+    search_dirs: tuple[Path, ...] = ()
+    """Where tool modules (and relative MCP commands) are found: the definition's folder."""
+    mcp: McpConnector | None = None
+    """The run's MCP connections (reused within the run, closed at its end); None outside a run."""
 
     @property
     def agent_slot(self) -> str:
@@ -91,6 +105,8 @@ class AgentStepResponse:
     cost: float = 0.0
     fallback_reasons: tuple[str, ...] = ()
     work: AgentWork | None = None
+    turns: tuple[TurnRecord, ...] = ()
+    """The loop's model turns and the tool calls each asked for."""
 
     @property
     def tokens(self) -> int:
@@ -123,6 +139,7 @@ class StepAgent:
         transitions: tuple[LifecycleTransition, ...],
         input_tokens: int = 0,
         output_tokens: int = 0,
+        turns: tuple[TurnRecord, ...] = (),
     ) -> AgentWork:
         """What the engagement contributes to the results graph, as of now."""
         resolved = self.resolved
@@ -138,6 +155,7 @@ class StepAgent:
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             provisioned=lifecycle.provisioned,
+            turns=turns,
         )
 
 
@@ -154,6 +172,9 @@ class ModelAgentRunner:
     runtime: AgentRuntimeConfig = field(default_factory=AgentRuntimeConfig)
     stream: bool = True
     """Stream answers from models that support it (deltas go to ``on_text`` listeners; live updates use them)."""
+    policy: ToolPolicy = field(default_factory=ToolPolicy)
+    """The allowlist of tool code, checked again when a template's agent starts (it may have shrunk since the
+    template was created), and the MCP servers configured by name."""
     _lifecycles: OrderedDict[tuple[str, str], AgentLifecycle] = field(default_factory=OrderedDict)
     """Recently active engagements (bounded: a long-lived worker runs many runs); a forgotten one starts afresh."""
 
@@ -206,14 +227,14 @@ class ModelAgentRunner:
                 AgentLifecycleState.FAILED,
             ):
                 await lifecycle.transition(AgentLifecycleState.RUNNING, start_reason)
-            response = await self._answer(
-                request, agent.instance, lifecycle, agent.system, agent.parameters, agent_budget, engagement
-            )
+            response = await self._answer(request, agent, lifecycle, agent_budget, engagement)
         except BaseException as exc:
             # Not drained: a later successful attempt carries these transitions too.
-            _attach_work(exc, agent.work(request, lifecycle, lifecycle.pending()))
+            _attach_work(exc, agent.work(request, lifecycle, lifecycle.pending(), turns=turns_of(exc)))
             raise
-        done = agent.work(request, lifecycle, lifecycle.drain(), response.input_tokens, response.output_tokens)
+        done = agent.work(
+            request, lifecycle, lifecycle.drain(), response.input_tokens, response.output_tokens, response.turns
+        )
         lifecycle.provisioned = None  # carried by this result
         return dataclasses.replace(response, work=done)
 
@@ -305,21 +326,41 @@ class ModelAgentRunner:
             )
         return lifecycle
 
+    async def _toolbox(self, request: AgentStepRequest, agent: StepAgent) -> Toolbox:
+        """The template version's tools and the step's, filtered by the agent's permissions (MCP servers connected)."""
+        tooling = agent.resolved.record.tooling if agent.resolved is not None else AgentTooling()
+        if tooling:
+            problems = self.policy.refusals(tooling)
+            if problems:
+                raise ToolsRefused(agent.node.name, problems)
+        references = [*tooling.tools, *request.tools]
+        servers = [*tooling.mcp_servers, *request.mcp_servers]
+        if not references and not servers:
+            return Toolbox()
+        return await build_toolbox(
+            references,
+            servers,
+            agent.instance.context.permissions,
+            search_dirs=request.search_dirs,
+            connector=request.mcp,
+            configured_servers=self.policy.configured,
+        )
+
     async def _answer(
         self,
         request: AgentStepRequest,
-        instance: AgentInstance,
+        agent: StepAgent,
         lifecycle: AgentLifecycle,
-        system: str,
-        parameters: ModelParameters,
         agent_budget: int,
         engagement: str,
     ) -> AgentStepResponse:
+        """The agent's loop (``tasks/agent_loop.py``): model turns and the tool calls they ask for, to an answer."""
+        instance, parameters = agent.instance, agent.parameters
         user_text = request.prompt
         if request.inputs:
             user_text += "\n\nInputs (JSON):\n" + json.dumps(request.inputs, indent=2, sort_keys=True, default=str)
         messages = (
-            SystemMessage(content=system),
+            SystemMessage(content=agent.system),
             UserMessage(content=user_text, user_id=request.user_id or "workflow", session_id=request.run_key),
         )
         completion_request = CompletionRequest(
@@ -335,30 +376,46 @@ class ModelAgentRunner:
             metadata={"agent": request.agent, "step": request.step_id},
         )
         budgets = (*request.budgets, Budget("agent", f"{instance.id}|{engagement}", agent_budget))
+        tooling = agent.resolved.record.tooling if agent.resolved is not None else None
         started = time.perf_counter()
         try:
-            routed = await self.router.complete(completion_request, model=instance.model.model, budgets=budgets)
+            toolbox = await self._toolbox(request, agent)
+            place = LoopPlace(
+                run_key=request.run_key,
+                step_id=request.step_id,
+                slot=request.agent_slot,
+                agent_id=instance.id,
+                agent_name=agent.node.name,
+                durable=bool(toolbox),
+            )
+            loop = AgentLoop(self.router, self.approver, on_tokens=lifecycle.charge)
+            outcome = await loop.run(
+                completion_request, toolbox, loop_limits(request, tooling, self.runtime), place, budgets
+            )
         except BaseException as exc:
             self.metrics.record(instance.id, response_ms=(time.perf_counter() - started) * 1000, ok=False)
             if lifecycle.state is AgentLifecycleState.RUNNING:
                 await lifecycle.transition(AgentLifecycleState.FAILED, f"{type(exc).__name__}: {exc}"[:500])
             raise
-        completion = routed.completion
+        final = outcome.final
         self.metrics.record(
-            instance.id, response_ms=(time.perf_counter() - started) * 1000, tokens=completion.tokens, cost=routed.cost
+            instance.id,
+            response_ms=(time.perf_counter() - started) * 1000,
+            tokens=outcome.input_tokens + outcome.output_tokens,
+            cost=outcome.cost,
         )
-        lifecycle.charge(completion.tokens)
-        await lifecycle.transition(AgentLifecycleState.COMPLETED, f"step {request.step_id} answered by {routed.model}")
+        await lifecycle.transition(AgentLifecycleState.COMPLETED, f"step {request.step_id} answered by {final.model}")
         return AgentStepResponse(
-            output=completion.output,
-            model=routed.model,
-            input_tokens=completion.input_tokens,
-            output_tokens=completion.output_tokens,
-            simulated=completion.simulated,
+            output=final.completion.output,
+            model=final.model,
+            input_tokens=outcome.input_tokens,
+            output_tokens=outcome.output_tokens,
+            simulated=final.completion.simulated,
             agent_id=instance.id,
-            requested_model=routed.requested_model,
-            cost=routed.cost,
-            fallback_reasons=tuple(f"{a.model}: {a.error}" for a in routed.skipped),
+            requested_model=final.requested_model,
+            cost=outcome.cost,
+            fallback_reasons=tuple(outcome.fallback_reasons),
+            turns=tuple(outcome.turns),
         )
 
 

@@ -21,9 +21,11 @@ again when a resumed run reuses the result).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,7 +40,7 @@ from agentparty.models.events import AgentProvisionedPayload, AgentStateTransiti
 from agentparty.models.governance import ApprovalMode, GovernanceRules
 from agentparty.models.graph import AgentStateMetrics, AgentStateRecord, stable_id
 from agentparty.models.step_errors import NonRetryableError
-from agentparty.runtime.human_input import ApprovalDecision
+from agentparty.runtime.human_input import ApprovalDecision, ToolCallDecision
 
 logger = logging.getLogger("agentparty.lifecycle")
 
@@ -63,6 +65,9 @@ class ApprovalRequest:
         where = hashlib.sha256(f"{self.agent_id}|{self.engagement}".encode()).hexdigest()[:10]
         return f"approve-{where}-{self.source.value}-to-{self.target.value}"
 
+    def summary(self) -> str:
+        return f"agent {self.agent_name}: {self.source.value} → {self.target.value}"
+
     def description(self) -> str:
         """What the approver reads (Prefect UI form, ``GET /approvals``): who, which transition, and why."""
         why = f": {self.reason}" if self.reason else ""
@@ -71,8 +76,33 @@ class ApprovalRequest:
         )
 
 
+@dataclass(frozen=True)
+class ToolApprovalRequest:
+    """A call to a tool that needs a human: which agent, which tool, with which arguments (redacted)."""
+
+    agent_id: str
+    agent_name: str
+    tool: str
+    arguments: str
+    """The call's arguments as JSON, redacted and shortened (``tasks.toolbox.shown_arguments``)."""
+    timeout: int
+    position: str
+    """Where the call is (run, slot, turn, index): one pause per call, so a resumed run asks again only if unanswered."""
+
+    @property
+    def key(self) -> str:
+        where = hashlib.sha256(f"{self.agent_id}|{self.position}".encode()).hexdigest()[:10]
+        return f"tool-{where}-{self.tool}"
+
+    def description(self) -> str:
+        return f"Agent {self.agent_name} ({self.agent_id}) asks to call the tool {self.tool} with {self.arguments}"
+
+    def summary(self) -> str:
+        return f"{self.agent_name}: tool {self.tool}"
+
+
 class Approver(Protocol):
-    async def decide(self, request: ApprovalRequest) -> ApprovalDecision | None:
+    async def decide(self, request: ApprovalRequest | ToolApprovalRequest) -> ApprovalDecision | None:
         """The decision, or None when nobody answered within ``request.timeout``."""
         ...
 
@@ -82,25 +112,35 @@ class PrefectApprover:
 
     def __init__(self, poll_interval: int = 1) -> None:
         self.poll_interval = poll_interval
+        self._pauses: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        """One pause at a time per flow run: a run is paused or not, so two approvals asked at once (parallel
+        tool calls, fan-out items) take turns instead of overwriting each other's pause."""
 
-    async def decide(self, request: ApprovalRequest) -> ApprovalDecision | None:
-
+    async def decide(self, request: ApprovalRequest | ToolApprovalRequest) -> ApprovalDecision | None:
         if FlowRunContext.get() is None:
             raise TransitionRefused(
-                f"{request.agent_name}: {request.source.value} → {request.target.value} needs a human approval, "
-                "which needs a Prefect flow run to pause"
+                f"{request.summary()} needs a human approval, which needs a Prefect flow run to pause"
             )
-        logger.warning(
-            "agent %s: %s → %s needs approval; waiting up to %ss (key %s)",
-            request.agent_name,
-            request.source.value,
-            request.target.value,
-            request.timeout,
-            request.key,
-        )
+        run = FlowRunContext.get()
+        run_id = str(run.flow_run.id) if run is not None and run.flow_run is not None else ""
+        lock = self._pauses.get(run_id)
+        if lock is None:
+            lock = self._pauses[run_id] = asyncio.Lock()
+        async with lock:
+            return await self._pause(request)
+
+    async def _pause(self, request: ApprovalRequest | ToolApprovalRequest) -> ApprovalDecision | None:
+        logger.warning("%s needs approval; waiting up to %ss (key %s)", request.summary(), request.timeout, request.key)
         try:
+            asked = (
+                ToolCallDecision.with_initial_data(
+                    description=request.description(), tool=request.tool, arguments=request.arguments
+                )
+                if isinstance(request, ToolApprovalRequest)
+                else ApprovalDecision.with_initial_data(description=request.description())
+            )
             return await apause_flow_run(
-                wait_for_input=ApprovalDecision.with_initial_data(description=request.description()),
+                wait_for_input=asked,
                 timeout=request.timeout,
                 key=request.key,
                 poll_interval=self.poll_interval,

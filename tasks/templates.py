@@ -24,8 +24,9 @@ from agentparty.models import CreateAgentTemplateRequest
 from agentparty.models.agent import AgentInstance, ExecutionContext, ModelConfiguration, ResourceLimits
 from agentparty.models.graph import AgentTemplate, TemplateStatus, TemplateVersion, stable_id
 from agentparty.models.model_registry import ModelRegistry
-from agentparty.models.step_errors import TemplateError
+from agentparty.models.step_errors import TemplateError, ToolsRefused
 from agentparty.models.templates import VersionBump, VersionRecord
+from agentparty.models.tools import AgentTooling, ToolPolicy
 from agentparty.runtime.template_store import SqliteTemplateStore, TemplateStore
 
 
@@ -68,12 +69,35 @@ def default_system_prompt(name: str, description: str, personality: str, capabil
 
 
 class TemplateRegistry:
-    def __init__(self, store: TemplateStore) -> None:
+    """Templates and their versions, under the rules: immutable versions, the tool allowlist, publishing."""
+
+    def __init__(
+        self, store: TemplateStore, policy: ToolPolicy | None = None, models: ModelRegistry | None = None
+    ) -> None:
         self.store = store
+        self.policy = policy or ToolPolicy()
+        """The allowlist of tool code a template may name (nothing, unless configured)."""
+        self.models = models
+        """The model registry, to refuse tools for a model without ``supportsFunctions``; unchecked when None."""
 
     @classmethod
-    def at(cls, home: Path) -> TemplateRegistry:
-        return cls(SqliteTemplateStore(home / "state" / "templates.sqlite"))
+    def at(cls, home: Path, policy: ToolPolicy | None = None, models: ModelRegistry | None = None) -> TemplateRegistry:
+        return cls(SqliteTemplateStore(home / "state" / "templates.sqlite"), policy, models)
+
+    def check_tooling(self, name: str, model: str, tooling: AgentTooling) -> None:
+        """Refuse tool code off the allowlist, and tools for a model that cannot call functions."""
+        problems = self.policy.refusals(tooling)
+        info = self.models.available_models.get(model) if self.models is not None else None
+        if tooling and info is not None and not info.capabilities.supports_functions:
+            problems.append(
+                (
+                    ("model",),
+                    f"model {model!r} does not support functions (supportsFunctions: false), so it cannot "
+                    "be given tools",
+                )
+            )
+        if problems:
+            raise ToolsRefused(name, problems)
 
     def _template(self, name: str) -> AgentTemplate:
         template = self.store.template_by_name(name)
@@ -87,6 +111,7 @@ class TemplateRegistry:
         """A new template with draft version 1.0.0 (seed 000 ``CreateAgentTemplateRequest``)."""
         if self.store.template_by_name(request.name) is not None:
             raise TemplateError(f"an agent template named {request.name!r} exists; add a version to change it")
+        self.check_tooling(request.name, request.model, request.tooling)
         template = AgentTemplate(
             name=request.name,
             description=request.description,
@@ -108,6 +133,7 @@ class TemplateRegistry:
             version=version,
             capabilities=capabilities,
             system_prompt=default_system_prompt(request.name, request.description, request.personality, capabilities),
+            tooling=request.tooling,
         )
         self.store.save_template(template)
         self.store.insert_version(record)
@@ -123,10 +149,13 @@ class TemplateRegistry:
         personality: str | None = None,
         capabilities: Mapping[str, float] | None = None,
         system_prompt: str | None = None,
+        tooling: AgentTooling | None = None,
     ) -> ResolvedTemplate:
         """A new draft version derived from the latest one; earlier versions stay exactly as they were."""
         template = self._template(name)
         latest = self.store.versions(template.id)[-1]
+        tooling = latest.tooling if tooling is None else tooling
+        self.check_tooling(name, model or latest.version.model, tooling)
         current = Version(latest.version.version)
         number = {
             "major": f"{current.major + 1}.0.0",
@@ -148,6 +177,7 @@ class TemplateRegistry:
             capabilities=caps,
             system_prompt=system_prompt
             or default_system_prompt(template.name, template.description, version.personality, caps),
+            tooling=tooling,
         )
         self.store.insert_version(record)
         self.store.save_template(template.model_copy(update={"version_count": template.version_count + 1}))
@@ -235,6 +265,9 @@ class TemplateRegistry:
                 capabilities=info.capabilities,
             ),
             context=ExecutionContext(
-                session_id=run_key, user_id=user_id, resource_limits=resource_limits or ResourceLimits()
+                session_id=run_key,
+                user_id=user_id,
+                permissions=list(resolved.record.tooling.permissions),
+                resource_limits=resource_limits or ResourceLimits(),
             ),
         )

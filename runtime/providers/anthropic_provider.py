@@ -1,13 +1,16 @@
 """Anthropic Messages API over the official ``anthropic`` SDK.
 
-Structured output uses one forced tool whose input is the answer: the model must
-call it, and the tool's ``input_schema`` is the step's output schema. The SDK
-never retries here (``max_retries=0``); see ``base.py``.
+Structured output uses a tool whose input is the answer, its ``input_schema`` the
+step's output schema. Without other tools it is one forced tool (``respond``,
+``tool_choice: tool``). With tools, a loop cannot keep forcing one tool, so the
+final-answer mechanism is an extra tool named ``final_answer`` with ``tool_choice:
+any``: each turn the model calls real tools or gives the answer through it
+(``anthropic_messages.py`` writes the format and reads the answer). The SDK never
+retries here (``max_retries=0``); see ``base.py``.
 """
 
 from __future__ import annotations
 
-import json
 import ssl
 from typing import Any
 
@@ -18,17 +21,21 @@ import httpx2
 from anthropic.types import Message
 from pydantic import SecretStr
 
-from agentparty.models.step_errors import ContentPolicyViolation, ModelUnavailable, ProviderUnavailable, StepError
+from agentparty.models.step_errors import (
+    ContentPolicyViolation,
+    InvalidModelOutput,
+    ModelUnavailable,
+    ProviderUnavailable,
+    StepError,
+)
 from agentparty.runtime.secrets import as_secret, reveal
 
-from .base import Completion, CompletionRequest, TextCallback, chat_turns, classify_status, structured_output
+from .anthropic_messages import anthropic_messages, read_content, tool_params
+from .base import Completion, CompletionRequest, TextCallback, classify_status, structured_output
+from .conversation import AnswerTool, check_tool_names, conversation
 
 PLACEHOLDER_API_KEY = "not-needed"
 """Sent to an Anthropic-compatible server (a proxy) when no key is given."""
-
-TOOL_NAME = "respond"
-_WRAPPED = "output"
-"""Tool inputs must be objects: another schema is wrapped as the property ``output``."""
 
 _TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     httpx2.TransportError,
@@ -83,15 +90,16 @@ class AnthropicProvider:
 
     async def complete(self, request: CompletionRequest, on_text: TextCallback | None = None) -> Completion:
         client = self._sdk(request.model)
-        params, wrapped = self._params(request)
-        streamed = request.stream and request.output_schema is None
-        message = await self._send(client, params, request.model, streamed, on_text)
+        params, answer_tool = self._params(request)
+        # A forced tool's input is not text worth streaming: a structured answer without tools is one plain call.
+        streamed = request.stream and (request.output_schema is None or bool(request.tools))
+        message, streamed_inputs = await self._send(client, params, request.model, streamed, on_text)
         if message.stop_reason == "refusal":
             raise ContentPolicyViolation(f"{self.name}/{request.model}: the model refused (stop_reason=refusal)")
-        text = _answer_text(message, request.output_schema is not None, wrapped)
+        text, tool_calls = read_content(message, answer_tool, streamed_inputs, self.name, request.model)
         return Completion(
             text=text,
-            output=structured_output(text, request.output_schema, self.name, request.model),
+            output=text if tool_calls else structured_output(text, request.output_schema, self.name, request.model),
             input_tokens=message.usage.input_tokens,
             output_tokens=message.usage.output_tokens,
             model=message.model or request.model,
@@ -99,15 +107,17 @@ class AnthropicProvider:
             finish_reason=message.stop_reason,
             simulated=False,
             streamed=streamed,
+            tool_calls=tool_calls,
         )
 
-    def _params(self, request: CompletionRequest) -> tuple[dict[str, Any], bool]:
-        """The Messages API call's keywords, and whether the output schema was wrapped as ``output``."""
-        system, turns = chat_turns(request.messages)
+    def _params(self, request: CompletionRequest) -> tuple[dict[str, Any], AnswerTool | None]:
+        """The Messages API call's keywords, and the tool a structured answer comes through (if any)."""
+        check_tool_names(request.tools, request.output_schema)
+        system, turns = conversation(request.messages)
         params: dict[str, Any] = {
             "model": request.model,
             "max_tokens": request.max_tokens,
-            "messages": [{"role": role, "content": text} for role, text in turns],
+            "messages": anthropic_messages(turns),
             "timeout": min(self._timeout, request.timeout),
         }
         if system:
@@ -115,21 +125,9 @@ class AnthropicProvider:
         sampling = _sampling(request)
         if sampling:
             params["extra_body"] = sampling
-        wrapped = False
-        if request.output_schema is not None:
-            schema = request.output_schema
-            wrapped = schema.get("type") != "object"
-            if wrapped:
-                schema = {"type": "object", "properties": {_WRAPPED: schema}, "required": [_WRAPPED]}
-            params["tools"] = [
-                {
-                    "name": TOOL_NAME,
-                    "description": "Give your answer as this tool's input, exactly matching its schema.",
-                    "input_schema": schema,
-                }
-            ]
-            params["tool_choice"] = {"type": "tool", "name": TOOL_NAME}
-        return params, wrapped
+        tools, answer_tool = tool_params(request.tools, request.output_schema)
+        params.update(tools)
+        return params, answer_tool
 
     async def _send(
         self,
@@ -138,18 +136,13 @@ class AnthropicProvider:
         model: str,
         streamed: bool,
         on_text: TextCallback | None,
-    ) -> Message:
-        """One call to the API, its failures translated to the step errors the engine classifies."""
-        message: Message
+    ) -> tuple[Message, dict[int, str] | None]:
+        """One call to the API, its failures translated to the step errors the engine classifies; for a stream,
+        also each ``tool_use`` block's raw input JSON by block index."""
         try:
             if streamed:
-                async with client.messages.stream(**params) as stream:
-                    async for delta in stream.text_stream:
-                        if on_text is not None:
-                            on_text(delta)
-                    message = await stream.get_final_message()
-            else:
-                message = await client.messages.create(**params)
+                return await self._stream(client, params, model, on_text)
+            return await client.messages.create(**params), None
         except StepError:
             raise
         except anthropic.APIStatusError as exc:
@@ -168,7 +161,33 @@ class AnthropicProvider:
             raise
         except _TRANSPORT_ERRORS as exc:
             raise ProviderUnavailable(f"{self.name}/{model}: connection failed: {exc!r}") from exc
-        return message
+
+    async def _stream(
+        self, client: anthropic.AsyncAnthropic, params: dict[str, Any], model: str, on_text: TextCallback | None
+    ) -> tuple[Message, dict[int, str]]:
+        """Text deltas to ``on_text``; each tool's input fragments (``input_json_delta``) gathered by block."""
+        fragments: dict[int, list[str]] = {}
+        tool = ""
+        try:
+            async with client.messages.stream(**params) as stream:
+                async for event in stream:
+                    if event.type == "text":
+                        if on_text is not None:
+                            on_text(event.text)
+                    elif event.type == "content_block_delta" and event.delta.type == "input_json_delta":
+                        fragments.setdefault(event.index, []).append(event.delta.partial_json)
+                    elif event.type == "content_block_start" and event.content_block.type == "tool_use":
+                        fragments.setdefault(event.index, [])
+                        tool = event.content_block.name
+                message = await stream.get_final_message()
+        except ValueError as exc:
+            # The SDK's own (lenient) parse of the fragments failed: the model wrote arguments that are not JSON.
+            if "tool parameter JSON" not in str(exc):
+                raise
+            raise InvalidModelOutput(
+                f"{self.name}/{model} called tool {tool!r} with arguments that are not valid JSON: {exc}"
+            ) from None
+        return message, {index: "".join(parts) for index, parts in fragments.items()}
 
     def _status_error(self, exc: anthropic.APIStatusError, model: str) -> StepError:
         status = exc.status_code
@@ -197,18 +216,3 @@ def _sampling(request: CompletionRequest) -> dict[str, float]:
     if request.top_p is not None:
         return {"top_p": request.top_p}
     return {}
-
-
-def _answer_text(message: Message, structured: bool, wrapped: bool) -> str:
-    """The answer: the text blocks, or for structured output the forced tool's input as JSON."""
-    text = "".join(block.text for block in message.content if block.type == "text")
-    if structured:
-        tool_input: object = next(
-            (block.input for block in message.content if block.type == "tool_use" and block.name == TOOL_NAME), None
-        )
-        if tool_input is not None:
-            if wrapped and isinstance(tool_input, dict) and _WRAPPED in tool_input:
-                tool_input = tool_input[_WRAPPED]
-            return json.dumps(tool_input)
-        # Without the tool call, the text is validated as is (and usually fails).
-    return text

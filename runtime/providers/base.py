@@ -30,6 +30,7 @@ from agentparty.models.step_errors import (
     StepError,
     StepValidationError,
 )
+from agentparty.models.tools import ToolCall, ToolSpec
 
 Role = Literal["user", "assistant"]
 TextCallback = Callable[[str], None]
@@ -52,6 +53,8 @@ class CompletionRequest:
     seed: int | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     """Correlation data (agent, step, run); the simulated provider seeds itself with it."""
+    tools: tuple[ToolSpec, ...] = ()
+    """Tools the model may ask for this turn (never given to a model without ``supportsFunctions``)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class Completion:
     simulated: bool = False
     streamed: bool = False
     """True when the answer arrived as a stream from the provider (not merely when streaming was asked for)."""
+    tool_calls: tuple[ToolCall, ...] = ()
+    """The tools the model asked for; when there are any, ``output`` is not a final answer (it is ``text``)."""
 
     @property
     def tokens(self) -> int:

@@ -4,6 +4,12 @@ Retries are off: ``HttpRetryOptions(attempts=1)``. Leaving ``retry_options``
 unset is not enough, since the SDK's aiohttp transport then retries a refused
 connection once on its own after sleeping 1-10 s. See ``base.py`` for why the
 adapters never retry.
+
+Tools are function declarations, and the SDK's automatic function calling is off
+(the engine runs tools itself). A final answer with both tools and an output
+schema comes through an extra function named ``final_answer`` (its parameters the
+output schema) with function calling mode ``ANY``, instead of the JSON mode
+(``response_json_schema``) used without tools (``google_messages.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ from pydantic import SecretStr
 from agentparty.models.step_errors import ContentPolicyViolation, ModelUnavailable, ProviderUnavailable, StepError
 from agentparty.runtime.secrets import as_secret, register, reveal
 
-from .base import Completion, CompletionRequest, TextCallback, chat_turns, classify_status, structured_output
+from .base import Completion, CompletionRequest, TextCallback, classify_status, structured_output
+from .conversation import AnswerTool, check_tool_names, conversation
+from .google_messages import ThoughtSignatures, configure_tools, google_contents, read_calls
 
 try:  # google-genai's async transport when installed (it falls back to httpx)
     import aiohttp
@@ -72,6 +80,7 @@ class GoogleProvider:
         self._base_url = base_url
         self._timeout = timeout
         self._client: genai.Client | None = None
+        self._signatures = ThoughtSignatures()
 
     def _sdk(self, model: str) -> genai.Client:
         """The SDK client, made on first use so a missing key fails the call (and only it)."""
@@ -94,47 +103,11 @@ class GoogleProvider:
 
     async def complete(self, request: CompletionRequest, on_text: TextCallback | None = None) -> Completion:
         client = self._sdk(request.model)
-        system, turns = chat_turns(request.messages)
-        contents = [
-            types.Content(role="model" if role == "assistant" else "user", parts=[types.Part(text=text)])
-            for role, text in turns
-        ]
-        config = types.GenerateContentConfig(
-            system_instruction=system or None,
-            max_output_tokens=request.max_tokens,
-            temperature=request.temperature,
-            top_p=request.top_p,
-            seed=request.seed,
-            http_options=types.HttpOptions(timeout=_milliseconds(min(self._timeout, request.timeout))),
-        )
-        if request.output_schema is not None:
-            config.response_mime_type = "application/json"
-            config.response_json_schema = request.output_schema
-
-        parts: list[str] = []
-        finish_reason: str | None = None
-        model: str | None = None
-        usage: types.GenerateContentResponseUsageMetadata | None = None
+        contents, config, answer_tool = self._request(request)
         try:
-            if request.stream:
-                stream = await client.aio.models.generate_content_stream(
-                    model=request.model, contents=contents, config=config
-                )
-                async for chunk in stream:
-                    delta, finish_reason = self._read(chunk, request.model, finish_reason)
-                    model = chunk.model_version or model
-                    usage = chunk.usage_metadata or usage
-                    if delta:
-                        parts.append(delta)
-                        if on_text is not None:
-                            on_text(delta)
-            else:
-                response = await client.aio.models.generate_content(
-                    model=request.model, contents=contents, config=config
-                )
-                delta, finish_reason = self._read(response, request.model, None)
-                parts.append(delta)
-                model, usage = response.model_version, response.usage_metadata
+            text, call_parts, finish_reason, model, usage = await self._generate(
+                client, request, contents, config, on_text
+            )
         except StepError:
             raise
         except genai_errors.APIError as exc:
@@ -149,14 +122,17 @@ class GoogleProvider:
             raise ContentPolicyViolation(
                 f"{self.name}/{request.model}: the answer was blocked (finishReason={finish_reason})"
             )
-        text = "".join(parts)
+        where = (self.name, request.model)
+        answer, tool_calls = read_calls(call_parts, answer_tool, request.messages, self._signatures, where)
+        if answer is not None:
+            text = answer
         # Thinking tokens are billed as output, so they count against budgets too.
         output_tokens = (
             ((usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)) if usage is not None else 0
         )
         return Completion(
             text=text,
-            output=structured_output(text, request.output_schema, self.name, request.model),
+            output=text if tool_calls else structured_output(text, request.output_schema, self.name, request.model),
             input_tokens=(usage.prompt_token_count or 0) if usage is not None else 0,
             output_tokens=output_tokens,
             model=model or request.model,
@@ -164,12 +140,68 @@ class GoogleProvider:
             finish_reason=finish_reason,
             simulated=False,
             streamed=request.stream,
+            tool_calls=tool_calls,
         )
 
+    def _request(
+        self, request: CompletionRequest
+    ) -> tuple[list[types.Content], types.GenerateContentConfig, AnswerTool | None]:
+        """The contents and config of a call, and the tool a structured answer comes through (if any)."""
+        check_tool_names(request.tools, request.output_schema)
+        system, turns = conversation(request.messages)
+        config = types.GenerateContentConfig(
+            system_instruction=system or None,
+            max_output_tokens=request.max_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            seed=request.seed,
+            http_options=types.HttpOptions(timeout=_milliseconds(min(self._timeout, request.timeout))),
+        )
+        answer_tool = configure_tools(config, request.tools, request.output_schema)
+        return google_contents(turns, self._signatures), config, answer_tool
+
+    async def _generate(
+        self,
+        client: genai.Client,
+        request: CompletionRequest,
+        contents: list[types.Content],
+        config: types.GenerateContentConfig,
+        on_text: TextCallback | None,
+    ) -> tuple[str, list[types.Part], str | None, str | None, types.GenerateContentResponseUsageMetadata | None]:
+        """One call (streamed or not): the text, the function-call parts, the finish reason, the model, the usage."""
+        parts: list[str] = []
+        call_parts: list[types.Part] = []
+        finish_reason: str | None = None
+        model: str | None = None
+        usage: types.GenerateContentResponseUsageMetadata | None = None
+        if request.stream:
+            stream = await client.aio.models.generate_content_stream(
+                model=request.model, contents=contents, config=config
+            )
+            async for chunk in stream:
+                delta, finish_reason = self._read(chunk, request.model, finish_reason, call_parts)
+                model = chunk.model_version or model
+                usage = chunk.usage_metadata or usage
+                if delta:
+                    parts.append(delta)
+                    if on_text is not None:
+                        on_text(delta)
+        else:
+            response = await client.aio.models.generate_content(model=request.model, contents=contents, config=config)
+            delta, finish_reason = self._read(response, request.model, None, call_parts)
+            parts.append(delta)
+            model, usage = response.model_version, response.usage_metadata
+        return "".join(parts), call_parts, finish_reason, model, usage
+
     def _read(
-        self, response: types.GenerateContentResponse, model: str, finish_reason: str | None
+        self,
+        response: types.GenerateContentResponse,
+        model: str,
+        finish_reason: str | None,
+        call_parts: list[types.Part],
     ) -> tuple[str, str | None]:
-        """The answer text in one response (or stream chunk) and the finish reason so far; a blocked prompt raises."""
+        """The answer text in one response (or stream chunk) and the finish reason so far; its function-call parts
+        are added to ``call_parts``. A blocked prompt raises."""
         feedback = response.prompt_feedback
         if feedback is not None and feedback.block_reason is not None:
             reason = _enum_name(feedback.block_reason)
@@ -182,12 +214,10 @@ class GoogleProvider:
         if candidate.finish_reason is not None:
             finish_reason = _enum_name(candidate.finish_reason)
         content = candidate.content
-        text = (
-            "".join(part.text for part in (content.parts or []) if part.text and not part.thought)
-            if content is not None
-            else ""
-        )
-        return text, finish_reason
+        if content is None:
+            return "", finish_reason
+        call_parts += [part for part in content.parts or [] if part.function_call is not None]
+        return "".join(part.text for part in (content.parts or []) if part.text and not part.thought), finish_reason
 
     def _api_error(self, exc: genai_errors.APIError, model: str) -> StepError:
         status = exc.code if isinstance(exc.code, int) else 500

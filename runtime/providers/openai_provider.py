@@ -4,12 +4,19 @@ OpenAI-compatible server (Ollama, vLLM, LiteLLM, llama.cpp).
 The SDK never retries here (``max_retries=0``): one call is one HTTP request, and
 its failure becomes an engine error that the step's retries, the circuit breaker
 and the model's fallback chain act on (see ``base.py``).
+
+Tools are function tools (``openai_messages.py`` writes the format). A final
+answer with both tools and an output schema keeps ``response_format: json_schema``
+beside ``tools``: each turn the model either calls tools or answers in JSON, so the
+answer needs no extra tool here (Anthropic and Gemini offer a ``final_answer`` tool).
 """
 
 from __future__ import annotations
 
 import os
 import ssl
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,9 +27,12 @@ import openai
 from pydantic import SecretStr
 
 from agentparty.models.step_errors import ContentPolicyViolation, ModelUnavailable, ProviderUnavailable, StepError
+from agentparty.models.tools import ToolCall
 from agentparty.runtime.secrets import as_secret, register, reveal
 
-from .base import Completion, CompletionRequest, TextCallback, chat_turns, classify_status, structured_output
+from .base import Completion, CompletionRequest, TextCallback, classify_status, structured_output
+from .conversation import conversation, synthetic_call_id
+from .openai_messages import StreamedToolCalls, openai_messages, openai_tools, parse_tool_calls
 
 PLACEHOLDER_API_KEY = "not-needed"
 """Sent to an OpenAI-compatible server when no key is given: the SDK refuses to start without one."""
@@ -69,32 +79,12 @@ class OpenAIProvider:
 
     async def complete(self, request: CompletionRequest, on_text: TextCallback | None = None) -> Completion:
         client = self._sdk(request.model)
-        system, turns = chat_turns(request.messages)
-        messages: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
-        messages += [{"role": role, "content": text} for role, text in turns]
-        params: dict[str, Any] = {
-            "model": request.model,
-            "messages": messages,
-            self._max_tokens_field: request.max_tokens,
-            "timeout": min(self._timeout, request.timeout),
-        }
-        if request.temperature is not None:
-            params["temperature"] = request.temperature
-        if request.top_p is not None:
-            params["top_p"] = request.top_p
-        if request.seed is not None:
-            params["seed"] = request.seed
-        if request.output_schema is not None:
-            # Not ``strict``: strict mode accepts only a subset of JSON Schema; the
-            # answer is validated against the full schema by ``structured_output``.
-            params["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "output", "schema": request.output_schema},
-            }
-
+        params = self._params(request)
+        read_calls: Callable[[Callable[[int], str], str, str], tuple[ToolCall, ...]]
         try:
             if request.stream:
-                text, model, finish_reason, usage = await self._stream(client, params, on_text)
+                text, model, finish_reason, usage, streamed_calls = await self._stream(client, params, on_text)
+                read_calls = streamed_calls.calls
             else:
                 response = await client.chat.completions.create(**params)
                 if not response.choices:
@@ -108,6 +98,7 @@ class OpenAIProvider:
                     choice.finish_reason,
                     response.usage,
                 )
+                read_calls = partial(parse_tool_calls, choice.message.tool_calls)
         except StepError:
             raise
         except openai.APIError as exc:
@@ -117,9 +108,11 @@ class OpenAIProvider:
 
         if finish_reason == "content_filter":
             raise ContentPolicyViolation(f"{self.name}/{request.model}: the answer was stopped by the content filter")
+        tool_calls = read_calls(partial(synthetic_call_id, request.messages), self.name, request.model)
         return Completion(
             text=text,
-            output=structured_output(text, request.output_schema, self.name, request.model),
+            # A turn that calls tools is not the answer: only the final one must match the schema.
+            output=text if tool_calls else structured_output(text, request.output_schema, self.name, request.model),
             input_tokens=usage.prompt_tokens if usage is not None else 0,
             output_tokens=usage.completion_tokens if usage is not None else 0,
             model=model or request.model,
@@ -127,14 +120,43 @@ class OpenAIProvider:
             finish_reason=finish_reason,
             simulated=False,
             streamed=request.stream,
+            tool_calls=tool_calls,
         )
+
+    def _params(self, request: CompletionRequest) -> dict[str, Any]:
+        """The Chat Completions call's keywords (no tool fields at all when no tools are offered)."""
+        system, turns = conversation(request.messages)
+        params: dict[str, Any] = {
+            "model": request.model,
+            "messages": openai_messages(system, turns),
+            self._max_tokens_field: request.max_tokens,
+            "timeout": min(self._timeout, request.timeout),
+        }
+        if request.temperature is not None:
+            params["temperature"] = request.temperature
+        if request.top_p is not None:
+            params["top_p"] = request.top_p
+        if request.seed is not None:
+            params["seed"] = request.seed
+        if request.tools:
+            params["tools"] = openai_tools(request.tools)
+        if request.output_schema is not None:
+            # Not ``strict``: strict mode accepts only a subset of JSON Schema; the
+            # answer is validated against the full schema by ``structured_output``.
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": request.output_schema},
+            }
+        return params
 
     async def _stream(
         self, client: openai.AsyncOpenAI, params: dict[str, Any], on_text: TextCallback | None
-    ) -> tuple[str, str | None, str | None, Any]:
-        """Stream content deltas to ``on_text``; usage comes in the final, choice-less chunk."""
+    ) -> tuple[str, str | None, str | None, Any, StreamedToolCalls]:
+        """Stream content deltas to ``on_text`` and gather tool-call deltas; usage comes in the final, choice-less
+        chunk."""
         stream = await client.chat.completions.create(**params, stream=True, stream_options={"include_usage": True})
         parts: list[str] = []
+        tool_calls = StreamedToolCalls()
         model: str | None = None
         finish_reason: str | None = None
         usage: Any = None
@@ -153,9 +175,11 @@ class OpenAIProvider:
                     parts.append(delta)
                     if on_text is not None:
                         on_text(delta)
+                if choice.delta is not None:
+                    tool_calls.add(choice.delta.tool_calls)
                 if choice.finish_reason:
                     finish_reason = choice.finish_reason
-        return "".join(parts), model, finish_reason, usage
+        return "".join(parts), model, finish_reason, usage, tool_calls
 
     def _error(self, exc: openai.APIError, model: str) -> StepError:
         """The engine error for an SDK error: HTTP status first, then what an in-stream error says."""

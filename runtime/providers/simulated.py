@@ -11,18 +11,22 @@ succeed.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import math
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from agentparty.models.step_errors import ProviderUnavailable, RateLimited
-from agentparty.runtime.providers.base import Completion, CompletionRequest, TextCallback, chat_turns, structured_output
+from agentparty.models.tools import ToolCall
+from agentparty.runtime.providers.base import Completion, CompletionRequest, TextCallback, structured_output
+from agentparty.runtime.providers.conversation import Turn, conversation
+from agentparty.runtime.providers.simulated_tools import plan_tool_calls
+from agentparty.runtime.providers.simulated_values import SIMULATED_LABEL, digest, sample_for_schema
 
-SIMULATED_LABEL = "[simulated]"
+__all__ = ["SIMULATED_LABEL", "SimulatedProvider", "SimulatedSettings", "sample_for_schema"]
 
 
 class SimulatedSettings(BaseModel):
@@ -42,53 +46,6 @@ class SimulatedSettings(BaseModel):
     """Token usage is the text length divided by this (the usual rule of thumb for English)."""
 
 
-def _digest(*parts: Any) -> int:
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
-
-
-def sample_for_schema(schema: dict[str, Any], seed: int, label: str = "value") -> Any:
-    """A deterministic value that satisfies a JSON Schema of the common shapes."""
-    if "const" in schema:
-        return schema["const"]
-    if "enum" in schema:
-        return schema["enum"][seed % len(schema["enum"])]
-    for combinator in ("anyOf", "oneOf"):
-        if combinator in schema:
-            return sample_for_schema(schema[combinator][0], seed, label)
-    if "allOf" in schema:
-        merged: dict[str, Any] = {}
-        for part in schema["allOf"]:
-            merged.update(part)
-        return sample_for_schema(merged, seed, label)
-    kind = schema.get("type", "object" if "properties" in schema else "string")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "null")
-    if kind == "object":
-        properties = schema.get("properties", {})
-        return {name: sample_for_schema(sub, _digest(seed, name), name) for name, sub in properties.items()}
-    if kind == "array":
-        count = max(schema.get("minItems", 2), 1)
-        if "maxItems" in schema:
-            count = min(count, schema["maxItems"])
-        return [sample_for_schema(schema.get("items", {}), _digest(seed, i), label) for i in range(count)]
-    if kind == "integer":
-        low = math.ceil(schema.get("minimum", schema.get("exclusiveMinimum", -1) + 1))
-        high = math.floor(schema.get("maximum", schema.get("exclusiveMaximum", 101) - 1))
-        return low + seed % max(high - low + 1, 1)
-    if kind == "number":
-        low, high = schema.get("minimum", 0.0), schema.get("maximum", 1.0)
-        return round(low + (seed % 1000) / 1000 * (high - low), 3)
-    if kind == "boolean":
-        return seed % 2 == 0
-    if kind == "null":
-        return None
-    text = f"{SIMULATED_LABEL} {label} #{seed % 10_000}"
-    min_length, max_length = schema.get("minLength", 0), schema.get("maxLength")
-    text = text.ljust(min_length, ".")
-    return text[:max_length] if max_length is not None else text
-
-
 class SimulatedProvider:
     """Answers every registered ``simulated`` model without network or key."""
 
@@ -102,10 +59,56 @@ class SimulatedProvider:
         return max(1, math.ceil(len(text) / self.settings.chars_per_token))
 
     async def complete(self, request: CompletionRequest, on_text: TextCallback | None = None) -> Completion:
-        system, turns = chat_turns(request.messages)
-        key = _digest(self.settings.seed, request.model, system, turns, request.output_schema, dict(request.metadata))
+        system, turns = conversation(request.messages)
+        key = digest(
+            self.settings.seed, request.model, system, _turns_key(turns), request.output_schema, dict(request.metadata)
+        )
+        if request.tools:
+            key = digest(key, [tool.name for tool in request.tools])
+        await self._weather(request, key)
+
+        tool_calls: tuple[ToolCall, ...] = ()
+        if request.tools:
+            loop_seed = digest(
+                self.settings.seed,
+                request.model,
+                sorted(tool.name for tool in request.tools),
+                dict(request.metadata),
+                turns[0].text,
+            )
+            tool_calls = plan_tool_calls(request.tools, turns, request.messages, loop_seed)
+        if tool_calls:
+            text = f"{SIMULATED_LABEL} calling {', '.join(call.name for call in tool_calls)}"
+            output: Any = text
+        elif request.output_schema is not None:
+            text = json.dumps(sample_for_schema(request.output_schema, key))
+            # Schemas beyond the common shapes (patterns, formats…) may defeat the sampler: say so, like a real model would.
+            output = structured_output(text, request.output_schema, self.name, request.model)
+        else:
+            text = _text_answer(turns)
+            output = text
+        if request.stream and on_text is not None:
+            for start in range(0, len(text), 32):
+                on_text(text[start : start + 32])
+        calls_text = json.dumps([call.model_dump() for call in tool_calls]) if tool_calls else ""
+        return Completion(
+            text=text,
+            output=output,
+            input_tokens=self._tokens(system + "".join(_turn_text(turn) for turn in turns)),
+            output_tokens=min(self._tokens(text + calls_text), request.max_tokens),
+            model=request.model,
+            provider=self.name,
+            finish_reason="tool_calls" if tool_calls else "stop",
+            simulated=True,
+            streamed=request.stream,
+            tool_calls=tool_calls,
+        )
+
+    async def _weather(self, request: CompletionRequest, key: int) -> None:
+        """The configured latency and failures of this call: the n-th call of the same request fares the same on
+        every run."""
         self._calls[key] += 1
-        call = _digest(key, self._calls[key])
+        call = digest(key, self._calls[key])
         s = self.settings
         delay = s.latency_ms + (call % 1000) / 1000 * s.latency_jitter_ms
         if delay:
@@ -116,29 +119,35 @@ class SimulatedProvider:
         if roll < s.rate_limit_rate + s.failure_rate:
             raise ProviderUnavailable(f"simulated/{request.model}: HTTP 503: simulated outage")
 
-        if request.output_schema is not None:
-            text = json.dumps(sample_for_schema(request.output_schema, key))
-            # Schemas beyond the common shapes (patterns, formats…) may defeat the sampler: say so, like a real model would.
-            output: Any = structured_output(text, request.output_schema, self.name, request.model)
-        else:
-            last_user = next((content for role, content in reversed(turns) if role == "user"), "")
-            text = f"{SIMULATED_LABEL} answer to: {last_user[:160]}"
-            output = text
-        if request.stream and on_text is not None:
-            for start in range(0, len(text), 32):
-                on_text(text[start : start + 32])
-        prompt_text = system + "".join(content for _, content in turns)
-        return Completion(
-            text=text,
-            output=output,
-            input_tokens=self._tokens(prompt_text),
-            output_tokens=min(self._tokens(text), request.max_tokens),
-            model=request.model,
-            provider=self.name,
-            finish_reason="stop",
-            simulated=True,
-            streamed=request.stream,
-        )
-
     async def aclose(self) -> None:
         return None
+
+
+def _turns_key(turns: Sequence[Turn]) -> list[list[Any]]:
+    """What the turns say, for the request's hash (text-only turns hash as they did before tools existed)."""
+    key: list[list[Any]] = []
+    for turn in turns:
+        entry: list[Any] = [turn.role, turn.text]
+        if not turn.plain:
+            entry.append([call.model_dump() for call in turn.tool_calls])
+            entry.append([(r.call_id, r.name, r.content, r.is_error) for r in turn.tool_results])
+        key.append(entry)
+    return key
+
+
+def _turn_text(turn: Turn) -> str:
+    """A turn as the prompt's text, for token counts: its text, its calls' arguments, its results."""
+    calls = "".join(f"{call.name}{json.dumps(call.arguments)}" for call in turn.tool_calls)
+    return turn.text + calls + "".join(result.content for result in turn.tool_results)
+
+
+def _text_answer(turns: Sequence[Turn]) -> str:
+    """The labelled text answer: what it answers, and which tools' results it read."""
+    last_user = next((turn.text for turn in reversed(turns) if turn.role == "user" and turn.text), "")
+    used = [result.name for turn in turns for result in turn.tool_results if not result.is_error]
+    text = f"{SIMULATED_LABEL} answer to: {last_user[:160]}"
+    if used:
+        text += (
+            f" (after reading {len(used)} tool result{'s' if len(used) > 1 else ''}: {', '.join(dict.fromkeys(used))})"
+        )
+    return text

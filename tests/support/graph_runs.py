@@ -27,6 +27,7 @@ LABELS = (
     "Capability",
     "AgentState",
     "Output",
+    "Tool",
 )
 REL_TYPES = (
     "REQUESTED_BY",
@@ -43,6 +44,7 @@ REL_TYPES = (
     "CREATED",
     "RESULTED_IN",
     "WORKED_WITH",
+    "USED_TOOL",
 )
 
 

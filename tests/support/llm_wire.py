@@ -23,6 +23,16 @@ can assert exact values:
 * input tokens = whitespace-separated words in all prompt text (system prompt
   included), output tokens = words in the answer text (for an Anthropic tool
   answer, in ``json.dumps`` of its input).
+
+Tool calls: ``Script(tool_calls=[{"name": ..., "arguments": {...}}, ...])`` answers
+with those calls (several in one turn if listed), in each dialect's real format,
+plain or streamed (OpenAI ``tool_calls`` deltas by index, Anthropic ``tool_use``
+blocks with ``input_json_delta`` fragments, Gemini ``functionCall`` parts). A
+request that offers ``final_answer`` and forces some tool (Anthropic
+``tool_choice: any``, Gemini mode ``ANY``) is answered, unless scripted otherwise,
+by a ``final_answer`` call whose input is generated from its schema. What the SDK
+sent is in :class:`Recorded`: ``tools`` (the tool specs), ``tool_results`` and
+``tool_calls_sent`` (the earlier turn's calls), in the dialect's own shape.
 """
 
 from __future__ import annotations
@@ -49,6 +59,11 @@ Dialect = Literal["openai", "anthropic", "google"]
 _UNSET: Any = object()
 
 
+def google_declarations(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The function declarations of every tool of a Gemini request."""
+    return [decl for tool in body.get("tools") or [] for decl in tool.get("functionDeclarations") or []]
+
+
 @dataclass(frozen=True)
 class Recorded:
     """One request as the server saw it."""
@@ -59,6 +74,49 @@ class Recorded:
     headers: dict[str, str]
     """Lower-cased header names."""
     json: Any
+    dialect: Dialect | None = None
+
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        """The tool specs as sent (Gemini: the function declarations of every tool)."""
+        body = self.json if isinstance(self.json, dict) else {}
+        return google_declarations(body) if self.dialect == "google" else list(body.get("tools") or [])
+
+    @property
+    def tool_results(self) -> list[dict[str, Any]]:
+        """The tool results as sent: OpenAI ``tool`` messages, Anthropic ``tool_result`` blocks, Gemini
+        ``functionResponse`` objects."""
+        if self.dialect == "openai":
+            return [m for m in self._turns() if m.get("role") == "tool"]
+        if self.dialect == "anthropic":
+            return self._blocks("user", "tool_result")
+        return [p["functionResponse"] for p in self._parts("user") if "functionResponse" in p]
+
+    @property
+    def tool_calls_sent(self) -> list[dict[str, Any]]:
+        """The calls of earlier model turns as sent: OpenAI ``tool_calls`` entries, Anthropic ``tool_use`` blocks,
+        Gemini ``functionCall`` parts (whole, with their ``thoughtSignature``)."""
+        if self.dialect == "openai":
+            return [c for m in self._turns() if m.get("role") == "assistant" for c in m.get("tool_calls") or []]
+        if self.dialect == "anthropic":
+            return self._blocks("assistant", "tool_use")
+        return [p for p in self._parts("model") if "functionCall" in p]
+
+    def _turns(self) -> list[dict[str, Any]]:
+        body = self.json if isinstance(self.json, dict) else {}
+        return list(body.get("contents" if self.dialect == "google" else "messages") or [])
+
+    def _blocks(self, role: str, kind: str) -> list[dict[str, Any]]:
+        return [
+            block
+            for m in self._turns()
+            if m.get("role") == role and isinstance(m.get("content"), list)
+            for block in m["content"]
+            if block.get("type") == kind
+        ]
+
+    def _parts(self, role: str) -> list[dict[str, Any]]:
+        return [p for c in self._turns() if c.get("role", "user") == role for p in c.get("parts") or []]
 
 
 @dataclass
@@ -87,6 +145,10 @@ class Script:
     """Seconds to wait before answering (to trip client timeouts)."""
     stream_error: int | None = None
     """In a streamed answer: after the first chunk, send an in-stream error with this HTTP-like status."""
+    tool_calls: list[dict[str, Any]] | None = None
+    """Answer with these tool calls (after ``text``, if set): each ``{"name", "arguments"}`` plus optional ``id``
+    and (Gemini) ``signature``, a base64 ``thoughtSignature``. ``arguments`` is a dict, or a string sent verbatim
+    as the JSON text (malformed on purpose); Gemini sends no call id unless one is given."""
 
 
 # ---------------------------------------------------------------------------
@@ -175,7 +237,7 @@ def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "\n".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+        return "\n".join(str(part["text"]) for part in content if isinstance(part, dict) and "text" in part)
     return ""
 
 
@@ -219,6 +281,9 @@ _GOOGLE_STATUS = {
 }
 
 
+_GOOGLE_SCHEMA_FIELDS = ("parametersJsonSchema", "parameters_json_schema", "parameters")
+
+
 def error_body(dialect: Dialect, status: int, message: str, error_type: str | None = None) -> dict[str, Any]:
     """The provider's real error JSON shape for ``status``."""
     if dialect == "openai":
@@ -234,16 +299,40 @@ def error_body(dialect: Dialect, status: int, message: str, error_type: str | No
 
 
 @dataclass
+class _Call:
+    """One tool call the model 'makes'."""
+
+    id: str | None
+    name: str
+    arguments: str
+    """The arguments' JSON text, as the model writes it (verbatim when scripted as a string)."""
+    signature: str | None = None
+    """Gemini's ``thoughtSignature`` (base64)."""
+
+    def arguments_value(self) -> Any:
+        """The arguments as JSON, for the formats that carry an object; malformed text is sent as a string."""
+        try:
+            return json.loads(self.arguments)
+        except json.JSONDecodeError:
+            return self.arguments
+
+
+@dataclass
 class _Answer:
     """What the model 'says' to one request, before it is put in a dialect's envelope."""
 
     text: str
-    tool: tuple[str, Any] | None
-    """For an Anthropic forced-tool answer: (tool name, tool input); ``text`` is then the input's JSON."""
     input_tokens: int
     output_tokens: int
     model: str
     finish_reason: str | None
+    calls: list[_Call] = field(default_factory=list)
+    """Tool calls, after ``text`` (for an Anthropic forced-tool answer: the one call, and no text)."""
+
+
+def fragments(text: str, size: int = 7) -> list[str]:
+    """Split JSON text into stream fragments that cut through tokens, as providers do."""
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
 class WireServer:
@@ -364,6 +453,7 @@ class WireServer:
             query=dict(request.query_params),
             headers={k.lower(): v for k, v in request.headers.items()},
             json=body,
+            dialect=dialect,
         )
         script = self._next(recorded)
         if script.delay:
@@ -402,7 +492,7 @@ class WireServer:
         if stream:
             return self._stream(self._google_events(answer, script), headers)
         return JSONResponse(
-            self._google_body(answer, answer.text, answer.finish_reason, answer.output_tokens),
+            self._google_body(answer, self._google_parts(answer), answer.finish_reason, answer.output_tokens),
             status_code=script.status,
             headers=headers,
         )
@@ -419,6 +509,33 @@ class WireServer:
         value = script.output if script.output is not _UNSET else sample_from_schema(schema)
         return json.dumps(value)
 
+    def _scripted_calls(self, script: Script, default_id: str | None) -> list[_Call]:
+        """The scripted tool calls; ``default_id`` is the id prefix of a call given none (None: no id)."""
+        calls = []
+        for entry in script.tool_calls or []:
+            arguments = entry.get("arguments", {})
+            calls.append(
+                _Call(
+                    id=entry.get("id") or (f"{default_id}{next(self._ids)}" if default_id else None),
+                    name=str(entry["name"]),
+                    arguments=arguments if isinstance(arguments, str) else json.dumps(arguments),
+                    signature=entry.get("signature"),
+                )
+            )
+        return calls
+
+    def _forced_answer(self, schema: dict[str, Any], script: Script) -> Any:
+        return script.output if script.output is not _UNSET else sample_from_schema(schema)
+
+    @staticmethod
+    def _with_calls(answer: _Answer, calls: list[_Call], text: str | None, finish_reason: str) -> _Answer:
+        """``answer`` turned into a tool-call turn: the calls, the scripted text before them, tokens for both."""
+        answer.text = text or ""
+        answer.calls = calls
+        answer.output_tokens = words(answer.text) + sum(words(call.arguments) for call in calls)
+        answer.finish_reason = finish_reason
+        return answer
+
     # -- OpenAI Chat Completions -------------------------------------------
 
     def _openai_answer(self, body: dict[str, Any], script: Script) -> _Answer:
@@ -431,7 +548,7 @@ class WireServer:
             if response_format.get("type") == "json_schema"
             else None
         )
-        return self._text_answer(
+        answer = self._text_answer(
             prompt,
             last_user,
             schema,
@@ -440,21 +557,25 @@ class WireServer:
             model=script.model or str(body.get("model", "")),
             finish_reason="stop",
         )
+        if script.tool_calls:
+            calls = self._scripted_calls(script, "call_wire_")
+            return self._with_calls(answer, calls, script.text, script.finish_reason or "tool_calls")
+        return answer
 
     def _openai_body(self, answer: _Answer) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": answer.text, "refusal": None}
+        if answer.calls:
+            message["content"] = answer.text or None
+            message["tool_calls"] = [
+                {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+                for call in answer.calls
+            ]
         return {
             "id": f"chatcmpl-wire-{next(self._ids)}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": answer.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": answer.text, "refusal": None},
-                    "finish_reason": answer.finish_reason,
-                    "logprobs": None,
-                }
-            ],
+            "choices": [{"index": 0, "message": message, "finish_reason": answer.finish_reason, "logprobs": None}],
             "usage": {
                 "prompt_tokens": answer.input_tokens,
                 "completion_tokens": answer.output_tokens,
@@ -478,9 +599,21 @@ class WireServer:
                 data["usage"] = usage
             return _sse(data)
 
-        yield chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
-        for i, piece in enumerate(pieces(answer.text)):
-            yield chunk([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
+        def delta(content: dict[str, Any]) -> bytes:
+            return chunk([{"index": 0, "delta": content, "finish_reason": None}])
+
+        deltas = [{"content": piece} for piece in pieces(answer.text)] if answer.text or not answer.calls else []
+        for index, call in enumerate(answer.calls):
+            # The id, type and name come once, in the call's first delta; the arguments follow in fragments.
+            head = {"index": index, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+            deltas.append({"tool_calls": [head]})
+            deltas += [
+                {"tool_calls": [{"index": index, "function": {"arguments": part}}]}
+                for part in fragments(call.arguments)
+            ]
+        yield delta({"role": "assistant", "content": ""})
+        for i, content in enumerate(deltas):
+            yield delta(content)
             if script.stream_error is not None and i == 0:
                 yield _sse(
                     error_body("openai", script.stream_error, script.error or "stream interrupted", script.error_type)
@@ -507,77 +640,76 @@ class WireServer:
         prompt = [_text_of(body.get("system"))] + [_text_of(m.get("content")) for m in messages]
         last_user = next((_text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
         choice = body.get("tool_choice") or {}
-        forced = next(
-            (
-                t
-                for t in body.get("tools") or []
-                if choice.get("type") == "tool" and t.get("name") == choice.get("name")
-            ),
-            None,
-        )
-        tool_input: Any = None
-        if forced is not None and script.text is None:
-            tool_input = (
-                script.output if script.output is not _UNSET else sample_from_schema(forced.get("input_schema") or {})
-            )
-            text = json.dumps(tool_input)
-            finish = "tool_use"
-        else:
-            text = script.text if script.text is not None else f"echo: {last_user}"
-            finish = "end_turn"
-        return _Answer(
-            text=text,
-            tool=(forced["name"], tool_input) if forced is not None and script.text is None else None,
+        tools = {t.get("name"): t for t in body.get("tools") or []}
+        # A forced tool (``tool``), or ``any`` with the final-answer tool offered: answered through that tool.
+        forced_name = choice.get("name") if choice.get("type") == "tool" else None
+        if choice.get("type") == "any" and "final_answer" in tools:
+            forced_name = "final_answer"
+        forced = tools.get(forced_name) if forced_name else None
+        answer = _Answer(
+            text=script.text if script.text is not None else f"echo: {last_user}",
             input_tokens=sum(words(p) for p in prompt),
-            output_tokens=words(text),
+            output_tokens=0,
             model=script.model or str(body.get("model", "")),
-            finish_reason=script.finish_reason or finish,
+            finish_reason=script.finish_reason or "end_turn",
         )
+        answer.output_tokens = words(answer.text)
+        if script.tool_calls:
+            calls = self._scripted_calls(script, "toolu_wire_")
+            return self._with_calls(answer, calls, script.text, script.finish_reason or "tool_use")
+        if forced is not None and script.text is None:
+            value = self._forced_answer(forced.get("input_schema") or {}, script)
+            call = _Call(id=f"toolu_wire_{next(self._ids)}", name=forced["name"], arguments=json.dumps(value))
+            self._with_calls(answer, [call], None, script.finish_reason or "tool_use")
+        return answer
 
-    def _anthropic_body(self, answer: _Answer) -> dict[str, Any]:
-        if answer.tool is not None:
-            name, value = answer.tool
-            content: list[dict[str, Any]] = [
-                {"type": "tool_use", "id": f"toolu_wire_{next(self._ids)}", "name": name, "input": value}
-            ]
-        else:
-            content = [{"type": "text", "text": answer.text}]
+    def _anthropic_content(self, answer: _Answer) -> list[dict[str, Any]]:
+        content: list[dict[str, Any]] = (
+            [{"type": "text", "text": answer.text}] if answer.text or not answer.calls else []
+        )
+        content += [
+            {"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments_value()}
+            for call in answer.calls
+        ]
+        return content
+
+    def _anthropic_body(self, answer: _Answer, content: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         return {
             "id": f"msg_wire_{next(self._ids)}",
             "type": "message",
             "role": "assistant",
             "model": answer.model,
-            "content": content,
+            "content": self._anthropic_content(answer) if content is None else content,
             "stop_reason": answer.finish_reason,
             "stop_sequence": None,
             "usage": {"input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens},
         }
 
     async def _anthropic_events(self, answer: _Answer, script: Script) -> AsyncIterator[bytes]:
-        start = self._anthropic_body(answer)
-        start.update(content=[], stop_reason=None, usage={"input_tokens": answer.input_tokens, "output_tokens": 1})
+        start = self._anthropic_body(answer, content=[])
+        start.update(stop_reason=None, usage={"input_tokens": answer.input_tokens, "output_tokens": 1})
         yield _sse({"type": "message_start", "message": start}, "message_start")
-        if answer.tool is not None:
-            name, value = answer.tool
-            block = {"type": "tool_use", "id": f"toolu_wire_{next(self._ids)}", "name": name, "input": {}}
-            deltas = [{"type": "input_json_delta", "partial_json": p} for p in pieces(json.dumps(value))]
-        else:
-            block = {"type": "text", "text": ""}
+        blocks: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+        if answer.text or not answer.calls:
             deltas = [{"type": "text_delta", "text": p} for p in pieces(answer.text)]
-        yield _sse({"type": "content_block_start", "index": 0, "content_block": block}, "content_block_start")
-        yield _sse({"type": "ping"}, "ping")
-        for i, delta in enumerate(deltas):
-            yield _sse({"type": "content_block_delta", "index": 0, "delta": delta}, "content_block_delta")
-            if script.stream_error is not None and i == 0:
-                yield _sse(
-                    error_body(
-                        "anthropic", script.stream_error, script.error or "stream interrupted", script.error_type
-                    ),
-                    "error",
-                )
-                return
-            await asyncio.sleep(0)
-        yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+            blocks.append(({"type": "text", "text": ""}, deltas))
+        for call in answer.calls:
+            block = {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}
+            blocks.append((block, [{"type": "input_json_delta", "partial_json": p} for p in fragments(call.arguments)]))
+        sent = 0
+        for index, (block, deltas) in enumerate(blocks):
+            yield _sse({"type": "content_block_start", "index": index, "content_block": block}, "content_block_start")
+            if index == 0:
+                yield _sse({"type": "ping"}, "ping")
+            for delta in deltas:
+                yield _sse({"type": "content_block_delta", "index": index, "delta": delta}, "content_block_delta")
+                sent += 1
+                if script.stream_error is not None and sent == 1:
+                    message = script.error or "stream interrupted"
+                    yield _sse(error_body("anthropic", script.stream_error, message, script.error_type), "error")
+                    return
+                await asyncio.sleep(0)
+            yield _sse({"type": "content_block_stop", "index": index}, "content_block_stop")
         yield _sse(
             {
                 "type": "message_delta",
@@ -597,7 +729,7 @@ class WireServer:
         last_user = next((_text_of(c.get("parts")) for c in reversed(contents) if c.get("role", "user") == "user"), "")
         config = body.get("generationConfig") or {}
         schema = config.get("responseJsonSchema") or config.get("responseSchema")
-        return self._text_answer(
+        answer = self._text_answer(
             prompt,
             last_user,
             schema,
@@ -606,6 +738,19 @@ class WireServer:
             model=script.model or model,
             finish_reason="STOP",
         )
+        if script.tool_calls:
+            calls = self._scripted_calls(script, None)
+            return self._with_calls(answer, calls, script.text, script.finish_reason or "STOP")
+        mode = ((body.get("toolConfig") or {}).get("functionCallingConfig") or {}).get("mode")
+        declarations = {d.get("name"): d for d in google_declarations(body)}
+        forced = declarations.get("final_answer")
+        if mode == "ANY" and forced is not None and script.text is None:
+            # google-genai sends the proto field name (``parameters_json_schema``); proto JSON accepts either.
+            schema = next((forced[k] for k in _GOOGLE_SCHEMA_FIELDS if k in forced), {})
+            value = self._forced_answer(schema, script)
+            call = _Call(id=None, name="final_answer", arguments=json.dumps(value))
+            self._with_calls(answer, [call], None, script.finish_reason or "STOP")
+        return answer
 
     def _text_answer(
         self,
@@ -631,15 +776,26 @@ class WireServer:
             text = script.text if script.text is not None else f"echo: {last_user}"
         return _Answer(
             text=text,
-            tool=None,
             input_tokens=sum(words(p) for p in prompt),
             output_tokens=words(text),
             model=model,
             finish_reason=script.finish_reason or finish_reason,
         )
 
-    def _google_body(self, answer: _Answer, text: str, finish_reason: str | None, output_tokens: int) -> dict[str, Any]:
-        candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+    @staticmethod
+    def _google_call_part(call: _Call) -> dict[str, Any]:
+        function_call: dict[str, Any] = {"name": call.name, "args": call.arguments_value()}
+        if call.id:
+            function_call["id"] = call.id
+        part: dict[str, Any] = {"functionCall": function_call}
+        if call.signature:
+            part["thoughtSignature"] = call.signature
+        return part
+
+    def _google_body(
+        self, answer: _Answer, parts: list[dict[str, Any]], finish_reason: str | None, output_tokens: int
+    ) -> dict[str, Any]:
+        candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
         if finish_reason is not None:
             candidate["finishReason"] = finish_reason
         return {
@@ -653,14 +809,23 @@ class WireServer:
             "responseId": "wire-response",
         }
 
+    def _google_parts(self, answer: _Answer) -> list[dict[str, Any]]:
+        parts = [{"text": answer.text}] if answer.text or not answer.calls else []
+        return parts + [self._google_call_part(call) for call in answer.calls]
+
     async def _google_events(self, answer: _Answer, script: Script) -> AsyncIterator[bytes]:
-        parts = pieces(answer.text)
+        # Like Gemini: every chunk carries the running usage, the last one the finish reason; calls come whole.
+        chunks: list[list[dict[str, Any]]] = (
+            [[{"text": piece}] for piece in pieces(answer.text)] if answer.text or not answer.calls else []
+        )
+        if answer.calls:
+            chunks.append([self._google_call_part(call) for call in answer.calls])
         sent = ""
-        for i, piece in enumerate(parts):
-            sent += piece
-            last = i == len(parts) - 1
-            # Like Gemini: every chunk carries the running usage; the last one has the finish reason.
-            yield _sse(self._google_body(answer, piece, answer.finish_reason if last else None, words(sent)))
+        for i, parts in enumerate(chunks):
+            sent += "".join(part.get("text", "") for part in parts)
+            last = i == len(chunks) - 1
+            tokens = answer.output_tokens if last and answer.calls else words(sent)
+            yield _sse(self._google_body(answer, parts, answer.finish_reason if last else None, tokens))
             if script.stream_error is not None and i == 0:
                 yield _sse(
                     error_body("google", script.stream_error, script.error or "stream interrupted", script.error_type)

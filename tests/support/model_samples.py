@@ -137,7 +137,47 @@ MESSAGES: list[dict[str, Any]] = [
         "recoverable": True,
         "error": {"code": "E1", "message": "failed", "details": {"status": 500}, "suggestions": ["retry later"]},
     },
+    {
+        "id": "m5",
+        "type": "agent",
+        "content": "",
+        "timestamp": NOW,
+        "agentId": AGENT_ID,
+        "model": "gemini-2.5-pro",
+        "toolCalls": [{"id": "c1", "name": "search_docs", "arguments": {"query": "gnn"}, "signature": "c2ln"}],
+    },
+    {
+        "id": "m6",
+        "type": "system",
+        "content": "[]",
+        "timestamp": NOW,
+        "code": "tool_result",
+        "toolResult": {"call_id": "c1", "name": "search_docs", "content": "[]", "truncated": False},
+    },
 ]
+
+TOOLS: dict[str, dict[str, Any]] = {
+    "AgentTooling": {
+        "tools": ["handlers:search_docs", {"function": "tools.pay:charge", "name": "pay", "needsApproval": True}],
+        "mcpServers": [
+            {"name": "docs", "command": ["python", "mcp_docs_server.py"], "env": {"TOKEN": "${DOCS_TOKEN}"}},
+            {"name": "remote", "url": "https://mcp.example.com/mcp", "headerEnv": {"Authorization": "MCP_TOKEN"}},
+        ],
+        "permissions": ["tools:search_docs", "!tools:pay"],
+        "maxTurns": 6,
+        "maxToolCalls": 12,
+    },
+    "ToolSpec": {"name": "search_docs", "description": "Search", "parameters": {"type": "object"}, "source": "mcp"},
+    "TurnRecord": {
+        "turn": 1,
+        "model": "simulated",
+        "input_tokens": 10,
+        "output_tokens": 5,
+        "tool_calls": [
+            {"call_id": "c1", "name": "search_docs", "source": "mcp", "server": "docs", "arguments": "{}", "ok": True}
+        ],
+    },
+}
 
 AGENT_INSTANCE: dict[str, Any] = {
     "id": AGENT_ID,
@@ -308,6 +348,12 @@ SDK_CONFIGURATION: dict[str, Any] = {
         ],
         "migrationStrategy": {"type": "manual", "rollbackSupport": True, "dataBackup": True},
     },
+    "tools": {
+        "allowedModules": ["handlers", "acme.tools.*"],
+        "allowedCommands": ["npx -y @modelcontextprotocol/server-filesystem"],
+        "allowedUrls": ["https://mcp.example.com/"],
+        "mcpServers": [{"name": "files", "command": ["npx", "-y", "@modelcontextprotocol/server-filesystem", "/srv"]}],
+    },
 }
 
 GRAPH_NODES: dict[str, dict[str, Any]] = {
@@ -427,6 +473,7 @@ GRAPH_NODES: dict[str, dict[str, Any]] = {
         "created_at": NOW,
     },
     "SystemActor": {"id": "77777777-8888-4999-8aaa-bbbbbbbbbbbb", "name": "governance", "kind": "governance"},
+    "Tool": {"id": "88888888-9999-4aaa-8bbb-cccccccccccc", "name": "search_docs", "source": "mcp", "server": "docs"},
 }
 
 RELATIONSHIPS: dict[str, dict[str, Any]] = {
@@ -445,6 +492,14 @@ RELATIONSHIPS: dict[str, dict[str, Any]] = {
     "REQUESTED_BY": {},
     "RESULTED_IN": {},
     "WORKED_WITH": {"success_score": 0.75, "task_count": 4, "last_collaboration": NOW},
+    "USED_TOOL": {
+        "task_id": "99999999-aaaa-4bbb-8ccc-dddddddddddd",
+        "step_id": "research[history]",
+        "calls": 3,
+        "errors": 1,
+        "refused": 1,
+        "last_used": NOW,
+    },
 }
 
 EVENTS: list[dict[str, Any]] = [
@@ -570,6 +625,25 @@ EVENTS: list[dict[str, Any]] = [
         "timestamp": NOW,
         "correlation_id": "run-1",
         "payload": {"target": "agent:writer@simulated", "previous_state": "closed", "new_state": "open", "failures": 5},
+    },
+    {
+        "event_id": "e9",
+        "event_type": "tool_completed",
+        "timestamp": NOW,
+        "correlation_id": "run-1",
+        "payload": {
+            "agent_id": AGENT_ID,
+            "task_id": TASK_ID,
+            "run_key": "run-1",
+            "step_id": "research[history]",
+            "turn": 2,
+            "call_id": "c1",
+            "tool": "search_docs",
+            "arguments": '{"query": "gnn"}',
+            "ok": True,
+            "result": "[]",
+            "duration_ms": 3.5,
+        },
     },
 ]
 

@@ -268,3 +268,78 @@ def test_a_governed_transition_approved_over_http_records_the_keys_name(tmp_path
     )
     assert (first["previous_state"], first["new_state"]) == ("initialized", "running")
     assert first["transition_approver"] == "user:ops" and first["transition_reason"] == "looks fine"
+
+
+# -- tools ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_server")
+def test_tool_calls_approved_and_refused_over_http(tmp_path: Path) -> None:
+    """An agent's tool that needs approval pauses the run per call; GET /approvals shows the tool and its
+    arguments (redacted), an approval lets the call through, a rejection goes back to the model as a refusal."""
+    key = "sk-proj-" + uuid.uuid4().hex
+    from support import agent_tools
+    from support.llm_wire import WireServer
+
+    from agentparty.runtime.providers.openai_provider import OpenAIProvider
+
+    agent_tools.CALLS.clear()
+    definition = workflow(
+        [
+            {
+                "id": "weather",
+                "type": "task",
+                "configuration": {
+                    "agent": "forecaster",
+                    "model": "gpt-4o",
+                    "prompt": "Compare Paris and Rome.",
+                    "tools": [{"function": "support.agent_tools:lookup", "needsApproval": True}],
+                },
+            }
+        ],
+        errorHandling={"retryAttempts": 0, "backoffStrategy": "fixed", "baseDelay": 0},
+    )
+    with WireServer() as wire:
+        router = ModelRouter(
+            registry=DEFAULT_MODEL_REGISTRY,
+            providers={"openai": OpenAIProvider(key, base_url=wire.url + "/v1", timeout=30)},
+            breaker_store=SqliteBreakerStore(tmp_path / "breakers.sqlite"),
+            ledger=BudgetLedger(tmp_path / "budgets.sqlite"),
+        )
+        runner = ModelAgentRunner(router=router, templates=TemplateRegistry.at(tmp_path), stream=False)
+        wire.script(tool_calls=[{"name": "lookup", "arguments": {"city": "Paris"}}])
+        wire.script(tool_calls=[{"name": "lookup", "arguments": {"city": f"Rome {key}"}}])
+        wire.script(text="Paris is 21 C; Rome was not looked up.")
+        join = start(definition, runner)
+
+        async def scenario() -> list[tuple[dict[str, Any], httpx.Response]]:
+            answers = []
+            async with api() as client:
+                for verb, body in (("approve", {}), ("reject", {"reason": "Rome is out of scope"})):
+                    approval = await pending(client, definition.name)
+                    answer = await client.post(
+                        f"/approvals/{approval['flow_run_id']}/{verb}", headers=AS_OPS, json=body
+                    )
+                    answers.append((approval, answer))
+                    while (await client.get("/approvals", headers=AS_VIEWER)).json():  # until the run goes on
+                        await asyncio.sleep(0.1)
+            return answers
+
+        (first, approved), (second, rejected) = asyncio.run(scenario())
+        result = join()
+        requests = wire.requests
+
+    assert first["kind"] == "tool" and first["tool"] == {"name": "lookup", "arguments": '{"city": "Paris"}'}
+    assert first["pause_key"].startswith("tool-") and first["input_schema"]["title"] == "ToolCallDecision"
+    assert "asks to call the tool lookup" in first["description"]
+    assert second["tool"]["arguments"] == '{"city": "Rome ***redacted***"}' and key not in json.dumps(second)
+    assert approved.status_code == 200 and approved.json()["run_input"]["approve"] is True
+    assert rejected.status_code == 200 and rejected.json()["run_input"]["approver"] == "ops"
+
+    assert result.status.value == "completed", result
+    assert agent_tools.CALLS == [("lookup", {"city": "Paris", "unit": "celsius"})], "the rejected call ran"
+    refusal = requests[2].tool_results[-1]["content"]
+    assert refusal == "Error: the call was not made: rejected by ops: Rome is out of scope"
+    calls = [c for turn in result.steps["weather"].turns for c in turn.tool_calls]
+    assert [(c.ok, c.refused) for c in calls] == [(True, False), (False, True)]

@@ -51,6 +51,8 @@ def live_api(
         "AGENTPARTY_DATABASE__PASSWORD": database.password.get_secret_value(),
         "AGENTPARTY_EVENTS": "off",
         "AGENTPARTY_WORKFLOWS": str(hook_workflows.folder),
+        "AGENTPARTY_TOOL_MODULES": "support.agent_tools",
+        "AGENTPARTY_MCP_COMMANDS": "python mcp_docs_server.py",
         SECRET_ENV: SECRET,
     }
     log = (home / "api.log").open("wb")
@@ -158,3 +160,45 @@ def test_a_created_template_is_read_back_and_listed(live_api: str) -> None:
     code, _, listed = curl("-H", key, f"{live_api}/templates")
     assert code == 200 and name in {t["template"]["name"] for t in listed}
     assert curl("-H", key, f"{live_api}/templates/no-such-{name}")[0] == 404
+
+
+def test_templates_name_only_tool_code_on_the_allowlist(live_api: str) -> None:
+    """A tool module or MCP command is code the workers run: off the allowlist, the template is refused at once
+    (403: the request is valid, this server's policy refuses it; a URL that is not one is 422)."""
+    key = f"X-API-Key: {KEYS['admin']}"
+
+    def post(name: str, **extra: Any) -> tuple[int, Any]:
+        body = json.dumps({**CREATE_AGENT_TEMPLATE_EXAMPLE, "name": name, "model": "simulated", **extra})
+        code, _, answer = curl(
+            "-X", "POST", "-H", key, "-H", "Content-Type: application/json", "-d", body, f"{live_api}/templates"
+        )
+        return code, answer
+
+    suffix = uuid.uuid4().hex[:6]
+    code, answer = post(
+        f"tooled-{suffix}",
+        tools=["support.agent_tools:lookup", {"function": "support.agent_tools:fetch_page", "needsApproval": True}],
+        mcp_servers=[{"name": "docs", "command": ["python", "mcp_docs_server.py"]}],
+        permissions=["!tools:fetch_page"],
+        max_turns=5,
+    )
+    assert code == 201, answer
+    tooling = answer["version"]["tooling"]
+    assert tooling["tools"][0] == "support.agent_tools:lookup" and tooling["maxTurns"] == 5
+    assert tooling["permissions"] == ["!tools:fetch_page"]
+
+    code, answer = post(f"shell-{suffix}", tools=["os:system", "support.agent_tools:lookup"])
+    assert code == 403, answer  # valid, but this server's policy refuses it
+    [problem] = answer["detail"]
+    assert problem["loc"] == ["body", "tools", 0] and problem["type"] == "tool_not_allowed"
+    assert "tool module 'os' is not on the allowlist" in problem["msg"]
+
+    code, answer = post(
+        f"mcp-{suffix}", mcp_servers=[{"name": "fs", "command": ["npx", "-y", "server-filesystem", "/"]}]
+    )
+    assert code == 403 and answer["detail"][0]["loc"] == ["body", "mcp_servers", 0, "command"], answer
+    assert "MCP command 'npx -y server-filesystem /' is not on the allowlist" in answer["detail"][0]["msg"]
+
+    code, answer = post(f"url-{suffix}", mcp_servers=[{"name": "far", "url": "http://example.com/mcp"}])
+    assert code == 422 and "plain http only to a loopback address" in json.dumps(answer), answer
+    assert curl("-H", key, f"{live_api}/templates/shell-{suffix}")[0] == 404, "a refused template was stored"

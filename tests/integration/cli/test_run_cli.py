@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -72,6 +73,32 @@ def test_run_json_output(use_session_server: str, examples_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["status"] == "completed" and payload["steps"]["flag_gaps"]["status"] == "skipped"
+    # The simulated model's loop: each researcher searches the corpus with the Python tool, the reviewer with the
+    # same search from the MCP server (started over stdio for the run, and gone with it).
+    for item in payload["steps"]["research"]["items"]:
+        calls = [call for turn in item["turns"] for call in turn["tool_calls"]]
+        assert calls and {c["name"] for c in calls} == {"search_docs"} and all(c["ok"] for c in calls), item
+        assert all(c["source"] == "python" and "corpus/" in c["result"] for c in calls)
+        assert item["turns"][-1]["final"] and item["turns"][-1]["model"] == "simulated"
+    review = [call for turn in payload["steps"]["review"]["turns"] for call in turn["tool_calls"]]
+    assert review and all(c["source"] == "mcp" and c["server"] == "docs" and c["ok"] for c in review)
+    assert not _children_running("mcp_docs_server.py"), "the run's MCP server outlived it"
+
+
+def _children_running(script: str) -> list[int]:
+    """This process's child processes whose command line names ``script``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == os.getpid() and script in command:
+            found.append(int(entry.name))
+    return found
 
 
 def test_failed_run_exits_one(use_session_server: str, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from collections import Counter
@@ -43,6 +44,8 @@ REPORT_EVENTS = {
     "step_started": 8,  # plan, 3 research items, coverage, enough_sources, draft, review
     "step_completed": 6,
     "step_skipped": 1,
+    "tool_called": 7,  # the simulated model's search_docs calls: 5 by the researchers, 2 by the reviewer (MCP)
+    "tool_completed": 7,
     "team_performance": 1,
     "workflow_run_completed": 1,
 }
@@ -108,6 +111,15 @@ def test_every_emission_point_emits_exactly_once(
     assert performance.capability_metrics.coverage == 1.0 and performance.collaboration_metrics.pair_count == 6
     provisioned = {e.payload.agent_id for e in events if e.event_type == "agent_provisioned"}
     assert provisioned == set(by_type["team_assembled"].payload.agent_roles)
+    # Each engagement's tool calls (T) come after its transition into running (R), before the next one (E).
+    for agent_id in provisioned:
+        agent_events = [e for e in events if getattr(e.payload, "agent_id", None) == agent_id]
+        shape = "".join(
+            "T" if e.event_type.startswith("tool_") else "R" if e.payload.new_state == "running" else "E"
+            for e in agent_events
+            if e.event_type.startswith("tool_") or e.event_type == "agent_state_transition"
+        )
+        assert re.fullmatch(r"(RT*E)+", shape), (agent_id, shape)
 
     # The same run replayed (a resume that reuses every step) emits nothing new: the ids are the same.
     again = run_report(runner, bus, key)

@@ -33,6 +33,17 @@ def run_report(store: GraphStore, runner: ModelAgentRunner, resume_key: str, use
     return asyncio.run(flow(inputs={"min_sources": 1}, resume_key=resume_key))
 
 
+def tool_use(store: GraphStore, key: str) -> dict[tuple[str, str, str], int]:
+    """Calls per (tool, its source, step slot) of the run, from its USED_TOOL links."""
+    records, _, _ = store.driver.execute_query(
+        "MATCH (:Agent)-[r:USED_TOOL]->(t:Tool) WHERE r.task_id = $task "
+        "RETURN t.name AS name, t.source AS source, r.step_id AS slot, r.calls AS calls",
+        task=stable_id("task", key),
+        database_=store.database,
+    )
+    return {(r["name"], r["source"], r["slot"]): r["calls"] for r in records}
+
+
 def one(store: GraphStore, query: str, **params: Any) -> Any:
     records, _, _ = store.driver.execute_query(query, params, database_=store.database)
     assert len(records) == 1, records
@@ -72,6 +83,17 @@ EXPECTED = {
     "CREATED": 6,
     "RESULTED_IN": 7,
     "WORKED_WITH": 6,  # every pair of the 4 members, once
+    "Tool": 2,  # search_docs: the researchers' Python tool, and the reviewer's from the MCP server "docs"
+    "USED_TOOL": 4,  # one per agent, tool and slot: 3 research items, review
+}
+
+
+# The simulated model's tool calls (deterministic per prompt): 7 in all, as many as the run's tool_called events.
+TOOL_CALLS = {
+    ("search_docs", "python", "research[history]"): 2,
+    ("search_docs", "python", "research[current methods]"): 1,
+    ("search_docs", "python", "research[open problems]"): 2,
+    ("search_docs", "mcp", "review"): 2,
 }
 
 
@@ -83,6 +105,7 @@ def test_a_run_writes_exactly_its_subgraph_and_a_replay_changes_nothing(
     result = run_report(clean_graph, runner, key)
     assert result.steps["draft"].status.value == "completed" and result.steps["flag_gaps"].status.value == "skipped"
     assert census(clean_graph.driver, clean_graph.database) == EXPECTED
+    assert tool_use(clean_graph, key) == TOOL_CALLS
 
     task = GraphReader(clean_graph).task(stable_id("task", key))
     assert task is not None and task.task.status.value == "completed" and task.task.token_usage == result.tokens > 0
@@ -115,6 +138,7 @@ def test_a_run_writes_exactly_its_subgraph_and_a_replay_changes_nothing(
     again = run_report(clean_graph, runner, key)
     assert all(s.cached for s in again.steps.values() if s.status.value == "completed")
     assert census(clean_graph.driver, clean_graph.database) == EXPECTED
+    assert tool_use(clean_graph, key) == TOOL_CALLS, "a replay sets the same counts, never adds to them"
     assert one(clean_graph, "MATCH ()-[r:WORKED_WITH]->() RETURN max(r.task_count) AS n")["n"] == 1
 
 

@@ -45,7 +45,8 @@ RESEARCH_TASK_RUNS = {
     "draft",
     "review",
 }
-"""research-report on its default inputs: every step that ran (flag_gaps is skipped), forEach items one by one."""
+"""research-report on its default inputs: every step that ran (flag_gaps is skipped), forEach items one by one
+(their agent loops' turn and tool-call checkpoints besides)."""
 TRIAGE_FIELDS = ("ticket_id", "subject", "body", "customer_tier")
 
 
@@ -56,26 +57,35 @@ class UiWorld:
     result: WorkflowResult
     run_name: str
     task_runs: set[str]
+    """Their names (a tool called twice in one turn is two task runs of one name)."""
+    task_run_count: int
 
 
 def _task_runs_that_ran(result: WorkflowResult) -> set[str]:
+    """Each step (forEach items one by one) that ran, and the checkpoints of agent loops that called tools."""
     names: set[str] = set()
     for step_id, step in result.steps.items():
-        if step.items:
-            names.update(item.step_id for item in step.items if item.status is not StepStatus.SKIPPED)
-        elif step.status is not StepStatus.SKIPPED:
-            names.add(step_id)
+        ran = [item for item in step.items if item.status is not StepStatus.SKIPPED] if step.items else [step]
+        if step.status is StepStatus.SKIPPED:
+            ran = []
+        for part in ran:
+            slot = part.step_id if step.items else step_id
+            names.add(slot)
+            if any(turn.tool_calls for turn in part.turns):  # a loop with tools checkpoints every turn and call
+                for turn in part.turns:
+                    names.add(f"{slot} · turn {turn.turn}")
+                    names.update(f"{slot} · turn {turn.turn} · {call.name}" for call in turn.tool_calls)
     return names
 
 
-async def _recorded(flow_run_id: str) -> tuple[Any, dict[str, str]]:
+async def _recorded(flow_run_id: str) -> tuple[Any, dict[str, str], int]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     async with get_client() as client:
         flow_run = await client.read_flow_run(flow_run_id)  # type: ignore[arg-type]
         task_runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return flow_run, {run.name: run.state_name or "" for run in task_runs}
+    return flow_run, {run.name: run.state_name or "" for run in task_runs}, len(task_runs)
 
 
 @pytest.fixture(scope="module")
@@ -95,18 +105,19 @@ def world(prefect_server: str) -> UiWorld:
     result = asyncio.run(flow(inputs={}))
     assert result.status is StepStatus.COMPLETED and result.run_id, result
     expected = _task_runs_that_ran(result)
-    assert expected == RESEARCH_TASK_RUNS
+    assert {name for name in expected if " · turn " not in name} == RESEARCH_TASK_RUNS
+    assert "research[history] · turn 1 · search_docs" in expected, expected
 
-    def all_recorded() -> tuple[Any, dict[str, str]] | None:
+    def all_recorded() -> tuple[Any, dict[str, str], int] | None:
         # task-run states reach the server as events, a moment after the flow returns
-        flow_run, task_runs = asyncio.run(_recorded(result.run_id))  # type: ignore[arg-type]
+        flow_run, task_runs, count = asyncio.run(_recorded(result.run_id))  # type: ignore[arg-type]
         done = all(task_runs.get(name) == "Completed" for name in expected)
-        return (flow_run, task_runs) if done and flow_run.state_name == "Completed" else None
+        return (flow_run, task_runs, count) if done and flow_run.state_name == "Completed" else None
 
-    flow_run, task_runs = wait_for(all_recorded, 30, "the run and its completed task runs on the server")
+    flow_run, task_runs, count = wait_for(all_recorded, 30, "the run and its completed task runs on the server")
     assert set(task_runs) == expected, task_runs
     print(f"research-report ran and was recorded in {time.monotonic() - started:.1f} s: flow run {result.run_id}")
-    return UiWorld(prefect_server.removesuffix("/api"), deployed, result, flow_run.name, expected)
+    return UiWorld(prefect_server.removesuffix("/api"), deployed, result, flow_run.name, expected, count)
 
 
 def test_deployments_page_lists_every_example(world: UiWorld, page: Any) -> None:
@@ -129,11 +140,11 @@ def test_finished_run_shows_its_state_and_task_runs(world: UiWorld, page: Any) -
     heading = page.locator("header.page-heading")
     expect(heading).to_contain_text(world.run_name)
     expect(heading).to_contain_text("Completed")
-    expect(heading).to_contain_text(f"{len(world.task_runs)} Task runs")
+    expect(heading).to_contain_text(f"{world.task_run_count} Task runs")
     page.get_by_role("tablist").get_by_text("Task Runs", exact=True).click()
     panel = page.get_by_role("tabpanel")
-    expect(panel).to_contain_text(f"{len(world.task_runs)} Task runs")
-    expect(panel).to_contain_text(f"({len(world.task_runs)} completed)")
+    expect(panel).to_contain_text(f"{world.task_run_count} Task runs")
+    expect(panel).to_contain_text(f"({world.task_run_count} completed)")
     for name in sorted(world.task_runs):
         expect(panel.get_by_role("link", name=name, exact=True)).to_be_visible()
     full_page_screenshot(page, "flow-run-task-runs")

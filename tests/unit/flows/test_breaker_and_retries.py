@@ -7,10 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from agentparty.flows import CompileOptions, compile_workflow
 from agentparty.flows.retries import JITTER_FACTOR, effective_policy, retry_only_retryable
-from agentparty.models import CircuitBreakerConfig, ErrorHandlingStrategy, RetryPolicy
+from agentparty.flows.services import run_services
+from agentparty.models import CircuitBreakerConfig, ErrorHandlingStrategy, RetryPolicy, WorkflowDefinition
+from agentparty.models.config import AgentRuntimeConfig
 from agentparty.models.step_errors import CircuitOpenError
 from agentparty.runtime.breakers import BreakerState, CircuitBreaker, SqliteBreakerStore
+from agentparty.runtime.settings import get_settings
 
 
 class Clock:
@@ -126,3 +130,39 @@ def test_step_policy_overrides_workflow_error_handling() -> None:
     policy = effective_policy(step, workflow)
     assert policy.attempts == 2 and policy.delays() == [7] and policy.strategy.value == "linear"
     assert effective_policy(None, None).prefect_options() == {"retries": 0}
+
+
+def test_agent_steps_without_a_policy_back_off_by_the_runtime_setting() -> None:
+    """``AgentRuntimeConfig.retry_backoff_seconds`` is the first delay of an agent step without a retryPolicy,
+    unless errorHandling writes its own baseDelay; a step's retryPolicy always wins."""
+    workflow = ErrorHandlingStrategy(retry_attempts=3, backoff_strategy="exponential", jitter=False)
+    assert effective_policy(None, workflow, agent_backoff=5).delays() == [5, 10, 20]
+    assert effective_policy(None, workflow).delays() == [1, 2, 4], "handler steps keep errorHandling's default"
+    written = ErrorHandlingStrategy(retry_attempts=2, backoff_strategy="fixed", base_delay=0.5, jitter=False)
+    assert effective_policy(None, written, agent_backoff=5).delays() == [0.5, 0.5]
+    capped = ErrorHandlingStrategy(retry_attempts=2, backoff_strategy="fixed", max_delay=3, jitter=False)
+    assert effective_policy(None, capped, agent_backoff=5).delays() == [3, 3], "a written maxDelay still caps it"
+    step = RetryPolicy(max_attempts=2, base_delay=7, max_delay=9, jitter=False)
+    assert effective_policy(step, workflow, agent_backoff=5).delays() == [7]
+
+
+def test_the_compiler_gives_agent_steps_the_runtime_backoff(tmp_path: Path) -> None:
+
+    definition = WorkflowDefinition.model_validate(
+        {
+            "id": "backoff",
+            "name": "Backoff",
+            "steps": [
+                {"id": "agent", "type": "task", "configuration": {"agent": "writer", "prompt": "hi"}},
+                {"id": "handler", "type": "task", "configuration": {"handler": "support.step_handlers:echo"}},
+            ],
+            "triggers": [{"type": "manual"}],
+            "errorHandling": {"retryAttempts": 2, "backoffStrategy": "linear"},
+        }
+    )
+    settings = get_settings().model_copy(
+        update={"home": tmp_path, "agent_runtime": AgentRuntimeConfig(retry_backoff_seconds=4)}
+    )
+    flow = compile_workflow(definition, options=CompileOptions(services=run_services(settings)))
+    policies = flow.compiled.policies  # type: ignore[attr-defined]
+    assert policies["agent"].delays() == [4, 8] and policies["handler"].delays() == [1, 2]

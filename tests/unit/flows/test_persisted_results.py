@@ -42,3 +42,15 @@ def test_every_result_of_the_earlier_release_loads_as_todays_types() -> None:
     assert len(engagements) == 6 and all(isinstance(work, AgentWork) for work in engagements)
     transitions = [t for work in engagements for t in work.transitions]
     assert transitions and all(isinstance(t, LifecycleTransition) for t in transitions)
+
+
+def test_fields_added_since_read_as_their_defaults() -> None:
+    """Turns (tool calls) came after 0.1.0: its results load with none, on steps and on engagements alike."""
+    loaded = [load(path) for path in sorted(FIXTURES.iterdir())]
+    flows = [value for value in loaded if isinstance(value, WorkflowResult)]
+    steps = [step for flow in flows for step in flow.steps.values()]
+    assert steps and all(step.turns == [] for step in steps)
+    items = [item for step in steps for item in step.items or []]
+    assert items and all(item.turns == [] for item in items)
+    works = [work for value in loaded if isinstance(value, StepOutcome) for work in value.agents]
+    assert works and all(work.turns == () for work in works)

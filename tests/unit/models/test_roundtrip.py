@@ -19,6 +19,7 @@ from support.model_samples import (
     MESSAGES,
     RELATIONSHIPS,
     SDK_CONFIGURATION,
+    TOOLS,
     WS_MESSAGES,
 )
 
@@ -35,6 +36,7 @@ from agentparty.models import (
     messages,
     model_registry,
     sdk_config,
+    tools,
     workflow,
 )
 from agentparty.models.events import LIFECYCLE_EVENT_ADAPTER
@@ -52,6 +54,7 @@ MODEL_MODULES = (
     messages,
     model_registry,
     sdk_config,
+    tools,
     workflow,
 )
 ABSTRACT = {
@@ -87,6 +90,7 @@ def samples() -> list[tuple[str, type[BaseModel] | TypeAdapter[Any], dict[str, A
     cases += [(name, getattr(models.config, name), doc) for name, doc in CONFIGS.items()]
     cases += [(name, getattr(models.gnn, name), doc) for name, doc in FEATURES.items()]
     cases += [(name, getattr(models.api, name), doc) for name, doc in API.items()]
+    cases += [(name, getattr(tools, name), doc) for name, doc in TOOLS.items()]
     return cases
 
 

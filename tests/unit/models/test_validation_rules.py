@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
+import jsonschema
 import pytest
 from pydantic import BaseModel, ValidationError
 from support.model_samples import AGENT_INSTANCE, SDK_CONFIGURATION
@@ -22,6 +24,7 @@ from agentparty.models import (
 )
 from agentparty.models.agent import ensure_unique_ids
 from agentparty.models.sdk_config import OAuth2Config, ProviderConfig, RateLimitConfig, SecurityConfig
+from agentparty.models.tools import McpServer, PythonTool
 
 CONTEXT = ValidationContext(
     model_registry=DEFAULT_MODEL_REGISTRY, workflow_exists=lambda target: target == "known-flow"
@@ -461,3 +464,95 @@ def test_seed_shaped_documents_need_no_extensions() -> None:
     )
     doc["steps"][0]["retryPolicy"] = {"maxAttempts": 2, "baseDelay": 1, "maxDelay": 4, "jitter": True}
     WorkflowDefinition.model_validate(doc, context=CONTEXT)
+
+
+# --- Tools ---------------------------------------------------------------------------
+
+
+def test_tools_for_a_model_without_functions_name_the_step_and_the_model() -> None:
+    registry = DEFAULT_MODEL_REGISTRY.model_copy(deep=True)
+    registry.available_models["gpt-4"].capabilities.supports_functions = False
+    context = ValidationContext(model_registry=registry)
+    doc = {
+        "id": "tools",
+        "name": "Tools",
+        "steps": [
+            {
+                "id": "lookup",
+                "type": "task",
+                "configuration": {"agent": "a", "model": "gpt-4", "tools": ["handlers:search_docs"]},
+            }
+        ],
+        "triggers": [{"type": "manual"}],
+        "errorHandling": {"retryAttempts": 0, "backoffStrategy": "fixed"},
+    }
+    assert_error(
+        errors_of(WorkflowDefinition, doc, context),
+        "steps[0]",
+        "step 'lookup': model 'gpt-4' does not support functions",
+    )
+    WorkflowDefinition.model_validate(doc, context=CONTEXT)  # gpt-4 can call functions in the default registry
+
+
+def test_tool_references_and_mcp_servers_are_checked_at_load() -> None:
+    def step(configuration: dict[str, Any]) -> dict[str, Any]:
+        doc = two_step_workflow()
+        doc["steps"][0]["configuration"] = {"agent": "a", **configuration}
+        return doc
+
+    assert_error(errors_of(WorkflowDefinition, step({"tools": ["no-colon"]})), "steps[0].configuration.tools[0]")
+    errors = errors_of(WorkflowDefinition, step({"mcpServers": [{"name": "far", "url": "http://10.0.0.8/mcp"}]}))
+    assert_error(errors, "steps[0].configuration.mcpServers[0]", "plain http only to a loopback address")
+    errors = errors_of(
+        WorkflowDefinition, step({"mcpServers": [{"name": "x", "command": ["a"], "url": "https://e.com/mcp"}]})
+    )
+    assert_error(errors, "steps[0].configuration.mcpServers[0]", "a command (stdio) or a url")
+    handler = two_step_workflow()
+    handler["steps"][0]["configuration"] = {"handler": "handlers:echo", "tools": ["handlers:search_docs"]}
+    assert_error(errors_of(WorkflowDefinition, handler), "steps[0].configuration", "apply only to agent steps")
+
+
+MCP_SERVER_CASES: list[dict[str, Any]] = [
+    {"name": "docs", "command": ["python", "server.py"]},
+    {"name": "docs", "command": ["python"], "env": {"TOKEN": "${TOKEN}"}},
+    {"name": "docs", "url": "https://mcp.example.com/mcp", "headerEnv": {"Authorization": "MCP_TOKEN"}},
+    {"name": "docs", "url": "http://127.0.0.1:8000/mcp"},
+    {"name": "docs", "url": "http://[::1]:8000"},
+    {"name": "docs"},
+    {"name": "docs", "command": None, "url": None},
+    {"name": "docs", "command": ["python"], "url": "https://e.com/mcp"},
+    {"name": "docs", "env": {"A": "b"}},
+    {"name": "docs", "headers": {"X": "y"}},
+    {"name": "docs", "command": []},
+    {"name": "docs", "url": "http://10.0.0.8/mcp"},
+    {"name": "docs", "url": "http://localhost.evil.com/mcp"},
+    {"name": "docs", "url": "https://a b/mcp"},
+    {"name": "docs", "url": "ftp://e.com"},
+    {"name": "docs", "url": "http://[x"},
+]
+
+
+@pytest.mark.parametrize("case", MCP_SERVER_CASES, ids=json.dumps)
+def test_an_mcp_servers_json_schema_states_what_its_validator_refuses(case: dict[str, Any]) -> None:
+    """The API's OpenAPI document and schemas/ state these rules, so a client that validates a request against the
+    schema is never surprised by a 422 (schemathesis checks the same from outside)."""
+    schema = McpServer.model_json_schema(by_alias=True)
+    schema_accepts = jsonschema.Draft202012Validator(schema).is_valid(case)
+    try:
+        McpServer.model_validate(case)
+        model_accepts = True
+    except ValidationError:
+        model_accepts = False
+    assert schema_accepts == model_accepts, (schema_accepts, model_accepts)
+
+
+@pytest.mark.parametrize("function", ["handlers:search", "pkg.mod:fn_2", "0", "é.x:y", "a:", "a:b:c"])
+def test_a_python_tools_json_schema_states_which_references_it_takes(function: str) -> None:
+    schema = PythonTool.model_json_schema(by_alias=True)
+    schema_accepts = jsonschema.Draft202012Validator(schema).is_valid({"function": function})
+    try:
+        PythonTool(function=function)
+        model_accepts = True
+    except ValidationError:
+        model_accepts = False
+    assert schema_accepts == model_accepts, (schema_accepts, model_accepts)

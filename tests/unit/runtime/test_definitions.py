@@ -10,8 +10,9 @@ import yaml
 from jsonschema import Draft202012Validator
 from support.workflow_docs import REPO_ROOT, two_step_workflow
 
+from agentparty.models import SDKConfiguration
 from agentparty.models.document_kinds import json_schema, json_schema_text
-from agentparty.runtime.documents import DocumentError, load_workflow, read_document, validate_paths
+from agentparty.runtime.documents import DocumentError, load_workflow, read_document, validate_document, validate_paths
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -177,4 +178,7 @@ def test_readme_workflow_example_validates(tmp_path: Path) -> None:
     blocks = [b.split("```", 1)[0] for b in readme.split("```yaml\n")[1:]]
     assert blocks, "README has no yaml example"
     for block in blocks:
+        if block.startswith("# sdk-config"):  # an SDK configuration, not a workflow
+            validate_document(read_document(write(tmp_path, "sdk.yaml", block)), SDKConfiguration)
+            continue
         assert load_workflow(write(tmp_path, "readme.yaml", block)).steps
