@@ -23,6 +23,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,7 +42,7 @@ from agentparty.runtime.budgets import Budget
 from agentparty.runtime.metrics import AgentMetricsBook
 from agentparty.runtime.model_router import ModelRouter
 from agentparty.runtime.providers.base import CompletionRequest
-from agentparty.tasks.agent_loop import AgentLoop, LoopPlace, loop_limits, turns_of
+from agentparty.tasks.agent_loop import AgentLoop, LoopObserver, LoopPlace, loop_limits, turns_of
 from agentparty.tasks.lifecycle import AgentLifecycle, Approver, PrefectApprover
 from agentparty.tasks.templates import (
     ResolvedTemplate,
@@ -50,7 +51,7 @@ from agentparty.tasks.templates import (
     engagement_key,
     persistent_agent_id,
 )
-from agentparty.tasks.toolbox import McpConnector, Toolbox, build_toolbox
+from agentparty.tasks.toolbox import BoundTool, McpConnector, Toolbox, build_toolbox
 
 logger = logging.getLogger("agentparty.agents")
 MAX_TRACKED_AGENTS = 10_000
@@ -163,6 +164,22 @@ class AgentRunner(Protocol):
     async def run(self, request: AgentStepRequest) -> AgentStepResponse: ...
 
 
+class AgentExtension(Protocol):
+    """Something the engine gives an agent beyond its template: built-in tools, and text for its system prompt.
+
+    Memory (``remember``/``recall`` and what the agent sees of its memory) and delegation (``ask_agent``) are
+    extensions; the runner asks each, per engagement attempt, what it adds for this agent and step.
+    """
+
+    def tools(self, request: AgentStepRequest, agent: StepAgent) -> Sequence[BoundTool]:
+        """Built-in tools for this agent on this step (none when it is not enabled for it)."""
+        ...
+
+    def instructions(self, request: AgentStepRequest, agent: StepAgent) -> str:
+        """Text appended to the agent's system prompt (empty for none)."""
+        ...
+
+
 @dataclass
 class ModelAgentRunner:
     router: ModelRouter
@@ -172,6 +189,10 @@ class ModelAgentRunner:
     runtime: AgentRuntimeConfig = field(default_factory=AgentRuntimeConfig)
     stream: bool = True
     """Stream answers from models that support it (deltas go to ``on_text`` listeners; live updates use them)."""
+    extensions: tuple[AgentExtension, ...] = ()
+    """Built-in tools and prompt text beyond the template's (memory, delegation)."""
+    observer: LoopObserver = field(default_factory=LoopObserver)
+    """Told each turn, text delta and tool call as they happen (live streaming); durable records do not depend on it."""
     policy: ToolPolicy = field(default_factory=ToolPolicy)
     """The allowlist of tool code, checked again when a template's agent starts (it may have shrunk since the
     template was created), and the MCP servers configured by name."""
@@ -335,7 +356,8 @@ class ModelAgentRunner:
                 raise ToolsRefused(agent.node.name, problems)
         references = [*tooling.tools, *request.tools]
         servers = [*tooling.mcp_servers, *request.mcp_servers]
-        if not references and not servers:
+        builtins = [tool for extension in self.extensions for tool in extension.tools(request, agent)]
+        if not references and not servers and not builtins:
             return Toolbox()
         return await build_toolbox(
             references,
@@ -344,6 +366,7 @@ class ModelAgentRunner:
             search_dirs=request.search_dirs,
             connector=request.mcp,
             configured_servers=self.policy.configured,
+            builtins=builtins,
         )
 
     async def _answer(
@@ -359,8 +382,11 @@ class ModelAgentRunner:
         user_text = request.prompt
         if request.inputs:
             user_text += "\n\nInputs (JSON):\n" + json.dumps(request.inputs, indent=2, sort_keys=True, default=str)
+        system = "\n\n".join(
+            [agent.system, *(text for extension in self.extensions if (text := extension.instructions(request, agent)))]
+        )
         messages = (
-            SystemMessage(content=agent.system),
+            SystemMessage(content=system),
             UserMessage(content=user_text, user_id=request.user_id or "workflow", session_id=request.run_key),
         )
         completion_request = CompletionRequest(
@@ -388,7 +414,7 @@ class ModelAgentRunner:
                 agent_name=agent.node.name,
                 durable=bool(toolbox),
             )
-            loop = AgentLoop(self.router, self.approver, on_tokens=lifecycle.charge)
+            loop = AgentLoop(self.router, self.approver, on_tokens=lifecycle.charge, observer=self.observer)
             outcome = await loop.run(
                 completion_request, toolbox, loop_limits(request, tooling, self.runtime), place, budgets
             )

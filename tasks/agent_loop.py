@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -37,6 +38,8 @@ from agentparty.tasks.checkpoints import checkpointed, tool_call_key, turn_key
 from agentparty.tasks.lifecycle import Approver, ToolApprovalRequest
 from agentparty.tasks.toolbox import BoundTool, Toolbox, shown_arguments
 from agentparty.tasks.tools import ToolContext, call_idempotency_key
+
+logger = logging.getLogger("agentparty.agents")
 
 RECORDED_RESULT_CHARS = 300
 """How much of a tool result the run's record keeps (the model read all of it, up to the tool's cap)."""
@@ -65,6 +68,64 @@ class LoopPlace:
     result is persisted already (a nested checkpoint would only add a task run)."""
 
 
+class LoopObserver:
+    """Told what the loop does as it happens (live streaming, ``agentparty run -v``); every method a no-op here.
+
+    Called on the loop's event loop, so an observer must not block: hand work to a queue or a producer. Nothing
+    it is told is durable: a turn or call replayed from its checkpoint is reported again, without its text.
+    """
+
+    def turn_started(self, place: LoopPlace, turn: int) -> None:
+        """Before a model turn is asked for (or taken from its checkpoint)."""
+
+    def text(self, place: LoopPlace, turn: int, delta: str) -> None:
+        """A fragment of the answer's text as the provider streams it."""
+
+    def turn_finished(self, place: LoopPlace, record: TurnRecord, message: AgentMessage) -> None:
+        """A turn answered: its record, and the agent message it adds to the conversation."""
+
+    def tool_started(self, place: LoopPlace, turn: int, call: ToolCall) -> None:
+        """Before a tool call (its approval, when it needs one, comes after this)."""
+
+    def waiting_for_approval(self, place: LoopPlace, turn: int, call: ToolCall) -> None:
+        """A tool call now waits for a human."""
+
+    def tool_finished(self, place: LoopPlace, turn: int, record: ToolCallRecord) -> None:
+        """A tool call ended (answered, failed or refused)."""
+
+
+@dataclass(frozen=True)
+class ObserverGroup(LoopObserver):
+    """Several observers, told in order; one that raises is logged and does not stop the loop or the others."""
+
+    observers: tuple[LoopObserver, ...]
+
+    def _each(self, method: str, *args: Any) -> None:
+        for observer in self.observers:
+            try:
+                getattr(observer, method)(*args)
+            except Exception:  # an observer is never worth a failed step
+                logger.exception("loop observer %s failed in %s", type(observer).__name__, method)
+
+    def turn_started(self, place: LoopPlace, turn: int) -> None:
+        self._each("turn_started", place, turn)
+
+    def text(self, place: LoopPlace, turn: int, delta: str) -> None:
+        self._each("text", place, turn, delta)
+
+    def turn_finished(self, place: LoopPlace, record: TurnRecord, message: AgentMessage) -> None:
+        self._each("turn_finished", place, record, message)
+
+    def tool_started(self, place: LoopPlace, turn: int, call: ToolCall) -> None:
+        self._each("tool_started", place, turn, call)
+
+    def waiting_for_approval(self, place: LoopPlace, turn: int, call: ToolCall) -> None:
+        self._each("waiting_for_approval", place, turn, call)
+
+    def tool_finished(self, place: LoopPlace, turn: int, record: ToolCallRecord) -> None:
+        self._each("tool_finished", place, turn, record)
+
+
 @dataclass
 class LoopOutcome:
     final: RoutedCompletion
@@ -81,6 +142,7 @@ class AgentLoop:
     approver: Approver
     on_tokens: Callable[[int], None] = lambda _tokens: None
     """Told each turn's tokens as they are used (the lifecycle charges them to the state the agent is in)."""
+    observer: LoopObserver = field(default_factory=LoopObserver)
 
     async def run(
         self,
@@ -118,6 +180,7 @@ class AgentLoop:
         outcome: LoopOutcome | None = None
         for turn in range(1, limits.max_turns + 1):
             turn_request = replace(request, messages=tuple(messages), tools=tools)
+            self.observer.turn_started(place, turn)
             routed, cached = await self._turn(turn_request, turn, place, budgets)
             completion = routed.completion
             outcome = _tally(outcome, routed)
@@ -131,7 +194,9 @@ class AgentLoop:
                 final=not completion.tool_calls,
             )
             turns.append(record)
-            messages.append(_agent_message(place, routed))
+            answer = _agent_message(place, routed)
+            messages.append(answer)
+            self.observer.turn_finished(place, record, answer)
             if not completion.tool_calls:
                 outcome.turns = turns
                 return outcome
@@ -159,8 +224,11 @@ class AgentLoop:
     async def _turn(
         self, request: CompletionRequest, turn: int, place: LoopPlace, budgets: tuple[Budget, ...]
     ) -> tuple[RoutedCompletion, bool]:
+        def streamed(delta: str) -> None:
+            self.observer.text(place, turn, delta)
+
         def ask() -> Awaitable[RoutedCompletion]:
-            return self.router.complete(request, model=request.model, budgets=budgets)
+            return self.router.complete(request, model=request.model, budgets=budgets, on_text=streamed)
 
         if not place.durable:
             return await ask(), False
@@ -182,6 +250,7 @@ class AgentLoop:
         self, call: ToolCall, index: int, toolbox: Toolbox, turn: int, place: LoopPlace
     ) -> tuple[ToolResult, ToolCallRecord]:
         started = time.perf_counter()
+        self.observer.tool_started(place, turn, call)
         shown = shown_arguments(call.arguments)
         tool = toolbox.get(call.name)
         cached = False
@@ -202,6 +271,7 @@ class AgentLoop:
             duration_ms=(time.perf_counter() - started) * 1000,
             cached=cached,
         )
+        self.observer.tool_finished(place, turn, record)
         return result, record
 
     async def _checkpointed_call(
@@ -236,6 +306,7 @@ class AgentLoop:
         """None to go ahead; else the refusal the model reads (a human said no, or nobody answered in time)."""
         if not tool.needs_approval:
             return None
+        self.observer.waiting_for_approval(place, turn, call)
         asked = ToolApprovalRequest(
             agent_id=place.agent_id,
             agent_name=place.agent_name,

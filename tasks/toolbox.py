@@ -147,10 +147,20 @@ async def build_toolbox(
     search_dirs: Sequence[Path],
     connector: McpConnector | None,
     configured_servers: dict[str, McpServer],
+    builtins: Sequence[BoundTool] = (),
 ) -> Toolbox:
-    """The step's tools, listed (MCP servers connected through ``connector``) and filtered by ``permissions``."""
+    """The step's tools, listed (MCP servers connected through ``connector``) and filtered by ``permissions``.
+
+    ``builtins`` are the engine's own tools for this agent (memory, delegation: ``AgentExtension.tools``), offered
+    first and filtered by the same permissions.
+    """
     toolbox = Toolbox()
     denied: set[str] = set()
+    for builtin in builtins:
+        if tool_allowed(list(permissions), builtin.name):
+            toolbox.add(builtin)
+        else:
+            denied.add(builtin.name)
     for reference in references:
         tool = PythonBoundTool(function_tool(python_tool(reference), search_dirs))
         if tool_allowed(list(permissions), tool.name):
