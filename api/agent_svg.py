@@ -3,7 +3,10 @@
 Seed 000's ``agent_update`` message carries an SVG and an ``animation_type``;
 both come from :data:`STATE_LOOKS`, the one place that says how a state looks,
 so a client that only reads ``animation_type`` and one that renders the SVG
-agree. The SVG is self-contained (no scripts, no external references, text
+agree. What an agent does within its state (its *activity*: thinking, using a
+tool, waiting for approval; ``models/live_stream.py``) is not a state, so it
+changes the look on top of the state's: the badge and the animation come from
+:data:`ACTIVITY_LOOKS`, the colour stays the state's. The SVG is self-contained (no scripts, no external references, text
 escaped) so a client can inline it safely; the animation is the client's to
 play, named by ``animation_type`` and repeated on the root as
 ``data-animation``.
@@ -12,11 +15,13 @@ play, named by ``animation_type`` and repeated on the root as
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from xml.sax.saxutils import escape, quoteattr
 
 from agentparty.models import AgentLifecycleState
 from agentparty.models.api import AnimationType
+from agentparty.models.live_stream import AgentActivity
 
 SVG_SIZE = 64
 
@@ -48,12 +53,24 @@ UNKNOWN_LOOK = StateLook("#6b7280", "M-1.5,-5 h3 v6 h-3 Z M-1.5,2.5 h3 v3 h-3 Z"
 """A state this code does not know (a newer producer): drawn neutral, not animated."""
 
 
-def look_of(state: str) -> StateLook:
-    return STATE_LOOKS.get(state, UNKNOWN_LOOK)
+ACTIVITY_LOOKS: dict[str, tuple[str, AnimationType]] = {
+    "thinking": ("M-6,-1.5 h3 v3 h-3 Z M-1.5,-1.5 h3 v3 h-3 Z M3,-1.5 h3 v3 h-3 Z", "pulse"),
+    "using a tool": ("M-5,3.5 L1,-2.5 A3.5,3.5 0 1,1 2.5,-1 L-3.5,5 Z", "spin"),
+    "waiting for approval": ("M-4,-5 h8 L1,0 L4,5 h-8 L-1,0 Z", "fade"),
+}
+"""Activity → (badge glyph, animation), drawn over the state's colour."""
 
 
-def animation_for(state: str) -> AnimationType:
-    return look_of(state).animation
+def look_of(state: str, activity: AgentActivity | None = None) -> StateLook:
+    look = STATE_LOOKS.get(state, UNKNOWN_LOOK)
+    if activity is not None and activity in ACTIVITY_LOOKS:
+        glyph, animation = ACTIVITY_LOOKS[activity]
+        return replace(look, glyph=glyph, animation=animation)
+    return look
+
+
+def animation_for(state: str, activity: AgentActivity | None = None) -> AnimationType:
+    return look_of(state, activity).animation
 
 
 def initials(name: str) -> str:
@@ -66,14 +83,17 @@ def initials(name: str) -> str:
     return (words[0][0] + words[1][0]).upper()
 
 
-def agent_svg(name: str, state: str) -> str:
-    """A 64×64 avatar: a disc in the state's colour with the agent's initials and a state badge."""
-    look = look_of(state)
-    label = f"{name}: {state}"
+@lru_cache(maxsize=4096)
+def agent_svg(name: str, state: str, activity: AgentActivity | None = None) -> str:
+    """A 64×64 avatar: a disc in the state's colour with the agent's initials and a badge of its state (or of its
+    activity). Cached: a streaming agent's deltas all look the same."""
+    look = look_of(state, activity)
+    label = f"{name}: {state}" + (f", {activity}" if activity else "")
+    doing = f" data-activity={quoteattr(activity)}" if activity else ""
     centre, badge = SVG_SIZE // 2, SVG_SIZE - 13
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{SVG_SIZE}" height="{SVG_SIZE}" viewBox="0 0 {SVG_SIZE} {SVG_SIZE}"'
-        f' role="img" aria-label={quoteattr(label)} data-state={quoteattr(state)} data-animation="{look.animation}">'
+        f' role="img" aria-label={quoteattr(label)} data-state={quoteattr(state)} data-animation="{look.animation}"{doing}>'
         f"<title>{escape(label)}</title>"
         f'<circle cx="{centre}" cy="{centre}" r="{centre - 4}" fill="{look.fill}"/>'
         f'<text x="{centre}" y="{centre + 6}" text-anchor="middle" font-family="sans-serif" font-size="18"'

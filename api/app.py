@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from agentparty.api import approvals, live, resources, webhooks
+from agentparty.api import approvals, conversations, live, resources, webhooks
 from agentparty.api.deployment_directory import DeploymentDirectory
 from agentparty.api.docs import mount_docs
 from agentparty.api.errors import install_error_handlers
@@ -64,7 +64,7 @@ def create_app(
     app.state.webhook_deliveries = WebhookDeliveries.at(settings.home)
     app.state.graph_store = graph_store
     app.state.prefect = app.state.dispatcher = None
-    for module in (webhooks, resources, approvals, live):
+    for module in (webhooks, resources, conversations, approvals, live):
         app.include_router(module.router)
     mount_docs(app)
     install_error_handlers(app)

@@ -1,13 +1,20 @@
-"""``WS /ws``: live ``agent_update`` and ``team_update`` messages (seed 000) from the lifecycle events on Kafka.
+"""``WS /ws``: live ``agent_update`` and ``team_update`` messages (seed 000) from the lifecycle events on Kafka,
+and agents' turns, text deltas and tool calls from the runs' live stream.
 
-One :class:`LiveFeed` per app reads the event topics in a background thread
-(confluent-kafka's consumer blocks) from their ends, turns events into
-messages (:class:`~agentparty.api.live_view.LiveView`, serialised once) and
-hands each to every connection's bounded asyncio queue on that connection's
-own event loop, in consumption order: one entity's messages keep the order
-its events were produced in. A connection whose queue is full is closed
+One :class:`LiveFeed` per app reads, in two background threads (confluent-kafka's
+consumer blocks), the event topics and the live stream's topic
+(``runtime/live_stream.py``, read with a 5 ms fetch wait) from their ends, turns
+what it reads into messages (:class:`~agentparty.api.live_view.LiveView`,
+serialised once) and hands each to every connection's bounded asyncio queue on
+that connection's own event loop, in consumption order: one entity's messages
+keep the order they were produced in. A connection whose queue is full is closed
 (1013, try again later) rather than allowed to hold the others back or
-buffer without bound. The feed starts with the first connection and stops
+buffer without bound; a run never waits for a connection (it streams to the
+broker, not to the API). A new connection is first told the current state of
+each team and agent the feed knows (:meth:`LiveView.snapshot`), then what
+happens from then on: the snapshot and every later message are taken under
+the one lock that the readers hold while they update the view and publish, so
+nothing falls between them. The feed starts with the first connection and stops
 with the app (:func:`lifespan`, the router's); a broker that is down is retried, and
 clients get messages once it is back.
 
@@ -21,17 +28,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Query, WebSocket, status
+from fastapi import APIRouter, FastAPI, Query, WebSocket, WebSocketDisconnect, status
 
 from agentparty.api.live_view import LiveView, Routed
 from agentparty.api.security import authorize_websocket
 from agentparty.models.config import KafkaConfig
+from agentparty.models.events import BaseEvent
+from agentparty.models.live_stream import LiveStreamItem
 from agentparty.runtime.event_consumer import EventConsumer, RawEvent
+from agentparty.runtime.live_stream import LiveStreamReader
 from agentparty.runtime.local_services import kafka_address
 from agentparty.runtime.relay import ensure_topics, topic_names
 from agentparty.runtime.settings import Settings, get_settings
@@ -77,17 +88,23 @@ class Subscription:
 
 
 class LiveFeed:
-    """The app's one reader of the event topics, fanning messages out to every subscription."""
+    """The app's one reader of the event topics and the live stream, fanning messages out to every subscription."""
 
     def __init__(self, config: KafkaConfig, prefix: str, partitions: int = 3, replication: int = 1) -> None:
         self.config, self.prefix = config, prefix
         self.partitions, self.replication = partitions, replication
         self._subscriptions: set[Subscription] = set()
         self._lock = threading.Lock()
+        self._view = LiveView()
+        self._view_lock = threading.Lock()
+        """Held while a reader updates the view and publishes, and while a connection subscribes and is told the
+        snapshot: a new connection misses nothing and is told nothing twice."""
         self._stop = threading.Event()
         self.ready = threading.Event()
-        """Set once the feed reads the topics (from where they ended when it started)."""
-        self._thread: threading.Thread | None = None
+        """Set once the feed reads the event topics and the live stream (from where they ended when it started)."""
+        self._events_ready = threading.Event()
+        self._stream_ready = threading.Event()
+        self._threads: list[threading.Thread] = []
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LiveFeed:
@@ -102,9 +119,13 @@ class LiveFeed:
     def subscribe(
         self, agent_ids: frozenset[str] = frozenset(), team_ids: frozenset[str] = frozenset()
     ) -> Subscription:
+        """A connection's subscription, its queue holding the current state of what it wants to hear about."""
         subscription = Subscription(asyncio.get_running_loop(), agent_ids, team_ids)
-        with self._lock:
-            self._subscriptions.add(subscription)
+        with self._view_lock:
+            for message in self._view.snapshot(subscription.wants):
+                subscription.offer(message)
+            with self._lock:
+                self._subscriptions.add(subscription)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
@@ -120,14 +141,42 @@ class LiveFeed:
     def start(self) -> None:
         """Start reading (once; a stopped feed stays stopped)."""
         with self._lock:
-            if self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(target=self._read, name="agentparty-live-feed", daemon=True)
-                self._thread.start()
+            if not self._threads and not self._stop.is_set():
+                self._threads = [
+                    threading.Thread(target=self._read, name="agentparty-live-feed", daemon=True),
+                    threading.Thread(target=self._read_stream, name="agentparty-live-stream", daemon=True),
+                ]
+                for thread in self._threads:
+                    thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _positioned(self, which: threading.Event) -> None:
+        which.set()
+        if self._events_ready.is_set() and self._stream_ready.is_set():
+            self.ready.set()
+
+    def show_event(self, event: BaseEvent[Any]) -> None:
+        """A lifecycle event (the event reader's): the view updated, its messages published."""
+        self._show(partial(self._view.messages_for, event))
+
+    def show_item(self, item: LiveStreamItem) -> None:
+        """A live stream item (the stream reader's): the view updated, its message published."""
+        self._show(partial(self._view.stream_messages, item))
+
+    def _show(self, show: Callable[[], list[Routed]]) -> None:
+        """Update the view (``show`` calls it) and publish what it answers, as one step against subscribing."""
+        with self._view_lock:
+            try:
+                messages = show()
+            except Exception:  # one message that cannot be shown must not end the feed
+                logger.exception("live feed: skipped a message")
+                return
+            for message in messages:
+                self.publish(message)
 
     def publish(self, message: Routed) -> None:
         """Hand one message to every subscription, each on its own loop (FIFO, so order is kept)."""
@@ -140,8 +189,7 @@ class LiveFeed:
                 self.unsubscribe(subscription)
 
     def _read(self) -> None:
-
-        view = LiveView()
+        """The event topics' reader thread."""
         while not self._stop.is_set():
             try:
                 # Topics that do not exist yet cannot be assigned; creating them is what the relay does anyway.
@@ -159,17 +207,38 @@ class LiveFeed:
                 logger.warning("live feed: topics %s not visible yet; retrying", ", ".join(sorted(missing)))
                 self._stop.wait(RETRY_S)
                 continue
-            self.ready.set()
+            self._positioned(self._events_ready)
             with consumer:
                 while not self._stop.is_set():
                     try:
                         event = consumer.poll(0.5)
-                        messages = [] if event is None or isinstance(event, RawEvent) else view.messages_for(event)
-                    except Exception:  # one message that cannot be read or shown must not end the feed
+                    except Exception:  # one message that cannot be read must not end the feed
                         logger.exception("live feed: skipped a message")
                         continue
-                    for message in messages:
-                        self.publish(message)
+                    if event is not None and not isinstance(event, RawEvent):
+                        self.show_event(event)
+
+    def _read_stream(self) -> None:
+        """The live stream's reader thread (its topic is created with the event topics, by the other reader)."""
+        while not self._stop.is_set():
+            try:
+                reader = LiveStreamReader(self.config, self.prefix)
+            except Exception as exc:  # broker down or unreachable: keep trying until stopped
+                logger.warning(
+                    "live stream: no broker at %s (%s); retrying", ",".join(self.config.bootstrap_servers), exc
+                )
+                self._stop.wait(RETRY_S)
+                continue
+            if not reader.assigned:  # not created (or not in the metadata) yet
+                reader.close()
+                self._stop.wait(RETRY_S / 4)
+                continue
+            self._positioned(self._stream_ready)
+            with reader:
+                while not self._stop.is_set():
+                    item = reader.poll(0.5)
+                    if item is not None:
+                        self.show_item(item)
 
 
 def feed_of(app: FastAPI) -> LiveFeed:
@@ -215,7 +284,8 @@ async def live_updates(
 
 
 async def _pump(websocket: WebSocket, subscription: Subscription) -> None:
-    """Send queued messages until the client leaves or falls too far behind."""
+    """Send queued messages until the client leaves or falls too far behind (what is queued already goes out
+    without waiting, so a burst of deltas costs one send each)."""
 
     async def until_disconnect() -> None:
         while (await websocket.receive())["type"] != "websocket.disconnect":
@@ -223,16 +293,23 @@ async def _pump(websocket: WebSocket, subscription: Subscription) -> None:
 
     leaving = asyncio.create_task(until_disconnect())
     try:
-        while True:
-            next_message = asyncio.create_task(subscription.queue.get())
-            done, _ = await asyncio.wait({next_message, leaving}, return_when=asyncio.FIRST_COMPLETED)
-            if next_message not in done:
-                next_message.cancel()
+        while not leaving.done():
+            if subscription.queue.empty():
+                next_message = asyncio.create_task(subscription.queue.get())
+                done, _ = await asyncio.wait({next_message, leaving}, return_when=asyncio.FIRST_COMPLETED)
+                if next_message not in done:
+                    next_message.cancel()
+                    return
+                item = next_message.result()
+            else:
+                item = subscription.queue.get_nowait()
+            try:
+                if item is _OVERFLOW:
+                    reason = f"fell {QUEUE_SIZE} messages behind"
+                    await websocket.close(status.WS_1013_TRY_AGAIN_LATER, reason=reason)
+                    return
+                await websocket.send_text(item)
+            except (WebSocketDisconnect, RuntimeError, OSError):  # closed under it (the server's keepalive gave up)
                 return
-            item = next_message.result()
-            if item is _OVERFLOW:
-                await websocket.close(status.WS_1013_TRY_AGAIN_LATER, reason=f"fell {QUEUE_SIZE} messages behind")
-                return
-            await websocket.send_text(item)
     finally:
         leaving.cancel()

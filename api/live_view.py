@@ -22,13 +22,28 @@ order:
   partition, so none can follow the final update; a late ``team_assembled``
   only fills in the members (status and progress stay final).
 
+The live stream (``models/live_stream.py``: a run's turns, text deltas and tool
+calls as they happen, on a topic of its own) adds ``agent_update`` messages
+with ``streaming`` set, the item's ``activity``, ``stream_event``, ``delta``,
+``step_id``, ``turn`` and ``tool``. A streaming agent is ``running`` (its loop
+runs in no other state). Lifecycle events are emitted when a step ends, after
+its stream: an item older than the agent's last lifecycle event changes neither
+its state nor its activity (it is still passed on), and a transition out of
+``running`` ends its activity. Tokens a streamed turn reports count at once
+and are not counted again when the transition that charges them arrives.
+
+A late subscriber first gets the :meth:`LiveView.snapshot`: each team's and each
+agent's current update (state, activity, progress), the most recent first.
+
 What the view remembers is bounded (least recently seen entities go first).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import combinations
 from typing import Any, Generic, TypeVar
 
@@ -51,9 +66,12 @@ from agentparty.models.events import (
     TeamPerformancePayload,
     WorkflowEvent,
 )
+from agentparty.models.live_stream import AgentActivity, LiveStreamItem
 from agentparty.models.run_history import team_id_for
 
 MAX_ENTITIES = 10_000
+SNAPSHOT_LIMIT = 200
+"""Agents, and teams, a new connection is told the current state of (the most recently active)."""
 STEP_ENDS = frozenset({"step_completed", "step_skipped", "step_failed"})
 RUN_ENDS = {"workflow_run_completed": TeamStatus.COMPLETED.value, "workflow_run_failed": TeamStatus.FAILED.value}
 
@@ -86,13 +104,26 @@ class Routed:
 @dataclass
 class _Agent:
     state: str | None = None
+    previous: str | None = None
     tokens: int = 0
+    live_tokens: int = 0
+    """Tokens streamed turns reported that no lifecycle event has charged yet."""
     name: str = ""
+    named: bool = False
     teams: set[str] = field(default_factory=set)
+    activity: AgentActivity | None = None
+    doing: LiveStreamItem | None = None
+    """The stream item that set the activity (its step, turn and tool)."""
+    lifecycle_at: datetime | None = None
+    """When the last lifecycle event about the agent was emitted: older stream items do not override it."""
+    updated: datetime | None = None
+    message: str | None = None
 
 
 @dataclass
 class _Team:
+    updated: datetime | None = None
+    message: str | None = None
     roles: dict[str, str] = field(default_factory=dict)
     status: str = TeamStatus.FORMING.value
     step_count: int | None = None
@@ -110,28 +141,30 @@ class LiveView:
 
     def messages_for(self, event: BaseEvent[Any]) -> list[Routed]:
         if isinstance(event, AgentProvisionedEvent):
-            agent = self._agent(event.payload.agent_id)
-            agent.state = AgentLifecycleState.INITIALIZED.value
+            agent = self._lifecycle(event.payload.agent_id, event.timestamp)
+            agent.previous, agent.state = None, AgentLifecycleState.INITIALIZED.value
             where = f"template {event.payload.template_id} {event.payload.template_version}"
-            return [self._agent_update(event, event.payload.agent_id, None, f"provisioned from {where}")]
+            return [self._agent_update(event.timestamp, event.payload.agent_id, None, f"provisioned from {where}")]
         if isinstance(event, AgentStateTransitionEvent):
             p = event.payload
-            agent = self._agent(p.agent_id)
+            agent = self._lifecycle(p.agent_id, event.timestamp)
             agent.tokens += p.token_count
-            agent.state = p.new_state
+            agent.live_tokens = max(0, agent.live_tokens - p.token_count)  # the streamed turns it charges
+            agent.previous, agent.state = p.previous_state, p.new_state
+            if p.new_state != AgentLifecycleState.RUNNING.value:
+                agent.activity = agent.doing = None
             by = "" if p.transition_approver.startswith("system:") else f" (approved by {p.transition_approver})"
-            return [
-                self._agent_update(event, p.agent_id, p.previous_state, f"{p.transition_reason or 'transition'}{by}")
-            ]
+            reason = f"{p.transition_reason or 'transition'}{by}"
+            return [self._agent_update(event.timestamp, p.agent_id, p.previous_state, reason)]
         if isinstance(event, TeamAssembledEvent):
             team = self._teams.touch(event.payload.team_id, _Team())
             team.roles = dict(event.payload.agent_roles)
             for agent_id, role in team.roles.items():
                 agent = self._agent(agent_id)
-                agent.name = role
+                agent.name, agent.named = role, True
                 agent.teams.add(event.payload.team_id)
             message = f"{event.payload.member_count} members assembled ({event.payload.formation_method.value})"
-            return [self._team_update(event, event.payload.team_id, team, message)]
+            return [self._team_update(event.timestamp, event.payload.team_id, team, message)]
         if isinstance(event, TeamPerformanceEvent):
             team = self._teams.touch(event.payload.team_id, _Team())
             team.performance = event.payload
@@ -140,24 +173,100 @@ class LiveView:
             return self._workflow(event)
         return []
 
+    def stream_messages(self, item: LiveStreamItem) -> list[Routed]:
+        """A live stream item as a streaming ``agent_update`` (the agent's state and activity as it leaves them)."""
+        agent = self._agent(item.agent_id)
+        agent.teams.add(team_id_for(item.run_key))
+        if not agent.named and item.agent_name:
+            agent.name, agent.named = item.agent_name, True
+        previous = agent.state
+        if agent.lifecycle_at is None or item.timestamp >= agent.lifecycle_at:  # else a later event has said more
+            if agent.state != AgentLifecycleState.RUNNING.value:
+                agent.previous = agent.state
+                agent.state = AgentLifecycleState.RUNNING.value
+            agent.activity = item.activity
+            agent.doing = item if item.activity is not None else None
+            agent.live_tokens += item.tokens
+        message = item.detail if item.event != "text" else None
+        return [self._agent_update(item.timestamp, item.agent_id, previous, message, item)]
+
+    def snapshot(self, wants: Callable[[Routed], bool]) -> list[Routed]:
+        """Each team's and agent's current update that ``wants`` takes, the most recently active first (at most
+        ``SNAPSHOT_LIMIT`` of each): what a new connection is told before the live messages."""
+        out: list[Routed] = []
+        for team_id in list(reversed(self._teams)):
+            team = self._teams[team_id]
+            if team.updated is None:
+                continue
+            message = self._team_update(team.updated, team_id, team, team.message or "current state", remember=False)
+            if wants(message):
+                out.append(message)
+                if len(out) >= SNAPSHOT_LIMIT:
+                    break
+        agents: list[Routed] = []
+        for agent_id in list(reversed(self._agents)):
+            agent = self._agents[agent_id]
+            if agent.updated is None:
+                continue
+            message = self._agent_update(
+                agent.updated, agent_id, agent.previous, agent.message, agent.doing, snapshot=True
+            )
+            if wants(message):
+                agents.append(message)
+                if len(agents) >= SNAPSHOT_LIMIT:
+                    break
+        return out + agents
+
     # -- agents -----------------------------------------------------------------------------
 
     def _agent(self, agent_id: str) -> _Agent:
+        """The agent, now the most recently seen."""
         return self._agents.touch(agent_id, _Agent(name=f"agent {agent_id[:6]}"))
 
-    def _agent_update(self, event: BaseEvent[Any], agent_id: str, previous: str | None, message: str) -> Routed:
+    def _peek(self, agent_id: str) -> _Agent:
+        """The agent, its recency unchanged (snapshots and team members only read it)."""
+        agent = self._agents.get(agent_id)
+        return agent if agent is not None else self._agent(agent_id)
+
+    def _lifecycle(self, agent_id: str, at: datetime) -> _Agent:
         agent = self._agent(agent_id)
+        agent.lifecycle_at = at if agent.lifecycle_at is None else max(agent.lifecycle_at, at)
+        return agent
+
+    def _agent_update(
+        self,
+        at: datetime,
+        agent_id: str,
+        previous: str | None,
+        message: str | None,
+        item: LiveStreamItem | None = None,
+        snapshot: bool = False,
+    ) -> Routed:
+        """The agent's update as it now stands; ``item``: the stream item it reports (or, in a snapshot, the one
+        behind the current activity)."""
+        agent = self._peek(agent_id)
         state = agent.state or AgentLifecycleState.INITIALIZED.value
+        activity = agent.activity
+        if not snapshot:
+            agent.updated = at
+            agent.message = message if message is not None else agent.message
         payload = AgentUpdatePayload(
             agent_id=agent_id,
             previous_state=previous,
             new_state=state,
-            svg=agent_svg(agent.name, state),
-            animation_type=animation_for(state),
-            token_usage=agent.tokens,
+            svg=agent_svg(agent.name, state, activity),
+            animation_type=animation_for(state, activity),
+            token_usage=agent.tokens + agent.live_tokens,
             message=message,
+            streaming=item is not None and not snapshot,
+            activity=activity,
+            stream_event=item.event if item is not None and not snapshot else None,
+            delta=item.delta if item is not None and not snapshot else None,
+            step_id=item.step_id if item is not None else None,
+            turn=item.turn if item is not None else None,
+            tool=item.tool if item is not None else None,
         )
-        text = AgentUpdateMessage(timestamp=event.timestamp, payload=payload).model_dump_json()
+        text = AgentUpdateMessage(timestamp=at, payload=payload).model_dump_json()
         return Routed(text, agent_id=agent_id, team_ids=frozenset(agent.teams))
 
     # -- teams ------------------------------------------------------------------------------
@@ -174,7 +283,11 @@ class LiveView:
                 team.final, team.outcome = False, None
                 team.progress = min(1.0, len(team.ended_steps) / team.step_count) if team.step_count else 0.0
             team.status = TeamStatus.ACTIVE.value if team.roles else TeamStatus.FORMING.value
-            return [self._team_update(event, team_id, team, f"run of {p.workflow_id} {p.workflow_version} started")]
+            return [
+                self._team_update(
+                    event.timestamp, team_id, team, f"run of {p.workflow_id} {p.workflow_version} started"
+                )
+            ]
         if event.event_type in RUN_ENDS:
             team.outcome = RUN_ENDS[event.event_type]
             return self._maybe_final(event, team_id, team)
@@ -186,7 +299,9 @@ class LiveView:
         team.status = TeamStatus.ACTIVE.value if team.roles else team.status
         how = event.event_type.removeprefix("step_")
         return [
-            self._team_update(event, team_id, team, f"step {p.step_id} {how}" + (f": {p.reason}" if p.reason else ""))
+            self._team_update(
+                event.timestamp, team_id, team, f"step {p.step_id} {how}" + (f": {p.reason}" if p.reason else "")
+            )
         ]
 
     def _maybe_final(self, event: BaseEvent[Any], team_id: str, team: _Team) -> list[Routed]:
@@ -198,12 +313,15 @@ class LiveView:
             f"run {team.outcome}: success {perf.success_rating:.0%}, {perf.token_usage} tokens, "
             f"capability coverage {perf.capability_metrics.coverage:.0%}"
         )
-        return [self._team_update(event, team_id, team, message)]
+        return [self._team_update(event.timestamp, team_id, team, message)]
 
-    def _team_update(self, event: BaseEvent[Any], team_id: str, team: _Team, message: str) -> Routed:
+    def _team_update(self, at: datetime, team_id: str, team: _Team, message: str, remember: bool = True) -> Routed:
+        """The team's update as it now stands (``remember``: it is the team's latest, for later snapshots)."""
+        if remember:
+            team.updated, team.message = at, message
         members = [
             TeamMemberView(
-                agent_id=agent_id, name=self._agent(agent_id).name, role=role, state=self._agent(agent_id).state or ""
+                agent_id=agent_id, name=self._peek(agent_id).name, role=role, state=self._peek(agent_id).state or ""
             )
             for agent_id, role in team.roles.items()
         ]
@@ -221,5 +339,5 @@ class LiveView:
             task_progress=team.progress,
             message=message,
         )
-        text = TeamUpdateMessage(timestamp=event.timestamp, payload=payload).model_dump_json()
+        text = TeamUpdateMessage(timestamp=at, payload=payload).model_dump_json()
         return Routed(text, team_ids=frozenset({team_id}))

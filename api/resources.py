@@ -83,7 +83,8 @@ _TEMPLATE_CREATED: dict[int | str, dict[str, Any]] = {
         **declared(
             *GUARDED,
             400,
-            _403="No permission, or tool code off this server's allowlist (detail lists each refused field).",
+            _403="No permission, or what this server's configuration refuses: tool code off its allowlist, a prompt "
+            "template it does not define (detail lists each refused field).",
             _409="A template with this name exists (add a version instead).",
         ),
     },
@@ -99,13 +100,17 @@ def create_template(
     except ToolsRefused as exc:
         # A valid request this server's policy refuses (its allowlist, its models), so 403, not 422; the detail
         # still names each refused field and why, like a validation error.
-        problems = [{"loc": ("body", *where), "msg": why, "type": "tool_not_allowed"} for where, why in exc.problems]
+        problems = [{"loc": ("body", *where), "msg": why, "type": _refusal_type(where)} for where, why in exc.problems]
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, detail=[e.model_dump() for e in field_errors(problems)]
         ) from None
     except TemplateError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
     return CreatedTemplate(template=created.template, version=created.record)
+
+
+def _refusal_type(where: tuple[str | int, ...]) -> str:
+    return "prompt_template_unknown" if where[:1] == ("prompt_template",) else "tool_not_allowed"
 
 
 @router.get(

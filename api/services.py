@@ -19,6 +19,7 @@ from prefect.settings import PREFECT_API_URL
 
 from agentparty.api.webhook_dispatch import DeliveryDispatcher
 from agentparty.api.workflow_index import WorkflowIndex
+from agentparty.runtime.conversations import ConversationStore
 from agentparty.runtime.graph_reads import GraphReader
 from agentparty.runtime.graph_store import GraphStore
 from agentparty.runtime.run_recorder import configured_graph
@@ -92,9 +93,22 @@ def template_registry(request: Request) -> TemplateRegistry:
     registry: TemplateRegistry | None = getattr(request.app.state, "templates", None)
     if registry is None:
         settings = settings_of(request)
-        registry = TemplateRegistry.at(settings.home, settings.tool_policy(), settings.model_registry())
+        registry = TemplateRegistry.at(
+            settings.home,
+            settings.tool_policy(),
+            settings.model_registry(),
+            settings.agent_runtime.prompt_templates,
+        )
         request.app.state.templates = registry
     return registry
+
+
+def conversation_store(request: Request) -> ConversationStore:
+    """Every engagement's conversation under the app's home (the store the workers write), opened on first use."""
+    store: ConversationStore | None = getattr(request.app.state, "conversations", None)
+    if store is None:
+        store = request.app.state.conversations = ConversationStore.at(settings_of(request).home)
+    return store
 
 
 def graph_reader(request: Request) -> GraphReader:

@@ -21,9 +21,17 @@ first on even rounds, engine first on odd ones), medians:
 (d) **MCP tool call** through the loop to ``examples/mcp_docs_server.py``
     over stdio and over streamable HTTP (loopback), against ``docsearch.search``
     in process with the same JSON rendering: targets <= 3 ms and <= 5 ms added.
+(f) **Conversation record** (issue 21): the same 5-turn loop as (a), with the
+    engagement's conversation written to its SQLite store (the engagement opened,
+    each turn's messages in one transaction at the turn's end) against the loop
+    keeping none. Added per turn = (recorded - unrecorded) / 5, target <= 0.5 ms.
 (e) **Resume**: a 10-turn loop (each turn one tool call) whose model fails
     at turn 8, resumed under the same run key: only turns 8-10 ask the model again
     and no tool call runs again.
+(g) **Live stream latency** (issue 21, ``bench/live_latency.py``): a token's
+    time from the OpenAI adapter to 20 WebSocket clients of the API (uvicorn,
+    its own process) through the run's live stream and a Tansu broker: p50 and
+    p99 over every token and client, target p99 <= 50 ms.
 
 The model is ``tests/support/llm_wire.py``'s ``WireServer`` in a child process
 (it does not share this process's GIL), scripted turn by turn.
@@ -42,6 +50,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +63,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 MODEL = "bench-model"
 TURN_TARGET_MS, PYTHON_TOOL_TARGET_MS, STDIO_TARGET_MS, HTTP_TARGET_MS = 2.0, 1.0, 3.0, 5.0
 LOOP_TURNS = 5
+RECORD_TARGET_MS = 0.5
 RUN = uuid.uuid4().hex[:8]
 """In every cache key: results persisted by an earlier run of this benchmark must not be found."""
 
@@ -255,6 +265,47 @@ async def per_turn(wire: Wire, home: Path, rounds: int) -> dict[str, Any]:
     }
 
 
+# -- (f) the conversation record -------------------------------------------------------------------
+
+
+async def conversation_row(wire: Wire, home: Path, rounds: int) -> dict[str, Any]:
+    from agentparty.models.agent import WorkflowState
+    from agentparty.runtime.conversations import ConversationStore
+    from agentparty.tasks.conversation_log import ConversationLog
+
+    router, loop = build(home, wire.url)
+    store = ConversationStore.at(home)
+    counter = iter(range(10**9))
+
+    async def unrecorded() -> None:
+        request, toolbox, limits, place, budgets = loop_parts(f"plain-{next(counter)}", durable=False)
+        await loop.run(request, toolbox, limits, place, budgets)
+
+    async def recorded() -> None:
+        run_key = f"kept-{next(counter)}"
+        request, toolbox, limits, place, budgets = loop_parts(run_key, durable=False)
+        key = store.begin("a", run_key, run_key, "bench", WorkflowState(workflow_id="bench", run_id=run_key))
+        await replace(loop, log=ConversationLog(store, key)).run(request, toolbox, limits, place, budgets)
+
+    base, eng = [], []
+    for i in range(rounds):
+        wire.script(*tool_turns(LOOP_TURNS))
+        wire.script(*tool_turns(LOOP_TURNS))
+        order = [(unrecorded, base), (recorded, eng)] if i % 2 == 0 else [(recorded, eng), (unrecorded, base)]
+        for call, out in order:
+            out.append(await timed(call))
+        wire.reset()
+    await router.aclose()
+    return {
+        "row": f"(f) conversation record, per turn ({LOOP_TURNS}-turn loop)",
+        "baseline_ms": statistics.median(base) / LOOP_TURNS,
+        "engine_ms": statistics.median(eng) / LOOP_TURNS,
+        "added_ms": (statistics.median(eng) - statistics.median(base)) / LOOP_TURNS,
+        "target_ms": RECORD_TARGET_MS,
+        "n": rounds,
+    }
+
+
 # -- (c), (d) tool calls ---------------------------------------------------------------------------
 
 
@@ -444,6 +495,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=200, help="interleaved rounds per row (default 200)")
     args = parser.parse_args()
     from _server import benchmark_server
+    from live_latency import describe as describe_live
+    from live_latency import stream_latency_row
 
     started = time.perf_counter()
     wire = Wire()
@@ -451,14 +504,18 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="agentparty-bench-") as home, benchmark_server():
             os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
             rows = [asyncio.run(per_turn(wire, Path(home), args.rounds))]
+            rows.append(asyncio.run(conversation_row(wire, Path(home), args.rounds)))
             rows.append(asyncio.run(checkpoint_row(args.rounds)))
             rows += asyncio.run(tool_rows(args.rounds))
             resume = asyncio.run(resume_row(wire, Path(home)))
+            live = stream_latency_row(wire, Path(home))
     finally:
         wire.close()
     wall = time.perf_counter() - started
     if args.json:
-        print(json.dumps({"rounds": args.rounds, "rows": rows, "resume": resume, "wall_s": wall}, indent=2))
+        print(
+            json.dumps({"rounds": args.rounds, "rows": rows, "resume": resume, "live": live, "wall_s": wall}, indent=2)
+        )
         return
     print(f"{'row (ms, medians)':<58} {'baseline':>9} {'engine':>9} {'added':>7}  target")
     for row in rows:
@@ -473,6 +530,7 @@ def main() -> None:
         f"{resume['turns_from_checkpoints']} from checkpoints, ran {resume['tool_calls_run_again']} tool calls again "
         f"-> {'ok' if resume['ok'] else 'MISSED'}"
     )
+    print(describe_live(live))
     print(
         f"baselines: bare SDK calls + direct tool calls; a plain persisted task; the function in process. "
         f"{args.rounds} interleaved rounds per row, {wall:.0f} s in all"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from agentparty.cli import api, deploy, events, gnn, graph, local, run, templates, validate
+from agentparty.cli import agents, api, deploy, events, gnn, graph, local, run, templates, validate
 
 app = typer.Typer(
     name="agentparty",
@@ -23,6 +23,7 @@ run.register(app)
 deploy.register(app)
 app.add_typer(graph.app, name="graph")
 app.add_typer(templates.app, name="templates")
+app.add_typer(agents.app, name="agents")
 app.add_typer(gnn.app, name="gnn")
 app.add_typer(events.app, name="events")
 app.add_typer(api.app, name="api")

@@ -22,7 +22,8 @@ def init_topics() -> list[str]:
 
 @app.command()
 def init() -> None:
-    """Create the event topics (one per family: agents, teams, tasks, workflows) that do not exist yet."""
+    """Create the event topics (one per family: agents, teams, tasks, workflows) and the live stream's
+    (agent-stream) that do not exist yet."""
     from confluent_kafka import KafkaException
 
     try:

@@ -12,6 +12,7 @@ import typer
 from agentparty.cli._bootstrap import local, settings, use_prefect
 
 if TYPE_CHECKING:
+    from agentparty.cli.run_stream import ConsoleStream
     from agentparty.models.run_results import StepResult, WorkflowResult
     from agentparty.models.tools import ToolCallRecord, TurnRecord
 
@@ -48,7 +49,8 @@ def run(
         typer.Option(
             "--verbose",
             "-v",
-            help="Also show Prefect's own log lines, and each tool call's arguments and the start of its result.",
+            help="Also stream each agent's text, turns and tool calls as they happen, show Prefect's own log lines, "
+            "and each tool call's arguments and the start of its result.",
         ),
     ] = False,
     graph: Annotated[
@@ -73,15 +75,22 @@ def run(
     ui_url = use_prefect(quiet=not verbose).removesuffix("/api")
     record, emit = _start_servers(graph, events)
 
+    from agentparty.cli.run_stream import ConsoleStream  # deferred with the engine: it imports the agent loop
     from agentparty.flows import CompileOptions, WorkflowFailed, compile_workflow
     from agentparty.flows.services import run_services
     from agentparty.models.step_errors import RunInputError
 
-    services = run_services(settings(), **({} if record else {"recorder": None}), **({} if emit else {"events": None}))
+    console = ConsoleStream() if verbose and not as_json else None
+    services = run_services(
+        settings(),
+        **({} if record else {"recorder": None}),
+        **({} if emit else {"events": None}),
+        observers=(console,) if console is not None else (),
+    )
     options = CompileOptions(
         services=services,
         max_concurrency=settings().max_concurrency,
-        on_step_finished=None if as_json else partial(_progress, verbose=verbose),
+        on_step_finished=None if as_json else partial(_progress, verbose=verbose, console=console),
     )
     flow = compile_workflow(definition, source=path, options=options)
     if not as_json:
@@ -95,6 +104,9 @@ def run(
         for problem in exc.problems:
             typer.echo(f"{path}: {problem}", err=True)
         raise typer.Exit(1) from None
+    finally:
+        if console is not None:
+            console.close()
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
     else:
@@ -114,7 +126,9 @@ def _start_servers(graph: bool, events: bool) -> tuple[bool, bool]:
     return record, emit
 
 
-def _progress(step: StepResult, verbose: bool = False) -> None:
+def _progress(step: StepResult, verbose: bool = False, console: ConsoleStream | None = None) -> None:
+    if console is not None:
+        console.end_line()
     for line in step_lines(step, verbose):
         typer.echo(line)
 

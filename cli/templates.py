@@ -12,6 +12,7 @@ from agentparty.cli._bootstrap import settings
 from agentparty.models.templates import VersionBump
 
 if TYPE_CHECKING:
+    from agentparty.models.memory import MemoryConfig
     from agentparty.tasks.templates import TemplateRegistry
 
 app = typer.Typer(help="Agent templates: create, version, publish, deprecate, list.", no_args_is_help=True)
@@ -77,17 +78,60 @@ def version(
     bump: Annotated[str, typer.Option(help="major, minor or patch.")] = "minor",
     model: Annotated[str | None, typer.Option(help="Model of the new version.")] = None,
     personality: Annotated[str | None, typer.Option()] = None,
+    memory_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--memory",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="A YAML/JSON file with the new version's memory configuration (default: the latest version's).",
+        ),
+    ] = None,
+    inherit_memory: Annotated[
+        bool | None,
+        typer.Option(
+            "--inherit-memory/--fresh-memory",
+            help="The new version's agent starts with a copy of the previous version's memory, or empty "
+            "(default: as its memory configuration says).",
+        ),
+    ] = None,
 ) -> None:
     """Create a new draft version from the latest one (earlier versions never change)."""
     from agentparty.models.step_errors import TemplateError
 
     if bump not in ("major", "minor", "patch"):
         raise typer.BadParameter("must be major, minor or patch", param_hint="--bump")
+    registry = _registry()
     try:
-        created = _registry().new_version(name, cast(VersionBump, bump), model=model, personality=personality)
+        memory = _memory(registry, name, memory_file, inherit_memory)
+        created = registry.new_version(
+            name, cast(VersionBump, bump), model=model, personality=personality, memory=memory
+        )
     except TemplateError as exc:
         raise _fail(exc) from None
     typer.echo(f"{name}: version {created.version.version} draft (model {created.version.model})")
+
+
+def _memory(registry: TemplateRegistry, name: str, path: Path | None, inherit: bool | None) -> MemoryConfig | None:
+    """The memory configuration ``--memory`` and ``--inherit-memory`` ask for; None to keep the latest version's."""
+    from agentparty.models.memory import MemoryConfig
+    from agentparty.runtime.documents import DocumentError, read_document, validate_document
+
+    memory = None
+    if path is not None:
+        try:
+            memory = validate_document(read_document(path), MemoryConfig)
+        except DocumentError as exc:
+            for error in exc.errors:
+                typer.echo(error.render(str(path)), err=True)
+            raise typer.Exit(1) from None
+    if inherit is None:
+        return memory
+    memory = memory or registry.versions(name)[-1].memory
+    if memory is None or not memory.enabled:
+        raise typer.BadParameter(f"{name}'s new version has no memory to inherit into", param_hint="--inherit-memory")
+    return memory.model_copy(update={"inherit": inherit})
 
 
 @app.command()

@@ -157,7 +157,9 @@ class RunEvents:
                     completion_time=int(result.duration_s),
                     token_usage=result.tokens,
                     budget_variance=(result.tokens - budget) / budget * 100 if budget else 0.0,
-                    collaboration_metrics=CollaborationMetrics(pair_count=members * (members - 1) // 2),
+                    collaboration_metrics=CollaborationMetrics(
+                        pair_count=members * (members - 1) // 2, messages_exchanged=self.tally.messages_exchanged
+                    ),
                     capability_metrics=CapabilityMetrics(
                         required=required, covered=covered, coverage=len(covered) / len(required) if required else 1.0
                     ),
@@ -187,11 +189,11 @@ class RunEvents:
         """
         events: list[BaseEvent[Any]] = []
         for record in records:
-            for work in record.agents:
+            for slot, work in record.engagements():  # the slot's agent, then the agents it asked (ask_agent)
                 if work.provisioned is not None:
                     events.append(
                         AgentProvisionedEvent(
-                            **self._envelope("agent_provisioned", self.run_key, record.slot, work.agent.id),
+                            **self._envelope("agent_provisioned", self.run_key, slot, work.agent.id),
                             payload=work.provisioned,
                         )
                     )
@@ -203,7 +205,7 @@ class RunEvents:
                     for transition in work.transitions
                 ]
                 cut = _work_end(work.transitions)
-                events += [*transitions[:cut], *self.tool_calls(record.slot, work), *transitions[cut:]]
+                events += [*transitions[:cut], *self.tool_calls(slot, work), *transitions[cut:]]
         kind = {
             StepStatus.COMPLETED: "step_completed",
             StepStatus.FAILED: "step_failed",

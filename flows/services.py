@@ -19,13 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agentparty.runtime.agent_memory import AgentMemoryStore
 from agentparty.runtime.breakers import BreakerStore, SqliteBreakerStore
 from agentparty.runtime.budgets import Budget
+from agentparty.runtime.conversations import ConversationStore
 from agentparty.runtime.event_bus import EventBus, configured_bus
+from agentparty.runtime.live_stream import configured_stream
 from agentparty.runtime.model_router import ModelRouter
 from agentparty.runtime.run_recorder import GraphRecorder, configured_recorder
 from agentparty.runtime.settings import Settings
 from agentparty.tasks.agent import ModelAgentRunner
+from agentparty.tasks.agent_loop import LoopObserver, ObserverGroup
+from agentparty.tasks.delegation import enable_delegation
+from agentparty.tasks.live_updates import LiveUpdates
+from agentparty.tasks.memory_tools import enable_memory
 from agentparty.tasks.templates import TemplateRegistry
 
 if TYPE_CHECKING:
@@ -48,6 +55,8 @@ class RunServices:
     _recorder: GraphRecorder | _Unset | None = UNSET
     _events: EventBus | _Unset | None = UNSET
     _agent_runner: AgentRunner | None = None
+    _observers: tuple[LoopObserver, ...] = ()
+    """Told what agents' loops do as it happens, beside the live stream (``agentparty run -v`` prints it)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -88,11 +97,26 @@ class RunServices:
                 policy = self.settings.tool_policy()
                 self._agent_runner = ModelAgentRunner(
                     router=ModelRouter.from_settings(self.home, config),
-                    templates=TemplateRegistry.at(self.home, policy, config.models if config else None),
+                    templates=TemplateRegistry.at(
+                        self.home,
+                        policy,
+                        config.models if config else None,
+                        self.settings.agent_runtime.prompt_templates,
+                    ),
                     runtime=self.settings.agent_runtime,
+                    conversations=ConversationStore.at(self.home),
                     policy=policy,
+                    observer=self._observer(),
                 )
+                self._agent_runner = enable_memory(self._agent_runner, AgentMemoryStore.at(self.home))
+                self._agent_runner = enable_delegation(self._agent_runner)  # ask_agent runs through the runner
             return self._agent_runner
+
+    def _observer(self) -> LoopObserver:
+        """The observers handed in, and the live stream when the run streams (it emits events to a broker)."""
+        stream = None if self._events is None else configured_stream(self.settings)
+        live = (LiveUpdates(stream.send),) if stream is not None else ()
+        return ObserverGroup((*self._observers, *live))
 
 
 def run_services(
@@ -103,6 +127,7 @@ def run_services(
     recorder: GraphRecorder | _Unset | None = UNSET,
     events: EventBus | _Unset | None = UNSET,
     breakers: BreakerStore | None = None,
+    observers: tuple[LoopObserver, ...] = (),
 ) -> RunServices:
     """The services of runs under ``settings``; each keyword replaces one (``recorder=None``: record nothing,
     ``events=None``: emit nothing)."""
@@ -113,4 +138,5 @@ def run_services(
         _recorder=recorder,
         _events=events,
         _agent_runner=agent_runner,
+        _observers=observers,
     )

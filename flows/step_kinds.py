@@ -26,10 +26,12 @@ from jinja2.exceptions import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jsonschema import Draft202012Validator
 
+from agentparty.flows.colleagues import step_colleagues
 from agentparty.flows.retries import EffectivePolicy
 from agentparty.flows.run_state import RunState
 from agentparty.flows.step_task import FORBIDDEN_IN_NAMES, StepCall, StepOutcome, StepTask, WorkflowFlow, step_cache_key
-from agentparty.models import DecisionStep, ParallelStep, SubgraphStep, TaskStep, WorkflowStep
+from agentparty.models import DecisionStep, ParallelStep, SubgraphStep, TaskStep, WorkflowDefinition, WorkflowStep
+from agentparty.models.engagements import delegated_cost, delegated_tokens
 from agentparty.models.references import ReferenceResolutionError, ReferenceScope, resolve
 from agentparty.models.run_results import StepResult, StepStatus, WorkflowFailed, WorkflowResult
 from agentparty.models.step_errors import StepError, StepValidationError, SubgraphDepthExceeded
@@ -54,6 +56,11 @@ class CompiledSteps(Protocol):
 
     @property
     def max_subgraph_depth(self) -> int: ...
+
+    @property
+    def definition(self) -> WorkflowDefinition:
+        """The workflow being run (its id is each engagement's ``currentWorkflow``)."""
+        ...
 
     def task_for(self, step: WorkflowStep, policy: EffectivePolicy | None = None) -> StepTask: ...
 
@@ -238,6 +245,8 @@ class StepRunner:
             max_tool_calls=config.max_tool_calls,
             search_dirs=tuple(self.c.search_dirs),
             mcp=self.run.mcp,
+            workflow_id=self.c.definition.id,
+            colleagues=step_colleagues(step, self.run.definition, self.run.staffing),
         )
 
         async def body() -> StepOutcome:
@@ -246,12 +255,13 @@ class StepRunner:
             note = None
             if response.fallback_reasons:
                 note = f"answered by fallback model {response.model} ({'; '.join(response.fallback_reasons)})"[:500]
+            work = response.work
             return StepOutcome(
                 response.output,
-                response.tokens,
+                response.tokens + (delegated_tokens(work) if work is not None else 0),  # the agents it asked too
                 response.model,
                 response.simulated,
-                cost=response.cost,
+                cost=response.cost + (delegated_cost(work) if work is not None else 0.0),
                 note=note,
                 agents=(response.work,) if response.work is not None else (),
             )

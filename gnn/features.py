@@ -14,7 +14,10 @@ The raw records are the models of :mod:`agentparty.models.gnn`, computed as foll
 * Collaboration edge: ``success_score``, ``task_count``, ``recency``
   (exp(−age/:data:`RECENCY_DAYS`) against the snapshot's latest time, never the
   wall clock), ``compatibility`` (mean over both directions of the share of the
-  other agent's capabilities that are equal or listed compatible to one's own).
+  other agent's capabilities that are equal or listed compatible to one's own),
+  ``messages_exchanged`` (the pair's ASKED questions and answers, both ways; an
+  extension: a fifth column only models trained on a history with hand-offs
+  read, see :func:`collaboration_width`).
 * Capability edge: ``proficiency``, ``usage_count``, ``token_efficiency``.
 * Requirement edge: ``importance``, ``complexity``.
 
@@ -53,6 +56,10 @@ NEEDS = (TASK, "REQUIRES", CAPABILITY)
 NEEDED_BY = (CAPABILITY, "rev_REQUIRES", TASK)
 EDGE_TYPES = (COLLABORATION, HOLDS, HELD_BY, NEEDS, NEEDED_BY)
 RECENCY_DAYS = 90.0
+COLLABORATION_FEATURES = 5
+"""Collaboration edge columns: success, task count, recency, compatibility, messages exchanged."""
+LEGACY_COLLABORATION_FEATURES = 4
+"""The columns before ``messages_exchanged``: what models trained without hand-offs in their history read."""
 
 
 @dataclass
@@ -271,6 +278,7 @@ def collaboration_edges(
     """
     names = {c: p.get("name", "") for c, p in snapshot.capabilities.items()}
     compat = {c: set(p.get("compatibility") or []) for c, p in snapshot.capabilities.items()}
+    messages = pair_messages(snapshot, cutoff)
     if cutoff is None:
         now = snapshot.reference_time()
         rows = [
@@ -309,10 +317,37 @@ def collaboration_edges(
                     task_count=count,
                     recency=math.exp(-age_days / RECENCY_DAYS),
                     compatibility=pair_compatibility(tables, compat, names, a, b),
+                    messages_exchanged=messages.get((min(a, b), max(a, b)), 0),
                 ),
             )
         )
     return edges
+
+
+def pair_messages(snapshot: GraphSnapshot, cutoff: datetime | None) -> dict[tuple[str, str], int]:
+    """(smaller id, larger id) → the pair's ASKED questions and answers, both ways; with ``cutoff``, only those of
+    tasks whose team was formed before it (what the rebuilt WORKED_WITH edges see)."""
+    before = None if cutoff is None else {t.task_id for t in snapshot.teams if t.created_at < cutoff}
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for a, b, props in snapshot.asked:
+        if before is not None and props.get("task_id") not in before:
+            continue
+        counts[(min(a, b), max(a, b))] += int(props.get("questions") or 0) + int(props.get("answers") or 0)
+    return dict(counts)
+
+
+def collaboration_width(snapshot: GraphSnapshot, trained: int | None) -> int:
+    """How many collaboration columns a model reads: ``trained`` (its scaler's, when it has one), else all of them
+    when the history has hand-offs and the legacy four when not (an all-zero column would teach nothing, and
+    leaving it out keeps a history without hand-offs training exactly the model it trained before)."""
+    if trained is None:
+        return COLLABORATION_FEATURES if snapshot.asked else LEGACY_COLLABORATION_FEATURES
+    if trained not in (LEGACY_COLLABORATION_FEATURES, COLLABORATION_FEATURES):
+        raise ValueError(
+            f"the model was trained on {trained} collaboration edge features; this version computes "
+            f"{LEGACY_COLLABORATION_FEATURES} or {COLLABORATION_FEATURES}: retrain it (agentparty gnn train)"
+        )
+    return trained
 
 
 def feature_matrix(records: list[Any], width: int) -> np.ndarray:

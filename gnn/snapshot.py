@@ -1,7 +1,7 @@
 """What GNN training reads from the graph: a snapshot of the history (DESIGN.md §8).
 
 :class:`GraphSnapshot` holds agents, capabilities, tasks, their HAS_CAPABILITY /
-REQUIRES / WORKED_WITH edges, and the finished teams (members, task, score). It
+REQUIRES / WORKED_WITH / ASKED edges, and the finished teams (members, task, score). It
 is built from the graph export (:meth:`GraphSnapshot.from_records`) or straight
 from a batch about to be written (:meth:`GraphSnapshot.from_batch`, which the
 large benchmark uses); both give the same snapshot. :meth:`GraphSnapshot.digest`
@@ -43,6 +43,8 @@ class GraphSnapshot:
     has_capability: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     requires: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     worked_with: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    asked: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    """ASKED links (asker, asked, properties): who handed sub-questions to whom, per task and slot."""
     teams: list[TeamRecord] = field(default_factory=list)
     """Finished teams (with a performance score), oldest first."""
 
@@ -72,6 +74,8 @@ class GraphSnapshot:
                 snapshot.requires.append((record.source, record.target, props))
             elif record.label == "WORKED_WITH":
                 snapshot.worked_with.append((record.source, record.target, props))
+            elif record.label == "ASKED":
+                snapshot.asked.append((record.source, record.target, props))
             elif record.label == "MEMBER_OF":
                 members[record.target].append(record.source)
             elif record.label == "WORKS_ON":
@@ -112,6 +116,7 @@ class GraphSnapshot:
         self.has_capability.sort(key=lambda e: (e[0], e[1]))
         self.requires.sort(key=lambda e: (e[0], e[1]))
         self.worked_with.sort(key=lambda e: (e[0], e[1]))
+        self.asked.sort(key=lambda e: (e[0], e[1], str(e[2].get("task_id")), str(e[2].get("step_id"))))
         for task in self.tasks.values():
             task["created_at"] = _utc(task.get("created_at"))
         for _, _, props in self.worked_with:
@@ -174,4 +179,9 @@ class GraphSnapshot:
                 for t in self.teams
             ],
         }
+        if self.asked:  # only then: a history without hand-offs keeps the digest it had before ASKED existed
+            payload["asked"] = [
+                [s, t, p.get("task_id"), p.get("step_id"), p.get("questions"), p.get("answers")]
+                for s, t, p in self.asked
+            ]
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()

@@ -21,6 +21,7 @@ from agentparty.gnn.features import (
     AGENT,
     CAPABILITY,
     COLLABORATION,
+    COLLABORATION_FEATURES,
     HELD_BY,
     HOLDS,
     NEEDED_BY,
@@ -28,6 +29,7 @@ from agentparty.gnn.features import (
     TASK,
     NodeTables,
     collaboration_edges,
+    collaboration_width,
     feature_matrix,
     node_tables,
 )
@@ -37,7 +39,7 @@ _LOG_COLUMNS = {
     AGENT: (1, 3),  # capability_count, token_efficiency
     CAPABILITY: (0, 2),  # token_cost, compatibility_count
     TASK: (2, 3),  # capability_count, token_budget
-    COLLABORATION: (1,),  # task_count
+    COLLABORATION: (1, 4),  # task_count, messages_exchanged (when the model reads it)
     HOLDS: (1, 2),  # usage_count, token_efficiency
     NEEDS: (),
 }
@@ -54,10 +56,16 @@ class FeatureScaler:
     def key(kind: str | tuple[str, str, str]) -> str:
         return kind if isinstance(kind, str) else "|".join(kind)
 
+    def width(self, kind: str | tuple[str, str, str]) -> int | None:
+        """How many columns of ``kind`` were fitted (what a saved model was trained on); None when none were."""
+        mean = self.mean.get(self.key(kind))
+        return None if mean is None else len(mean)
+
     def transform(self, kind: str | tuple[str, str, str], raw: np.ndarray, fit: bool) -> np.ndarray:
         values = raw.astype(np.float64).copy()
         for column in _LOG_COLUMNS.get(kind, ()):
-            values[:, column] = np.log1p(np.maximum(values[:, column], 0.0))
+            if column < values.shape[1]:  # a model trained on fewer columns does not read the later ones
+                values[:, column] = np.log1p(np.maximum(values[:, column], 0.0))
         name = self.key(kind)
         if fit or name not in self.mean:
             mean = values.mean(axis=0) if len(values) else np.zeros(values.shape[1])
@@ -101,9 +109,12 @@ def build_tensors(
     collab = collaboration_edges(snapshot, tables, cutoff)
     src = [index[AGENT][a] for a, _, _ in collab]
     dst = [index[AGENT][b] for _, b, _ in collab]
-    attr = scaler.transform(COLLABORATION, feature_matrix([f for _, _, f in collab], 4), fit)
+    trained = None if fit else scaler.width(COLLABORATION)
+    width = collaboration_width(snapshot, trained)
+    raw = feature_matrix([f for _, _, f in collab], COLLABORATION_FEATURES)[:, :width]
+    attr = scaler.transform(COLLABORATION, raw, fit)
     data[COLLABORATION].edge_index = torch.tensor([src + dst, dst + src], dtype=torch.long).reshape(2, -1)
-    data[COLLABORATION].edge_attr = torch.from_numpy(np.concatenate([attr, attr])).reshape(-1, 4)
+    data[COLLABORATION].edge_attr = torch.from_numpy(np.concatenate([attr, attr])).reshape(-1, width)
 
     for forward, backward, width, (edge_index, raw) in (
         (HOLDS, HELD_BY, 3, tables.holds),

@@ -13,6 +13,8 @@ from pydantic import ConfigDict, Field, NonNegativeInt, StrictBool
 from ._base import Fraction, NonEmptyStr, SeedModel, UtcDatetime, utc_now
 from .governance import GovernanceRules
 from .graph import ModelParameters
+from .live_stream import AgentActivity, StreamEvent
+from .memory import MemoryConfig
 from .tools import AgentTooling, McpServer, ToolReference
 
 CREATE_AGENT_TEMPLATE_EXAMPLE: dict[str, Any] = {
@@ -76,6 +78,11 @@ class CreateAgentTemplateRequest(SeedModel):
     """Model turns an agent's loop may take (a step's own setting wins; the runtime default when unset)."""
     max_tool_calls: Annotated[int, Field(gt=0, le=1000)] | None = None
     """Tool calls over an agent's loop (a step's own setting wins; the runtime default when unset)."""
+    prompt_template: NonEmptyStr | None = None
+    """The name of a prompt template of the server's runtime configuration (``agentRuntime.promptTemplates``) to
+    use as the system prompt; a name the server does not define is refused."""
+    memory: MemoryConfig | None = None
+    """A memory the version's agent keeps across runs (``remember``/``recall`` tools); none when absent."""
 
     @property
     def tooling(self) -> AgentTooling:
@@ -122,6 +129,20 @@ class AgentUpdatePayload(SeedModel):
     animation_type: AnimationType
     token_usage: NonNegativeInt
     message: str | None = None
+    # Extension (live streaming, models/live_stream.py): what the agent does within its state, as it happens.
+    streaming: bool = False
+    """True for a live update from the run's stream (not durable; a client may miss some); False for one built
+    from a lifecycle event or for the current state sent on connect."""
+    activity: AgentActivity | None = None
+    """What the agent is doing within its state: ``thinking``, ``using a tool``, ``waiting for approval``; None: idle."""
+    stream_event: StreamEvent | None = None
+    """A live update's kind: ``turn_started``, ``text``, ``turn_finished``, ``tool_started``,
+    ``waiting_for_approval``, ``tool_finished``."""
+    delta: str | None = None
+    """``text``: the fragment of the answer the model just streamed."""
+    step_id: str | None = None
+    turn: Annotated[int, Field(ge=1)] | None = None
+    tool: str | None = None
 
 
 class TeamMemberView(SeedModel):

@@ -6,6 +6,7 @@ environment (``AGENTPARTY_`` prefix) with pydantic-settings.
 
 from __future__ import annotations
 
+import string
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
@@ -98,6 +99,23 @@ class RuntimeModelSettings(SeedModel):
     """When the allowance is spent: wait (queue), pace evenly (throttle) or fail retryably (reject)."""
 
 
+def prompt_template_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a prompt template (None when it can): placeholders are plain ``{names}``; write
+    ``{{`` and ``}}`` for braces."""
+    try:
+        fields = [(field, spec, conversion) for _, field, spec, conversion in string.Formatter().parse(text)]
+    except ValueError as exc:
+        return f"{exc} (write {{{{ and }}}} for literal braces)"
+    for field, spec, conversion in fields:
+        if field is None:
+            continue
+        if not field.isidentifier():
+            return f"placeholder {{{field}}} is not a plain name"
+        if spec or conversion:
+            return f"placeholder {{{field}}} takes no format spec or conversion"
+    return None
+
+
 class AgentRuntimeConfig(SeedModel):
     default_token_budget: Annotated[int, Field(gt=0)] = 10000
     default_timeout: Annotated[int, Field(gt=0)] = 300
@@ -112,8 +130,31 @@ class AgentRuntimeConfig(SeedModel):
     """Tool calls an agent step's loop may make unless its step or template says otherwise."""
     max_parallel_tool_calls: Annotated[int, Field(gt=0, le=64)] = 4
     """Tool calls of one model turn that run at once."""
+    max_delegation_depth: Annotated[int, Field(ge=0, le=5)] = 2
+    """How deep ``ask_agent`` hand-offs may nest: a step's agent asks at depth 1, the agent it asked asks at depth
+    2, and so on; a call past it is refused (0 turns delegation off)."""
+    max_delegations: Annotated[int, Field(ge=0, le=32)] = 4
+    """``ask_agent`` hand-offs one engagement (a step's agent, or an agent asked by another) may make; a call past
+    it is refused."""
+    context_strategy: Literal["trim", "summarize"] = "trim"
+    """What an agent's loop does when its conversation outgrows the model's window: leave out the oldest turns
+    (``trim``), or have the model condense them into a note first (``summarize``: a checkpointed turn, charged to
+    the budgets). Either way a tool call stays with its result and the loss is noted in the conversation."""
     models: dict[str, RuntimeModelSettings] = Field(default_factory=dict)
     prompt_templates: dict[str, str] = Field(default_factory=dict)
+    """Named system prompts a template version may use (``promptTemplate`` on the template): ``{name}``,
+    ``{description}``, ``{personality}`` and ``{capabilities}`` are the agent's; any other ``{field}`` is the
+    step's input of that name, filled in when the step runs."""
+
+    @field_validator("prompt_templates")
+    @classmethod
+    def _plain_placeholders(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            problem = prompt_template_problem(text)
+            if problem:
+                raise ValueError(f"prompt template {name!r}: {problem}")
+        return value
+
     capability_registry: str = "builtin"
     """Where capability definitions come from: ``builtin`` or a path to a YAML/JSON file."""
 

@@ -56,6 +56,9 @@ class CollaborationEdgeFeatures(_Features):
     recency: Fraction
     """1.0 for a collaboration today, decaying towards 0 with age."""
     compatibility: Fraction
+    messages_exchanged: NonNegativeInt = 0
+    """Extension: agent-to-agent messages between the pair (``ask_agent`` questions and answers, the ASKED links'
+    counts). Last, so a model trained on the first four columns still reads them where it expects them."""
 
 
 class CapabilityEdgeFeatures(_Features):

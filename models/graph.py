@@ -36,6 +36,7 @@ from .governance import GovernanceRules
 from .graph_keys import SEMVER_PATTERN, SemVer, UuidStr, capability_id, new_id, stable_id
 from .graph_relationships import (
     RELATIONSHIP_TYPES,
+    Asked,
     AssembledBy,
     Created,
     DefinesCapabilities,
@@ -65,6 +66,7 @@ __all__ = [
     "AgentStateMetrics",
     "AgentStateRecord",
     "AgentTemplate",
+    "Asked",
     "AssembledBy",
     "Capability",
     "CostProfile",
@@ -121,6 +123,9 @@ class ModelParameters(BaseModel):
     top_p: Annotated[float, Field(ge=0.0, le=1.0, strict=True)] | None = None
     stop: list[str] | None = None
     seed: JsonInt | None = None
+    logprobs: Annotated[bool, Field(strict=True)] | None = None
+    """Ask for the answer's token log-probabilities (OpenAI): each agent message then carries a ``confidence``,
+    the geometric mean of its tokens' probabilities."""
 
 
 class CostProfile(SeedModel):

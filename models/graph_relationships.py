@@ -166,6 +166,28 @@ class UsedTool(RelationshipProperties):
     last_used: UtcDatetime = Field(default_factory=utc_now)
 
 
+class Asked(RelationshipProperties):
+    """Extension: an agent handed sub-questions to another (``ask_agent``) from one step slot of a task.
+
+    Directed, asker → asked: who talked to whom. One per (asker, asked, task, slot), MERGEd on ``task_id`` and
+    ``step_id`` with its counts SET, so writing the same slot again (a resumed run) leaves them as they were; how
+    often a pair talked is the sum over their ASKED links. Each question and each answer is one seed 002 agent
+    message, so ``questions + answers`` is the pair's share of the team's ``messages_exchanged``.
+    """
+
+    type: ClassVar[str] = "ASKED"
+    source: ClassVar[tuple[str, ...]] = ("Agent",)
+    target: ClassVar[tuple[str, ...]] = ("Agent",)
+
+    task_id: UuidStr
+    step_id: NonEmptyStr
+    """The asker's slot: a step, ``step[item]``, or the slot of an agent that was itself asked."""
+    questions: Annotated[int, Field(ge=1)] = 1
+    answers: NonNegativeInt = 0
+    """Questions that got an answer (an asked agent that failed sent none)."""
+    last_asked: UtcDatetime = Field(default_factory=utc_now)
+
+
 RELATIONSHIP_TYPES: tuple[type[RelationshipProperties], ...] = (
     Instantiates,
     HasState,
@@ -183,4 +205,5 @@ RELATIONSHIP_TYPES: tuple[type[RelationshipProperties], ...] = (
     ResultedIn,
     WorkedWith,
     UsedTool,
+    Asked,
 )

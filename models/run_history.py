@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .engagements import SlotRecord
+from .engagements import SlotRecord, messages_exchanged
 from .graph import capability_id, stable_id
 from .run_results import StepResult
 from .workflow import TaskStep, WorkflowDefinition
@@ -76,15 +76,23 @@ class RunTally:
     capabilities: set[str] = field(default_factory=set)
     """Capabilities those agents have."""
     tokens_by_step: dict[str, int] = field(default_factory=dict)
+    messages_by_slot: dict[str, int] = field(default_factory=dict)
+    """Agent-to-agent messages (``ask_agent`` questions and answers) of each slot's engagements, however deep."""
 
     def add(self, result: StepResult, records: Iterable[SlotRecord]) -> None:
         """Take in one step result (idempotent: slots, steps and agents are keyed)."""
         self.tokens_by_step[result.step_id] = result.tokens
         for record in records:
             self.slots[record.slot] = record
-            for work in record.agents:
+            self.messages_by_slot[record.slot] = messages_exchanged(record.agents)
+            for _, work in record.engagements():  # agents another asked join the team too
                 self.members.add(work.agent.id)
                 self.capabilities.update(work.capabilities)
+
+    @property
+    def messages_exchanged(self) -> int:
+        """The team's agent-to-agent messages so far (``team_performance``'s ``messages_exchanged``)."""
+        return sum(self.messages_by_slot.values())
 
     @property
     def token_usage(self) -> int:

@@ -76,6 +76,11 @@ class LoopLimitExceeded(NonRetryableError):
     names the limit and what was used."""
 
 
+class ContextWindowExceeded(NonRetryableError):
+    """An agent's conversation cannot fit its model's context window even after trimming or summarising what it
+    may drop; the message says how many tokens it needed and how many the model allows."""
+
+
 class CircuitOpenError(NonRetryableError):
     """The target's circuit breaker is open: fail fast instead of calling it."""
 
@@ -92,7 +97,8 @@ class TemplateError(NonRetryableError):
 
 
 class ToolsRefused(TemplateError):
-    """A template names tool code off the allowlist, or gives tools to a model without functions.
+    """A template this server's configuration refuses: tool code off the allowlist, tools for a model without
+    functions, a prompt template it does not define.
 
     ``problems`` are ``(where, why)``: where in the template request (``("tools", 0)``), and the reason.
     """

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from .graph import TemplateVersion
+from .memory import MemoryConfig
 from .tools import AgentTooling
 
 VersionBump = Literal["major", "minor", "patch"]
@@ -25,7 +26,12 @@ class VersionRecord(BaseModel):
     capabilities: dict[str, float] = Field(default_factory=dict)
     """Capability name → proficiency in [0, 1]."""
     system_prompt: str = ""
+    prompt_template: str | None = None
+    """A prompt template of the runtime configuration (``agentRuntime.promptTemplates``) used instead of
+    ``system_prompt``, filled in per step (:func:`agentparty.tasks.templates.render_prompt_template`)."""
     tooling: AgentTooling = Field(default_factory=AgentTooling)
     """Tools, MCP servers, permissions and loop limits of this version (none for versions stored before tools)."""
+    memory: MemoryConfig | None = None
+    """The memory this version's agent keeps across runs; none for versions stored before memory."""
     approved_by: str | None = None
     """Who approved publishing this version, for templates with ``approval_required``."""

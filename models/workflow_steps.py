@@ -82,6 +82,20 @@ class TaskConfiguration(StepConfiguration):
     """Model turns the agent's loop may take (the template's, else the runtime default, when unset)."""
     max_tool_calls: Annotated[int, Field(gt=0, le=1000)] | None = None
     """Tool calls over the whole loop (the template's, else the runtime default, when unset)."""
+    delegates: list[NonEmptyStr] = Field(default_factory=list, json_schema_extra={"uniqueItems": True})
+    """Agent templates (or ad-hoc agents' names) this step's agent may hand a sub-question to with the built-in
+    ``ask_agent`` tool; each answers in an engagement of its own."""
+    delegate_to_team: bool = False
+    """Also offer ``ask_agent`` to the run's team: the agents its other agent steps name and, in a recommended or
+    auto run, the members the team recommender chose."""
+
+    @field_validator("delegates")
+    @classmethod
+    def _distinct_delegates(cls, value: list[str]) -> list[str]:
+        repeated = sorted({name for name in value if value.count(name) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(repeated)} named more than once")
+        return value
 
     @field_validator("handler")
     @classmethod
@@ -111,6 +125,8 @@ class TaskConfiguration(StepConfiguration):
                 "a task step needs 'agent' (an agent step), 'handler' (a Python step), or 'capability' alone "
                 "(an agent step the team recommender staffs)",
             )
+        if self.agent is not None and self.agent in self.delegates:
+            raise ValueError(f"delegates: {self.agent!r} is this step's own agent; name other agents to ask")
         if self.handler is not None:
             agent_only = (
                 "version",
@@ -123,7 +139,7 @@ class TaskConfiguration(StepConfiguration):
                 "max_tool_calls",
             )
             extras = [n for n in agent_only if getattr(self, n) is not None]
-            extras += [n for n in ("tools", "mcp_servers") if getattr(self, n)]
+            extras += [n for n in ("tools", "mcp_servers", "delegates", "delegate_to_team") if getattr(self, n)]
             if extras:
                 raise ValueError(f"{', '.join(extras)} apply only to agent steps, not to a handler step")
         return self
@@ -195,7 +211,8 @@ class TaskStep(WorkflowStep):
         """A model that cannot call functions is never given tools: refused at load, naming the step and model."""
         config = self.configuration
         registry = context_of(info).model_registry
-        if not (config.tools or config.mcp_servers) or not config.model or registry is None:
+        tooled = config.tools or config.mcp_servers or config.delegates or config.delegate_to_team  # ask_agent: a tool
+        if not tooled or not config.model or registry is None:
             return self
         info_of_model = registry.available_models.get(config.model)
         if info_of_model is not None and not info_of_model.capabilities.supports_functions:

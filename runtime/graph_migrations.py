@@ -87,6 +87,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         "tool nodes",
         ("CREATE CONSTRAINT tool_id IF NOT EXISTS FOR (n:Tool) REQUIRE n.id IS UNIQUE",),
     ),
+    Migration(
+        4,
+        "memory change nodes",
+        (
+            "CREATE CONSTRAINT memory_change_id IF NOT EXISTS FOR (n:MemoryChange) REQUIRE n.id IS UNIQUE",
+            "CREATE INDEX memory_change_agent IF NOT EXISTS FOR (n:MemoryChange) ON (n.agent_id)",
+        ),
+    ),
 )
 
 

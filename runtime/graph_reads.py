@@ -178,6 +178,7 @@ class GraphReader:
                 ("HAS_CAPABILITY", "Agent", "Capability"),
                 ("REQUIRES", "Task", "Capability"),
                 ("WORKED_WITH", "Agent", "Agent"),
+                ("ASKED", "Agent", "Agent"),
                 ("MEMBER_OF", "Agent", "Team"),
                 ("WORKS_ON", "Team", "Task"),
             ):

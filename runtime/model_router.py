@@ -217,6 +217,14 @@ class ModelRouter:
                 if request.tools and not info.capabilities.supports_functions:
                     # A model that cannot call functions is never given tools: the chain moves on, and says so.
                     raise ModelUnavailable(f"{name}: does not support functions, and this step offers tools")
+                if (
+                    request.context_tokens
+                    and request.context_tokens + request.max_tokens > info.capabilities.max_tokens
+                ):
+                    raise ModelUnavailable(
+                        f"{name}: the conversation needs about {request.context_tokens + request.max_tokens} tokens "
+                        f"({request.max_tokens} of them for the answer); its window is {info.capabilities.max_tokens}"
+                    )
                 completion = await self._call(info, provider, request, budgets, on_text)
             except BudgetExceeded:
                 raise

@@ -45,6 +45,9 @@ from agentparty.runtime.outbox_sender import SenderSlot
 logger = logging.getLogger("agentparty.events")
 
 FAMILIES = ("agents", "teams", "tasks", "workflows")
+STREAM_FAMILY = "agent-stream"
+STREAM_RETENTION_MS = 3_600_000
+"""The live stream's items are worth nothing after a while: the broker may drop them after an hour."""
 EXIT_GRACE_S = 3.0
 """At a process's exit, how long its sending relay waits for the broker's answers to what it has in flight."""
 TOPICS_RETRY_MIN_S, TOPICS_RETRY_MAX_S = 0.5, 5.0
@@ -93,18 +96,33 @@ def topic_names(prefix: str) -> list[str]:
     return [f"{prefix}{family}" for family in FAMILIES]
 
 
+def stream_topic(prefix: str) -> str:
+    """The live stream's topic (``runtime/live_stream.py``): beside the event topics, never read as events."""
+    return f"{prefix}{STREAM_FAMILY}"
+
+
 def ensure_topics(
     config: KafkaConfig, prefix: str, partitions: int = 3, replication: int = 1, timeout: float = 10.0
 ) -> list[str]:
-    """Create the event topics that do not exist yet (AdminClient); returns the ones created."""
+    """Create the event topics and the live stream's topic that do not exist yet (AdminClient); returns the ones
+    created."""
 
     admin = AdminClient(client_config(config))
     existing = set(admin.list_topics(timeout=timeout).topics)
-    wanted = [name for name in topic_names(prefix) if name not in existing]
+    wanted = [name for name in [*topic_names(prefix), stream_topic(prefix)] if name not in existing]
     if not wanted:
         return []
+    stream_config = {"retention.ms": str(STREAM_RETENTION_MS)}
     futures = admin.create_topics(
-        [NewTopic(name, num_partitions=partitions, replication_factor=replication) for name in wanted],
+        [
+            NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=replication,
+                config=stream_config if name == stream_topic(prefix) else {},
+            )
+            for name in wanted
+        ],
         request_timeout=timeout,
     )
     created = []

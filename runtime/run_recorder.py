@@ -10,6 +10,11 @@ TRANSITIONED_BY the governance actor or the approving User), and every completed
 ``task`` step leaves an **Output** (CREATED by its agent, RESULTED_IN of the task).
 The tools an agent's loop called in a step slot are **Tool** nodes it USED_TOOL, one
 link per (agent, tool, task, slot) with that slot's call, error and refusal counts.
+An agent that handed sub-questions to another (``ask_agent``) ASKED it, one link per
+(asker, asked, task, asker's slot) with that slot's question and answer counts; the
+asked agent's engagement is written like a step's (it joins the team as ``delegate``).
+Every change an engagement made to its agent's persistent memory is a **MemoryChange**
+the agent CHANGED_MEMORY (key, version, operation, size; never the value).
 
 Writes happen as the run goes: one transaction when the run starts, one per step
 result, one when it ends; every id derives from the run key and the step slot
@@ -37,8 +42,9 @@ from neo4j.exceptions import Neo4jError, ServiceUnavailable, SessionExpired
 from agentparty.models import WorkflowDefinition
 from agentparty.models._base import utc_now
 from agentparty.models.config import DatabaseConfig
-from agentparty.models.engagements import AUTOMATIC_APPROVER, AgentWork, SlotRecord
+from agentparty.models.engagements import AUTOMATIC_APPROVER, AgentWork, Handoff, SlotRecord
 from agentparty.models.graph import (
+    Asked,
     AssembledBy,
     Capability,
     Created,
@@ -64,6 +70,7 @@ from agentparty.models.graph import (
     capability_id,
     stable_id,
 )
+from agentparty.models.memory import ChangedMemory
 from agentparty.models.run_history import (
     PROFICIENCY_PRIOR,
     RELIABILITY_RATE,
@@ -180,9 +187,11 @@ class RunGraph:
         """The step's slots (already in the tally), with the task and team as they stand now."""
         batch = GraphBatch()
         for record in records:
-            for work in record.agents:
+            for slot, work in record.engagements():  # the slot's agent, then the agents it asked (ask_agent)
                 self._agent(batch, work)
-                self._tools(batch, work, record.slot)
+                self._tools(batch, work, slot)
+                self._asked(batch, work, slot)
+                self._memory(batch, work)
             if record.completed:
                 self._output(batch, record)
         batch.add(
@@ -267,6 +276,31 @@ class RunGraph:
                 last_used=last_used,
             )
             batch.link(used, work.agent.id, tool.id, key=("task_id", "step_id"))
+
+    def _asked(self, batch: GraphBatch, work: AgentWork, slot: str) -> None:
+        """One ASKED per agent this engagement handed sub-questions to, with the slot's counts (SET, like USED_TOOL:
+        a replayed slot leaves them as they are). ``last_asked`` is the latest question's time, persisted with the
+        step result, so a replay writes the same value."""
+        by_asked: dict[str, list[Handoff]] = {}
+        for handoff in work.handoffs:
+            by_asked.setdefault(handoff.work.agent.id, []).append(handoff)
+        for asked, handoffs in by_asked.items():
+            link = Asked(
+                task_id=self.task_id,
+                step_id=slot,
+                questions=len(handoffs),
+                answers=sum(1 for h in handoffs if h.answer is not None),
+                last_asked=max(h.question.timestamp for h in handoffs),
+            )
+            batch.link(link, work.agent.id, asked, key=("task_id", "step_id"))
+
+    @staticmethod
+    def _memory(batch: GraphBatch, work: AgentWork) -> None:
+        """One MemoryChange node per change the engagement made to the agent's memory, which the agent
+        CHANGED_MEMORY; created once (each change's id was made when it was applied), never updated."""
+        for change in work.memory:
+            batch.ensure(change)
+            batch.link(ChangedMemory(changed_at=change.changed_at), work.agent.id, change.id, create_only=True)
 
     def _output(self, batch: GraphBatch, record: SlotRecord) -> None:
         content, fmt = _output_content(record.output)

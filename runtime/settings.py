@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     event_replication: int = 1
     events_settle_timeout: float = 10.0
     """Seconds a run waits at its end for its events to be delivered before it reports them pending."""
+    live_stream: bool = True
+    """Stream agents' text deltas, turns and tool activity to ``<event_topic_prefix>agent-stream`` (``/ws``) when
+    events go to Kafka; ``false`` keeps them in the run's process (``runtime/live_stream.py``)."""
     max_concurrency: int = 32
     """Default bound on steps running at once in one workflow run."""
     simulated: SimulatedSettings = Field(default_factory=SimulatedSettings)

@@ -23,26 +23,37 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+
+from prefect.context import TaskRunContext
 
 from agentparty.models import AgentLifecycleState
-from agentparty.models.agent import AgentInstance, ExecutionContext, ModelConfiguration
+from agentparty.models.agent import AgentInstance, ExecutionContext, ModelConfiguration, WorkflowState
 from agentparty.models.config import AgentRuntimeConfig
-from agentparty.models.engagements import AgentWork, LifecycleTransition
+from agentparty.models.engagements import AgentWork, Handoff
 from agentparty.models.events import AgentProvisionedPayload, ResourceAllocation
 from agentparty.models.governance import GovernanceRules
-from agentparty.models.graph import Agent, ModelParameters
+from agentparty.models.graph import Agent
 from agentparty.models.messages import SystemMessage, UserMessage
 from agentparty.models.step_errors import TemplateError, ToolsRefused
-from agentparty.models.tools import AgentTooling, McpServer, PythonTool, ToolPolicy, TurnRecord
+from agentparty.models.tools import AgentTooling, ToolPolicy
 from agentparty.runtime.budgets import Budget
+from agentparty.runtime.conversations import ConversationStore
 from agentparty.runtime.metrics import AgentMetricsBook
 from agentparty.runtime.model_router import ModelRouter
 from agentparty.runtime.providers.base import CompletionRequest
 from agentparty.tasks.agent_loop import AgentLoop, LoopObserver, LoopPlace, loop_limits, turns_of
+from agentparty.tasks.agent_step import (
+    AgentExtension,
+    AgentRunner,
+    AgentStepRequest,
+    AgentStepResponse,
+    HandoffSource,
+    MemorySource,
+    StepAgent,
+)
+from agentparty.tasks.context_window import ContextWindow
+from agentparty.tasks.conversation_log import NO_LOG, ConversationLog
 from agentparty.tasks.lifecycle import AgentLifecycle, Approver, PrefectApprover
 from agentparty.tasks.templates import (
     ResolvedTemplate,
@@ -50,134 +61,26 @@ from agentparty.tasks.templates import (
     default_system_prompt,
     engagement_key,
     persistent_agent_id,
+    render_prompt_template,
 )
-from agentparty.tasks.toolbox import BoundTool, McpConnector, Toolbox, build_toolbox
+from agentparty.tasks.toolbox import Toolbox, build_toolbox
+
+__all__ = [
+    "AgentExtension",
+    "AgentRunner",
+    "AgentStepRequest",
+    "AgentStepResponse",
+    "HandoffSource",
+    "MemorySource",
+    "ModelAgentRunner",
+    "StepAgent",
+    "agent_work_of",
+]
 
 logger = logging.getLogger("agentparty.agents")
 MAX_TRACKED_AGENTS = 10_000
 AD_HOC_PROFICIENCY = 0.5
 """Proficiency an agent starts with in a capability a step asks of it that its template does not declare."""
-
-
-@dataclass(frozen=True)
-class AgentStepRequest:
-    step_id: str
-    agent: str
-    """Template name."""
-    prompt: str
-    version: str | None = None
-    capability: str | None = None
-    model: str | None = None
-    output_schema: dict[str, Any] | None = None
-    inputs: dict[str, Any] = field(default_factory=dict)
-    run_key: str = "local"
-    """The run (its flow run id, or the resume key): agents and task budgets are per run."""
-    user_id: str | None = None
-    budgets: tuple[Budget, ...] = ()
-    """Task, team and user budgets the compiler found; the runner adds the agent's own."""
-    agent_token_budget: int | None = None
-    slot: str = ""
-    """Where in the run the agent works: the step id, or ``step[item]`` for a fan-out item (one agent each)."""
-    tools: tuple[str | PythonTool, ...] = ()
-    """The step's own Python tools (``configuration.tools``), beside the template version's."""
-    mcp_servers: tuple[McpServer, ...] = ()
-    """The step's own MCP servers, beside the template version's."""
-    max_turns: int | None = None
-    max_tool_calls: int | None = None
-    search_dirs: tuple[Path, ...] = ()
-    """Where tool modules (and relative MCP commands) are found: the definition's folder."""
-    mcp: McpConnector | None = None
-    """The run's MCP connections (reused within the run, closed at its end); None outside a run."""
-
-    @property
-    def agent_slot(self) -> str:
-        return self.slot or self.step_id
-
-
-@dataclass(frozen=True)
-class AgentStepResponse:
-    output: Any
-    model: str
-    input_tokens: int
-    output_tokens: int
-    simulated: bool
-    agent_id: str = ""
-    requested_model: str | None = None
-    cost: float = 0.0
-    fallback_reasons: tuple[str, ...] = ()
-    work: AgentWork | None = None
-    turns: tuple[TurnRecord, ...] = ()
-    """The loop's model turns and the tool calls each asked for."""
-
-    @property
-    def tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
-
-
-@dataclass(frozen=True)
-class StepAgent:
-    """The agent one step puts to work, and what its engagement records in the results graph."""
-
-    instance: AgentInstance
-    node: Agent
-    """The persistent agent's graph node (its status is the engagement's at the time of recording)."""
-    system: str
-    """The system prompt."""
-    governance: GovernanceRules
-    parameters: ModelParameters
-    template_id: str
-    """The template's id, or ``ad-hoc``."""
-    template_version: str
-    capabilities: dict[str, float]
-    """Proficiency per capability, including the one the step asks for."""
-    resolved: ResolvedTemplate | None
-    """The template behind the agent; None for an ad-hoc agent."""
-
-    def work(
-        self,
-        request: AgentStepRequest,
-        lifecycle: AgentLifecycle,
-        transitions: tuple[LifecycleTransition, ...],
-        input_tokens: int = 0,
-        output_tokens: int = 0,
-        turns: tuple[TurnRecord, ...] = (),
-    ) -> AgentWork:
-        """What the engagement contributes to the results graph, as of now."""
-        resolved = self.resolved
-        return AgentWork(
-            agent=self.node.model_copy(update={"status": lifecycle.state}),
-            slot=request.agent_slot,
-            role=request.capability or request.step_id,
-            template=resolved.template if resolved else None,
-            version=resolved.version if resolved else None,
-            capabilities=self.capabilities,
-            used=(request.capability,) if request.capability else tuple(sorted(self.capabilities)),
-            transitions=transitions,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            provisioned=lifecycle.provisioned,
-            turns=turns,
-        )
-
-
-class AgentRunner(Protocol):
-    async def run(self, request: AgentStepRequest) -> AgentStepResponse: ...
-
-
-class AgentExtension(Protocol):
-    """Something the engine gives an agent beyond its template: built-in tools, and text for its system prompt.
-
-    Memory (``remember``/``recall`` and what the agent sees of its memory) and delegation (``ask_agent``) are
-    extensions; the runner asks each, per engagement attempt, what it adds for this agent and step.
-    """
-
-    def tools(self, request: AgentStepRequest, agent: StepAgent) -> Sequence[BoundTool]:
-        """Built-in tools for this agent on this step (none when it is not enabled for it)."""
-        ...
-
-    def instructions(self, request: AgentStepRequest, agent: StepAgent) -> str:
-        """Text appended to the agent's system prompt (empty for none)."""
-        ...
 
 
 @dataclass
@@ -193,6 +96,8 @@ class ModelAgentRunner:
     """Built-in tools and prompt text beyond the template's (memory, delegation)."""
     observer: LoopObserver = field(default_factory=LoopObserver)
     """Told each turn, text delta and tool call as they happen (live streaming); durable records do not depend on it."""
+    conversations: ConversationStore | None = None
+    """Where each engagement's conversation is kept (None: not kept, e.g. a runner without a home)."""
     policy: ToolPolicy = field(default_factory=ToolPolicy)
     """The allowlist of tool code, checked again when a template's agent starts (it may have shrunk since the
     template was created), and the MCP servers configured by name."""
@@ -251,13 +156,47 @@ class ModelAgentRunner:
             response = await self._answer(request, agent, lifecycle, agent_budget, engagement)
         except BaseException as exc:
             # Not drained: a later successful attempt carries these transitions too.
-            _attach_work(exc, agent.work(request, lifecycle, lifecycle.pending(), turns=turns_of(exc)))
+            pending = self._handoffs(request, drain=False)
+            _attach_work(
+                exc,
+                self._with_memory(
+                    request,
+                    agent,
+                    agent.work(request, lifecycle, lifecycle.pending(), turns=turns_of(exc), handoffs=pending),
+                ),
+            )
             raise
         done = agent.work(
-            request, lifecycle, lifecycle.drain(), response.input_tokens, response.output_tokens, response.turns
+            request,
+            lifecycle,
+            lifecycle.drain(),
+            response.input_tokens,
+            response.output_tokens,
+            response.turns,
+            self._handoffs(request, drain=True),
         )
+        done = self._with_memory(request, agent, done)
         lifecycle.provisioned = None  # carried by this result
         return dataclasses.replace(response, work=done)
+
+    def _with_memory(self, request: AgentStepRequest, agent: StepAgent, work: AgentWork) -> AgentWork:
+        """The work with the memory changes of the engagement (``MemorySource`` extensions), every attempt's."""
+        changes = tuple(
+            change
+            for extension in self.extensions
+            if isinstance(extension, MemorySource)
+            for change in extension.memory_changes(request, agent)
+        )
+        return dataclasses.replace(work, memory=changes) if changes else work
+
+    def _handoffs(self, request: AgentStepRequest, *, drain: bool) -> tuple[Handoff, ...]:
+        """The engagement's hand-offs to other agents not yet carried by a result (``HandoffSource`` extensions)."""
+        return tuple(
+            handoff
+            for extension in self.extensions
+            if isinstance(extension, HandoffSource)
+            for handoff in extension.handoffs(request, drain=drain)
+        )
 
     def _step_agent(self, request: AgentStepRequest) -> StepAgent:
         """The agent the step puts to work: its template's published version, or an ad-hoc agent on a model."""
@@ -369,6 +308,100 @@ class ModelAgentRunner:
             builtins=builtins,
         )
 
+    def _conversation(self, request: AgentStepRequest, agent_id: str, engagement: str) -> ConversationLog:
+        """The engagement's conversation log, its ``currentWorkflow`` set to this run and step."""
+        if self.conversations is None:
+            return NO_LOG
+        workflow = WorkflowState(
+            workflow_id=request.workflow_id or "ad-hoc",
+            run_id=request.run_key,
+            current_step=request.step_id,
+            status="running",
+        )
+        key = self.conversations.begin(agent_id, engagement, request.run_key, request.agent_slot, workflow)
+        return ConversationLog(self.conversations, key)
+
+    def _system_prompt(self, request: AgentStepRequest, agent: StepAgent) -> str:
+        """The version's system prompt, or the runtime prompt template it names, filled in for this step."""
+        resolved = agent.resolved
+        name = resolved.record.prompt_template if resolved is not None else None
+        if resolved is None or name is None:
+            return agent.system
+        text = self.runtime.prompt_templates.get(name)
+        if text is None:
+            raise TemplateError(
+                f"{agent.node.name} uses prompt template {name!r}, which agentRuntime.promptTemplates does not define"
+            )
+        return render_prompt_template(name, text, resolved, request.inputs, request.step_id)
+
+    def _first_request(self, request: AgentStepRequest, agent: StepAgent) -> CompletionRequest:
+        """The first turn's request: the system prompt (with what extensions add), the task and its inputs."""
+        parameters = agent.parameters
+        user_text = request.prompt
+        if request.inputs:
+            user_text += "\n\nInputs (JSON):\n" + json.dumps(request.inputs, indent=2, sort_keys=True, default=str)
+        system = "\n\n".join(
+            [
+                self._system_prompt(request, agent),
+                *(text for extension in self.extensions if (text := extension.instructions(request, agent))),
+            ]
+        )
+        messages = (
+            SystemMessage(content=system),
+            UserMessage(content=user_text, user_id=request.user_id or "workflow", session_id=request.run_key),
+        )
+        return CompletionRequest(
+            model=agent.instance.model.model,
+            messages=messages,
+            output_schema=request.output_schema,
+            max_tokens=parameters.max_tokens or 1024,
+            temperature=parameters.temperature,
+            top_p=parameters.top_p,
+            stream=self.stream,
+            timeout=float(self.runtime.default_timeout),
+            seed=parameters.seed,
+            logprobs=bool(parameters.logprobs),
+            metadata={"agent": request.agent, "step": request.step_id},
+        )
+
+    def _loop(
+        self,
+        request: AgentStepRequest,
+        agent: StepAgent,
+        lifecycle: AgentLifecycle,
+        log: ConversationLog,
+        answer_tokens: int,
+        durable: bool,
+    ) -> tuple[AgentLoop, LoopPlace]:
+        """The engagement attempt's loop (its observers, conversation log and context window) and its place."""
+        instance = agent.instance
+        attempt, attempts = _attempt()
+        place = LoopPlace(
+            run_key=request.run_key,
+            step_id=request.step_id,
+            slot=request.agent_slot,
+            agent_id=instance.id,
+            agent_name=agent.node.name,
+            attempt=attempt,
+            attempts=attempts,
+            durable=durable,
+        )
+        loop = AgentLoop(
+            self.router,
+            self.approver,
+            on_tokens=lifecycle.charge,
+            observer=self.observer,
+            log=log,
+            context=ContextWindow(
+                model=instance.model.model,
+                window=self.router.info(instance.model.model).capabilities.max_tokens,
+                reserve=answer_tokens,
+                strategy=self.runtime.context_strategy,
+                step_id=request.step_id,
+            ),
+        )
+        return loop, place
+
     async def _answer(
         self,
         request: AgentStepRequest,
@@ -378,50 +411,24 @@ class ModelAgentRunner:
         engagement: str,
     ) -> AgentStepResponse:
         """The agent's loop (``tasks/agent_loop.py``): model turns and the tool calls they ask for, to an answer."""
-        instance, parameters = agent.instance, agent.parameters
-        user_text = request.prompt
-        if request.inputs:
-            user_text += "\n\nInputs (JSON):\n" + json.dumps(request.inputs, indent=2, sort_keys=True, default=str)
-        system = "\n\n".join(
-            [agent.system, *(text for extension in self.extensions if (text := extension.instructions(request, agent)))]
-        )
-        messages = (
-            SystemMessage(content=system),
-            UserMessage(content=user_text, user_id=request.user_id or "workflow", session_id=request.run_key),
-        )
-        completion_request = CompletionRequest(
-            model=instance.model.model,
-            messages=messages,
-            output_schema=request.output_schema,
-            max_tokens=parameters.max_tokens or 1024,
-            temperature=parameters.temperature,
-            top_p=parameters.top_p,
-            stream=self.stream,
-            timeout=float(self.runtime.default_timeout),
-            seed=parameters.seed,
-            metadata={"agent": request.agent, "step": request.step_id},
-        )
+        instance = agent.instance
+        completion_request = self._first_request(request, agent)
         budgets = (*request.budgets, Budget("agent", f"{instance.id}|{engagement}", agent_budget))
         tooling = agent.resolved.record.tooling if agent.resolved is not None else None
+        log = self._conversation(request, instance.id, engagement)
         started = time.perf_counter()
         try:
             toolbox = await self._toolbox(request, agent)
-            place = LoopPlace(
-                run_key=request.run_key,
-                step_id=request.step_id,
-                slot=request.agent_slot,
-                agent_id=instance.id,
-                agent_name=agent.node.name,
-                durable=bool(toolbox),
-            )
-            loop = AgentLoop(self.router, self.approver, on_tokens=lifecycle.charge, observer=self.observer)
+            loop, place = self._loop(request, agent, lifecycle, log, completion_request.max_tokens, bool(toolbox))
             outcome = await loop.run(
                 completion_request, toolbox, loop_limits(request, tooling, self.runtime), place, budgets
             )
         except BaseException as exc:
             self.metrics.record(instance.id, response_ms=(time.perf_counter() - started) * 1000, ok=False)
             if lifecycle.state is AgentLifecycleState.RUNNING:
-                await lifecycle.transition(AgentLifecycleState.FAILED, f"{type(exc).__name__}: {exc}"[:500])
+                await lifecycle.transition(
+                    AgentLifecycleState.FAILED, f"{type(exc).__name__}: {exc}"[:500], notes=_summary(log)
+                )
             raise
         final = outcome.final
         self.metrics.record(
@@ -430,7 +437,9 @@ class ModelAgentRunner:
             tokens=outcome.input_tokens + outcome.output_tokens,
             cost=outcome.cost,
         )
-        await lifecycle.transition(AgentLifecycleState.COMPLETED, f"step {request.step_id} answered by {final.model}")
+        await lifecycle.transition(
+            AgentLifecycleState.COMPLETED, f"step {request.step_id} answered by {final.model}", notes=_summary(log)
+        )
         return AgentStepResponse(
             output=final.completion.output,
             model=final.model,
@@ -443,6 +452,23 @@ class ModelAgentRunner:
             fallback_reasons=tuple(outcome.fallback_reasons),
             turns=tuple(outcome.turns),
         )
+
+
+def _summary(log: ConversationLog) -> str:
+    """The engagement's conversation in a line, for the graph's AgentState (the messages stay in the store)."""
+    if log.store is None:
+        return ""
+    counts = log.store.counts(log.engagement)
+    said = ", ".join(f"{count} {kind}" for kind, count in sorted(counts.items()))
+    return f"conversation {log.engagement}: {sum(counts.values())} messages ({said})"
+
+
+def _attempt() -> tuple[int, int]:
+    """(this attempt, attempts allowed) of the Prefect task running the step; (1, 1) outside one."""
+    context = TaskRunContext.get()
+    if context is None:
+        return 1, 1
+    return max(1, context.task_run.run_count), max(1, int(context.task.retries or 0) + 1)
 
 
 def _attach_work(exc: BaseException, work: AgentWork) -> None:

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -35,6 +35,8 @@ from agentparty.runtime.model_router import ModelRouter, RoutedCompletion
 from agentparty.runtime.providers.base import CompletionRequest
 from agentparty.runtime.secrets import redact
 from agentparty.tasks.checkpoints import checkpointed, tool_call_key, turn_key
+from agentparty.tasks.context_window import ContextWindow, estimate, summary_request_messages
+from agentparty.tasks.conversation_log import NO_LOG, ConversationLog
 from agentparty.tasks.lifecycle import Approver, ToolApprovalRequest
 from agentparty.tasks.toolbox import BoundTool, Toolbox, shown_arguments
 from agentparty.tasks.tools import ToolContext, call_idempotency_key
@@ -63,6 +65,9 @@ class LoopPlace:
     agent_id: str
     agent_name: str
     approval_timeout: int = 3600
+    attempt: int = 1
+    """This attempt of the step (Prefect's run count); ``attempts`` is how many it may have."""
+    attempts: int = 1
     durable: bool = True
     """Checkpoint each turn and call. False for a loop without tools: its one turn is the step itself, whose
     result is persisted already (a nested checkpoint would only add a task run)."""
@@ -143,6 +148,10 @@ class AgentLoop:
     on_tokens: Callable[[int], None] = lambda _tokens: None
     """Told each turn's tokens as they are used (the lifecycle charges them to the state the agent is in)."""
     observer: LoopObserver = field(default_factory=LoopObserver)
+    log: ConversationLog = field(default_factory=lambda: NO_LOG)
+    """Where the engagement's conversation is kept (each turn's messages written at its end)."""
+    context: ContextWindow | None = None
+    """The model's window and what to do when the conversation outgrows it; None: never checked."""
 
     async def run(
         self,
@@ -159,11 +168,30 @@ class AgentLoop:
         """
         turns: list[TurnRecord] = []
         try:
-            return await self._loop(request, toolbox, limits, place, budgets, turns)
+            outcome = await self._loop(request, toolbox, limits, place, budgets, turns)
         except BaseException as exc:
             with contextlib.suppress(AttributeError):  # exceptions with __slots__
                 exc.agentparty_turns = tuple(turns)  # type: ignore[attr-defined]  # a marker attribute
+            self._record_failure(exc, place)
             raise
+        self.log.status("completed")
+        return outcome
+
+    def _record_failure(self, exc: BaseException, place: LoopPlace) -> None:
+        """The failed attempt's error, as the conversation's last word until a retry continues it."""
+        why = redact(f"{type(exc).__name__}: {exc}".rstrip(": "))[:2000] or type(exc).__name__
+        retried = place.attempt < place.attempts
+        note = ErrorMessage(
+            content=f"attempt {place.attempt} failed: {why}",
+            error=ErrorDetail(code=type(exc).__name__, message=why),
+            recoverable=retried,
+        )
+        try:
+            self.log.add(f"failed/{place.attempt}", note)
+            self.log.flush()
+            self.log.status("failed")
+        except Exception:  # the step's own error is the one to report
+            logger.exception("could not record the failed attempt in the conversation")
 
     async def _loop(
         self,
@@ -174,17 +202,26 @@ class AgentLoop:
         budgets: tuple[Budget, ...],
         turns: list[TurnRecord],
     ) -> LoopOutcome:
-        messages = list(request.messages)
+        messages = [self.log.add(f"0/{index}", message) for index, message in enumerate(request.messages)]
+        self.log.flush()
         tools = toolbox.specs()
         calls_made = errors_in_a_row = 0
         outcome: LoopOutcome | None = None
+        reported: int | None = None  # the provider's input tokens for the first `covered` messages
+        covered = 0
         for turn in range(1, limits.max_turns + 1):
-            turn_request = replace(request, messages=tuple(messages), tools=tools)
+            context_tokens = estimate(messages, reported, covered)
+            if self.context is not None and not self.context.fits(context_tokens):
+                messages, outcome = await self._fit(messages, request, turn, place, budgets, outcome)
+                reported, context_tokens = None, estimate(messages)
+            turn_request = replace(request, messages=tuple(messages), tools=tools, context_tokens=context_tokens)
             self.observer.turn_started(place, turn)
             routed, cached = await self._turn(turn_request, turn, place, budgets)
             completion = routed.completion
             outcome = _tally(outcome, routed)
             self.on_tokens(completion.tokens)
+            if completion.input_tokens:
+                reported, covered = completion.input_tokens, len(messages)
             record = TurnRecord(
                 turn=turn,
                 model=routed.model,
@@ -194,10 +231,11 @@ class AgentLoop:
                 final=not completion.tool_calls,
             )
             turns.append(record)
-            answer = _agent_message(place, routed)
+            answer = self.log.add(f"{turn}/agent", _agent_message(place, routed))
             messages.append(answer)
             self.observer.turn_finished(place, record, answer)
             if not completion.tool_calls:
+                self.log.flush()
                 outcome.turns = turns
                 return outcome
             if calls_made + len(completion.tool_calls) > limits.max_tool_calls:
@@ -207,15 +245,16 @@ class AgentLoop:
                 )
             results = await self._calls(completion.tool_calls, toolbox, turn, place, limits.max_parallel_tool_calls)
             calls_made += len(results)
-            for call, (result, call_record) in zip(completion.tool_calls, results, strict=True):
+            for index, (call, (result, call_record)) in enumerate(zip(completion.tool_calls, results, strict=True)):
                 record.tool_calls.append(call_record)
-                messages.append(_result_message(result))
+                messages.append(self.log.add(f"{turn}/tool/{index}", _result_message(result)))
                 errors_in_a_row = errors_in_a_row + 1 if result.is_error else 0
                 if errors_in_a_row >= limits.max_consecutive_errors:
                     raise LoopLimitExceeded(
                         f"step {place.step_id!r}: {errors_in_a_row} tool errors in a row (max_consecutive_errors "
                         f"{limits.max_consecutive_errors}); the last, from {call.name}: {result.content[:300]}"
                     )
+            self.log.flush()
         raise LoopLimitExceeded(
             f"step {place.step_id!r}: maxTurns {limits.max_turns} reached without a final answer "
             f"({calls_made} tool calls made)"
@@ -234,6 +273,49 @@ class AgentLoop:
             return await ask(), False
         key = turn_key(place.run_key, place.slot, turn, request.model, request.messages, request.tools)
         return await checkpointed(key, f"{place.slot} · turn {turn}", ask)
+
+    async def _fit(
+        self,
+        messages: list[Message],
+        request: CompletionRequest,
+        turn: int,
+        place: LoopPlace,
+        budgets: tuple[Budget, ...],
+        outcome: LoopOutcome | None,
+    ) -> tuple[list[Message], LoopOutcome | None]:
+        """The conversation within the model's window (``tasks/context_window.py``), the loss noted in the log."""
+        assert self.context is not None
+        tally = outcome
+
+        async def summarize(dropped: Sequence[Message], max_tokens: int) -> str:
+            nonlocal tally
+            summary_request = replace(
+                request,
+                messages=summary_request_messages(dropped),
+                tools=(),
+                output_schema=None,
+                max_tokens=max_tokens,
+                context_tokens=None,
+            )
+
+            def ask() -> Awaitable[RoutedCompletion]:
+                return self.router.complete(summary_request, model=request.model, budgets=budgets)
+
+            if place.durable:
+                key = turn_key(place.run_key, place.slot, turn, request.model, summary_request.messages, ())
+                routed, _ = await checkpointed(key, f"{place.slot} · turn {turn} · summary", ask)
+            else:
+                routed = await ask()
+            tally = _tally(tally, routed)
+            self.on_tokens(routed.completion.tokens)
+            return routed.completion.text
+
+        fitted = await self.context.fit(messages, summarize)
+        if fitted.note is None:
+            return messages, tally
+        note = self.log.add(f"{turn}/context", fitted.note)
+        self.log.flush()
+        return [note if m is fitted.note else m for m in fitted.messages], tally
 
     async def _calls(
         self, calls: tuple[ToolCall, ...], toolbox: Toolbox, turn: int, place: LoopPlace, parallel: int
@@ -364,6 +446,7 @@ def _agent_message(place: LoopPlace, routed: RoutedCompletion) -> AgentMessage:
         content=completion.text,
         agent_id=place.agent_id,
         model=routed.model,
+        confidence=completion.confidence,
         tool_calls=list(completion.tool_calls) or None,
     )
 

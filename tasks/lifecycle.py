@@ -200,7 +200,11 @@ class AgentLifecycle:
         """Tokens used in the current state (reported when the agent leaves it)."""
         self.tokens_in_state += tokens
 
-    async def transition(self, target: AgentLifecycleState, reason: str = "") -> LifecycleTransition:
+    async def transition(
+        self, target: AgentLifecycleState, reason: str = "", *, notes: str = ""
+    ) -> LifecycleTransition:
+        """Move to ``target`` under the governance rules; ``notes`` summarise the state being left (its AgentState
+        node's ``notes``: e.g. the conversation the agent had while running)."""
         AGENT_LIFECYCLE_MACHINE.check(self.state, target)
         rule = self.governance.rule_for(self.state.value, target.value)
         approver = AUTOMATIC_APPROVER
@@ -224,7 +228,10 @@ class AgentLifecycle:
         duration = max(0, int(now - self.entered_at))
         metrics = AgentStateMetrics()
         assert self._current is not None
-        left = self._current.model_copy(update={"duration": duration, "token_count": self.tokens_in_state})
+        update: dict[str, object] = {"duration": duration, "token_count": self.tokens_in_state}
+        if notes:
+            update["notes"] = notes
+        left = self._current.model_copy(update=update)
         event = AgentStateTransitionPayload(
             agent_id=self.agent_id,
             previous_state=self.state.value,

@@ -23,8 +23,9 @@ from packaging.version import Version
 from agentparty.models import CreateAgentTemplateRequest
 from agentparty.models.agent import AgentInstance, ExecutionContext, ModelConfiguration, ResourceLimits
 from agentparty.models.graph import AgentTemplate, TemplateStatus, TemplateVersion, stable_id
+from agentparty.models.memory import MemoryConfig, active_memory
 from agentparty.models.model_registry import ModelRegistry
-from agentparty.models.step_errors import TemplateError, ToolsRefused
+from agentparty.models.step_errors import StepValidationError, TemplateError, ToolsRefused
 from agentparty.models.templates import VersionBump, VersionRecord
 from agentparty.models.tools import AgentTooling, ToolPolicy
 from agentparty.runtime.template_store import SqliteTemplateStore, TemplateStore
@@ -68,21 +69,76 @@ def default_system_prompt(name: str, description: str, personality: str, capabil
     return " ".join(parts)
 
 
+AGENT_PROMPT_FIELDS = ("name", "description", "personality", "capabilities")
+
+
+def render_prompt_template(
+    name: str, text: str, resolved: ResolvedTemplate, inputs: Mapping[str, object], step_id: str
+) -> str:
+    """A prompt template filled in: the agent's own fields, then the step's inputs (JSON for what is not text)."""
+    template = resolved.template
+    values: dict[str, object] = {
+        "name": template.name,
+        "description": template.description,
+        "personality": resolved.version.personality,
+        "capabilities": ", ".join(sorted(resolved.record.capabilities)),
+    }
+    for key, value in inputs.items():
+        values.setdefault(key, value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str))
+    try:
+        return text.format_map(values)
+    except KeyError as exc:
+        given = ", ".join(sorted(inputs)) or "none"
+        raise StepValidationError(
+            f"step {step_id!r}: prompt template {name!r} needs {{{exc.args[0]}}}, which is neither one of the "
+            f"agent's fields ({', '.join(AGENT_PROMPT_FIELDS)}) nor an input of the step (inputs: {given})"
+        ) from None
+
+
 class TemplateRegistry:
     """Templates and their versions, under the rules: immutable versions, the tool allowlist, publishing."""
 
     def __init__(
-        self, store: TemplateStore, policy: ToolPolicy | None = None, models: ModelRegistry | None = None
+        self,
+        store: TemplateStore,
+        policy: ToolPolicy | None = None,
+        models: ModelRegistry | None = None,
+        prompt_templates: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
+        self.prompt_templates = prompt_templates
+        """The runtime's prompt templates a version may name; unchecked when None."""
         self.policy = policy or ToolPolicy()
         """The allowlist of tool code a template may name (nothing, unless configured)."""
         self.models = models
         """The model registry, to refuse tools for a model without ``supportsFunctions``; unchecked when None."""
 
     @classmethod
-    def at(cls, home: Path, policy: ToolPolicy | None = None, models: ModelRegistry | None = None) -> TemplateRegistry:
-        return cls(SqliteTemplateStore(home / "state" / "templates.sqlite"), policy, models)
+    def at(
+        cls,
+        home: Path,
+        policy: ToolPolicy | None = None,
+        models: ModelRegistry | None = None,
+        prompt_templates: Mapping[str, str] | None = None,
+    ) -> TemplateRegistry:
+        return cls(SqliteTemplateStore(home / "state" / "templates.sqlite"), policy, models, prompt_templates)
+
+    def check_prompt_template(self, name: str, prompt_template: str | None) -> None:
+        """Refuse a prompt template the runtime configuration does not define."""
+        known = self.prompt_templates
+        if prompt_template is None or known is None or prompt_template in known:
+            return
+        names = ", ".join(sorted(known)) or "none"
+        raise ToolsRefused(
+            name,
+            [
+                (
+                    ("prompt_template",),
+                    f"prompt template {prompt_template!r} is not defined in agentRuntime.promptTemplates "
+                    f"(defined: {names})",
+                )
+            ],
+        )
 
     def check_tooling(self, name: str, model: str, tooling: AgentTooling) -> None:
         """Refuse tool code off the allowlist, and tools for a model that cannot call functions."""
@@ -99,6 +155,16 @@ class TemplateRegistry:
         if problems:
             raise ToolsRefused(name, problems)
 
+    def check_memory(self, name: str, model: str, memory: MemoryConfig | None) -> None:
+        """Refuse a memory for a model that cannot call functions (its agent reads and writes it with tools)."""
+        info = self.models.available_models.get(model) if self.models is not None else None
+        if active_memory(memory) is not None and info is not None and not info.capabilities.supports_functions:
+            why = (
+                f"model {model!r} does not support functions (supportsFunctions: false), so it cannot use the "
+                "remember and recall tools of a memory"
+            )
+            raise ToolsRefused(name, [(("memory",), why)])
+
     def _template(self, name: str) -> AgentTemplate:
         template = self.store.template_by_name(name)
         if template is None:
@@ -112,6 +178,8 @@ class TemplateRegistry:
         if self.store.template_by_name(request.name) is not None:
             raise TemplateError(f"an agent template named {request.name!r} exists; add a version to change it")
         self.check_tooling(request.name, request.model, request.tooling)
+        self.check_memory(request.name, request.model, request.memory)
+        self.check_prompt_template(request.name, request.prompt_template)
         template = AgentTemplate(
             name=request.name,
             description=request.description,
@@ -133,7 +201,9 @@ class TemplateRegistry:
             version=version,
             capabilities=capabilities,
             system_prompt=default_system_prompt(request.name, request.description, request.personality, capabilities),
+            prompt_template=request.prompt_template,
             tooling=request.tooling,
+            memory=request.memory,
         )
         self.store.save_template(template)
         self.store.insert_version(record)
@@ -150,12 +220,18 @@ class TemplateRegistry:
         capabilities: Mapping[str, float] | None = None,
         system_prompt: str | None = None,
         tooling: AgentTooling | None = None,
+        memory: MemoryConfig | None = None,
     ) -> ResolvedTemplate:
-        """A new draft version derived from the latest one; earlier versions stay exactly as they were."""
+        """A new draft version derived from the latest one; earlier versions stay exactly as they were.
+
+        Unless given, the tooling and the memory configuration are the latest version's (the memory's entries are
+        not: the new version's agent starts empty unless its configuration says ``inherit``)."""
         template = self._template(name)
         latest = self.store.versions(template.id)[-1]
         tooling = latest.tooling if tooling is None else tooling
         self.check_tooling(name, model or latest.version.model, tooling)
+        memory = latest.memory if memory is None else memory
+        self.check_memory(name, model or latest.version.model, memory)
         current = Version(latest.version.version)
         number = {
             "major": f"{current.major + 1}.0.0",
@@ -177,7 +253,9 @@ class TemplateRegistry:
             capabilities=caps,
             system_prompt=system_prompt
             or default_system_prompt(template.name, template.description, version.personality, caps),
+            prompt_template=latest.prompt_template,
             tooling=tooling,
+            memory=memory,
         )
         self.store.insert_version(record)
         self.store.save_template(template.model_copy(update={"version_count": template.version_count + 1}))

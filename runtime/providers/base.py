@@ -9,8 +9,9 @@ breaker and the model registry's fallback chain decide what happens next.
 from __future__ import annotations
 
 import json
+import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol
@@ -55,6 +56,11 @@ class CompletionRequest:
     """Correlation data (agent, step, run); the simulated provider seeds itself with it."""
     tools: tuple[ToolSpec, ...] = ()
     """Tools the model may ask for this turn (never given to a model without ``supportsFunctions``)."""
+    logprobs: bool = False
+    """Ask for token log-probabilities, where the provider gives them (``Completion.confidence``)."""
+    context_tokens: int | None = None
+    """The agent loop's estimate of the input's size: a model in the chain whose window cannot hold it and
+    ``max_tokens`` more is passed over (a fallback with a smaller window is checked, not assumed to fit)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,8 @@ class Completion:
     """True when the answer arrived as a stream from the provider (not merely when streaming was asked for)."""
     tool_calls: tuple[ToolCall, ...] = ()
     """The tools the model asked for; when there are any, ``output`` is not a final answer (it is ``text``)."""
+    confidence: float | None = None
+    """The geometric mean of the answer's token probabilities, when the provider gave log-probabilities."""
 
     @property
     def tokens(self) -> int:
@@ -200,3 +208,10 @@ def classify_status(
     if any(marker in message.lower() for marker in _CONTENT_POLICY_MARKERS):
         return ContentPolicyViolation(where)
     return ProviderRequestError(where)
+
+
+def confidence_of(logprobs: Sequence[float]) -> float | None:
+    """The geometric mean probability of an answer's tokens (None without log-probabilities)."""
+    if not logprobs:
+        return None
+    return min(1.0, max(0.0, math.exp(sum(logprobs) / len(logprobs))))

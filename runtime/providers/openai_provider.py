@@ -30,7 +30,7 @@ from agentparty.models.step_errors import ContentPolicyViolation, ModelUnavailab
 from agentparty.models.tools import ToolCall
 from agentparty.runtime.secrets import as_secret, register, reveal
 
-from .base import Completion, CompletionRequest, TextCallback, classify_status, structured_output
+from .base import Completion, CompletionRequest, TextCallback, classify_status, confidence_of, structured_output
 from .conversation import conversation, synthetic_call_id
 from .openai_messages import StreamedToolCalls, openai_messages, openai_tools, parse_tool_calls
 
@@ -81,9 +81,12 @@ class OpenAIProvider:
         client = self._sdk(request.model)
         params = self._params(request)
         read_calls: Callable[[Callable[[int], str], str, str], tuple[ToolCall, ...]]
+        logprobs: list[float] = []
         try:
             if request.stream:
-                text, model, finish_reason, usage, streamed_calls = await self._stream(client, params, on_text)
+                text, model, finish_reason, usage, streamed_calls = await self._stream(
+                    client, params, on_text, logprobs
+                )
                 read_calls = streamed_calls.calls
             else:
                 response = await client.chat.completions.create(**params)
@@ -99,6 +102,8 @@ class OpenAIProvider:
                     response.usage,
                 )
                 read_calls = partial(parse_tool_calls, choice.message.tool_calls)
+                if choice.logprobs is not None:
+                    logprobs += [token.logprob for token in choice.logprobs.content or []]
         except StepError:
             raise
         except openai.APIError as exc:
@@ -121,6 +126,7 @@ class OpenAIProvider:
             simulated=False,
             streamed=request.stream,
             tool_calls=tool_calls,
+            confidence=confidence_of(logprobs),
         )
 
     def _params(self, request: CompletionRequest) -> dict[str, Any]:
@@ -138,6 +144,8 @@ class OpenAIProvider:
             params["top_p"] = request.top_p
         if request.seed is not None:
             params["seed"] = request.seed
+        if request.logprobs:
+            params["logprobs"] = True
         if request.tools:
             params["tools"] = openai_tools(request.tools)
         if request.output_schema is not None:
@@ -150,10 +158,10 @@ class OpenAIProvider:
         return params
 
     async def _stream(
-        self, client: openai.AsyncOpenAI, params: dict[str, Any], on_text: TextCallback | None
+        self, client: openai.AsyncOpenAI, params: dict[str, Any], on_text: TextCallback | None, logprobs: list[float]
     ) -> tuple[str, str | None, str | None, Any, StreamedToolCalls]:
-        """Stream content deltas to ``on_text`` and gather tool-call deltas; usage comes in the final, choice-less
-        chunk."""
+        """Stream content deltas to ``on_text`` and gather tool-call deltas (and token log-probabilities into
+        ``logprobs``); usage comes in the final, choice-less chunk."""
         stream = await client.chat.completions.create(**params, stream=True, stream_options={"include_usage": True})
         parts: list[str] = []
         tool_calls = StreamedToolCalls()
@@ -177,6 +185,8 @@ class OpenAIProvider:
                         on_text(delta)
                 if choice.delta is not None:
                     tool_calls.add(choice.delta.tool_calls)
+                if choice.logprobs is not None:
+                    logprobs += [token.logprob for token in choice.logprobs.content or []]
                 if choice.finish_reason:
                     finish_reason = choice.finish_reason
         return "".join(parts), model, finish_reason, usage, tool_calls

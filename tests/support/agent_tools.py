@@ -56,6 +56,12 @@ def huge(size: int) -> str:
     return "x" * size
 
 
+def essay(words: int) -> str:
+    """Returns ``words`` words (a long result that the wire server counts as that many tokens)."""
+    CALLS.append(("essay", {"words": words}))
+    return " ".join(["word"] * words)
+
+
 def delete_everything(confirm: bool) -> str:
     """What a denied tool must never do."""
     CALLS.append(("delete_everything", {"confirm": confirm}))

@@ -45,6 +45,7 @@ REL_TYPES = (
     "RESULTED_IN",
     "WORKED_WITH",
     "USED_TOOL",
+    "ASKED",
 )
 
 

@@ -41,6 +41,7 @@ import asyncio
 import copy
 import itertools
 import json
+import math
 import re
 import socket
 import threading
@@ -328,6 +329,20 @@ class _Answer:
     finish_reason: str | None
     calls: list[_Call] = field(default_factory=list)
     """Tool calls, after ``text`` (for an Anthropic forced-tool answer: the one call, and no text)."""
+    logprobs: bool = False
+    """OpenAI: the request asked for token log-probabilities (each token then has ln 0.8)."""
+
+
+WIRE_TOKEN_LOGPROB = math.log(0.8)
+
+
+def _logprobs(text: str) -> dict[str, Any]:
+    """OpenAI's ``logprobs`` of a choice: one entry per word of ``text``, each with probability 0.8."""
+    return {
+        "content": [
+            {"token": token, "logprob": WIRE_TOKEN_LOGPROB, "bytes": None, "top_logprobs": []} for token in text.split()
+        ]
+    }
 
 
 def fragments(text: str, size: int = 7) -> list[str]:
@@ -557,6 +572,7 @@ class WireServer:
             model=script.model or str(body.get("model", "")),
             finish_reason="stop",
         )
+        answer.logprobs = bool(body.get("logprobs"))
         if script.tool_calls:
             calls = self._scripted_calls(script, "call_wire_")
             return self._with_calls(answer, calls, script.text, script.finish_reason or "tool_calls")
@@ -575,7 +591,14 @@ class WireServer:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": answer.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": answer.finish_reason, "logprobs": None}],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "finish_reason": answer.finish_reason,
+                    "logprobs": _logprobs(answer.text) if answer.logprobs else None,
+                }
+            ],
             "usage": {
                 "prompt_tokens": answer.input_tokens,
                 "completion_tokens": answer.output_tokens,
@@ -600,7 +623,9 @@ class WireServer:
             return _sse(data)
 
         def delta(content: dict[str, Any]) -> bytes:
-            return chunk([{"index": 0, "delta": content, "finish_reason": None}])
+            text = content.get("content")
+            logprobs = _logprobs(text) if answer.logprobs and text else None
+            return chunk([{"index": 0, "delta": content, "finish_reason": None, "logprobs": logprobs}])
 
         deltas = [{"content": piece} for piece in pieces(answer.text)] if answer.text or not answer.calls else []
         for index, call in enumerate(answer.calls):

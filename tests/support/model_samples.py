@@ -500,6 +500,13 @@ RELATIONSHIPS: dict[str, dict[str, Any]] = {
         "refused": 1,
         "last_used": NOW,
     },
+    "ASKED": {
+        "task_id": "99999999-aaaa-4bbb-8ccc-dddddddddddd",
+        "step_id": "draft",
+        "questions": 2,
+        "answers": 1,
+        "last_asked": NOW,
+    },
 }
 
 EVENTS: list[dict[str, Any]] = [

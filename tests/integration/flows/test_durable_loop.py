@@ -25,6 +25,9 @@ import pytest
 import yaml
 from support.llm_wire import WireServer
 
+from agentparty.runtime.conversations import ConversationStore
+from agentparty.tasks.templates import persistent_agent_id
+
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
 TESTS = Path(__file__).resolve().parents[2]
@@ -35,7 +38,7 @@ def call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "arguments": arguments}
 
 
-def definition(folder: Path) -> Path:
+def definition(folder: Path, retries: int = 0) -> Path:
     doc = {
         "id": "durable-loop",
         "name": "Durable loop",
@@ -53,7 +56,7 @@ def definition(folder: Path) -> Path:
             }
         ],
         "triggers": [{"type": "manual"}],
-        "errorHandling": {"retryAttempts": 0, "backoffStrategy": "fixed"},
+        "errorHandling": {"retryAttempts": retries, "backoffStrategy": "fixed", "baseDelay": 0},
     }
     path = folder / "durable-loop.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -73,7 +76,21 @@ def environment(wire: WireServer, effects: Path, prefect_server: str) -> dict[st
         "OPENAI_API_KEY": "sk-test-durable",
         "OPENAI_BASE_URL": wire.url + "/v1",
         "AGENTPARTY_TEST_SIDE_EFFECTS": str(effects),
+        "AGENTPARTY_HOME": str(effects.parent / "home"),
     }
+
+
+def conversation(effects: Path) -> list[Any]:
+    """The bookkeeper's conversation in this run, as the store under the run's home keeps it."""
+    store = ConversationStore.at(effects.parent / "home")
+    agent_id = persistent_agent_id("ad-hoc", "bookkeeper", "gpt-4o")
+    [engagement] = store.engagements(agent_id)
+    return store.page(engagement.id, limit=200).messages
+
+
+def shape(messages: list[Any]) -> list[str]:
+    """Each message as type (and tool-result code), to compare conversations at a glance."""
+    return [m.type + (f":{m.code}" if getattr(m, "code", None) else "") for m in messages]
 
 
 def wait_for_requests(wire: WireServer, count: int, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
@@ -131,7 +148,38 @@ def test_a_loop_killed_in_turn_3_resumes_without_repeating_a_turn_or_a_call(
     assert [line for line in lines if line.startswith("charge")] == ["charge|42|7"], "order 42 charged twice"
     assert "turn 1 · model gpt-4o" in resumed.stdout and "(cached)" in resumed.stdout
 
+    said = conversation(effects)
+    result = "system:tool_result"
+    assert shape(said) == [
+        *("system", "user", "agent", result),  # turn 1 and its result, written before the kill
+        *("agent", result, result),  # turn 2 (a replay on resume wrote neither again)
+        *("agent", result, result, "agent"),  # turn 3 asked again after the kill, then the answer
+    ]
+    assert len({m.id for m in said}) == len(said)
+
     names = asyncio.run(checkpoint_names("Durable loop"))
     for expected in ("research · turn 1", "research · turn 1 · record_step", "research · turn 2 · charge"):
         assert expected in names, f"{expected!r} not among the task runs {sorted(set(names))}"
     assert names.count("research · turn 1 · record_step") == 2, "each run has its checkpoint (the resume cached)"
+
+
+def test_a_retried_step_continues_its_conversation_from_its_checkpoints(tmp_path: Path, prefect_server: str) -> None:
+    """Attempt 1 fails in turn 2 (the provider is down); attempt 2 takes turn 1 and its call from their checkpoints
+    and goes on: the model is not asked turn 1 again, and the conversation says what happened in between."""
+    effects = tmp_path / "side-effects.log"
+    path = definition(tmp_path, retries=1)
+    with WireServer() as wire:
+        env = environment(wire, effects, prefect_server)
+        wire.script(tool_calls=[call("record_step", {"note": "a"})])
+        wire.script(status=503, error="overloaded")
+        wire.script(text="a recorded")
+        ran = subprocess.run(
+            [*command(path)[:3], "--no-graph", "--no-events"], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert len(wire.requests) == 3, "turn 1 was asked again on the retry"
+    assert [line.split("|")[2] for line in effects.read_text().splitlines()] == ["a"]
+    said = conversation(effects)
+    assert shape(said) == ["system", "user", "agent", "system:tool_result", "error", "agent"]
+    assert said[4].content.startswith("attempt 1 failed: ProviderUnavailable") and said[4].recoverable
+    assert said[-1].content == "a recorded"

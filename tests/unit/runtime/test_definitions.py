@@ -10,7 +10,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from support.workflow_docs import REPO_ROOT, two_step_workflow
 
-from agentparty.models import SDKConfiguration
+from agentparty.models import CreateAgentTemplateRequest, SDKConfiguration
 from agentparty.models.document_kinds import json_schema, json_schema_text
 from agentparty.runtime.documents import DocumentError, load_workflow, read_document, validate_document, validate_paths
 
@@ -180,5 +180,8 @@ def test_readme_workflow_example_validates(tmp_path: Path) -> None:
     for block in blocks:
         if block.startswith("# sdk-config"):  # an SDK configuration, not a workflow
             validate_document(read_document(write(tmp_path, "sdk.yaml", block)), SDKConfiguration)
+            continue
+        if block.startswith("# agent-template"):  # an agent template request, not a workflow
+            validate_document(read_document(write(tmp_path, "template.yaml", block)), CreateAgentTemplateRequest)
             continue
         assert load_workflow(write(tmp_path, "readme.yaml", block)).steps

@@ -88,7 +88,7 @@ def test_each_slot_has_its_own_links_and_a_slot_without_turns_none() -> None:
 
 
 def test_migration_3_adds_the_tool_constraint_and_leaves_the_earlier_ones() -> None:
-    assert [m.version for m in MIGRATIONS] == [1, 2, 3]
+    assert [m.version for m in MIGRATIONS][:3] == [1, 2, 3]
     assert [m.checksum for m in MIGRATIONS[:2]] == ["4432041275b8cb93", "47b44d77117b1f05"], (
         "migrations 1 and 2 are recorded in existing graphs: never edit them"
     )

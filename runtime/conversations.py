@@ -1,0 +1,196 @@
+"""Every engagement's conversation: the seed 002 messages an agent sent and received, in order, kept on disk.
+
+An *engagement* is one persistent agent working one step slot of one run
+(``tasks.templates.engagement_key``). Its conversation is every message of its
+loop: the system prompt, the task, each model turn (``AgentMessage`` with the
+tool calls it asked for), each tool result or error, notes on trimmed context,
+and a failed attempt's error. It lives in ``<home>/state/conversations.sqlite``
+beside budgets and breakers, so any process of the home (a worker, the API)
+reads it.
+
+Messages are written with ids the loop derives from their place and content
+(:func:`message_id`), and a message whose id is stored already is skipped: a
+resumed run that replays its checkpointed turns, or a retried attempt that
+replays the turns before its failure, continues the same conversation without
+writing any message twice, while a turn asked again (with a different answer)
+is a new message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agentparty.models.agent import WorkflowState
+from agentparty.models.messages import MESSAGE_ADAPTER, AnyMessage, Message
+
+from .state_db import state_db
+
+_NAMESPACE = uuid.UUID("4f3c2a52-2f4e-4e0e-9a39-2d7c1f0d5a11")
+MAX_PAGE = 200
+
+
+def engagement_id(agent_id: str, engagement: str) -> str:
+    """The engagement's id in URLs: stable, short, and the same in every process."""
+    return str(uuid.uuid5(_NAMESPACE, f"{agent_id}|{engagement}"))
+
+
+def message_id(engagement: str, position: str, message: Message) -> str:
+    """A message's id from where it is in the loop and what it says (not when): a replay yields the same id."""
+    body = message.model_dump(mode="json", exclude={"id", "timestamp"})
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return str(uuid.uuid5(_NAMESPACE, f"{engagement}|{position}|{digest}"))
+
+
+@dataclass(frozen=True)
+class EngagementRecord:
+    """One engagement of an agent: where it works, and how much it has said."""
+
+    id: str
+    agent_id: str
+    run_key: str
+    slot: str
+    workflow: WorkflowState
+    messages: int
+    started_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class MessagePage:
+    messages: list[AnyMessage]
+    total: int
+    offset: int
+
+
+class ConversationStore:
+    """Conversations of every engagement under one home (SQLite, shared by its processes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with state_db(path, write=True) as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS engagements (id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, "
+                "run_key TEXT NOT NULL, slot TEXT NOT NULL, workflow TEXT NOT NULL, started_at TEXT NOT NULL, "
+                "updated_at TEXT NOT NULL)"
+            )
+            db.execute("CREATE INDEX IF NOT EXISTS engagements_agent ON engagements (agent_id, started_at)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS messages (engagement_id TEXT NOT NULL, seq INTEGER NOT NULL, "
+                "id TEXT NOT NULL, type TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (engagement_id, seq), "
+                "UNIQUE (engagement_id, id))"
+            )
+
+    @classmethod
+    def at(cls, home: Path) -> ConversationStore:
+        return cls(home / "state" / "conversations.sqlite")
+
+    def begin(self, agent_id: str, engagement: str, run_key: str, slot: str, workflow: WorkflowState) -> str:
+        """Open (or reopen, on a retry or resume) an engagement; returns its id. ``workflow`` is where it works now."""
+        key = engagement_id(agent_id, engagement)
+        now = datetime.now(UTC).isoformat()
+        with state_db(self.path, write=True) as db:
+            db.execute(
+                "INSERT INTO engagements (id, agent_id, run_key, slot, workflow, started_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET workflow = excluded.workflow, "
+                "updated_at = excluded.updated_at",
+                (key, agent_id, run_key, slot, workflow.model_dump_json(by_alias=True), now, now),
+            )
+        return key
+
+    def set_status(self, key: str, status: str) -> None:
+        """Where the engagement stands (``running``, ``completed``, ``failed``) in its ``currentWorkflow``."""
+        with state_db(self.path, write=True) as db:
+            row = db.execute("SELECT workflow FROM engagements WHERE id = ?", (key,)).fetchone()
+            if row is None:
+                return
+            workflow = WorkflowState.model_validate_json(row[0]).model_copy(update={"status": status})
+            db.execute(
+                "UPDATE engagements SET workflow = ?, updated_at = ? WHERE id = ?",
+                (workflow.model_dump_json(by_alias=True), datetime.now(UTC).isoformat(), key),
+            )
+
+    def append(self, key: str, messages: Sequence[Message]) -> int:
+        """Add ``messages`` in order, skipping any whose id is stored already; returns how many were new."""
+        if not messages:
+            return 0
+        added = 0
+        with state_db(self.path, write=True) as db:
+            (last,) = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE engagement_id = ?", (key,)
+            ).fetchone()
+            for message in messages:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO messages (engagement_id, seq, id, type, body) VALUES (?, ?, ?, ?, ?)",
+                    (key, last + added + 1, message.id, message.type, message.model_dump_json(by_alias=True)),
+                )
+                added += cursor.rowcount
+        return added
+
+    def page(self, key: str, offset: int = 0, limit: int = 50) -> MessagePage:
+        """Messages ``offset`` to ``offset + limit`` (at most :data:`MAX_PAGE`) in the order they were said."""
+        limit = max(1, min(limit, MAX_PAGE))
+        with state_db(self.path) as db:
+            (total,) = db.execute("SELECT COUNT(*) FROM messages WHERE engagement_id = ?", (key,)).fetchone()
+            rows = db.execute(
+                "SELECT body FROM messages WHERE engagement_id = ? ORDER BY seq LIMIT ? OFFSET ?", (key, limit, offset)
+            ).fetchall()
+        return MessagePage([MESSAGE_ADAPTER.validate_json(body) for (body,) in rows], total, offset)
+
+    def engagement(self, key: str) -> EngagementRecord | None:
+        with state_db(self.path) as db:
+            row = db.execute(f"{_ENGAGEMENTS} WHERE e.id = ?", (key,)).fetchone()
+        return _record(row) if row is not None else None
+
+    def engagements(self, agent_id: str, offset: int = 0, limit: int = 50) -> list[EngagementRecord]:
+        """The agent's engagements, newest first."""
+        limit = max(1, min(limit, MAX_PAGE))
+        with state_db(self.path) as db:
+            rows = db.execute(
+                f"{_ENGAGEMENTS} WHERE e.agent_id = ? ORDER BY e.started_at DESC, e.id LIMIT ? OFFSET ?",
+                (agent_id, limit, offset),
+            ).fetchall()
+        return [_record(row) for row in rows]
+
+    def counts(self, key: str) -> dict[str, int]:
+        """Messages of the engagement by type (the graph's summary of it)."""
+        with state_db(self.path) as db:
+            rows = db.execute(
+                "SELECT type, COUNT(*) FROM messages WHERE engagement_id = ? GROUP BY type", (key,)
+            ).fetchall()
+        return {kind: count for kind, count in rows}
+
+    def forget_agent(self, agent_id: str) -> int:
+        """Erase every conversation of the agent; returns how many messages went."""
+        with state_db(self.path, write=True) as db:
+            keys = [k for (k,) in db.execute("SELECT id FROM engagements WHERE agent_id = ?", (agent_id,))]
+            removed = 0
+            for key in keys:
+                removed += db.execute("DELETE FROM messages WHERE engagement_id = ?", (key,)).rowcount
+            db.execute("DELETE FROM engagements WHERE agent_id = ?", (agent_id,))
+        return removed
+
+
+_ENGAGEMENTS = (
+    "SELECT e.id, e.agent_id, e.run_key, e.slot, e.workflow, e.started_at, e.updated_at, "
+    "(SELECT COUNT(*) FROM messages m WHERE m.engagement_id = e.id) FROM engagements e"
+)
+
+
+def _record(row: tuple[str, str, str, str, str, str, str, int]) -> EngagementRecord:
+    key, agent_id, run_key, slot, workflow, started, updated, count = row
+    return EngagementRecord(
+        id=key,
+        agent_id=agent_id,
+        run_key=run_key,
+        slot=slot,
+        workflow=WorkflowState.model_validate_json(workflow),
+        messages=count,
+        started_at=datetime.fromisoformat(started),
+        updated_at=datetime.fromisoformat(updated),
+    )
