@@ -1,6 +1,7 @@
 """The FastAPI application: one router per concern, shared services on ``app.state``.
 
-``app.state`` holds ``access`` (the key/role policy), ``rate_limiter``,
+``app.state`` holds ``access`` (the key/role policy), ``rate_limiter``, ``audit``
+and ``audit_writer`` (the audit log and the thread that appends requests to it),
 ``settings``, ``workflows`` (the definition index), ``deployments`` (deployment
 ids by name), ``webhook_deliveries`` (the accepted webhooks) and, while the app
 runs, ``prefect`` (the one Prefect client, opened by the lifespan) and
@@ -14,16 +15,21 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from agentparty.api import approvals, conversations, live, resources, webhooks
+from agentparty.api import approvals, audit, conversations, live, resources, runs, users, webhooks
+from agentparty.api.audit import install_audit
 from agentparty.api.deployment_directory import DeploymentDirectory
 from agentparty.api.docs import mount_docs
 from agentparty.api.errors import install_error_handlers
+from agentparty.api.masking import install_masking
 from agentparty.api.rate_limit import RateLimiter
 from agentparty.api.security import API_KEY_HEADER, AccessPolicy
 from agentparty.api.services import prefect_lifespan
 from agentparty.api.workflow_index import WorkflowIndex
 from agentparty.flows.deployed import search_dirs
 from agentparty.models.access import ApiAccessConfig
+from agentparty.runtime.api_keys import ApiKeyStore
+from agentparty.runtime.audit import AuditLog
+from agentparty.runtime.masking import masker_for
 from agentparty.runtime.settings import Settings, get_settings
 from agentparty.runtime.webhook_deliveries import WebhookDeliveries
 
@@ -44,10 +50,13 @@ def create_app(
     settings: Settings | None = None,
     rate_limiter: RateLimiter | None = None,
     graph_store: GraphStore | None = None,
+    keys: ApiKeyStore | None = None,
+    audit_log: AuditLog | None = None,
 ) -> FastAPI:
-
+    """The app; ``access`` (the deprecated access file's rules and keys) replaces ``security.accessControl``."""
     settings = settings or get_settings()
-    access = access or ApiAccessConfig()
+    sdk = settings.load_sdk_configuration()
+    access = access or ApiAccessConfig.of(sdk.security.access_control)
     app = FastAPI(
         title="Agent Party",
         version="0.1.0",
@@ -56,7 +65,9 @@ def create_app(
         redoc_url=None,
         lifespan=prefect_lifespan,
     )
-    app.state.access = AccessPolicy(access)
+    app.state.access = AccessPolicy(
+        access, keys=keys or ApiKeyStore.at(settings.home), rotation=sdk.authentication.api_key_rotation
+    )
     app.state.rate_limiter = rate_limiter or RateLimiter(access.access_control.rate_limiting)
     app.state.settings = settings
     app.state.workflows = WorkflowIndex(lambda: search_dirs(settings), settings.model_registry())
@@ -64,8 +75,10 @@ def create_app(
     app.state.webhook_deliveries = WebhookDeliveries.at(settings.home)
     app.state.graph_store = graph_store
     app.state.prefect = app.state.dispatcher = None
-    for module in (webhooks, resources, conversations, approvals, live):
+    for module in (webhooks, resources, runs, conversations, approvals, live, audit, users):
         app.include_router(module.router)
+    install_audit(app, audit_log or settings.audit_log(sdk))
+    install_masking(app, masker_for(sdk.security))
     mount_docs(app)
     install_error_handlers(app)
     return app

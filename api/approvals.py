@@ -37,6 +37,7 @@ from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from agentparty.api.audit import record
 from agentparty.api.errors import GUARDED, declared, refuse_unknown_query
 from agentparty.api.paused_runs import (
     PauseAnswered,
@@ -47,7 +48,8 @@ from agentparty.api.paused_runs import (
     paused_runs,
     resume,
 )
-from agentparty.api.security import Principal, require
+from agentparty.api.runs import run_in_scope
+from agentparty.api.security import Principal, outside_scope, refuse, require
 from agentparty.runtime.human_input import ApprovalDecision, HumanDecision, ToolCallDecision
 
 if TYPE_CHECKING:
@@ -190,12 +192,13 @@ def _tool_ask(schema: dict[str, Any]) -> ToolAsk:
 @router.get("/approvals", response_model=list[PendingApproval], responses=declared(*GUARDED, 503))
 async def list_approvals(
     request: Request,
-    _: Annotated[Principal, Depends(require("approvals", "read"))],
+    principal: Annotated[Principal, Depends(require("approvals", "read"))],
     limit: Annotated[int, Query(ge=1, le=200, description="Most paused runs to look at (Prefect's page limit).")] = 100,
 ) -> list[PendingApproval]:
-    """Pending human approvals, oldest first."""
+    """Pending human approvals, oldest first (of the runs within the key's conditions)."""
     async with _prefect(request) as client:
         found = await paused_runs(client, limit)
+    found = [p for p in found if run_in_scope(request, principal, p.flow_name, p.flow_run.tags)]
     return [a for a in map(_approval, found) if a is not None]
 
 
@@ -232,6 +235,8 @@ async def _decide(
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND, detail=f"flow run {flow_run_id} is not waiting for an approval"
             )
+        if not run_in_scope(request, principal, paused.flow_name, paused.flow_run.tags):
+            raise refuse(request, status.HTTP_403_FORBIDDEN, outside_scope(principal, f"flow run {flow_run_id}"))
         run_input = _run_input(approval, approve, body, principal)
         try:
             await resume(client, paused, run_input)
@@ -247,6 +252,8 @@ async def _decide(
             raise HTTPException(
                 status.HTTP_409_CONFLICT, detail=f"Prefect refused the answer to {approval.id}: {exc}"
             ) from None
+    verb = "approve" if approve else "reject"
+    record(request, f"approval.{verb}", approval.id, kind=approval.kind, flow_run_id=str(flow_run_id))
     return DecisionResponse(
         id=approval.id,
         kind=approval.kind,

@@ -44,6 +44,7 @@ from agentparty.models.live_stream import LiveStreamItem
 from agentparty.runtime.event_consumer import EventConsumer, RawEvent
 from agentparty.runtime.live_stream import LiveStreamReader
 from agentparty.runtime.local_services import kafka_address
+from agentparty.runtime.masking import Masker, masker_for
 from agentparty.runtime.relay import ensure_topics, topic_names
 from agentparty.runtime.settings import Settings, get_settings
 
@@ -105,14 +106,19 @@ class LiveFeed:
         self._events_ready = threading.Event()
         self._stream_ready = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.masker: Masker | None = None
+        """``security.dataMasking``: what it shows is masked again here, whichever process produced it (a run's
+        own masking holds back text deltas until a value they may split is whole; this masks each as it comes)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LiveFeed:
         """The configured cluster, else the local broker's address whether or not it runs yet (as ``agentparty
         events tail`` does): the feed keeps trying until it is up."""
-        return cls(
+        feed = cls(
             kafka_address(settings), settings.event_topic_prefix, settings.event_partitions, settings.event_replication
         )
+        feed.masker = masker_for(settings.load_sdk_configuration().security)
+        return feed
 
     # -- subscriptions (called on a connection's loop) ------------------------------------------
 
@@ -161,10 +167,14 @@ class LiveFeed:
 
     def show_event(self, event: BaseEvent[Any]) -> None:
         """A lifecycle event (the event reader's): the view updated, its messages published."""
+        if self.masker is not None:
+            event = self.masker.model(event)
         self._show(partial(self._view.messages_for, event))
 
     def show_item(self, item: LiveStreamItem) -> None:
         """A live stream item (the stream reader's): the view updated, its message published."""
+        if self.masker is not None:
+            item = self.masker.model(item)
         self._show(partial(self._view.stream_messages, item))
 
     def _show(self, show: Callable[[], list[Routed]]) -> None:

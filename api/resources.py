@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from prefect.client.orchestration import PrefectClient  # a real import: FastAPI resolves the annotations
 from prefect.client.schemas.filters import (
     DeploymentFilter,
@@ -20,11 +20,13 @@ from prefect.client.schemas.filters import (
     FlowFilter,
     FlowFilterId,
     FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterTags,
 )
 from prefect.client.schemas.sorting import FlowRunSort
 
 from agentparty.api.errors import GUARDED, declared, field_errors, refuse_unknown_query
-from agentparty.api.security import Principal, require
+from agentparty.api.security import Principal, outside_scope, refuse, require
 from agentparty.api.services import graph_reader, prefect_client, settings_of, template_registry, workflow_index
 from agentparty.api.views import (
     AgentSummary,
@@ -37,6 +39,7 @@ from agentparty.api.views import (
 )
 from agentparty.api.workflow_index import IndexedWorkflow, WorkflowIndex
 from agentparty.deployments.naming import deployment_name, flow_name, full_name
+from agentparty.models.access import owner_tag, run_owner
 from agentparty.models.api import AgentStateResponse, CapabilityProficiency, CreateAgentTemplateRequest
 from agentparty.models.graph import Team
 from agentparty.models.step_errors import TemplateError, ToolsRefused
@@ -270,14 +273,18 @@ async def _deployments(client: PrefectClient, workflows: list[IndexedWorkflow]) 
     response_model=WorkflowList,
     tags=["workflows"],
     responses=declared(*GUARDED, 503),
-    dependencies=[Depends(require("workflows", "read"))],
 )
 async def list_workflows(
+    principal: Annotated[Principal, Depends(require("workflows", "read"))],
     index: Annotated[WorkflowIndex, Depends(workflow_index)],
     client: Annotated[PrefectClient, Depends(prefect_client)],
 ) -> WorkflowList:
-    """Definitions in the workflow search path, with their triggers and the deployment their runs go to."""
+    """Definitions in the workflow search path, with their triggers and the deployment their runs go to
+    (those the key's ``workflows`` condition names, when it has one)."""
     found, invalid = index.scan()
+    if principal.scope.restricted:
+        found = {wid: w for wid, w in found.items() if principal.scope.admits(principal.name, wid)}
+        invalid = []  # files that name no workflow are no business of a key limited to some
     deployed = await _deployments(client, list(found.values()))
     summaries = []
     for workflow_id, entry in sorted(found.items()):
@@ -306,23 +313,31 @@ async def list_workflows(
     response_model=list[RunSummary],
     tags=["runs"],
     responses=declared(*GUARDED, 503),
-    dependencies=[Depends(require("runs", "read"))],
 )
 async def list_runs(
+    request: Request,
+    principal: Annotated[Principal, Depends(require("runs", "read"))],
     index: Annotated[WorkflowIndex, Depends(workflow_index)],
     client: Annotated[PrefectClient, Depends(prefect_client)],
     workflow_id: Annotated[str | None, Query(max_length=200, description="Only this workflow's runs.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[RunSummary]:
-    """Recent flow runs of the deployed workflows in the search path, newest first, with their state."""
-
+    """Recent flow runs of the deployed workflows in the search path, newest first, with their state (those
+    within the key's conditions: named workflows, runs it started)."""
+    scope = principal.scope
+    if workflow_id is not None and not scope.reaches_workflow(workflow_id):
+        raise refuse(request, status.HTTP_403_FORBIDDEN, outside_scope(principal, f"workflow {workflow_id!r}"))
     found, _ = index.scan()
-    workflows = [w for wid, w in found.items() if workflow_id is None or wid == workflow_id]
+    workflows = [
+        w for wid, w in found.items() if (workflow_id is None or wid == workflow_id) and scope.reaches_workflow(wid)
+    ]
     deployed = await _deployments(client, workflows)
     if not deployed:
         return []
     owner = {d.id: (wid, full_name(found[wid].definition)) for wid, d in deployed.items()}
+    mine = FlowRunFilter(tags=FlowRunFilterTags(all_=[owner_tag(principal.name)])) if scope.owner_only() else None
     runs = await client.read_flow_runs(
+        flow_run_filter=mine,
         deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=list(owner))),
         sort=FlowRunSort.EXPECTED_START_TIME_DESC,
         limit=limit,
@@ -330,6 +345,8 @@ async def list_runs(
     summaries = []
     for run in runs:
         wid, deployment = owner.get(run.deployment_id, ("", "")) if run.deployment_id else ("", "")
+        if not scope.admits(principal.name, wid, run_owner(run.tags)):
+            continue
         summaries.append(
             RunSummary(
                 id=str(run.id),

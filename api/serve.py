@@ -7,13 +7,18 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
+TlsFiles = tuple[Path | None, Path | None]
+"""A PEM certificate (chain) and its private key (``AGENTPARTY_API_TLS_CERT``, ``AGENTPARTY_API_TLS_KEY``); the
+server speaks TLS only, HTTP and ``/ws`` alike, when both are set."""
 
-def serve(app: FastAPI, host: str, port: int, log_level: str = "info") -> None:
+
+def serve(app: FastAPI, host: str, port: int, log_level: str = "info", tls: TlsFiles = (None, None)) -> None:
     """Serve until interrupted (one process: the rate limiter and the Prefect client live in it)."""
     started = app.router.lifespan_context
 
@@ -27,14 +32,35 @@ def serve(app: FastAPI, host: str, port: int, log_level: str = "info") -> None:
             yield state
 
     app.router.lifespan_context = frozen_after_start
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, loop="uvloop", http="httptools")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        ssl_certfile=tls[0],
+        ssl_keyfile=tls[1],
+    )
 
 
 @contextmanager
-def serving(app: FastAPI, port: int, host: str = "127.0.0.1", timeout: float = 30.0) -> Iterator[str]:
+def serving(
+    app: FastAPI, port: int, host: str = "127.0.0.1", timeout: float = 30.0, tls: TlsFiles = (None, None)
+) -> Iterator[str]:
     """A real uvicorn server for ``app`` in a background thread; yields its base URL and stops it on exit."""
     config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", lifespan="on", access_log=False, loop="uvloop", http="httptools"
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        ssl_certfile=tls[0],
+        ssl_keyfile=tls[1],
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
@@ -46,7 +72,7 @@ def serving(app: FastAPI, port: int, host: str = "127.0.0.1", timeout: float = 3
             raise RuntimeError(f"uvicorn did not start on {host}:{port}")
         time.sleep(0.02)
     try:
-        yield f"http://{host}:{port}"
+        yield f"{'https' if tls[0] else 'http'}://{host}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout)

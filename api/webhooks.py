@@ -43,6 +43,7 @@ from agentparty.api.webhook_dispatch import Arrival, DeliveryDispatcher, no_depl
 from agentparty.api.workflow_index import IndexedWorkflow, WorkflowIndex
 from agentparty.deployments.naming import full_name
 from agentparty.models.workflow import WebhookTriggerConfig
+from agentparty.runtime.secret_inputs import seal_secret_inputs
 from agentparty.runtime.webhook_deliveries import Delivery, DeliveryStatus, WebhookDeliveries
 
 logger = logging.getLogger(__name__)
@@ -289,6 +290,8 @@ async def _receive(
         payload = _inputs(body, found)
     except _InvalidInputs as exc:
         return JSONResponse(ApiError(detail=exc.problems).model_dump(), status.HTTP_422_UNPROCESSABLE_CONTENT)
+    deliveries: WebhookDeliveries = request.app.state.webhook_deliveries
+    payload = seal_secret_inputs(found.definition, payload, deliveries.sealer)  # writeOnly inputs reach Prefect sealed
 
     key = request.headers.get(IDEMPOTENCY_HEADER) or presented.strip().lower()
     if len(key) > MAX_IDEMPOTENCY_KEY:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from agentparty.cli import agents, api, deploy, events, gnn, graph, local, run, templates, validate
+from agentparty.cli import agents, api, audit, deploy, events, gdpr, gnn, graph, keys, local, run, templates, validate
 
 app = typer.Typer(
     name="agentparty",
@@ -27,3 +27,6 @@ app.add_typer(agents.app, name="agents")
 app.add_typer(gnn.app, name="gnn")
 app.add_typer(events.app, name="events")
 app.add_typer(api.app, name="api")
+app.add_typer(audit.app, name="audit")
+app.add_typer(gdpr.app, name="gdpr")
+app.add_typer(keys.app, name="keys")

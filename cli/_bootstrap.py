@@ -32,12 +32,14 @@ def local() -> LocalServices:
     return local_services(settings())
 
 
-def use_prefect(*, quiet: bool = True, patient: bool = False) -> str:
+def use_prefect(*, quiet: bool = True, patient: bool = False, api_bind: str | None = None) -> str:
     """``PREFECT_API_URL``, else the local Prefect server, started when needed; its API URL.
 
     ``quiet``: Prefect logs warnings only (set before Prefect reads its settings, once, at import).
     ``patient``: the client retries 10 times, not 5: a SQLite-backed server answers 503 while it waits for
     its write lock, and a worker that gives up marks a run Crashed that would have started a moment later.
+    Every command that runs or serves workflows comes here first, so here each endpoint it will use (and
+    ``api_bind``, the API's address when it serves) is checked against ``inTransit`` (:func:`check_in_transit`).
     """
     from agentparty.runtime.local_services import use_prefect_api
 
@@ -45,7 +47,22 @@ def use_prefect(*, quiet: bool = True, patient: bool = False) -> str:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     if patient:
         os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "10")
-    return use_prefect_api(settings(), lambda ui: typer.echo(f"started the Prefect server at {ui}", err=True))
+    url = use_prefect_api(settings(), lambda ui: typer.echo(f"started the Prefect server at {ui}", err=True))
+    check_in_transit(url, api_bind)
+    return url
+
+
+def check_in_transit(prefect_api_url: str | None, api_bind: str | None = None) -> None:
+    """Refuse to start on a plaintext endpoint while ``security.encryption.inTransit`` is on (``runtime/transit.py``);
+    each trusted network used is audited."""
+    from agentparty.runtime.transit import PlaintextEndpointError, check_in_transit
+
+    config = settings()
+    sdk = config.load_sdk_configuration()
+    try:
+        check_in_transit(config, sdk, config.audit_log(sdk), prefect_api_url=prefect_api_url, api_bind=api_bind)
+    except PlaintextEndpointError as exc:
+        raise fail(str(exc)) from None
 
 
 def graph_config() -> DatabaseConfig:

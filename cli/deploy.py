@@ -38,9 +38,13 @@ def _deploy(paths: list[Path], pool: str, training: bool) -> list[Path]:
     deployed = deploy_workflows(sources, work_pool=pool)
     if training:
         deployed.append(deploy_training(pool))
+    from agentparty.cli.api import cli_actor
+
+    audit = settings().audit_log()
     for item in deployed:
         triggers = [*item.schedules, *(f"on {e}" for e in item.event_triggers), *(["webhook"] if item.webhook else [])]
         typer.echo(f"{item.name}  ({item.deployment_id}) pool {pool}: {', '.join(triggers) or 'manual only'}")
+        audit.append(cli_actor(), "deployment.create", item.name, deployment_id=str(item.deployment_id), pool=pool)
     return sorted({source.parent.resolve() for _, source in sources})
 
 

@@ -66,6 +66,8 @@ def create(
                 registry.publish(request.name, created.version.version, approved_by=approved_by)
         except TemplateError as exc:
             raise _fail(exc) from None
+        if publish:
+            _audit("template.publish", request.name, version=created.version.version, approved_by=approved_by)
         typer.echo(
             f"{request.name}: version {created.version.version} {'published' if publish else 'draft'} "
             f"(model {created.version.model})"
@@ -134,6 +136,12 @@ def _memory(registry: TemplateRegistry, name: str, path: Path | None, inherit: b
     return memory.model_copy(update={"inherit": inherit})
 
 
+def _audit(action: str, name: str, **details: Any) -> None:
+    from agentparty.cli.api import cli_actor
+
+    settings().audit_log().append(cli_actor(), action, name, **details)
+
+
 @app.command()
 def publish(
     name: str,
@@ -147,6 +155,7 @@ def publish(
         _registry().publish(name, version, approved_by=approved_by)
     except TemplateError as exc:
         raise _fail(exc) from None
+    _audit("template.publish", name, version=version, approved_by=approved_by)
     typer.echo(f"{name}: version {version} published")
 
 
@@ -159,6 +168,7 @@ def deprecate(name: str, version: str) -> None:
         _registry().deprecate(name, version)
     except TemplateError as exc:
         raise _fail(exc) from None
+    _audit("template.deprecate", name, version=version)
     typer.echo(f"{name}: version {version} deprecated")
 
 

@@ -24,6 +24,7 @@ from prefect.context import FlowRunContext
 from agentparty.models import WorkflowDefinition
 from agentparty.models.run_results import StepResult, WorkflowResult
 from agentparty.models.tools import ToolCallRecord
+from agentparty.runtime.masking import Masker
 
 if TYPE_CHECKING:
     from agentparty.flows.staffing import Staffing  # its module loads the recommender (torch): only when staffing
@@ -38,13 +39,15 @@ async def await_run_artifact(flow: Flow[..., Any], flow_run: FlowRun, state: Sta
         await pending
 
 
-async def publish_steps_table(definition: WorkflowDefinition, run_id: str | None, result: WorkflowResult) -> None:
+async def publish_steps_table(
+    definition: WorkflowDefinition, run_id: str | None, result: WorkflowResult, masker: Masker | None = None
+) -> None:
     """Start sending the run's steps table and turns table; :func:`await_run_artifact` waits for them at the end of
-    the flow run."""
+    the flow run. ``masker`` (``security.dataMasking``) masks what they show: a step's reason may quote its inputs."""
     if run_id is None:
         return
     artifact = TableArtifact(
-        table=result.table(),
+        table=masker.data(result.table()) if masker is not None else result.table(),
         key=_artifact_key(definition, "steps"),
         description=f"{definition.name}: {result.status.value} in {result.duration_s:.2f}s, {result.tokens} tokens",
     )
@@ -56,6 +59,8 @@ async def publish_steps_table(definition: WorkflowDefinition, run_id: str | None
     client = ctx.client if ctx is not None and isinstance(ctx.client, PrefectClient) else None
     sends = [artifact.acreate(client=client)]
     turns = turns_markdown(result)
+    if turns is not None and masker is not None:
+        turns = masker.text(turns)
     if turns is not None:
         sends.append(
             MarkdownArtifact(

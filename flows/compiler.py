@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from prefect import Flow
 from pydantic import Field, WithJsonSchema
 
 from agentparty.flows.artifacts import await_run_artifact
 from agentparty.flows.entrypoints import ENTRYPOINT_MODULE, entrypoint_name
 from agentparty.flows.retries import EffectivePolicy, effective_policy
 from agentparty.flows.scheduler import WorkflowRun
+from agentparty.flows.sealed_flow import SealingFlow
 from agentparty.flows.services import RunServices, run_services
 from agentparty.flows.step_task import FORBIDDEN_IN_NAMES, STEP_TASK, StepOutcome, StepTask, WorkflowFlow
 from agentparty.models import TaskStep, WorkflowDefinition, WorkflowStep
@@ -42,6 +42,7 @@ from agentparty.runtime.budgets import Budget
 from agentparty.runtime.documents import WorkflowCatalog, WorkflowLoader
 from agentparty.runtime.event_bus import EventBus
 from agentparty.runtime.run_recorder import GraphRecorder
+from agentparty.runtime.sealed_results import SealedPickleSerializer
 from agentparty.runtime.settings import get_settings
 from agentparty.tasks.agent import AgentRunner
 
@@ -245,17 +246,18 @@ def compile_workflow(
     # ``flow.to_deployment()`` records an entrypoint the runner can re-import.
     run_workflow.__module__ = ENTRYPOINT_MODULE
     run_workflow.__qualname__ = run_workflow.__name__ = entrypoint_name(definition.id)
-    flow: WorkflowFlow = Flow(
+    flow = SealingFlow(  # seals writeOnly inputs before Prefect records them (flows/sealed_flow.py)
         fn=run_workflow,
         name=compiled.flow_name,
         description=definition.description or None,
         version=definition.version,
         validate_parameters=True,
         persist_result=True,  # a deployment's caller reads the WorkflowResult from another process
+        result_serializer=SealedPickleSerializer(),  # sealed at rest with the home's data key
         on_completion=[await_run_artifact],
         on_failure=[await_run_artifact],
         on_crashed=[await_run_artifact],
         on_cancellation=[await_run_artifact],
     )
-    flow.compiled = compiled  # type: ignore[attr-defined]  # Prefect's Flow has no slot for it; callers inspect it
+    flow.compiled = compiled
     return flow

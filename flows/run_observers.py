@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from agentparty.models.graph import FormationMethod
 from agentparty.models.run_history import RunTally
 from agentparty.models.run_results import StepResult, StepStatus, WorkflowResult
 from agentparty.runtime.graph_store import GraphWriteError
+from agentparty.runtime.run_index import RunIndex
 from agentparty.runtime.run_recorder import RunGraph
 from agentparty.runtime.settings import get_settings
 from agentparty.tasks.agent import agent_work_of
@@ -42,6 +44,7 @@ class RunObservers:
         self.definition = definition
         self.services = services
         self.run_key = run_key
+        self.run_id = run_id
         self.tally = RunTally()
         self.recorder = services.recorder()
         self.graph = RunGraph(definition, run_key, services.user_id, self.tally) if self.recorder is not None else None
@@ -62,6 +65,7 @@ class RunObservers:
     async def started(self) -> str | None:
         """Announce the run; the reason to abort it when the graph refuses its first write."""
         formation = self.staffing.formation_method if self.staffing else FormationMethod.MANUAL
+        self._index("start")
         if self.events is not None:
             self._emit(*self.events.run_started(self._planned_team(), formation))
         if self.graph is None or self.recorder is None:
@@ -87,6 +91,7 @@ class RunObservers:
                 result.status = StepStatus.FAILED
                 result.reason = f"{result.reason}; {reason}" if result.reason else reason
         result.duration_s = time.perf_counter() - started
+        self._index("end", result.status.value)
         if self.bus is None or self.events is None:
             return
 
@@ -100,6 +105,20 @@ class RunObservers:
                 "%d events of this run are not delivered yet; they stay in the outbox (agentparty events relay sends them)",
                 pending,
             )
+
+    def _index(self, moment: str, status: str = "") -> None:
+        """The run in the home's run index (``runtime/run_index.py``: whose it is, for retention and erasure):
+        one small write at its start and one at its end. A home that refuses it does not stop the run."""
+        if self.run_id is None:  # not a Prefect flow run: nothing to erase or purge in Prefect either
+            return
+        try:
+            index = RunIndex.at(self.services.home)
+            if moment == "start":
+                index.started(self.run_id, self.run_key, self.definition.id, self.services.user_id)
+            else:
+                index.finished(self.run_id, status)
+        except (OSError, sqlite3.Error) as exc:
+            logger.warning("run %s not recorded in the run index (retention, erasure): %s", self.run_key, exc)
 
     # -- steps ------------------------------------------------------------------------------
 

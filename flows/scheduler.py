@@ -31,6 +31,8 @@ from agentparty.models.run_history import task_id_for
 from agentparty.models.run_results import StepResult, StepStatus, WorkflowFailed, WorkflowResult
 from agentparty.models.step_errors import RunInputError
 from agentparty.runtime.graph_store import GraphWriteError
+from agentparty.runtime.sealing import sealer_at
+from agentparty.runtime.secret_inputs import open_secret_inputs, without_secrets
 
 
 class CompiledRun(CompiledSteps, Protocol):
@@ -71,9 +73,10 @@ class WorkflowRun:
     def __init__(self, compiled: CompiledRun, inputs: dict[str, Any], resume_key: str | None) -> None:
         self.c = compiled
         definition = compiled.definition
-        resolved, problems = definition.resolve_run_inputs(inputs)
+        opened = open_secret_inputs(definition, inputs, sealer_at(compiled.services.home))  # flows/sealed_flow.py
+        resolved, problems = definition.resolve_run_inputs(opened)
         if problems:
-            raise RunInputError(problems)
+            raise RunInputError(without_secrets(definition, opened, problems))
         run_id = current_flow_run_id()
         run_key = resume_key or run_id or "local"
         bound = compiled.max_concurrency if definition.parallel else 1
@@ -107,9 +110,13 @@ class WorkflowRun:
             duration_s=time.perf_counter() - started,
         )
         await run.observers.finished(result, started)
-        await publish_steps_table(run.definition, run.run_id, result)
+        await publish_steps_table(run.definition, run.run_id, result, self.c.services.masker())
         if result.status is StepStatus.FAILED:
-            raise WorkflowFailed(result)
+            failure = WorkflowFailed(result)
+            masker = self.c.services.masker()
+            if masker is not None:  # its message is the flow run's state message in Prefect (its result stays whole)
+                failure.args = (masker.text(str(failure)),)
+            raise failure
         return result
 
     async def _drive(self, sid: str) -> None:

@@ -25,6 +25,7 @@ from agentparty.runtime.budgets import Budget
 from agentparty.runtime.conversations import ConversationStore
 from agentparty.runtime.event_bus import EventBus, configured_bus
 from agentparty.runtime.live_stream import configured_stream
+from agentparty.runtime.masking import Masker, mask_logs, masker_for
 from agentparty.runtime.model_router import ModelRouter
 from agentparty.runtime.run_recorder import GraphRecorder, configured_recorder
 from agentparty.runtime.settings import Settings
@@ -57,6 +58,7 @@ class RunServices:
     _agent_runner: AgentRunner | None = None
     _observers: tuple[LoopObserver, ...] = ()
     """Told what agents' loops do as it happens, beside the live stream (``agentparty run -v`` prints it)."""
+    _masker: Masker | _Unset | None = UNSET
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -75,22 +77,38 @@ class RunServices:
                 self._breakers = SqliteBreakerStore(self.home / "state" / "breakers.sqlite")
             return self._breakers
 
+    def masker(self) -> Masker | None:
+        """What masks run data where it leaves a run (``security.dataMasking``), None when off; made on first use,
+        when it also starts masking this process's log records."""
+        with self._lock:
+            if isinstance(self._masker, _Unset):
+                self._masker = masker_for(self.settings.load_sdk_configuration().security)
+                mask_logs(self._masker)
+            return self._masker
+
     def recorder(self) -> GraphRecorder | None:
         """The graph runs are written to, if any (``AGENTPARTY_GRAPH``), resolved on first use."""
+        masker = self.masker()
         with self._lock:
             if isinstance(self._recorder, _Unset):
                 self._recorder = configured_recorder(self.settings)
+            if self._recorder is not None:
+                self._recorder.masker = masker
             return self._recorder
 
     def event_bus(self) -> EventBus | None:
         """Where runs emit events, if anywhere (``AGENTPARTY_EVENTS``), resolved on first use."""
+        masker = self.masker()
         with self._lock:
             if isinstance(self._events, _Unset):
                 self._events = configured_bus(self.settings)
+            if self._events is not None:
+                self._events.masker = masker
             return self._events
 
     def agent_runner(self) -> AgentRunner:
         """Who answers agent steps: agents from the template registry on the model registry (made on first use)."""
+        masker = self.masker()
         with self._lock:
             if self._agent_runner is None:
                 config = self.settings.load_sdk_configuration() if self.settings.sdk_config else None
@@ -106,16 +124,16 @@ class RunServices:
                     runtime=self.settings.agent_runtime,
                     conversations=ConversationStore.at(self.home),
                     policy=policy,
-                    observer=self._observer(),
+                    observer=self._observer(masker),
                 )
                 self._agent_runner = enable_memory(self._agent_runner, AgentMemoryStore.at(self.home))
                 self._agent_runner = enable_delegation(self._agent_runner)  # ask_agent runs through the runner
             return self._agent_runner
 
-    def _observer(self) -> LoopObserver:
+    def _observer(self, masker: Masker | None = None) -> LoopObserver:
         """The observers handed in, and the live stream when the run streams (it emits events to a broker)."""
         stream = None if self._events is None else configured_stream(self.settings)
-        live = (LiveUpdates(stream.send),) if stream is not None else ()
+        live = (LiveUpdates(stream.send, masker),) if stream is not None else ()
         return ObserverGroup((*self._observers, *live))
 
 

@@ -34,6 +34,7 @@ from agentparty.models.engagements import AgentWork
 from agentparty.models.run_results import WorkflowResult
 from agentparty.models.step_errors import CircuitOpenError, RateLimited
 from agentparty.runtime.breakers import CircuitBreaker
+from agentparty.runtime.sealed_results import SealedPickleSerializer
 
 FORBIDDEN_IN_NAMES = re.compile(r"[/%&<>]")
 """Characters Prefect refuses in flow and task run names."""
@@ -129,6 +130,7 @@ STEP_TASK: StepTask = Task(
     fn=_step_attempt,
     name="step",
     persist_result=True,
+    result_serializer=SealedPickleSerializer(),  # sealed at rest with the home's data key (runtime/sealed_results.py)
     cache_key_fn=lambda _ctx, params: params["call"].cache_key,
     cache_expiration=RESULT_CACHE_EXPIRATION,
 )

@@ -17,9 +17,9 @@ whatever the model was told, and redaction only catches registered secrets.
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, StrictBool, field_validator, model_validator
+from pydantic import ConfigDict, Field, StrictBool, WithJsonSchema, field_validator, model_validator
 
 from ._base import CamelModel, NonNegativeInt, UtcDatetime, utc_now
 from .graph import GraphNode
@@ -46,11 +46,40 @@ def key_problem(key: str) -> str | None:
     return None
 
 
+MemoryKey = Annotated[
+    str,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_KEY_CHARS,
+            "not": {"pattern": "[\\u0000-\\u001f\\u007f-\\u009f]"},  # unanchored: the same in every engine
+        }
+    ),
+]
+"""A memory key as the JSON Schema states it (:func:`key_problem` gives the reason for one that is not)."""
+
+_NAMED_KEYS: dict[str, Any] = {
+    "anyOf": [
+        {"required": ["visibility", "keys"], "properties": {"visibility": {"const": "named"}, "keys": {"minItems": 1}}},
+        {
+            "properties": {"visibility": {"enum": ["none", "all"]}, "keys": {"maxItems": 0}},
+        },
+    ]
+}
+_DISABLED_ALONE: dict[str, Any] = {
+    "anyOf": [{"not": {"required": ["enabled"], "properties": {"enabled": {"const": False}}}}, {"maxProperties": 1}]
+}
+
+
 class MemoryConfig(CamelModel):
     """A template version's memory (``memory:`` in ``CreateAgentTemplateRequest``); absent means none.
 
     Part of the version, like its tools: a published version never changes how its agent remembers.
     """
+
+    # The JSON Schema states the validators' rules, so a client (or schemathesis) sees what is refused.
+    model_config = ConfigDict(json_schema_extra={"allOf": [_NAMED_KEYS, _DISABLED_ALONE]})
 
     enabled: StrictBool = True
     """Give the agent a memory and the ``remember``/``recall``/``forget_key`` tools. ``false`` keeps the block
@@ -58,7 +87,7 @@ class MemoryConfig(CamelModel):
     visibility: MemoryVisibility = "all"
     """What of its memory the agent is shown in its system prompt when a step starts: ``none``, ``all`` keys
     with their values, or the ``named`` ones (``keys``). ``recall`` reads any key whatever this says."""
-    keys: list[str] = Field(default_factory=list)
+    keys: Annotated[list[MemoryKey], Field(json_schema_extra={"uniqueItems": True})] = Field(default_factory=list)
     """The keys shown with ``visibility: named`` (a key not set yet is shown as not set); only read then."""
     max_bytes: Annotated[int, Field(gt=0, le=MAX_BYTES_LIMIT)] = DEFAULT_MAX_BYTES
     """Bound on the memory: the UTF-8 bytes of every key and its JSON value, together. A write past it is refused."""
@@ -90,8 +119,6 @@ class MemoryConfig(CamelModel):
             raise ValueError("visibility 'named' shows the keys listed in keys: list at least one")
         if self.keys and self.visibility != "named":
             raise ValueError(f"keys are only shown with visibility 'named', not {self.visibility!r}")
-        if len(self.keys) > self.max_keys:
-            raise ValueError(f"keys names {len(self.keys)} keys but max_keys is {self.max_keys}")
         return self
 
 

@@ -5,7 +5,8 @@ Rules from the seed enforced here:
 * API keys match their provider's format (:mod:`agentparty.models._keys`);
 * an OAuth2 redirect URI is a valid https URL (http only for localhost);
 * rate limits are positive integers (strict: no floats, strings or booleans);
-* security settings meet the SOC 2 baseline :data:`SOC2_BASELINE`.
+* security settings meet the SOC 2 baseline :data:`SOC2_BASELINE` while ``compliance.soc2`` is on (the
+  default); with it off each control may be turned off.
 
 Sections the seed marks required but that a small deployment has no use for
 (OAuth2, alerts, protocols) have safe defaults, so every document the seed
@@ -14,36 +15,23 @@ accepts is accepted here and a minimal file is short.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
-from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from ._base import CamelModel, NonEmptyStr, PositiveStrictInt
-from ._keys import api_key_problem
 from .agent import REALTIME_RESPONSE_TIME_MS
+from .authentication import AuthenticationConfig, join_provider_models
+from .authentication import secure_url as _secure_url
 from .graph import SEMVER_PATTERN
-from .model_registry import DEFAULT_MODEL_REGISTRY, ModelInfo, ModelRegistry
+from .model_registry import DEFAULT_MODEL_REGISTRY, ModelRegistry
 from .tools import ToolPolicy
 from .workflow import WorkflowDefinition
 
-_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-
-
-def _secure_url(value: str, what: str) -> str:
-    parsed = urlparse(value)
-    if parsed.scheme not in ("https", "http") or not parsed.hostname:
-        raise ValueError(f"{what} {value!r} is not an absolute http(s) URL")
-    if parsed.scheme == "http" and parsed.hostname not in _LOCAL_HOSTS:
-        raise ValueError(f"{what} must use https (http is allowed only for localhost), got {value!r}")
-    if parsed.fragment:
-        raise ValueError(f"{what} must not contain a fragment ('#…')")
-    return value
-
-
-# --- Authentication ------------------------------------------------------------------
+# --- Authentication: models/authentication.py -----------------------------------------
 
 
 ExportFormat = Literal["prometheus", "json", "otlp", "statsd", "csv"]
@@ -51,122 +39,6 @@ ExportFormat = Literal["prometheus", "json", "otlp", "statsd", "csv"]
 
 def _json_only() -> list[ExportFormat]:
     return ["json"]
-
-
-class OAuth2Config(CamelModel):
-    client_id: NonEmptyStr
-    client_secret: SecretStr | None = None
-    scopes: list[NonEmptyStr] = Field(default_factory=list)
-    redirect_uri: str
-    token_endpoint: str
-
-    @field_validator("redirect_uri")
-    @classmethod
-    def _redirect(cls, value: str) -> str:
-        return _secure_url(value, "redirectUri")
-
-    @field_validator("token_endpoint")
-    @classmethod
-    def _token_endpoint(cls, value: str) -> str:
-        return _secure_url(value, "tokenEndpoint")
-
-
-class ApiKeyRotationConfig(CamelModel):
-    enabled: bool = False
-    rotation_interval: PositiveStrictInt = 720
-    """Hours."""
-    max_age: PositiveStrictInt = 2160
-    """Hours."""
-
-    @model_validator(mode="after")
-    def _age_covers_interval(self) -> ApiKeyRotationConfig:
-        if self.max_age < self.rotation_interval:
-            raise ValueError(
-                f"maxAge ({self.max_age} h) must be at least rotationInterval ({self.rotation_interval} h)"
-            )
-        return self
-
-
-class ApiKeyAuthConfiguration(CamelModel):
-    api_key: SecretStr | None = None
-    api_key_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
-    """Environment variable holding the key: keeps keys out of configuration files."""
-
-    @model_validator(mode="after")
-    def _one_source(self) -> ApiKeyAuthConfiguration:
-        if (self.api_key is None) == (self.api_key_env is None):
-            raise ValueError("give exactly one of apiKey or apiKeyEnv")
-        return self
-
-
-class BearerTokenConfiguration(CamelModel):
-    token: SecretStr | None = None
-    token_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> BearerTokenConfiguration:
-        if (self.token is None) == (self.token_env is None):
-            raise ValueError("give exactly one of token or tokenEnv")
-        return self
-
-
-class ApiKeyAuthentication(CamelModel):
-    type: Literal["api_key"] = "api_key"
-    configuration: ApiKeyAuthConfiguration
-
-
-class OAuth2Authentication(CamelModel):
-    type: Literal["oauth2"] = "oauth2"
-    configuration: OAuth2Config
-
-
-class BearerTokenAuthentication(CamelModel):
-    type: Literal["bearer_token"] = "bearer_token"
-    configuration: BearerTokenConfiguration
-
-
-AuthenticationMethod = Annotated[
-    ApiKeyAuthentication | OAuth2Authentication | BearerTokenAuthentication, Field(discriminator="type")
-]
-
-
-class ProviderConfig(CamelModel):
-    name: NonEmptyStr
-    type: Literal["openai", "anthropic", "google"]
-    endpoint: str | None = None
-    """Base URL; set it for an OpenAI-compatible server (Ollama, vLLM)."""
-    authentication: AuthenticationMethod
-    models: list[ModelInfo] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _key_matches_provider(self) -> ProviderConfig:
-        auth = self.authentication
-        if isinstance(auth, ApiKeyAuthentication) and auth.configuration.api_key is not None:
-            # OpenAI-compatible servers (endpoint set) issue keys of their own shape.
-            problem = None
-            if self.endpoint is None or self.type != "openai":
-                problem = api_key_problem(self.type, auth.configuration.api_key.get_secret_value())
-            if problem:
-                raise ValueError(f"authentication.configuration.apiKey {problem}")
-        return self
-
-
-class AuthenticationConfig(CamelModel):
-    providers: list[ProviderConfig] = Field(default_factory=list)
-    default_provider: str | None = None
-    oauth2: OAuth2Config | None = None
-    api_key_rotation: ApiKeyRotationConfig = Field(default_factory=ApiKeyRotationConfig)
-
-    @model_validator(mode="after")
-    def _default_is_configured(self) -> AuthenticationConfig:
-        names = [p.name for p in self.providers]
-        if len(set(names)) != len(names):
-            raise ValueError(f"provider names must be unique, got {names}")
-        if self.default_provider is not None and self.default_provider not in names:
-            raise ValueError(
-                f"defaultProvider {self.default_provider!r} is not one of the providers ({', '.join(names) or 'none'})"
-            )
-        return self
 
 
 # --- Communication -------------------------------------------------------------------
@@ -331,19 +203,64 @@ class EncryptionConfig(CamelModel):
     key_rotation: bool = True
     at_rest: bool = True
     in_transit: bool = True
+    trusted_networks: list[IPvAnyNetwork] = Field(default_factory=list)
+    """Extension: networks (CIDRs) where a plaintext endpoint is allowed although ``inTransit`` is on; each use is
+    audited (``runtime/transit.py``). Loopback needs no entry."""
+
+    @model_validator(mode="after")
+    def _trusted_networks_need_in_transit(self) -> EncryptionConfig:
+        if self.trusted_networks and not self.in_transit:
+            raise ValueError("trustedNetworks takes effect only with inTransit on; remove it or turn inTransit on")
+        return self
+
+
+class MaskingConfig(CamelModel):
+    """Extension: what data masking (``dataMasking``) masks beyond its built-in kinds (``runtime/masking.py``)."""
+
+    patterns: list[NonEmptyStr] = Field(default_factory=list)
+    """Regular expressions (Python syntax) whose matches are masked as ``[masked]``."""
+    fields: list[NonEmptyStr] = Field(default_factory=list)
+    """Field names (any case) whose values are masked whole wherever they appear in run data."""
+    mask_prompts: bool = False
+    """Mask the prompts sent to models too (off: models need the data they work on)."""
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, value: list[str]) -> list[str]:
+        for i, pattern in enumerate(value):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"patterns[{i}] {pattern!r} is not a regular expression: {exc}") from None
+        return value
 
 
 class Permission(CamelModel):
     resource: NonEmptyStr
     actions: Annotated[list[Literal["create", "read", "update", "delete"]], Field(min_length=1)]
     conditions: dict[str, Any] | None = None
-    """Attribute conditions (e.g. ``{"owner": "self"}``); the seed leaves their shape open."""
+    """Attribute conditions; the seed leaves their shape open. The engine understands ``workflows`` (a list of
+    workflow ids) and ``owner: self`` (runs the key started); any other is refused here."""
 
     @field_validator("actions")
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
         if len(set(value)) != len(value):
             raise ValueError(f"actions must not repeat, got {value}")
+        return value
+
+    @field_validator("conditions")
+    @classmethod
+    def _understood(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for name in sorted(set(value or {}) - {"workflows", "owner"}):
+            raise ValueError(
+                f"unknown condition {name!r}: the engine understands owner ('self') and workflows (workflow ids)"
+            )
+        if value and "owner" in value and value["owner"] != "self":
+            raise ValueError(f"owner: only 'self' (the runs the key started) is understood, got {value['owner']!r}")
+        workflows = (value or {}).get("workflows", ["-"])
+        if not isinstance(workflows, list) or not workflows or not all(isinstance(w, str) and w for w in workflows):
+            raise ValueError(f"workflows: a non-empty list of workflow ids, got {workflows!r}")
         return value
 
 
@@ -358,6 +275,9 @@ class AccessControlConfig(CamelModel):
     rbac: bool = True
     permissions: list[Permission] = Field(default_factory=list)
     rate_limiting: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    roles: dict[NonEmptyStr, list[Permission]] | None = None
+    """Extension: the API's roles (role → permissions); the built-in viewer, operator and admin when unset
+    (``models/access.py``). API keys name one of them."""
 
 
 @dataclass(frozen=True)
@@ -390,25 +310,36 @@ class SecurityConfig(CamelModel):
     access_control: AccessControlConfig = Field(default_factory=AccessControlConfig)
     audit_logging: bool = True
     data_masking: bool = True
+    masking: MaskingConfig = Field(default_factory=MaskingConfig)
+    """Extension: configured patterns and fields, and whether prompts are masked (with ``dataMasking``)."""
 
     @model_validator(mode="after")
-    def _soc2_baseline(self) -> SecurityConfig:
-        problems = []
-        for control in SOC2_BASELINE:
-            value: Any = self
-            for part in control.path:
-                value = getattr(value, part)
-            if value is not True:
-                problems.append(
-                    {"path": control.field, "message": f"must be true: {control.reason}", "code": "soc2_baseline"}
-                )
-        if problems:
-            raise PydanticCustomError(
-                "soc2_baseline",
-                "{summary}",
-                {"summary": "; ".join(f"{p['path']}: {p['message']}" for p in problems), "problems": problems},
-            )
+    def _masking_needs_data_masking(self) -> SecurityConfig:
+        if not self.data_masking and self.masking != MaskingConfig():
+            raise ValueError("masking takes effect only with dataMasking on; remove it or turn dataMasking on")
         return self
+
+
+def soc2_problems(security: SecurityConfig, prefix: str = "") -> list[dict[str, str]]:
+    """The SOC 2 baseline controls ``security`` leaves off (``path`` as written in files, under ``prefix``)."""
+    problems = []
+    for control in SOC2_BASELINE:
+        value: Any = security
+        for part in control.path:
+            value = getattr(value, part)
+        if value is not True:
+            problems.append(
+                {"path": prefix + control.field, "message": f"must be true: {control.reason}", "code": "soc2_baseline"}
+            )
+    return problems
+
+
+def soc2_error(problems: list[dict[str, str]]) -> PydanticCustomError:
+    return PydanticCustomError(
+        "soc2_baseline",
+        "{summary}",
+        {"summary": "; ".join(f"{p['path']}: {p['message']}" for p in problems), "problems": problems},
+    )
 
 
 # --- Versioning ----------------------------------------------------------------------
@@ -486,3 +417,19 @@ class SDKConfiguration(CamelModel):
     versioning: VersioningConfig = Field(default_factory=VersioningConfig)
     tools: ToolPolicy = Field(default_factory=ToolPolicy)
     """Which tool modules, MCP commands and URLs templates may name, and MCP servers configured by name."""
+
+    @model_validator(mode="after")
+    def _soc2_baseline(self) -> SDKConfiguration:
+        """With ``monitoring.logging.compliance.soc2`` on (the default) the SOC 2 baseline holds; with it off,
+        encryption, audit logging, RBAC and rate limiting may each be turned off (benchmarks compare against
+        that, and a lab deployment may want it)."""
+        if self.monitoring.logging.compliance.soc2:
+            problems = soc2_problems(self.security, "security.")
+            if problems:
+                raise soc2_error(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _provider_models_join_the_registry(self) -> SDKConfiguration:
+        join_provider_models(self.authentication, self.models)
+        return self

@@ -113,6 +113,17 @@ __all__ = [
 ]
 
 WORKFLOW_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+SEALED_INPUT_SCHEMA: dict[str, Any] = {"type": "string", "pattern": "^ap1:", "description": "sealed by Agent Party"}
+"""What a ``writeOnly`` (secret) input is when it reaches Prefect: sealed (``runtime/secret_inputs.py``)."""
+
+
+def _parameter_schema(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """One input as a deployment's parameter: a secret one may also be its sealed form, which Prefect's
+    parameter check (``enforce_parameter_schema``) must let through; the run checks the opened value."""
+    if schema.get("writeOnly") is not True:
+        return {"title": name, **schema}
+    shown: dict[str, Any] = {key: schema[key] for key in ("description", "default") if key in schema}
+    return {"title": name, "writeOnly": True, **shown, "anyOf": [schema, SEALED_INPUT_SCHEMA]}
 
 
 class WorkflowDefinition(CamelModel):
@@ -221,7 +232,7 @@ class WorkflowDefinition(CamelModel):
             "title": "Inputs",
             "type": "object",
             "description": f"Run inputs of workflow {self.id!r}",
-            "properties": {name: {"title": name, **schema} for name, schema in self.inputs.items()},
+            "properties": {name: _parameter_schema(name, schema) for name, schema in self.inputs.items()},
             "required": [name for name, schema in self.inputs.items() if "default" not in schema],
             "additionalProperties": False,
         }

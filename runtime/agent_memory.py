@@ -40,11 +40,18 @@ from typing import Any
 
 from agentparty.models.memory import MemoryChange, MemoryConfig, MemoryOperation
 from agentparty.models.run_history import task_id_for
+from agentparty.runtime.sealing import SealedColumn, Sealer, sealer_at, store_home
 from agentparty.runtime.secrets import redact
 from agentparty.runtime.state_db import state_db
 
 RETENTION_DAYS = 30
 """How long changes (and their replay records) and step snapshots are kept."""
+
+MEMORY_VALUES = SealedColumn("memory", "memory.sqlite", "memory_entries", "value", ("agent_id", "key"))
+SNAPSHOT_TEXTS = SealedColumn("memory", "memory.sqlite", "memory_snapshots", "text", ("agent_id", "run_key", "slot"))
+"""Values and the snapshots rendered from them are sealed at rest (``runtime/sealing.py``), each bound to its row
+(an inherited value is opened and sealed again for its new agent); keys, versions and sizes stay plain."""
+SEALED_COLUMNS = (MEMORY_VALUES, SNAPSHOT_TEXTS)
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS memory_agents (agent_id TEXT PRIMARY KEY, created_at TEXT NOT NULL, "
@@ -151,15 +158,19 @@ def _stamp(at: datetime) -> str:
 class AgentMemoryStore:
     """The memories of every persistent agent of one home (``memory.sqlite``)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, sealer: Sealer | None = None) -> None:
         self.path = path
+        self.sealer = sealer or sealer_at(store_home(path))
         with state_db(path, write=True) as db:
             for statement in _SCHEMA:
                 db.execute(statement)
 
     @classmethod
-    def at(cls, home: Path) -> AgentMemoryStore:
-        return cls(home / "state" / "memory.sqlite")
+    def at(cls, home: Path, sealer: Sealer | None = None) -> AgentMemoryStore:
+        return cls(home / "state" / "memory.sqlite", sealer)
+
+    def _value(self, agent_id: str, key: str, stored: str) -> Any:
+        return json.loads(MEMORY_VALUES.open(self.sealer, stored, agent_id, key))
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -176,7 +187,7 @@ class AgentMemoryStore:
                 "WHERE agent_id = ? AND value IS NOT NULL ORDER BY key",
                 (agent_id,),
             ).fetchall()
-        return [MemoryEntry(k, json.loads(v), n, b, at) for k, v, n, b, at in rows]
+        return [MemoryEntry(k, self._value(agent_id, k, v), n, b, at) for k, v, n, b, at in rows]
 
     def get(self, agent_id: str, key: str) -> MemoryEntry | None:
         with state_db(self.path) as db:
@@ -185,7 +196,7 @@ class AgentMemoryStore:
                 "WHERE agent_id = ? AND key = ? AND value IS NOT NULL",
                 (agent_id, key),
             ).fetchone()
-        return MemoryEntry(key, json.loads(row[0]), row[1], row[2], row[3]) if row else None
+        return MemoryEntry(key, self._value(agent_id, key, row[0]), row[1], row[2], row[3]) if row else None
 
     def usage(self, agent_id: str) -> tuple[int, int]:
         """Bytes and keys the agent's memory holds."""
@@ -226,18 +237,19 @@ class AgentMemoryStore:
                 "SELECT text FROM memory_snapshots WHERE agent_id = ? AND run_key = ? AND slot = ?", key
             ).fetchone()
         if row is not None:
-            return str(row[0])
+            return SNAPSHOT_TEXTS.open(self.sealer, row[0], *key)
         text = render(self.entries(agent_id))
         now = _now()
+        sealed = SNAPSHOT_TEXTS.seal(self.sealer, text, *key)
         with state_db(self.path, write=True) as db:
-            db.execute("INSERT OR IGNORE INTO memory_snapshots VALUES (?, ?, ?, ?, ?)", (*key, text, _stamp(now)))
+            db.execute("INSERT OR IGNORE INTO memory_snapshots VALUES (?, ?, ?, ?, ?)", (*key, sealed, _stamp(now)))
             db.execute(
                 "DELETE FROM memory_snapshots WHERE taken_at < ?", (_stamp(now - timedelta(days=RETENTION_DAYS)),)
             )
             row = db.execute(
                 "SELECT text FROM memory_snapshots WHERE agent_id = ? AND run_key = ? AND slot = ?", key
             ).fetchone()
-        return str(row[0])
+        return SNAPSHOT_TEXTS.open(self.sealer, row[0], *key)
 
     def agents(self) -> list[str]:
         """Every agent whose memory the store has (used, inherited or forgotten)."""
@@ -275,7 +287,10 @@ class AgentMemoryStore:
                 if copied + 1 > limits.max_keys or used + size > limits.max_bytes:
                     continue
                 used, copied = used + size, copied + 1
-                db.execute("INSERT INTO memory_entries VALUES (?, ?, ?, 1, ?, ?)", (agent_id, key, value, size, now))
+                sealed = MEMORY_VALUES.seal(
+                    self.sealer, MEMORY_VALUES.open(self.sealer, value, source, key), agent_id, key
+                )
+                db.execute("INSERT INTO memory_entries VALUES (?, ?, ?, 1, ?, ?)", (agent_id, key, sealed, size, now))
                 outcome = MemoryWrite(key, 1, None, used, copied)
                 _record(db, agent_id, key, 1, "inherit", size, where, None, outcome, now)
             return copied, len(rows) - copied
@@ -312,7 +327,7 @@ class AgentMemoryStore:
                 "INSERT INTO memory_entries VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (agent_id, key) DO UPDATE SET "
                 "value = excluded.value, version = excluded.version, bytes = excluded.bytes, "
                 "updated_at = excluded.updated_at",
-                (agent_id, key, value_json, version + 1, size, now),
+                (agent_id, key, MEMORY_VALUES.seal(self.sealer, value_json, agent_id, key), version + 1, size, now),
             )
             outcome = MemoryWrite(
                 key,

@@ -29,10 +29,14 @@ from pathlib import Path
 from agentparty.models.agent import WorkflowState
 from agentparty.models.messages import MESSAGE_ADAPTER, AnyMessage, Message
 
+from .sealing import SealedColumn, Sealer, sealer_at, store_home
 from .state_db import state_db
 
 _NAMESPACE = uuid.UUID("4f3c2a52-2f4e-4e0e-9a39-2d7c1f0d5a11")
 MAX_PAGE = 200
+MESSAGE_BODIES = SealedColumn("conversations", "conversations.sqlite", "messages", "body", ("engagement_id", "id"))
+"""Message bodies are sealed at rest (``runtime/sealing.py``), each bound to its engagement and message id."""
+SEALED_COLUMNS = (MESSAGE_BODIES,)
 
 
 def engagement_id(agent_id: str, engagement: str) -> str:
@@ -71,8 +75,9 @@ class MessagePage:
 class ConversationStore:
     """Conversations of every engagement under one home (SQLite, shared by its processes)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, sealer: Sealer | None = None) -> None:
         self.path = path
+        self.sealer = sealer or sealer_at(store_home(path))
         with state_db(path, write=True) as db:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS engagements (id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, "
@@ -87,8 +92,8 @@ class ConversationStore:
             )
 
     @classmethod
-    def at(cls, home: Path) -> ConversationStore:
-        return cls(home / "state" / "conversations.sqlite")
+    def at(cls, home: Path, sealer: Sealer | None = None) -> ConversationStore:
+        return cls(home / "state" / "conversations.sqlite", sealer)
 
     def begin(self, agent_id: str, engagement: str, run_key: str, slot: str, workflow: WorkflowState) -> str:
         """Open (or reopen, on a retry or resume) an engagement; returns its id. ``workflow`` is where it works now."""
@@ -125,9 +130,10 @@ class ConversationStore:
                 "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE engagement_id = ?", (key,)
             ).fetchone()
             for message in messages:
+                body = MESSAGE_BODIES.seal(self.sealer, message.model_dump_json(by_alias=True), key, message.id)
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO messages (engagement_id, seq, id, type, body) VALUES (?, ?, ?, ?, ?)",
-                    (key, last + added + 1, message.id, message.type, message.model_dump_json(by_alias=True)),
+                    (key, last + added + 1, message.id, message.type, body),
                 )
                 added += cursor.rowcount
         return added
@@ -138,9 +144,13 @@ class ConversationStore:
         with state_db(self.path) as db:
             (total,) = db.execute("SELECT COUNT(*) FROM messages WHERE engagement_id = ?", (key,)).fetchone()
             rows = db.execute(
-                "SELECT body FROM messages WHERE engagement_id = ? ORDER BY seq LIMIT ? OFFSET ?", (key, limit, offset)
+                "SELECT id, body FROM messages WHERE engagement_id = ? ORDER BY seq LIMIT ? OFFSET ?",
+                (key, limit, offset),
             ).fetchall()
-        return MessagePage([MESSAGE_ADAPTER.validate_json(body) for (body,) in rows], total, offset)
+        messages = [
+            MESSAGE_ADAPTER.validate_json(MESSAGE_BODIES.open(self.sealer, body, key, mid)) for mid, body in rows
+        ]
+        return MessagePage(messages, total, offset)
 
     def engagement(self, key: str) -> EngagementRecord | None:
         with state_db(self.path) as db:
@@ -174,6 +184,40 @@ class ConversationStore:
                 removed += db.execute("DELETE FROM messages WHERE engagement_id = ?", (key,)).rowcount
             db.execute("DELETE FROM engagements WHERE agent_id = ?", (agent_id,))
         return removed
+
+    def forget_runs(self, run_keys: Sequence[str]) -> int:
+        """Erase every conversation of these runs (a user's erasure); returns how many messages went."""
+        return self._forget("run_key IN ({marks})", list(run_keys))
+
+    def forget_before(self, cutoff: datetime) -> int:
+        """Erase the conversations last touched before ``cutoff`` (retention); returns how many messages went."""
+        return self._forget("updated_at < ?", [cutoff.isoformat()])
+
+    def _forget(self, where: str, values: list[str]) -> int:
+        removed = 0
+        with state_db(self.path, write=True) as db:
+            for start in range(0, len(values), 500):  # SQLite's bound-parameter limit
+                chunk = values[start : start + 500]
+                condition = where.format(marks=",".join("?" * len(chunk)))
+                keys = [k for (k,) in db.execute(f"SELECT id FROM engagements WHERE {condition}", chunk)]
+                for key in keys:
+                    removed += db.execute("DELETE FROM messages WHERE engagement_id = ?", (key,)).rowcount
+                db.execute(f"DELETE FROM engagements WHERE {condition}", chunk)
+        return removed
+
+    def of_runs(self, run_keys: Sequence[str]) -> list[EngagementRecord]:
+        """The engagements of these runs, oldest first (a user's export)."""
+        found: list[EngagementRecord] = []
+        keys = list(run_keys)
+        with state_db(self.path) as db:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                rows = db.execute(
+                    f"{_ENGAGEMENTS} WHERE e.run_key IN ({','.join('?' * len(chunk))}) ORDER BY e.started_at, e.id",
+                    chunk,
+                ).fetchall()
+                found += [_record(row) for row in rows]
+        return found
 
 
 _ENGAGEMENTS = (

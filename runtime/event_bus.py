@@ -29,6 +29,7 @@ from prefect.events import emit_event
 from agentparty.models.config import KafkaConfig
 from agentparty.models.events import BaseEvent
 from agentparty.runtime.local_services import local_services
+from agentparty.runtime.masking import Masker
 from agentparty.runtime.outbox import Outbox
 from agentparty.runtime.relay import OutboxRelay
 
@@ -81,10 +82,14 @@ class EventBus:
     outbox: Outbox
     relay: OutboxRelay | None = None
     mirror: bool = True
+    masker: Masker | None = None
+    """``security.dataMasking``: events are masked before they are stored, so neither Kafka nor Prefect's event
+    feed ever holds what it masks (set by the run's services)."""
 
     def emit(self, *events: BaseEvent[Any]) -> int:
         """Store the events durably and pass them on; returns how many were new."""
-        new = self.outbox.append(list(events))
+        masker = self.masker
+        new = self.outbox.append([masker.model(e) for e in events] if masker is not None else list(events))
         if self.mirror and new and _in_flow_run():
             for event in new:  # only what this call stored: of several emitters of one id, one mirrors it
                 try:

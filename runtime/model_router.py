@@ -8,6 +8,10 @@ over to the next one. Transient failures (429, 5xx, timeouts) are raised to the
 step, whose Prefect retries try again (one retry loop, ours), and they count
 towards the model's breaker, so a model that keeps failing is skipped.
 
+Providers are known by name (``authentication.providers``, with credentials from
+:mod:`agentparty.runtime.provider_auth`), or by type when found in the environment;
+``routes`` says which provider serves a model (:func:`provider_routes`).
+
 Per model, at most ``capabilities.maxConcurrency`` calls are in flight in this
 process. Budgets are reserved before a call and settled from its usage
 (:mod:`agentparty.runtime.budgets`).
@@ -24,8 +28,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import SecretStr
-
 from agentparty.models import CircuitBreakerConfig, ModelRegistry, SDKConfiguration
 from agentparty.models.model_registry import ModelInfo
 from agentparty.models.step_errors import (
@@ -39,6 +41,8 @@ from agentparty.models.step_errors import (
 )
 from agentparty.runtime.breakers import BreakerStore, CircuitBreaker, SqliteBreakerStore
 from agentparty.runtime.budgets import Budget, BudgetLedger, estimate_tokens
+from agentparty.runtime.masking import Masker, masker_for
+from agentparty.runtime.provider_auth import ProviderCredentials, configured_providers
 from agentparty.runtime.providers.base import Completion, CompletionRequest, Provider, TextCallback
 from agentparty.runtime.providers.simulated import SimulatedProvider
 from agentparty.runtime.rate_limits import PrefectRateLimiter, limits_from_runtime
@@ -58,35 +62,44 @@ _KEY_ENV = {
 _BASE_URL_ENV = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL", "google": "GOOGLE_GEMINI_BASE_URL"}
 
 
-@dataclass(frozen=True)
-class ProviderCredentials:
-    provider: str
-    api_key: SecretStr | None
-    base_url: str | None = None
-
-
 def detect_credentials(
-    config: SDKConfiguration | None = None, environ: Mapping[str, str] | None = None
+    config: SDKConfiguration | None = None,
+    environ: Mapping[str, str] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> dict[str, ProviderCredentials]:
-    """Providers that can be called: from the SDK configuration's providers, then the usual environment variables.
+    """Providers that can be called, by name: the SDK configuration's providers (their secrets resolved, or
+    :class:`ProviderCredentialsError` naming each that cannot be), then the usual environment variables for
+    a provider type that no configured provider has (named by the type).
 
     An OpenAI-compatible server (Ollama, vLLM) needs only ``OPENAI_BASE_URL`` or an ``endpoint``.
     """
     environ = os.environ if environ is None else environ
-    found: dict[str, ProviderCredentials] = {}
-    for configured in config.authentication.providers if config else []:
-        auth = configured.authentication
-        secret = as_secret(getattr(getattr(auth, "configuration", None), "api_key", None))
-        if secret or configured.endpoint:
-            found.setdefault(configured.type, ProviderCredentials(configured.type, secret, configured.endpoint))
+    found = configured_providers(config.authentication, environ, clock) if config else {}
+    configured_types = {c.provider for c in found.values()}
     for provider, names in _KEY_ENV.items():
-        if provider in found:
+        if provider in configured_types or provider in found:
             continue
         key = next((environ[n] for n in names if environ.get(n)), None)
         base_url = environ.get(_BASE_URL_ENV[provider]) or None
         if key or base_url:
-            found[provider] = ProviderCredentials(provider, as_secret(key), base_url)
+            found[provider] = ProviderCredentials(provider, as_secret(key), base_url, provider)
     return found
+
+
+def provider_routes(registry: ModelRegistry, config: SDKConfiguration | None) -> dict[str, str]:
+    """Model name → the configured provider that serves it: a provider that lists the model, else one of the
+    model's provider type; ``defaultProvider`` settles a model several could serve, else the first declared.
+    A model no configured provider could serve is left to the provider named by its type (environment keys)."""
+    if config is None:
+        return {}
+    auth = config.authentication
+    routes: dict[str, str] = {}
+    for name, info in registry.available_models.items():
+        listing = [p.name for p in auth.providers if any(m.name == name for m in p.models)]
+        candidates = listing or [p.name for p in auth.providers if p.type == info.provider]
+        if candidates:
+            routes[name] = auth.default_provider if auth.default_provider in candidates else candidates[0]
+    return routes
 
 
 def build_provider(credentials: ProviderCredentials, timeout: float = 60.0) -> Provider:
@@ -94,17 +107,17 @@ def build_provider(credentials: ProviderCredentials, timeout: float = 60.0) -> P
         # deferred: a provider's SDK loads only when a model of that provider is configured
         from agentparty.runtime.providers.openai_provider import OpenAIProvider
 
-        return OpenAIProvider(credentials.api_key, credentials.base_url, timeout)
+        return OpenAIProvider(credentials.api_key, credentials.base_url, timeout, credentials.auth)
     if credentials.provider == "anthropic":
         # deferred: a provider's SDK loads only when a model of that provider is configured
         from agentparty.runtime.providers.anthropic_provider import AnthropicProvider
 
-        return AnthropicProvider(credentials.api_key, credentials.base_url, timeout)
+        return AnthropicProvider(credentials.api_key, credentials.base_url, timeout, credentials.auth)
     if credentials.provider == "google":
         # deferred: a provider's SDK loads only when a model of that provider is configured
         from agentparty.runtime.providers.google_provider import GoogleProvider
 
-        return GoogleProvider(credentials.api_key, credentials.base_url, timeout)
+        return GoogleProvider(credentials.api_key, credentials.base_url, timeout, credentials.auth)
     raise ValueError(f"unknown provider {credentials.provider!r}")
 
 
@@ -134,29 +147,44 @@ class ModelRouter:
     registry: ModelRegistry
     providers: dict[str, Provider]
     """Provider name → adapter; only these providers' models are offered when ``autoDetection`` is on."""
+    routes: dict[str, str] = field(default_factory=dict)
+    """Model name → provider name, for models a configured provider serves (others: their provider type)."""
     breaker_store: BreakerStore | None = None
     breaker_config: CircuitBreakerConfig = field(default_factory=MODEL_BREAKER.model_copy)
     ledger: BudgetLedger | None = None
     rate_limiter: PrefectRateLimiter | None = None
     clock: Callable[[], float] = time.time
+    prompt_masker: Masker | None = None
+    """``security.masking.maskPrompts`` (with ``dataMasking``): prompts are masked before they reach any model."""
     _slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     _slots_loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def from_settings(
-        cls, home: Path, config: SDKConfiguration | None = None, registry: ModelRegistry | None = None
+        cls,
+        home: Path,
+        config: SDKConfiguration | None = None,
+        registry: ModelRegistry | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> ModelRouter:
-
+        """The router of this process; a configured provider whose credentials cannot be resolved is reported
+        here (:class:`~agentparty.runtime.provider_auth.ProviderCredentialsError`), never skipped."""
         providers: dict[str, Provider] = {"simulated": SimulatedProvider(get_settings().simulated)}
-        for name, credentials in detect_credentials(config).items():
+        for name, credentials in detect_credentials(config, environ, clock).items():
             providers[name] = build_provider(credentials)
         limits = limits_from_runtime(get_settings().agent_runtime.models)
+        registry = registry or (config.models if config else get_settings().model_registry())
         return cls(
-            registry=registry or (config.models if config else get_settings().model_registry()),
+            registry=registry,
             providers=providers,
+            routes=provider_routes(registry, config),
+            clock=clock,
             breaker_store=SqliteBreakerStore(home / "state" / "breakers.sqlite"),
             ledger=BudgetLedger(home / "state" / "budgets.sqlite"),
             rate_limiter=PrefectRateLimiter(limits) if limits else None,
+            prompt_masker=_prompt_masker(config),
         )
 
     # -- what can answer -------------------------------------------------------------
@@ -172,7 +200,7 @@ class ModelRouter:
         return [
             name
             for name, info in self.registry.available_models.items()
-            if not self.registry.auto_detection or info.provider in self.providers
+            if not self.registry.auto_detection or self.routes.get(name, info.provider) in self.providers
         ]
 
     def chain(self, requested: str | None) -> list[str]:
@@ -211,9 +239,10 @@ class ModelRouter:
         for name in chain:
             try:
                 info = self.info(name)
-                provider = self.providers.get(info.provider)
+                serving = self.routes.get(name, info.provider)
+                provider = self.providers.get(serving)
                 if provider is None:
-                    raise ModelUnavailable(f"{name}: no API key configured for provider {info.provider!r}")
+                    raise ModelUnavailable(f"{name}: no API key configured for provider {serving!r}")
                 if request.tools and not info.capabilities.supports_functions:
                     # A model that cannot call functions is never given tools: the chain moves on, and says so.
                     raise ModelUnavailable(f"{name}: does not support functions, and this step offers tools")
@@ -260,6 +289,8 @@ class ModelRouter:
             reservation = self.ledger.reserve(budgets, estimate)
         streaming = request.stream and info.capabilities.supports_streaming
         call = dataclasses.replace(request, model=info.name, stream=streaming)
+        if self.prompt_masker is not None:  # security.masking.maskPrompts: the model sees the masked forms
+            call = dataclasses.replace(call, messages=tuple(self.prompt_masker.model(m) for m in call.messages))
         try:
             if self.rate_limiter is not None:
                 await self.rate_limiter.acquire(info.name, estimate)
@@ -281,6 +312,11 @@ class ModelRouter:
     async def aclose(self) -> None:
         for provider in self.providers.values():
             await provider.aclose()
+
+
+def _prompt_masker(config: SDKConfiguration | None) -> Masker | None:
+    masker = masker_for(config.security) if config is not None else None
+    return masker if masker is not None and masker.mask_prompts else None
 
 
 def _counts_against_model(exc: BaseException) -> bool:

@@ -23,11 +23,15 @@ from typing import Any
 
 from agentparty.models.events import BaseEvent
 from agentparty.runtime.outbox_sender import SenderSlot, SenderWaker, current_sender
+from agentparty.runtime.sealing import SealedColumn, Sealer, sealer_at, store_home
 from agentparty.runtime.state_db import state_db
 
 RETENTION_S = 7 * 24 * 3600
 """How long delivered ids are remembered (as long as a run's persisted step results are reused)."""
 PRUNE_EVERY_S = 600.0
+EVENT_VALUES = SealedColumn("outbox", "outbox.sqlite", "outbox", "value", ("event_id",), binary=True)
+"""Event payloads are sealed at rest (``runtime/sealing.py``) until they are sent, each bound to its event id."""
+SEALED_COLUMNS = (EVENT_VALUES,)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -68,8 +72,9 @@ class OutboxRow:
 
 
 class Outbox:
-    def __init__(self, path: Path, topic_prefix: str = "agentparty.") -> None:
+    def __init__(self, path: Path, topic_prefix: str = "agentparty.", sealer: Sealer | None = None) -> None:
         self.path = path
+        self.sealer = sealer or sealer_at(store_home(path))
         self.topic_prefix = topic_prefix
         self._pruned_at = 0.0
         self._waker = SenderWaker(path)
@@ -81,8 +86,8 @@ class Outbox:
                 db.execute(statement)
 
     @classmethod
-    def at(cls, home: Path, topic_prefix: str = "agentparty.") -> Outbox:
-        return cls(home / "state" / "outbox.sqlite", topic_prefix)
+    def at(cls, home: Path, topic_prefix: str = "agentparty.", sealer: Sealer | None = None) -> Outbox:
+        return cls(home / "state" / "outbox.sqlite", topic_prefix, sealer)
 
     def topic_for(self, event: BaseEvent[Any]) -> str:
         return f"{self.topic_prefix}{event.family}"
@@ -118,7 +123,7 @@ class Outbox:
                         e.event_type,
                         e.event_version,
                         e.correlation_id,
-                        e.model_dump_json().encode(),
+                        EVENT_VALUES.seal_bytes(self.sealer, e.model_dump_json().encode(), e.event_id),
                         now,
                     )
                     for e in new
@@ -150,7 +155,12 @@ class Outbox:
                 "WHERE delivered_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
                 (after, limit),
             ).fetchall()
-        return [OutboxRow(*row) for row in found]
+        return [
+            OutboxRow(
+                seq, event_id, topic, key, kind, version, run, EVENT_VALUES.open_bytes(self.sealer, value, event_id)
+            )
+            for seq, event_id, topic, key, kind, version, run, value in found
+        ]
 
     def mark_delivered(self, seqs: list[int]) -> None:
         if not seqs:
@@ -166,6 +176,26 @@ class Outbox:
                     "DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?", (now - RETENTION_S,)
                 )
                 self._pruned_at = now
+
+    def forget_delivered(self, correlation_ids: list[str]) -> int:
+        """Drop the delivered events of these runs (a user's erasure); pending ones are still to be sent, and stay."""
+        removed = 0
+        with state_db(self.path, write=True) as db:
+            for start in range(0, len(correlation_ids), 500):  # SQLite's bound-parameter limit
+                chunk = correlation_ids[start : start + 500]
+                removed += db.execute(
+                    "DELETE FROM outbox WHERE delivered_at IS NOT NULL "
+                    f"AND correlation_id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                ).rowcount
+        return removed
+
+    def forget_delivered_before(self, cutoff: float) -> int:
+        """Drop events delivered before ``cutoff`` (epoch seconds; retention)."""
+        with state_db(self.path, write=True) as db:
+            return int(
+                db.execute("DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?", (cutoff,)).rowcount
+            )
 
     def pending_count(self, correlation_id: str | None = None) -> int:
         with state_db(self.path) as db:

@@ -33,7 +33,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -88,6 +88,7 @@ from agentparty.runtime.graph_migrations import migrate
 from agentparty.runtime.graph_server import DATABASE_NAME
 from agentparty.runtime.graph_store import GraphBatch, GraphStore, GraphWriteError, graph_value
 from agentparty.runtime.local_services import local_services
+from agentparty.runtime.masking import Masker
 
 if TYPE_CHECKING:
     from agentparty.runtime.settings import Settings
@@ -374,8 +375,11 @@ def write_finished(store: GraphStore, batch: GraphBatch, outcome: Outcome, what:
 class GraphRecorder:
     """Writes runs into one graph from async code (the driver is synchronous: writes go to a worker thread)."""
 
-    def __init__(self, store: GraphStore) -> None:
+    def __init__(self, store: GraphStore, masker: Masker | None = None) -> None:
         self.store = store
+        self.masker = masker
+        """``security.dataMasking``: every node's and relationship's properties are masked before they are written
+        (set by the run's services)."""
         self._schema_checked = False
 
     def _ensure_schema(self) -> None:
@@ -389,13 +393,20 @@ class GraphRecorder:
             raise GraphWriteError(f"graph schema at {self.store.config.uri}: {exc}") from exc
         self._schema_checked = True
 
+    def _masked(self, batch: GraphBatch) -> GraphBatch:
+        masker = self.masker
+        if masker is None:
+            return batch
+        edges = [replace(edge, props=masker.model(edge.props)) for edge in batch.edges]
+        return GraphBatch([masker.model(node) for node in batch.nodes], edges, set(batch.ensured))
+
     def _write(self, batch: GraphBatch, what: str) -> None:
         self._ensure_schema()
-        self.store.write(batch, what)
+        self.store.write(self._masked(batch), what)
 
     def _finish(self, batch: GraphBatch, outcome: Outcome, what: str) -> bool:
         self._ensure_schema()
-        return write_finished(self.store, batch, outcome, what)
+        return write_finished(self.store, self._masked(batch), outcome, what)
 
     async def write(self, batch: GraphBatch, what: str) -> None:
         await asyncio.to_thread(self._write, batch, what)

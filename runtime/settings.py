@@ -6,17 +6,20 @@ No other module reads ``os.environ`` for configuration: they take a
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agentparty.models import DEFAULT_MODEL_REGISTRY, ModelRegistry, SDKConfiguration
 from agentparty.models.config import AgentRuntimeConfig, DatabaseConfig, GNNTrainingConfig, KafkaConfig
 from agentparty.models.tools import ToolPolicy
+from agentparty.runtime.audit import AuditLog
 from agentparty.runtime.documents import read_document, validate_document
 from agentparty.runtime.providers.simulated import SimulatedSettings
 
@@ -70,6 +73,13 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8700
     """Where ``agentparty api`` listens."""
+    api_tls_cert: Path | None = None
+    """PEM certificate (chain) the API and ``/ws`` serve TLS with, together with ``api_tls_key``."""
+    api_tls_key: Path | None = None
+    """PEM private key of ``api_tls_cert``."""
+    trusted_networks: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
+    """``AGENTPARTY_TRUSTED_NETWORKS``: comma-separated CIDRs where plaintext endpoints are allowed with
+    ``inTransit`` on (added to ``security.encryption.trustedNetworks``; each use is audited)."""
     api_prefect_concurrency: int = Field(default=2, ge=1)
     """Flow runs the API's webhook dispatcher creates in Prefect at once; a burst of deliveries waits in the
     delivery store behind them. Prefect's SQLite server answers 503 to a few dozen concurrent creates and
@@ -81,6 +91,11 @@ class Settings(BaseSettings):
     """The API's access file (``ApiAccessConfig``: API keys, roles, rate limit); ``HOME/api-access.yaml`` when unset."""
     sdk_config: Path | None = None
     """A YAML/JSON SDKConfiguration file (model registry, providers, security); built-in defaults otherwise."""
+    data_keys: SecretStr | None = None
+    """``AGENTPARTY_DATA_KEYS``: the data keys that seal records at rest, ``id=base64key,…`` oldest first
+    (``runtime/data_keys.py``); a generated key file under the home when neither this nor ``data_key_file`` is set."""
+    data_key_file: Path | None = None
+    """``AGENTPARTY_DATA_KEY_FILE``: a data key file of your own (the format of ``HOME/keys/data-keys.json``)."""
     tool_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """``AGENTPARTY_TOOL_MODULES``: comma-separated modules templates may name tools from (``pkg.mod``, ``pkg.*``);
     added to ``tools.allowedModules`` of the SDK configuration."""
@@ -99,12 +114,21 @@ class Settings(BaseSettings):
             return [Path(part).expanduser() for part in value.split(os.pathsep) if part.strip()]
         return value
 
-    @field_validator("tool_modules", "mcp_commands", "mcp_urls", mode="before")
+    @field_validator("tool_modules", "mcp_commands", "mcp_urls", "trusted_networks", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _tls_in_pairs(self) -> Settings:
+        if (self.api_tls_cert is None) != (self.api_tls_key is None):
+            given, missing = (
+                ("api_tls_cert", "api_tls_key") if self.api_tls_key is None else ("api_tls_key", "api_tls_cert")
+            )
+            raise ValueError(f"{given} is set but {missing} is not: TLS needs both (AGENTPARTY_{missing.upper()})")
+        return self
 
     def tool_policy(self) -> ToolPolicy:
         """The allowlist of tool code: the SDK configuration's ``tools``, plus these settings."""
@@ -121,12 +145,38 @@ class Settings(BaseSettings):
         if self.sdk_config is None:
             return SDKConfiguration()
 
-        return validate_document(read_document(self.sdk_config), SDKConfiguration)
+        config = validate_document(read_document(self.sdk_config), SDKConfiguration)
+        _audit_load(self, self.sdk_config, config)
+        return config
+
+    def audit_log(self, config: SDKConfiguration | None = None) -> AuditLog:
+        """This home's audit log, on when ``security.auditLogging`` and ``compliance.auditTrail`` both are."""
+        config = config or self.load_sdk_configuration()
+        enabled = config.security.audit_logging and config.monitoring.logging.compliance.audit_trail
+        return AuditLog.at(self.home, enabled=enabled)
 
     def model_registry(self) -> ModelRegistry:
         if self.sdk_config is None:
             return DEFAULT_MODEL_REGISTRY
         return self.load_sdk_configuration().models
+
+
+_audited_loads: set[tuple[Path, str]] = set()
+
+
+def _audit_load(settings: Settings, path: Path, config: SDKConfiguration) -> None:
+    """Record ``config.load`` once per process and file content (the path and the content's SHA-256)."""
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return
+    if (path, digest) in _audited_loads:
+        return
+    _audited_loads.add((path, digest))
+    try:
+        settings.audit_log(config).append("system", "config.load", str(path), sha256=digest, pid=os.getpid())
+    except OSError as exc:  # a read-only home must not stop a run; the log says what went unrecorded
+        logging.getLogger(__name__).warning("audit log: config.load of %s not recorded: %s", path, exc)
 
 
 @lru_cache(maxsize=1)

@@ -16,7 +16,14 @@ from packaging.version import Version
 from agentparty.models.graph import AgentTemplate
 from agentparty.models.step_errors import TemplateError
 from agentparty.models.templates import VersionRecord, VersionStatus
+from agentparty.runtime.sealing import SealedColumn, Sealer, sealer_at, store_home
 from agentparty.runtime.state_db import state_db
+
+TEMPLATE_DOCS = SealedColumn("templates", "templates.sqlite", "templates", "doc", ("id",))
+VERSION_DOCS = SealedColumn("templates", "templates.sqlite", "versions", "doc", ("template_id", "version"))
+"""Templates and versions (system prompts, prompt templates) are sealed at rest (``runtime/sealing.py``), each bound
+to its row; names, version numbers and statuses stay plain for the look-ups."""
+SEALED_COLUMNS = (TEMPLATE_DOCS, VERSION_DOCS)
 
 
 class TemplateStore(Protocol):
@@ -34,8 +41,9 @@ class TemplateStore(Protocol):
 
 
 class SqliteTemplateStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, sealer: Sealer | None = None) -> None:
         self.path = path
+        self.sealer = sealer or sealer_at(store_home(path))
         with state_db(path) as db:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS templates (id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL, doc TEXT NOT NULL)"
@@ -49,13 +57,13 @@ class SqliteTemplateStore:
         with state_db(self.path, write=True) as db:
             db.execute(
                 "INSERT INTO templates VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET name = excluded.name, doc = excluded.doc",
-                (template.id, template.name, template.model_dump_json()),
+                (template.id, template.name, TEMPLATE_DOCS.seal(self.sealer, template.model_dump_json(), template.id)),
             )
 
     def template_by_name(self, name: str) -> AgentTemplate | None:
         with state_db(self.path) as db:
-            row = db.execute("SELECT doc FROM templates WHERE name = ?", (name,)).fetchone()
-        return AgentTemplate.model_validate_json(row[0]) if row else None
+            row = db.execute("SELECT id, doc FROM templates WHERE name = ?", (name,)).fetchone()
+        return AgentTemplate.model_validate_json(TEMPLATE_DOCS.open(self.sealer, row[1], row[0])) if row else None
 
     def insert_version(self, record: VersionRecord) -> None:
         v = record.version
@@ -63,7 +71,7 @@ class SqliteTemplateStore:
             with state_db(self.path, write=True) as db:
                 db.execute(
                     "INSERT INTO versions VALUES (?, ?, ?, ?)",
-                    (v.template_id, v.version, record.status, record.model_dump_json()),
+                    (v.template_id, v.version, record.status, self._sealed(record)),
                 )
         except sqlite3.IntegrityError:
             raise TemplateError(
@@ -79,13 +87,13 @@ class SqliteTemplateStore:
             ).fetchone()
             if row is None:
                 raise TemplateError(f"template {template_id} has no version {version}")
-            record = VersionRecord.model_validate_json(row[0])
+            record = VersionRecord.model_validate_json(VERSION_DOCS.open(self.sealer, row[0], template_id, version))
             record.status = status
             record.approved_by = approved_by or record.approved_by
             record.version = record.version.model_copy(update={"is_deprecated": status == "deprecated"})
             db.execute(
                 "UPDATE versions SET status = ?, doc = ? WHERE template_id = ? AND version = ?",
-                (status, record.model_dump_json(), template_id, version),
+                (status, self._sealed(record), template_id, version),
             )
 
     def names(self) -> list[str]:
@@ -94,5 +102,14 @@ class SqliteTemplateStore:
 
     def versions(self, template_id: str) -> list[VersionRecord]:
         with state_db(self.path) as db:
-            rows = db.execute("SELECT doc FROM versions WHERE template_id = ?", (template_id,)).fetchall()
-        return sorted((VersionRecord.model_validate_json(r[0]) for r in rows), key=lambda r: Version(r.version.version))
+            rows = db.execute("SELECT version, doc FROM versions WHERE template_id = ?", (template_id,)).fetchall()
+        records = (
+            VersionRecord.model_validate_json(VERSION_DOCS.open(self.sealer, doc, template_id, version))
+            for version, doc in rows
+        )
+        return sorted(records, key=lambda r: Version(r.version.version))
+
+    def _sealed(self, record: VersionRecord) -> str:
+        return VERSION_DOCS.seal(
+            self.sealer, record.model_dump_json(), record.version.template_id, record.version.version
+        )

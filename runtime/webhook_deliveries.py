@@ -30,11 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from agentparty.runtime.sealing import SealedColumn, Sealer, sealer_at, store_home
 from agentparty.runtime.state_db import state_db
 
 RETENTION_S = 7 * 24 * 3600
 """How long settled deliveries are remembered (a sender's retries end long before); pending ones are kept."""
 PRUNE_EVERY_S = 600.0
+DELIVERY_INPUTS = SealedColumn("webhooks", "webhooks.sqlite", "webhook_deliveries", "inputs", ("delivery_id",))
+"""A delivery's run inputs are sealed at rest (``runtime/sealing.py``) while it waits, bound to its id."""
+SEALED_COLUMNS = (DELIVERY_INPUTS,)
 
 DeliveryStatus = Literal["queued", "created", "failed"]
 
@@ -100,7 +104,7 @@ class Acceptance:
     delivery: Delivery
 
 
-def _delivery(row: tuple[Any, ...]) -> Delivery:
+def _delivery(row: tuple[Any, ...], sealer: Sealer) -> Delivery:
     (
         delivery_id,
         workflow_id,
@@ -118,7 +122,7 @@ def _delivery(row: tuple[Any, ...]) -> Delivery:
         workflow_id,
         key_sha256,
         deployment,
-        json.loads(inputs) if inputs is not None else None,
+        json.loads(DELIVERY_INPUTS.open(sealer, inputs, delivery_id)) if inputs is not None else None,
         received_at,
         attempts,
         last_error,
@@ -128,16 +132,17 @@ def _delivery(row: tuple[Any, ...]) -> Delivery:
 
 
 class WebhookDeliveries:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, sealer: Sealer | None = None) -> None:
         self.path = path
+        self.sealer = sealer or sealer_at(store_home(path))
         self._pruned_at = 0.0
         with state_db(path) as db:
             for statement in _SCHEMA:
                 db.execute(statement)
 
     @classmethod
-    def at(cls, home: Path) -> WebhookDeliveries:
-        return cls(home / "state" / "webhooks.sqlite")
+    def at(cls, home: Path, sealer: Sealer | None = None) -> WebhookDeliveries:
+        return cls(home / "state" / "webhooks.sqlite", sealer)
 
     def accept(self, workflow_id: str, key: str, deployment: str, inputs: dict[str, Any]) -> Acceptance:
         """Queue the delivery, unless this key was accepted before (then: what became of it)."""
@@ -153,22 +158,25 @@ class WebhookDeliveries:
                 inserted = db.execute(
                     "INSERT OR IGNORE INTO webhook_deliveries"
                     " (delivery_id, workflow_id, key_sha256, deployment, inputs, received_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (delivery_id, workflow_id, _digest(key), deployment, json.dumps(inputs), now),
+                    (delivery_id, workflow_id, _digest(key), deployment, self._sealed(inputs, delivery_id), now),
                 ).rowcount
                 if not inserted:  # a retry of a delivery that failed for good is queued again, with the new inputs
                     inserted = db.execute(
                         "UPDATE webhook_deliveries SET failed_reason = NULL, settled_at = NULL, inputs = ?, deployment = ?"
                         " WHERE delivery_id = ? AND failed_reason IS NOT NULL",
-                        (json.dumps(inputs), deployment, delivery_id),
+                        (self._sealed(inputs, delivery_id), deployment, delivery_id),
                     ).rowcount
                 row = db.execute(
                     f"SELECT {_COLUMNS} FROM webhook_deliveries WHERE delivery_id = ?", (delivery_id,)
                 ).fetchone()
-                accepted.append(Acceptance(fresh=bool(inserted), delivery=_delivery(row)))
+                accepted.append(Acceptance(fresh=bool(inserted), delivery=_delivery(row, self.sealer)))
             if now - self._pruned_at > PRUNE_EVERY_S:
                 db.execute("DELETE FROM webhook_deliveries WHERE settled_at < ?", (now - RETENTION_S,))
                 self._pruned_at = now
         return accepted
+
+    def _sealed(self, inputs: dict[str, Any], delivery_id: str) -> str:
+        return DELIVERY_INPUTS.seal(self.sealer, json.dumps(inputs), delivery_id)
 
     def pending(self, limit: int = 100) -> list[Delivery]:
         """Deliveries still waiting for their runs, oldest first."""
@@ -178,7 +186,7 @@ class WebhookDeliveries:
                 " ORDER BY received_at LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [_delivery(row) for row in rows]
+        return [_delivery(row, self.sealer) for row in rows]
 
     def record_error(self, delivery_id: str, error: str) -> None:
         """A try that may succeed later (Prefect down or overloaded): the delivery stays queued."""
@@ -223,14 +231,35 @@ class WebhookDeliveries:
             row = db.execute(
                 f"SELECT {_COLUMNS} FROM webhook_deliveries WHERE delivery_id = ?", (delivery_id,)
             ).fetchone()
-        return Acceptance(fresh=bool(requeued), delivery=_delivery(row)) if row else None
+        return Acceptance(fresh=bool(requeued), delivery=_delivery(row, self.sealer)) if row else None
+
+    def forget_runs(self, flow_run_ids: list[str]) -> int:
+        """Drop the deliveries that made these runs (a user's erasure); how many went."""
+        removed = 0
+        with state_db(self.path, write=True) as db:
+            for start in range(0, len(flow_run_ids), 500):  # SQLite's bound-parameter limit
+                chunk = flow_run_ids[start : start + 500]
+                removed += db.execute(
+                    f"DELETE FROM webhook_deliveries WHERE flow_run_id IN ({','.join('?' * len(chunk))})", chunk
+                ).rowcount
+        return removed
+
+    def forget_before(self, cutoff: float) -> int:
+        """Drop settled deliveries received before ``cutoff`` (epoch seconds; retention). Queued ones stay: their
+        runs do not exist yet."""
+        with state_db(self.path, write=True) as db:
+            return int(
+                db.execute(
+                    "DELETE FROM webhook_deliveries WHERE received_at < ? AND settled_at IS NOT NULL", (cutoff,)
+                ).rowcount
+            )
 
     def get(self, delivery_id: str) -> Delivery | None:
         with state_db(self.path) as db:
             row = db.execute(
                 f"SELECT {_COLUMNS} FROM webhook_deliveries WHERE delivery_id = ?", (delivery_id,)
             ).fetchone()
-        return _delivery(row) if row else None
+        return _delivery(row, self.sealer) if row else None
 
     def recent(self, workflow_id: str, status: DeliveryStatus | None = None, limit: int = 100) -> list[Delivery]:
         """The workflow's deliveries, newest first (``status`` narrows them)."""
@@ -245,4 +274,4 @@ class WebhookDeliveries:
                 f"SELECT {_COLUMNS} FROM webhook_deliveries WHERE workflow_id = ?{where} ORDER BY received_at DESC LIMIT ?",
                 (workflow_id, limit),
             ).fetchall()
-        return [_delivery(row) for row in rows]
+        return [_delivery(row, self.sealer) for row in rows]

@@ -39,6 +39,7 @@ from prefect.transactions import CommitMode, atransaction
 
 from agentparty.models.messages import Message
 from agentparty.models.tools import ToolSpec
+from agentparty.runtime.sealed_results import SealedPickleSerializer
 
 T = TypeVar("T")
 CHECKPOINT_EXPIRATION = timedelta(days=7)
@@ -70,6 +71,7 @@ CHECKPOINT_TASK: Task[[_Unit[Any]], Any] = Task(
     name="checkpoint",
     task_run_name="{unit.name}",
     persist_result=True,
+    result_serializer=SealedPickleSerializer(),  # sealed at rest with the home's data key (runtime/sealed_results.py)
     cache_key_fn=lambda _ctx, params: params["unit"].key,
     cache_expiration=CHECKPOINT_EXPIRATION,
     retries=0,  # the step's retries decide; a failed checkpoint stores nothing, so its retry runs it again

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agentparty.models.live_stream import AgentActivity, LiveStreamItem, StreamEvent
 from agentparty.models.messages import AgentMessage
 from agentparty.models.tools import ToolCall, ToolCallRecord, TurnRecord
+from agentparty.runtime.masking import Masker, StreamMasker
 from agentparty.tasks.agent_loop import LoopObserver, LoopPlace
 
 logger = logging.getLogger("agentparty.live")
@@ -47,6 +48,10 @@ class LiveUpdates(LoopObserver):
     """Turns loop callbacks into live stream items for ``send``; never raises into the loop."""
 
     send: Callable[[LiveStreamItem], Any]
+    masker: Masker | None = None
+    """``security.dataMasking``: text deltas are masked before they are sent, each turn's through a
+    :class:`~agentparty.runtime.masking.StreamMasker` (a value may span two deltas)."""
+    _streams: dict[tuple[str, str, str, int], StreamMasker] = field(default_factory=dict, repr=False)
 
     def _emit(
         self, place: LoopPlace, event: StreamEvent, activity: AgentActivity | None, turn: int, **fields: Any
@@ -71,10 +76,17 @@ class LiveUpdates(LoopObserver):
         self._emit(place, "turn_started", "thinking", turn, detail=f"turn {turn}")
 
     def text(self, place: LoopPlace, turn: int, delta: str) -> None:
+        if delta and self.masker is not None:
+            stream = self._streams.setdefault((place.run_key, place.slot, place.agent_id, turn), self.masker.stream())
+            delta = stream.feed(delta)
         if delta:
             self._emit(place, "text", "thinking", turn, delta=delta)
 
     def turn_finished(self, place: LoopPlace, record: TurnRecord, message: AgentMessage) -> None:
+        stream = self._streams.pop((place.run_key, place.slot, place.agent_id, record.turn), None)
+        held = stream.flush() if stream is not None else ""
+        if held:
+            self._emit(place, "text", "thinking", record.turn, delta=held)
         reused = " (from its checkpoint)" if record.cached else ""
         if record.final:
             detail = f"answered in turn {record.turn} by {record.model}{reused}"

@@ -28,6 +28,7 @@ from agentparty.models.step_errors import (
     ProviderUnavailable,
     StepError,
 )
+from agentparty.runtime.provider_auth import Credential, ProviderAuth, call_with_auth
 from agentparty.runtime.secrets import as_secret, reveal
 
 from .anthropic_messages import anthropic_messages, read_content, tool_params
@@ -66,8 +67,16 @@ class AnthropicProvider:
 
     name = "anthropic"
 
-    def __init__(self, api_key: SecretStr | str | None, base_url: str | None = None, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        api_key: SecretStr | str | None,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        auth: ProviderAuth | None = None,
+    ) -> None:
         self._api_key = as_secret(api_key)
+        self._auth = auth
+        """Configured authentication: each call takes its credential from it (``x-api-key`` or a bearer token)."""
         self._base_url = base_url
         self._timeout = timeout
         self._client: anthropic.AsyncAnthropic | None = None
@@ -77,7 +86,7 @@ class AnthropicProvider:
         if self._client is None:
             # A custom server never gets the ANTHROPIC_API_KEY meant for Anthropic itself;
             # with no key and no base_url the SDK looks up its environment and profiles.
-            key = reveal(self._api_key) or (PLACEHOLDER_API_KEY if self._base_url else None)
+            key = reveal(self._api_key) or (PLACEHOLDER_API_KEY if self._base_url or self._auth else None)
             try:
                 self._client = anthropic.AsyncAnthropic(
                     api_key=key, base_url=self._base_url, max_retries=0, timeout=self._timeout
@@ -89,8 +98,17 @@ class AnthropicProvider:
         return self._client
 
     async def complete(self, request: CompletionRequest, on_text: TextCallback | None = None) -> Completion:
+        if self._auth is None:
+            return await self._complete(request, on_text, None)
+        return await call_with_auth(self._auth, lambda credential: self._complete(request, on_text, credential))
+
+    async def _complete(
+        self, request: CompletionRequest, on_text: TextCallback | None, credential: Credential | None
+    ) -> Completion:
         client = self._sdk(request.model)
         params, answer_tool = self._params(request)
+        if credential is not None:
+            params["extra_headers"] = _auth_headers(credential)
         # A forced tool's input is not text worth streaming: a structured answer without tools is one plain call.
         streamed = request.stream and (request.output_schema is None or bool(request.tools))
         message, streamed_inputs = await self._send(client, params, request.model, streamed, on_text)
@@ -203,6 +221,11 @@ class AnthropicProvider:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+def _auth_headers(credential: Credential) -> dict[str, str]:
+    """``Authorization: Bearer`` for a key, a gateway's token or an OAuth2 token alike, as the SDK sends a key."""
+    return {"Authorization": f"Bearer {credential.secret.get_secret_value()}"}
 
 
 def _sampling(request: CompletionRequest) -> dict[str, float]:

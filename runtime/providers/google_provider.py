@@ -29,6 +29,7 @@ from google.genai import types
 from pydantic import SecretStr
 
 from agentparty.models.step_errors import ContentPolicyViolation, ModelUnavailable, ProviderUnavailable, StepError
+from agentparty.runtime.provider_auth import Credential, ProviderAuth, call_with_auth
 from agentparty.runtime.secrets import as_secret, register, reveal
 
 from .base import Completion, CompletionRequest, TextCallback, classify_status, structured_output
@@ -75,8 +76,16 @@ class GoogleProvider:
 
     name = "google"
 
-    def __init__(self, api_key: SecretStr | str | None, base_url: str | None = None, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        api_key: SecretStr | str | None,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        auth: ProviderAuth | None = None,
+    ) -> None:
         self._api_key = as_secret(api_key)
+        self._auth = auth
+        """Configured authentication: each call takes its credential from it (``x-goog-api-key`` or a bearer)."""
         self._base_url = base_url
         self._timeout = timeout
         self._client: genai.Client | None = None
@@ -87,7 +96,7 @@ class GoogleProvider:
         if self._client is None:
             # A custom server never gets the GOOGLE_API_KEY meant for Google itself.
             env_key = os.environ.get("GOOGLE_API_KEY") or os.environ.get("GEMINI_API_KEY")
-            key = reveal(self._api_key) or (PLACEHOLDER_API_KEY if self._base_url else env_key)
+            key = reveal(self._api_key) or (PLACEHOLDER_API_KEY if self._base_url or self._auth else env_key)
             register(key or "")
             if not key:
                 raise ModelUnavailable(
@@ -102,8 +111,21 @@ class GoogleProvider:
         return self._client
 
     async def complete(self, request: CompletionRequest, on_text: TextCallback | None = None) -> Completion:
+        if self._auth is None:
+            return await self._complete(request, on_text, None)
+        return await call_with_auth(self._auth, lambda credential: self._complete(request, on_text, credential))
+
+    async def _complete(
+        self, request: CompletionRequest, on_text: TextCallback | None, credential: Credential | None
+    ) -> Completion:
         client = self._sdk(request.model)
         contents, config, answer_tool = self._request(request)
+        if credential is not None and config.http_options is not None:
+            secret = credential.secret.get_secret_value()
+            bearer = credential.scheme == "bearer"
+            config.http_options.headers = (
+                {"Authorization": f"Bearer {secret}"} if bearer else {"x-goog-api-key": secret}
+            )
         try:
             text, call_parts, finish_reason, model, usage = await self._generate(
                 client, request, contents, config, on_text

@@ -28,6 +28,7 @@ from pydantic import SecretStr
 
 from agentparty.models.step_errors import ContentPolicyViolation, ModelUnavailable, ProviderUnavailable, StepError
 from agentparty.models.tools import ToolCall
+from agentparty.runtime.provider_auth import Credential, ProviderAuth, call_with_auth
 from agentparty.runtime.secrets import as_secret, register, reveal
 
 from .base import Completion, CompletionRequest, TextCallback, classify_status, confidence_of, structured_output
@@ -52,8 +53,16 @@ class OpenAIProvider:
 
     name = "openai"
 
-    def __init__(self, api_key: SecretStr | str | None, base_url: str | None = None, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        api_key: SecretStr | str | None,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        auth: ProviderAuth | None = None,
+    ) -> None:
         self._api_key = as_secret(api_key)
+        self._auth = auth
+        """Configured authentication: each call takes its credential from it (``Authorization: Bearer``)."""
         self._base_url = base_url
         self._timeout = timeout
         self._client: openai.AsyncOpenAI | None = None
@@ -65,8 +74,9 @@ class OpenAIProvider:
     def _sdk(self, model: str) -> openai.AsyncOpenAI:
         """The SDK client, made on first use so a missing key fails the call (and only it)."""
         if self._client is None:
-            # A custom server never gets the OPENAI_API_KEY meant for OpenAI itself.
-            key = reveal(self._api_key) or (PLACEHOLDER_API_KEY if self._base_url else os.environ.get("OPENAI_API_KEY"))
+            # A custom server never gets the OPENAI_API_KEY meant for OpenAI itself; with ``auth`` each call sends its own.
+            custom = self._base_url or self._auth is not None
+            key = reveal(self._api_key) or (PLACEHOLDER_API_KEY if custom else os.environ.get("OPENAI_API_KEY"))
             register(key or "")
             if not key:
                 raise ModelUnavailable(
@@ -78,8 +88,17 @@ class OpenAIProvider:
         return self._client
 
     async def complete(self, request: CompletionRequest, on_text: TextCallback | None = None) -> Completion:
+        if self._auth is None:
+            return await self._complete(request, on_text, None)
+        return await call_with_auth(self._auth, lambda credential: self._complete(request, on_text, credential))
+
+    async def _complete(
+        self, request: CompletionRequest, on_text: TextCallback | None, credential: Credential | None
+    ) -> Completion:
         client = self._sdk(request.model)
         params = self._params(request)
+        if credential is not None:
+            params["extra_headers"] = {"Authorization": f"Bearer {credential.secret.get_secret_value()}"}
         read_calls: Callable[[Callable[[int], str], str, str], tuple[ToolCall, ...]]
         logprobs: list[float] = []
         try:

@@ -47,7 +47,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -366,6 +366,8 @@ class WireServer:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
+        self.authorize: Callable[[dict[str, str]], bool] | None = None
+        """When set, a request whose (lower-cased) headers it refuses is recorded and answered 401, unscripted."""
         self.app = self._build_app()
 
     # -- lifecycle -----------------------------------------------------------
@@ -470,6 +472,10 @@ class WireServer:
             json=body,
             dialect=dialect,
         )
+        if self.authorize is not None and not self.authorize(recorded.headers):
+            with self._lock:
+                self._requests.append(recorded)
+            return JSONResponse(error_body(dialect, 401, "invalid or expired credentials"), status_code=401)
         script = self._next(recorded)
         if script.delay:
             await asyncio.sleep(script.delay)

@@ -24,7 +24,7 @@ from agentparty.api import create_app
 from agentparty.api.security import key_digest
 from agentparty.flows import CompileOptions, WorkflowFailed, WorkflowResult, compile_workflow
 from agentparty.models import DEFAULT_MODEL_REGISTRY, CreateAgentTemplateRequest, WorkflowDefinition
-from agentparty.models.access import ApiAccessConfig
+from agentparty.models.access import DEFAULT_ROLES, ApiAccessConfig
 from agentparty.runtime.breakers import SqliteBreakerStore
 from agentparty.runtime.budgets import BudgetLedger
 from agentparty.runtime.event_bus import EventBus
@@ -55,9 +55,9 @@ INTERVENTION = {
 
 
 @asynccontextmanager
-async def api() -> AsyncIterator[httpx.AsyncClient]:
+async def api(access: ApiAccessConfig = ACCESS) -> AsyncIterator[httpx.AsyncClient]:
     """The app with its lifespan running (its one Prefect client open), called in process."""
-    app = create_app(ACCESS)
+    app = create_app(access)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client,
@@ -206,6 +206,54 @@ def test_rejecting_a_failed_step_aborts_the_run(handlers: Any) -> None:
     assert result.status.value == "failed" and result.steps["broken"].status.value == "failed"
     assert "operator aborted the run: beyond repair (by ops)" in (result.reason or "")
     assert handlers.CALLS[name] == 1 and "echo" not in handlers.CALLS
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_server")
+def test_a_key_whose_conditions_leave_the_run_out_neither_sees_nor_answers_its_approval(handlers: Any) -> None:
+    """``conditions: {workflows: [...]}`` on approvals: another workflow's pause is not listed and answering it
+    is 403; an unconditioned operator still sees and answers it."""
+    scoped_key = "scoped-key-1"
+    access = ApiAccessConfig.model_validate(
+        {
+            "roles": {
+                **{role: [p.model_dump() for p in perms] for role, perms in DEFAULT_ROLES.items()},
+                "scoped": [
+                    {"resource": "approvals", "actions": ["read", "update"], "conditions": {"workflows": ["elsewhere"]}}
+                ],
+            },
+            "apiKeys": [
+                *ACCESS.model_dump(by_alias=True, exclude_none=True)["apiKeys"],
+                {"name": "scoped", "role": "scoped", "keySha256": key_digest(scoped_key)},
+            ],
+        }
+    )
+    name = f"scoped-{uuid.uuid4().hex[:6]}"
+    definition = workflow(
+        [
+            {
+                "id": "broken",
+                "type": "task",
+                "configuration": {"handler": "support.step_handlers:always_fails"},
+                "inputs": {"name": name},
+            }
+        ]
+    )
+    join = start(definition)
+
+    async def scenario() -> tuple[list[Any], int, int]:
+        async with api(access) as client:
+            approval = await pending(client, definition.name)
+            listed = (await client.get("/approvals", headers={"X-API-Key": scoped_key})).json()
+            path = f"/approvals/{approval['flow_run_id']}/reject"
+            refused = await client.post(path, headers={"X-API-Key": scoped_key}, json={"reason": "not mine"})
+            answered = await client.post(path, headers=AS_OPS, json={"reason": "done"})
+            return listed, refused.status_code, answered.status_code
+
+    listed, refused, answered = asyncio.run(scenario())
+    assert [a for a in listed if a["workflow"] == definition.name] == []
+    assert refused == 403 and answered == 200
+    assert join().status.value == "failed"
 
 
 # -- governance -----------------------------------------------------------------------------------

@@ -30,7 +30,6 @@ def test_memory_config_rules() -> None:
         ({"enabled": False, "inherit": True}, "memory is disabled (enabled: false), so inherit would do nothing"),
         ({"visibility": "named", "keys": ["a", "a"]}, "each key once"),
         ({"visibility": "named", "keys": ["a\tb"]}, "control characters"),
-        ({"visibility": "named", "keys": ["a", "b"], "max_keys": 1}, "keys names 2 keys but max_keys is 1"),
         ({"max_bytes": 0}, "greater than 0"),
         ({"max_keys": 10_001}, "less than or equal to 10000"),
         ({"visibility": "some"}, "'none', 'all' or 'named'"),

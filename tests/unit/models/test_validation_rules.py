@@ -23,7 +23,9 @@ from agentparty.models import (
     field_errors,
 )
 from agentparty.models.agent import ensure_unique_ids
-from agentparty.models.sdk_config import OAuth2Config, ProviderConfig, RateLimitConfig, SecurityConfig
+from agentparty.models.authentication import OAuth2Config, ProviderConfig
+from agentparty.models.memory import MemoryConfig
+from agentparty.models.sdk_config import RateLimitConfig, SecurityConfig
 from agentparty.models.tools import McpServer, PythonTool
 
 CONTEXT = ValidationContext(
@@ -395,7 +397,9 @@ def test_provider_config_checks_inline_keys() -> None:
     }
     assert_error(errors_of(ProviderConfig, doc), "", "apiKey looks like a openai key, but the provider is google")
     doc["authentication"]["configuration"] = {}
-    assert_error(errors_of(ProviderConfig, doc), "authentication.configuration", "exactly one of apiKey or apiKeyEnv")
+    assert_error(
+        errors_of(ProviderConfig, doc), "authentication.configuration", "exactly one of apiKey, apiKeyEnv or keys"
+    )
 
 
 @pytest.mark.parametrize(
@@ -427,20 +431,34 @@ def test_rate_limits_must_be_positive_integers(value: Any) -> None:
     assert [p for p, _ in errors] == ["context.resourceLimits.maxTokensPerMinute"]
 
 
-def test_security_must_meet_the_soc2_baseline() -> None:
-    doc = {
+def test_security_must_meet_the_soc2_baseline_while_soc2_compliance_is_on() -> None:
+    security = {
         "encryption": {"atRest": False, "inTransit": True},
         "accessControl": {"rbac": False, "rateLimiting": {"enabled": False}},
         "auditLogging": False,
     }
-    errors = errors_of(SecurityConfig, doc)
-    assert_error(errors, "encryption.atRest", "must be true", "CC6.1")
-    assert_error(errors, "auditLogging", "CC7.2")
-    assert_error(errors, "accessControl.rbac", "CC6.3")
-    assert_error(errors, "accessControl.rateLimiting.enabled", "rate limiting")
+    errors = errors_of(SDKConfiguration, {**SDK_CONFIGURATION, "security": security})
+    assert_error(errors, "security.encryption.atRest", "must be true", "CC6.1")
+    assert_error(errors, "security.auditLogging", "CC7.2")
+    assert_error(errors, "security.accessControl.rbac", "CC6.3")
+    assert_error(errors, "security.accessControl.rateLimiting.enabled", "rate limiting")
     assert len(errors) == 4
     nested = errors_of(SDKConfiguration, {**SDK_CONFIGURATION, "security": {"encryption": {"inTransit": False}}})
     assert_error(nested, "security.encryption.inTransit", "CC6.7")
+
+
+def test_with_soc2_compliance_off_each_baseline_control_may_be_turned_off() -> None:
+    doc = copy.deepcopy(SDK_CONFIGURATION)
+    doc["monitoring"]["logging"]["compliance"]["soc2"] = False
+    doc["security"] = {
+        "encryption": {"atRest": False, "inTransit": False},
+        "accessControl": {"rbac": False, "rateLimiting": {"enabled": False}},
+        "auditLogging": False,
+        "dataMasking": False,
+    }
+    config = SDKConfiguration.model_validate(doc)
+    assert not config.security.encryption.at_rest and not config.security.audit_logging
+    SecurityConfig.model_validate(doc["security"])  # alone, a section is checked where it is used
 
 
 def test_soc2_logging_needs_an_audit_trail() -> None:
@@ -552,6 +570,34 @@ def test_a_python_tools_json_schema_states_which_references_it_takes(function: s
     schema_accepts = jsonschema.Draft202012Validator(schema).is_valid({"function": function})
     try:
         PythonTool(function=function)
+        model_accepts = True
+    except ValidationError:
+        model_accepts = False
+    assert schema_accepts == model_accepts, (schema_accepts, model_accepts)
+
+
+MEMORY_CASES: list[dict[str, Any]] = [
+    {},
+    {"enabled": False},
+    {"enabled": False, "maxKeys": 3},
+    {"keys": [""]},
+    {"visibility": "named", "keys": ["a"]},
+    {"visibility": "named"},
+    {"keys": ["a"]},
+    {"visibility": "all", "keys": []},
+    {"visibility": "named", "keys": ["a", "a"]},
+    {"visibility": "named", "keys": ["a\n"]},
+    {"visibility": "named", "keys": ["x" * 129]},
+    {"visibility": "named", "keys": ["ab c", "é"]},
+]
+
+
+@pytest.mark.parametrize("case", MEMORY_CASES, ids=json.dumps)
+def test_a_memory_configs_json_schema_states_what_its_validator_refuses(case: dict[str, Any]) -> None:
+    schema = MemoryConfig.model_json_schema(by_alias=True)
+    schema_accepts = jsonschema.Draft202012Validator(schema).is_valid(case)
+    try:
+        MemoryConfig.model_validate(case)
         model_accepts = True
     except ValidationError:
         model_accepts = False

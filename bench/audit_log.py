@@ -1,0 +1,59 @@
+"""What the audit log costs the API: an entry appended on its own, in a batch, and a request's hand-off.
+
+    python bench/audit_log.py [--entries N]
+
+(a) ``AuditLog.append``: one locked, ``fsync``'d append per entry (what a CLI command or a
+    configuration load does once);
+(b) ``AuditLog.append_many`` of 256 entries: one lock and one ``fsync`` per batch (what the
+    API's background writer does);
+(c) ``AuditWriter.submit``: what a request itself spends (a put on a bounded queue).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from agentparty.api.audit import AuditWriter
+from agentparty.runtime.audit import AuditLog
+
+BATCH = 256
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--entries", type=int, default=2048)
+    entries = parser.parse_args().entries
+    home = Path(tempfile.mkdtemp(prefix="audit-bench-"))
+    event = {"actor": "key:ci", "action": "api.request", "target": "GET /runs", "outcome": "200", "ms": 1.0}
+
+    log = AuditLog.at(home / "single")
+    singles = max(1, entries // 10)
+    started = time.perf_counter()
+    for _ in range(singles):
+        log.append("key:ci", "api.request", "GET /runs", "200", ms=1.0)
+    single = (time.perf_counter() - started) / singles
+
+    batched_log = AuditLog.at(home / "batched")
+    batches = max(1, entries // BATCH)
+    started = time.perf_counter()
+    for _ in range(batches):
+        batched_log.append_many([dict(event) for _ in range(BATCH)])
+    batched = (time.perf_counter() - started) / (batches * BATCH)
+
+    writer = AuditWriter(AuditLog.at(home / "writer"))
+    started = time.perf_counter()
+    for _ in range(entries):
+        writer.submit(dict(event), may_drop=True)
+    submit = (time.perf_counter() - started) / entries
+    writer.close()
+
+    print(f"(a) append, fsync each:      {single * 1e3:8.3f} ms per entry")
+    print(f"(b) append_many({BATCH}):        {batched * 1e3:8.4f} ms per entry")
+    print(f"(c) submit (request's cost): {submit * 1e6:8.1f} us per request")
+
+
+if __name__ == "__main__":
+    main()
