@@ -28,6 +28,19 @@ _local = threading.local()
 _writers: dict[Path, threading.RLock] = {}
 _writers_guard = threading.Lock()
 _lock_files: dict[tuple[int, Path], int] = {}
+_inherited: list[sqlite3.Connection] = []
+"""Connections a forked child inherited from its parent: kept referenced and never closed in the child, because
+closing one drops the parent's POSIX locks on that database (SQLite: never carry a connection across fork)."""
+
+
+def _after_fork_in_child() -> None:
+    cache: dict[tuple[int, Path], sqlite3.Connection] | None = getattr(_local, "connections", None)
+    if cache:
+        _inherited.extend(cache.values())
+        cache.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _writer_lock(path: Path) -> threading.RLock:
