@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,20 +58,6 @@ class ScriptedApprover:
         if answer is None:
             return None
         return ApprovalDecision(approve=answer, reason="" if answer else "not today", approver="ana")
-
-
-@pytest.fixture(scope="module")
-def wire() -> Iterator[WireServer]:
-    with WireServer() as server:
-        yield server
-
-
-@pytest.fixture
-def server(wire: WireServer) -> Iterator[WireServer]:
-    wire.reset()
-    agent_tools.CALLS.clear()
-    yield wire
-    wire.reset()
 
 
 def registry(supports_functions: bool = True) -> ModelRegistry:

@@ -8,13 +8,11 @@ requests the server recorded.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import agent_tools
 from support.llm_wire import WireServer
 
 from agentparty.models import CreateAgentTemplateRequest, ModelRegistry
@@ -33,20 +31,6 @@ from agentparty.tasks.templates import TemplateRegistry, engagement_key
 
 BIG, SMALL = "gpt-wire-big", "gpt-wire-small"
 RUN = "run-conversations"
-
-
-@pytest.fixture(scope="module")
-def wire() -> Iterator[WireServer]:
-    with WireServer() as server:
-        yield server
-
-
-@pytest.fixture
-def server(wire: WireServer) -> Iterator[WireServer]:
-    wire.reset()
-    agent_tools.CALLS.clear()
-    yield wire
-    wire.reset()
 
 
 def registry(window: int = 100_000, small_window: int = 100_000, chain: tuple[str, ...] = (BIG,)) -> ModelRegistry:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,19 +43,6 @@ def ask_call(agent: str, question: str) -> dict[str, Any]:
 
 def agent_id(name: str) -> str:
     return persistent_agent_id("ad-hoc", name, MODEL)
-
-
-@pytest.fixture(scope="module")
-def wire() -> Iterator[WireServer]:
-    with WireServer() as server:
-        yield server
-
-
-@pytest.fixture
-def server(wire: WireServer) -> Iterator[WireServer]:
-    wire.reset()
-    yield wire
-    wire.reset()
 
 
 def runner(tmp_path: Path, server: WireServer, runtime: AgentRuntimeConfig | None = None) -> ModelAgentRunner:

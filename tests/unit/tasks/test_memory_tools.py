@@ -35,19 +35,6 @@ from agentparty.tasks.tools import ToolContext
 ON: dict[str, Any] = {"enabled": True}
 
 
-@pytest.fixture(scope="module")
-def wire() -> Iterator[WireServer]:
-    with WireServer() as server:
-        yield server
-
-
-@pytest.fixture
-def server(wire: WireServer) -> Iterator[WireServer]:
-    wire.reset()
-    yield wire
-    wire.reset()
-
-
 def templates(runner: ModelAgentRunner) -> TemplateRegistry:
     assert runner.templates is not None
     return runner.templates
