@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from fastapi.testclient import TestClient
 from support.api_support import HookWorkflows, deploy, hook_definition, signed
+from support.disk_scan import files_holding
 
 from agentparty.runtime.documents import load_workflow
 from agentparty.runtime.sealing import sealer_at
@@ -39,4 +40,4 @@ def test_a_secret_input_of_a_delivery_is_sealed_before_it_is_stored_or_sent(
     assert inputs["api_token"].startswith("ap1:") and inputs["attempts"].startswith("ap1:")
     assert inputs["ticket_id"] == "T-1" and token not in str(inputs)
     assert open_secret_inputs(load_workflow(path), inputs, sealer_at(api_home)) == payload
-    assert not any(token.encode() in p.read_bytes() for p in api_home.rglob("*") if p.is_file())
+    assert not files_holding(token, api_home)

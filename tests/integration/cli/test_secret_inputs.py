@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.disk_scan import files_holding
 from typer.testing import CliRunner
 
 from agentparty.cli import app
@@ -58,11 +59,6 @@ def workflow(tmp_path: Path) -> Path:
     path = tmp_path / "secret.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
-
-
-def files_holding(text: str, *roots: Path) -> list[Path]:
-    needle = text.encode()
-    return [path for root in roots for path in root.rglob("*") if path.is_file() and needle in path.read_bytes()]
 
 
 def test_a_write_only_input_is_nowhere_in_plaintext_after_a_real_run(

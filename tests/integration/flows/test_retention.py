@@ -24,6 +24,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogWorker
+from support.disk_scan import files_holding
 from typer.testing import CliRunner
 
 from agentparty.flows import CompileOptions, compile_workflow
@@ -80,11 +81,6 @@ def run_for(settings: Settings, graph_store: GraphStore, user: str, note: str) -
     APILogWorker.drain_all(timeout=10)
     EventsWorker.drain_all(timeout=10)
     return str(state.state_details.flow_run_id)
-
-
-def files_holding(text: str, *roots: Path) -> list[Path]:
-    needle = text.encode()
-    return [path for root in roots for path in root.rglob("*") if path.is_file() and needle in path.read_bytes()]
 
 
 def prefect_rows_holding(text: str, database: Path) -> dict[str, int]:
