@@ -21,11 +21,17 @@ clients get messages once it is back.
 Clients may narrow the stream with ``?agent_id=`` and ``?team_id=``
 (repeatable): an ``agent_update`` passes when its agent is named or belongs
 to a named team, a ``team_update`` when its team is named.
+
+A key whose ``events`` read permission has conditions gets only the messages,
+snapshot included, about runs within them (:class:`RunFilter`): of the named
+workflows, or started by the key (``owner: self``). A message the view could
+not attribute to a run goes only to keys without conditions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -36,11 +42,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, WebSocket, WebSocketDisconnect, status
 
+from agentparty.api.live_delivery import Stamped, delivered
 from agentparty.api.live_view import LiveView, Routed
-from agentparty.api.security import authorize_websocket
+from agentparty.api.security import Principal, authorize_websocket
+from agentparty.models.access import Scope, owner_ref
 from agentparty.models.config import KafkaConfig
 from agentparty.models.events import BaseEvent
 from agentparty.models.live_stream import LiveStreamItem
+from agentparty.models.sdk_config import RealtimeConfig
 from agentparty.runtime.event_consumer import EventConsumer, RawEvent
 from agentparty.runtime.live_stream import LiveStreamReader
 from agentparty.runtime.local_services import kafka_address
@@ -50,13 +59,35 @@ from agentparty.runtime.settings import Settings, get_settings
 
 logger = logging.getLogger("agentparty.api.live")
 
-QUEUE_SIZE = 1024
-"""Messages a connection may fall behind by before it is closed."""
+QUEUE_SIZE = RealtimeConfig().buffer_size
+"""Messages a connection may fall behind by before it is closed (``communication.realtime.bufferSize``)."""
 READY_WAIT_S = 10.0
 """How long a new connection waits for the feed to be positioned on the topics before it is accepted anyway."""
 RETRY_S = 2.0
 """Pause between attempts to reach a broker that is down."""
-_OVERFLOW = object()
+OVERFLOW = object()
+"""Queued in place of what a subscription missed when it fell behind (every transport ends on it)."""
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """What a key whose permission has conditions may hear about: runs its :class:`Scope` admits, the owner
+    compared by :func:`owner_ref` of the key's name (what runs carry)."""
+
+    scope: Scope
+    me: str
+    """:func:`owner_ref` of the key's name."""
+
+    @classmethod
+    def of(cls, principal: Principal) -> RunFilter | None:
+        """None for a key without conditions: it hears everything, as before conditions existed."""
+        return cls(principal.scope, owner_ref(principal.name)) if principal.scope.restricted else None
+
+    def admits(self, message: Routed) -> bool:
+        run = message.run
+        if run is None:  # fail closed: a message of no known run could be about anyone's
+            return False
+        return self.scope.admits(self.me, run.workflow_id, run.owner_ref)
 
 
 @dataclass(eq=False)
@@ -66,10 +97,14 @@ class Subscription:
     loop: asyncio.AbstractEventLoop
     agent_ids: frozenset[str] = frozenset()
     team_ids: frozenset[str] = frozenset()
+    runs: RunFilter | None = None
+    """The key's conditions (None: none)."""
     queue: asyncio.Queue[Any] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
     overflowed: bool = False
 
     def wants(self, message: Routed) -> bool:
+        if self.runs is not None and not self.runs.admits(message):
+            return False
         if not self.agent_ids and not self.team_ids:
             return True
         return (message.agent_id is not None and message.agent_id in self.agent_ids) or bool(
@@ -85,7 +120,7 @@ class Subscription:
             self.overflowed = True
             while not self.queue.empty():  # what it missed is gone anyway; the close goes out next
                 self.queue.get_nowait()
-            self.queue.put_nowait(_OVERFLOW)
+            self.queue.put_nowait(OVERFLOW)
 
 
 class LiveFeed:
@@ -106,6 +141,9 @@ class LiveFeed:
         self._events_ready = threading.Event()
         self._stream_ready = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.realtime = RealtimeConfig()
+        """``communication.realtime``: each subscription's queue size, the heartbeat, the latency objective
+        (``api/live_transports.py``)."""
         self.masker: Masker | None = None
         """``security.dataMasking``: what it shows is masked again here, whichever process produced it (a run's
         own masking holds back text deltas until a value they may split is whole; this masks each as it comes)."""
@@ -117,16 +155,21 @@ class LiveFeed:
         feed = cls(
             kafka_address(settings), settings.event_topic_prefix, settings.event_partitions, settings.event_replication
         )
-        feed.masker = masker_for(settings.load_sdk_configuration().security)
+        sdk = settings.load_sdk_configuration()
+        feed.masker, feed.realtime = masker_for(sdk.security), sdk.communication.realtime
         return feed
 
     # -- subscriptions (called on a connection's loop) ------------------------------------------
 
     def subscribe(
-        self, agent_ids: frozenset[str] = frozenset(), team_ids: frozenset[str] = frozenset()
+        self,
+        agent_ids: frozenset[str] = frozenset(),
+        team_ids: frozenset[str] = frozenset(),
+        runs: RunFilter | None = None,
     ) -> Subscription:
         """A connection's subscription, its queue holding the current state of what it wants to hear about."""
-        subscription = Subscription(asyncio.get_running_loop(), agent_ids, team_ids)
+        queue: asyncio.Queue[Any] = asyncio.Queue(self.realtime.buffer_size)
+        subscription = Subscription(asyncio.get_running_loop(), agent_ids, team_ids, runs, queue)
         with self._view_lock:
             for message in self._view.snapshot(subscription.wants):
                 subscription.offer(message)
@@ -169,16 +212,17 @@ class LiveFeed:
         """A lifecycle event (the event reader's): the view updated, its messages published."""
         if self.masker is not None:
             event = self.masker.model(event)
-        self._show(partial(self._view.messages_for, event))
+        self._show(partial(self._view.messages_for, event), event.timestamp.timestamp())
 
     def show_item(self, item: LiveStreamItem) -> None:
         """A live stream item (the stream reader's): the view updated, its message published."""
         if self.masker is not None:
             item = self.masker.model(item)
-        self._show(partial(self._view.stream_messages, item))
+        self._show(partial(self._view.stream_messages, item), item.timestamp.timestamp())
 
-    def _show(self, show: Callable[[], list[Routed]]) -> None:
-        """Update the view (``show`` calls it) and publish what it answers, as one step against subscribing."""
+    def _show(self, show: Callable[[], list[Routed]], occurred: float) -> None:
+        """Update the view (``show`` calls it) and publish what it answers, as one step against subscribing;
+        ``occurred``: when the event was made (each transport times its delivery from then)."""
         with self._view_lock:
             try:
                 messages = show()
@@ -186,7 +230,7 @@ class LiveFeed:
                 logger.exception("live feed: skipped a message")
                 return
             for message in messages:
-                self.publish(message)
+                self.publish(dataclasses.replace(message, text=Stamped(message.text, occurred)))
 
     def publish(self, message: Routed) -> None:
         """Hand one message to every subscription, each on its own loop (FIFO, so order is kept)."""
@@ -280,20 +324,20 @@ async def live_updates(
     agent_id: Annotated[list[str] | None, Query()] = None,
     team_id: Annotated[list[str] | None, Query()] = None,
 ) -> None:
-    await authorize_websocket(websocket, "events", "read")
+    principal = await authorize_websocket(websocket, "events", "read")
     feed = feed_of(websocket.app)
-    subscription = feed.subscribe(frozenset(agent_id or ()), frozenset(team_id or ()))
+    subscription = feed.subscribe(frozenset(agent_id or ()), frozenset(team_id or ()), RunFilter.of(principal))
     feed.start()
     try:
         if not await feed.wait_ready():
             logger.warning("live feed: not reading the topics yet; the connection gets messages once it is")
         await websocket.accept()
-        await _pump(websocket, subscription)
+        await _pump(websocket, subscription, feed.realtime)
     finally:
         feed.unsubscribe(subscription)
 
 
-async def _pump(websocket: WebSocket, subscription: Subscription) -> None:
+async def _pump(websocket: WebSocket, subscription: Subscription, realtime: RealtimeConfig) -> None:
     """Send queued messages until the client leaves or falls too far behind (what is queued already goes out
     without waiting, so a burst of deltas costs one send each)."""
 
@@ -314,11 +358,12 @@ async def _pump(websocket: WebSocket, subscription: Subscription) -> None:
             else:
                 item = subscription.queue.get_nowait()
             try:
-                if item is _OVERFLOW:
-                    reason = f"fell {QUEUE_SIZE} messages behind"
+                if item is OVERFLOW:
+                    reason = f"fell {subscription.queue.maxsize} messages behind"
                     await websocket.close(status.WS_1013_TRY_AGAIN_LATER, reason=reason)
                     return
                 await websocket.send_text(item)
+                delivered("websocket", item, realtime)
             except (WebSocketDisconnect, RuntimeError, OSError):  # closed under it (the server's keepalive gave up)
                 return
     finally:

@@ -35,6 +35,16 @@ and are not counted again when the transition that charges them arrives.
 A late subscriber first gets the :meth:`LiveView.snapshot`: each team's and each
 agent's current update (state, activity, progress), the most recent first.
 
+Each message names the run it is about (:class:`RunRef`: its workflow and who
+started it over the API), for keys whose permission's conditions limit them to
+some workflows or to their own runs. Workflow events and stream items carry
+both; the view learns each flow run's (the events' ``correlation_id``) and each
+team's from the workflow events (and a run key's from its stream items) and
+attributes the other events by them. A message it cannot attribute (an agent
+event read before its run's first workflow event) has no run: only keys without
+conditions get it. Agents outlive runs, so an agent's snapshot is attributed to
+the run of its latest update, as the view knows it when the snapshot is taken.
+
 What the view remembers is bounded (least recently seen entities go first).
 """
 
@@ -93,12 +103,22 @@ class _Recent(OrderedDict[K, V], Generic[K, V]):
 
 
 @dataclass(frozen=True)
+class RunRef:
+    """The run a message is about: its workflow and who started it over the API (``models/access.owner_ref``)."""
+
+    workflow_id: str
+    owner_ref: str | None = None
+
+
+@dataclass(frozen=True)
 class Routed:
     """One message, serialised once, with what clients filter on."""
 
     text: str
     agent_id: str | None = None
     team_ids: frozenset[str] = frozenset()
+    run: RunRef | None = None
+    """None: not attributed to a run (only keys without conditions get it)."""
 
 
 @dataclass
@@ -118,6 +138,8 @@ class _Agent:
     """When the last lifecycle event about the agent was emitted: older stream items do not override it."""
     updated: datetime | None = None
     message: str | None = None
+    by: str | None = None
+    """The flow run or team id its latest update came from (the run its snapshot is attributed to)."""
 
 
 @dataclass
@@ -138,13 +160,32 @@ class LiveView:
     def __init__(self) -> None:
         self._agents: _Recent[str, _Agent] = _Recent()
         self._teams: _Recent[str, _Team] = _Recent()
+        self._runs: _Recent[str, RunRef] = _Recent()
+        """Flow run ids (events' ``correlation_id``), run keys and team ids → their run, learnt from workflow
+        events and stream items."""
+
+    def run_of(self, key: str) -> RunRef | None:
+        """The run of a flow run id or team id, if a workflow event or stream item named it."""
+        return self._runs.get(key)
+
+    def _learn(self, ref: RunRef, *keys: str) -> RunRef:
+        for key in keys:
+            self._runs.touch(key, ref)
+            self._runs[key] = ref  # a resume (same run key, later flow run) may have another owner
+        return ref
 
     def messages_for(self, event: BaseEvent[Any]) -> list[Routed]:
+        if isinstance(event, WorkflowEvent):
+            of = event.payload
+            self._learn(RunRef(of.workflow_id, of.owner_ref), event.correlation_id, team_id_for(of.run_key))
+        run = event.correlation_id
         if isinstance(event, AgentProvisionedEvent):
             agent = self._lifecycle(event.payload.agent_id, event.timestamp)
             agent.previous, agent.state = None, AgentLifecycleState.INITIALIZED.value
             where = f"template {event.payload.template_id} {event.payload.template_version}"
-            return [self._agent_update(event.timestamp, event.payload.agent_id, None, f"provisioned from {where}")]
+            return [
+                self._agent_update(event.timestamp, event.payload.agent_id, None, f"provisioned from {where}", by=run)
+            ]
         if isinstance(event, AgentStateTransitionEvent):
             p = event.payload
             agent = self._lifecycle(p.agent_id, event.timestamp)
@@ -155,7 +196,7 @@ class LiveView:
                 agent.activity = agent.doing = None
             by = "" if p.transition_approver.startswith("system:") else f" (approved by {p.transition_approver})"
             reason = f"{p.transition_reason or 'transition'}{by}"
-            return [self._agent_update(event.timestamp, p.agent_id, p.previous_state, reason)]
+            return [self._agent_update(event.timestamp, p.agent_id, p.previous_state, reason, by=run)]
         if isinstance(event, TeamAssembledEvent):
             team = self._teams.touch(event.payload.team_id, _Team())
             team.roles = dict(event.payload.agent_roles)
@@ -176,7 +217,10 @@ class LiveView:
     def stream_messages(self, item: LiveStreamItem) -> list[Routed]:
         """A live stream item as a streaming ``agent_update`` (the agent's state and activity as it leaves them)."""
         agent = self._agent(item.agent_id)
-        agent.teams.add(team_id_for(item.run_key))
+        team_id = team_id_for(item.run_key)
+        agent.teams.add(team_id)
+        if item.workflow_id is not None:  # a run key is its first flow run's id: its events' correlation id
+            self._learn(RunRef(item.workflow_id, item.owner_ref), team_id, item.run_key)
         if not agent.named and item.agent_name:
             agent.name, agent.named = item.agent_name, True
         previous = agent.state
@@ -188,7 +232,7 @@ class LiveView:
             agent.doing = item if item.activity is not None else None
             agent.live_tokens += item.tokens
         message = item.detail if item.event != "text" else None
-        return [self._agent_update(item.timestamp, item.agent_id, previous, message, item)]
+        return [self._agent_update(item.timestamp, item.agent_id, previous, message, item, by=team_id)]
 
     def snapshot(self, wants: Callable[[Routed], bool]) -> list[Routed]:
         """Each team's and agent's current update that ``wants`` takes, the most recently active first (at most
@@ -241,14 +285,17 @@ class LiveView:
         message: str | None,
         item: LiveStreamItem | None = None,
         snapshot: bool = False,
+        by: str | None = None,
     ) -> Routed:
         """The agent's update as it now stands; ``item``: the stream item it reports (or, in a snapshot, the one
-        behind the current activity)."""
+        behind the current activity); ``by``: the flow run or team id it comes from (what names its run)."""
         agent = self._peek(agent_id)
         state = agent.state or AgentLifecycleState.INITIALIZED.value
         activity = agent.activity
-        if not snapshot:
-            agent.updated = at
+        if snapshot:
+            by = agent.by
+        else:
+            agent.updated, agent.by = at, by
             agent.message = message if message is not None else agent.message
         payload = AgentUpdatePayload(
             agent_id=agent_id,
@@ -267,7 +314,8 @@ class LiveView:
             tool=item.tool if item is not None else None,
         )
         text = AgentUpdateMessage(timestamp=at, payload=payload).model_dump_json()
-        return Routed(text, agent_id=agent_id, team_ids=frozenset(agent.teams))
+        run = self._runs.get(by) if by is not None else None
+        return Routed(text, agent_id=agent_id, team_ids=frozenset(agent.teams), run=run)
 
     # -- teams ------------------------------------------------------------------------------
 
@@ -340,4 +388,4 @@ class LiveView:
             message=message,
         )
         text = TeamUpdateMessage(timestamp=at, payload=payload).model_dump_json()
-        return Routed(text, team_ids=frozenset({team_id}))
+        return Routed(text, team_ids=frozenset({team_id}), run=self._runs.get(team_id))

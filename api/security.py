@@ -32,6 +32,7 @@ from fastapi.security import APIKeyHeader
 from agentparty.models.access import Action, ApiAccessConfig, Scope
 from agentparty.models.authentication import ApiKeyRotationConfig
 from agentparty.runtime.api_keys import ApiKeyRecord, ApiKeyStore, key_digest, refusal
+from agentparty.runtime.telemetry_metrics import record_api_refusal
 
 API_KEY_HEADER = "X-API-Key"
 _api_key_scheme = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="An API key (agentparty api key).")
@@ -194,18 +195,21 @@ def _path_in_scope(principal: Principal, creates_own: bool, workflow_id: str) ->
 
 
 async def authorize_websocket(websocket: WebSocket, resource: str, action: Action) -> Principal:
-    """The WebSocket's principal; closes the handshake with policy violation (1008) otherwise."""
+    """The WebSocket's principal, with what its permission's conditions let it reach (the caller filters by
+    them); closes the handshake with policy violation (1008) when the key or its role does not do."""
     policy: AccessPolicy = websocket.app.state.access
     found = policy.authenticate(_presented_key(websocket.headers, websocket.query_params))
     if not isinstance(found, Principal):
         websocket.state.audit_reason = found
+        record_api_refusal(401)  # no HTTP status to count it by: a handshake closed 1008
         raise WebSocketException(status.WS_1008_POLICY_VIOLATION, reason=found)
     websocket.state.principal = found.name
     if not policy.allows(found, resource, action):
         reason = f"role {found.role!r} may not {action} {resource}"
         websocket.state.audit_reason = reason
+        record_api_refusal(403)
         raise WebSocketException(status.WS_1008_POLICY_VIOLATION, reason=reason)
-    return found
+    return Principal(found.name, found.role, policy.scope(found, resource, action))
 
 
 async def _admit(app: Any, principal: Principal) -> None:

@@ -18,8 +18,17 @@ TlsFiles = tuple[Path | None, Path | None]
 server speaks TLS only, HTTP and ``/ws`` alike, when both are set."""
 
 
-def serve(app: FastAPI, host: str, port: int, log_level: str = "info", tls: TlsFiles = (None, None)) -> None:
-    """Serve until interrupted (one process: the rate limiter and the Prefect client live in it)."""
+def serve(
+    app: FastAPI,
+    host: str,
+    port: int,
+    log_level: str = "info",
+    tls: TlsFiles = (None, None),
+    ws_ping_interval: float | None = None,
+) -> None:
+    """Serve until interrupted (one process: the rate limiter and the Prefect client live in it).
+    ``ws_ping_interval``: seconds between WebSocket ping frames (``communication.realtime.heartbeatInterval``;
+    uvicorn's 20 when None); a client that answers none within as long again is disconnected."""
     started = app.router.lifespan_context
 
     @asynccontextmanager
@@ -37,6 +46,9 @@ def serve(app: FastAPI, host: str, port: int, log_level: str = "info", tls: TlsF
         host=host,
         port=port,
         log_level=log_level,
+        log_config=None,  # uvicorn's lines go through the process's handlers (monitoring.logging), not its own
+        ws_ping_interval=ws_ping_interval if ws_ping_interval is not None else 20.0,
+        ws_ping_timeout=ws_ping_interval if ws_ping_interval is not None else 20.0,
         access_log=False,
         loop="uvloop",
         http="httptools",

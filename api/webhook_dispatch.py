@@ -36,6 +36,7 @@ from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
 from agentparty.api.deployment_directory import DeploymentDirectory
 from agentparty.deployments.naming import deployment_parameters
+from agentparty.runtime.tracing import run_trace_labels
 from agentparty.runtime.webhook_deliveries import Acceptance, Delivery, WebhookDeliveries, delivery_id_for
 
 if TYPE_CHECKING:
@@ -284,6 +285,7 @@ class DeliveryDispatcher:
                     parameters=deployment_parameters(delivery.inputs or {}),
                     idempotency_key=delivery.prefect_idempotency_key,
                     tags=[WEBHOOK_TAG],
+                    labels=run_trace_labels(),  # the request's trace goes on into the run (runtime/tracing.py)
                 )
             except (ObjectNotFound, PrefectHTTPStatusError) as exc:
                 status = exc.response.status_code if isinstance(exc, PrefectHTTPStatusError) else 404

@@ -44,6 +44,7 @@ from agentparty.api.workflow_index import IndexedWorkflow, WorkflowIndex
 from agentparty.deployments.naming import full_name
 from agentparty.models.workflow import WebhookTriggerConfig
 from agentparty.runtime.secret_inputs import seal_secret_inputs
+from agentparty.runtime.tracing import server_span
 from agentparty.runtime.webhook_deliveries import Delivery, DeliveryStatus, WebhookDeliveries
 
 logger = logging.getLogger(__name__)
@@ -226,8 +227,11 @@ _DELIVERY_LINK: dict[int | str, dict[str, Any]] = {
 }
 
 
+WEBHOOK_ROUTE = "/webhooks/{workflow_id}"
+
+
 @router.post(
-    "/webhooks/{workflow_id}",
+    WEBHOOK_ROUTE,
     status_code=status.HTTP_202_ACCEPTED,
     response_model=WebhookAccepted,
     responses={
@@ -268,8 +272,13 @@ async def receive_webhook(workflow_id: WorkflowId, request: Request) -> Any:
     await refuse_unknown_query(request)
     await request.app.state.rate_limiter.admit(f"webhook:{workflow_id}")  # a queued request is not arriving yet
     dispatcher: DeliveryDispatcher | None = request.app.state.dispatcher  # None without a Prefect API: 503 below
-    with dispatcher.arrival() if dispatcher is not None else contextlib.nullcontext() as arrival:
-        return await _receive(request, found, config, arrival)
+    attributes = {"http.request.method": "POST", "http.route": WEBHOOK_ROUTE, "agentparty.workflow.id": workflow_id}
+    with server_span(f"POST {WEBHOOK_ROUTE}", request.headers, attributes) as span:
+        with dispatcher.arrival() if dispatcher is not None else contextlib.nullcontext() as arrival:
+            response = await _receive(request, found, config, arrival)
+        if span.is_recording():
+            span.set_attribute("http.response.status_code", response.status_code)
+        return response
 
 
 async def _receive(

@@ -2,10 +2,11 @@
 
     python bench/audit_log.py [--entries N]
 
-(a) ``AuditLog.append``: one locked, ``fsync``'d append per entry (what a CLI command or a
+(a) ``AuditLog.append``: one locked, ``fsync``'d append per entry, then the head anchor
+    (``audit.head``) replaced atomically, a second ``fsync`` (what a CLI command or a
     configuration load does once);
-(b) ``AuditLog.append_many`` of 256 entries: one lock and one ``fsync`` per batch (what the
-    API's background writer does);
+(b) ``AuditLog.append_many`` of 256 entries: one lock, one append and one head per batch
+    (what the API's background writer does);
 (c) ``AuditWriter.submit``: what a request itself spends (a put on a bounded queue).
 """
 

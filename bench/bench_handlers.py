@@ -17,3 +17,8 @@ async def noop(previous: Any = None) -> dict[str, int]:
 def wait(seconds: float) -> dict[str, float]:
     time.sleep(seconds)  # sync on purpose: (b) checks that blocking handlers still run in parallel
     return {"waited": seconds}
+
+
+def lookup(city: str) -> dict[str, object]:
+    """Look up today's temperature in a city (the tool the agent steps of ``bench/_tracing.py`` are offered)."""
+    return {"city": city, "temperature": 21}

@@ -19,6 +19,14 @@ sender slot sends for all. The clock runs from the start signal until every
 process has its events delivered. The topics are then read from offset 0 by a
 plain consumer that does not de-duplicate, and the repeated event ids counted.
 Target: 4 relays >= 1.0 of the single relay's throughput, 0 repeats.
+
+Delivery latency: single events emitted 10 ms apart through a bus whose relay
+runs, each timed from ``emit()`` until the broker acknowledged it (the outbox
+holds nothing pending); median and p99 of 300.
+
+``--batching MAX_BATCH_SIZE,MAX_WAIT_TIME_MS,FLUSH_INTERVAL_MS`` (or ``seed``,
+seed 002's defaults 100,50,100; ``builtin``, ours) sets ``communication.batching``
+for every relay of the run (``runtime/relay.py``: ``RelayBatching``).
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from typing import Any
 
 from agentparty.models.config import KafkaConfig
 from agentparty.models.events import TaskSubmittedEvent, TaskSubmittedPayload
+from agentparty.models.sdk_config import BatchingConfig
 from agentparty.runtime.broker import LocalKafkaBroker
 from agentparty.runtime.event_bus import EventBus
 from agentparty.runtime.local_service import free_port
@@ -82,10 +91,24 @@ def raw(config: KafkaConfig, topic: str, events: list[TaskSubmittedEvent]) -> fl
     return elapsed
 
 
+class Run:
+    batching = BatchingConfig()
+    """``--batching``: what every relay of the run uses."""
+
+
+def parse_batching(text: str) -> BatchingConfig:
+    if text == "builtin":
+        return BatchingConfig()
+    if text == "seed":
+        return BatchingConfig(max_batch_size=100, max_wait_time=50, flush_interval=100)
+    size, wait, flush = (int(part) for part in text.split(","))
+    return BatchingConfig(max_batch_size=size, max_wait_time=wait, flush_interval=flush)
+
+
 def ours(config: KafkaConfig, home: Path, prefix: str, events: list[TaskSubmittedEvent]) -> tuple[float, float]:
     """Seconds for emit + relay end to end, and for the relay alone (outbox → delivered)."""
     outbox = Outbox(home / f"outbox-{uuid.uuid4()}.sqlite", prefix)
-    relay = OutboxRelay(outbox, config)
+    relay = OutboxRelay(outbox, config, batching=Run.batching)
     bus = EventBus(outbox, None, mirror=False)  # drained below, in this thread, so the clock sees all of it
     started = time.perf_counter()
     for i in range(0, len(events), 100):
@@ -100,7 +123,7 @@ def ours(config: KafkaConfig, home: Path, prefix: str, events: list[TaskSubmitte
 
 def emit_latencies(config: KafkaConfig, home: Path, prefix: str, n: int) -> list[float]:
     outbox = Outbox(home / f"outbox-{uuid.uuid4()}.sqlite", prefix)
-    bus = EventBus(outbox, OutboxRelay(outbox, config), mirror=True)
+    bus = EventBus(outbox, OutboxRelay(outbox, config, batching=Run.batching), mirror=True)
     events = make_events(n)
     latencies = []
     for event in events:
@@ -114,13 +137,40 @@ def emit_latencies(config: KafkaConfig, home: Path, prefix: str, n: int) -> list
     return latencies
 
 
+def delivery_latencies(config: KafkaConfig, home: Path, prefix: str, n: int) -> list[float]:
+    """Seconds from ``emit()`` of one event until the broker acknowledged it, events 10 ms apart."""
+    outbox = Outbox(home / f"outbox-{uuid.uuid4()}.sqlite", prefix)
+    bus = EventBus(outbox, OutboxRelay(outbox, config, batching=Run.batching), mirror=False)
+    bus.emit(*make_events(1))  # the relay's producer and topics are ready before the clock runs
+    bus.settle(None, 30)
+    latencies = []
+    for event in make_events(n):
+        started = time.perf_counter()
+        bus.emit(event)
+        while outbox.pending_count():
+            time.sleep(0.0002)
+        latencies.append(time.perf_counter() - started)
+        time.sleep(0.01)
+    assert bus.relay is not None
+    bus.relay.stop()
+    return latencies
+
+
 def relaying_process(
-    home: str, bootstrap: str, prefix: str, worker: int, n: int, ready: Any, go: Any, done: Any
+    home: str,
+    bootstrap: str,
+    prefix: str,
+    worker: int,
+    n: int,
+    ready: Any,
+    go: Any,
+    done: Any,
+    batching: BatchingConfig | None = None,
 ) -> None:
     """One flow-run-like process: emit its share through the process-wide bus, then wait for it to be delivered."""
     from agentparty.runtime.event_bus import bus_for
 
-    bus = bus_for(Path(home), KafkaConfig(bootstrap_servers=[bootstrap], group_id="bench"), prefix)
+    bus = bus_for(Path(home), KafkaConfig(bootstrap_servers=[bootstrap], group_id="bench"), prefix, batching=batching)
     events = [
         TaskSubmittedEvent(
             correlation_id=f"relay-{worker}",
@@ -151,7 +201,8 @@ def relays(bootstrap: str, home: Path, processes: int, n: int) -> tuple[float, i
     share = n // processes
     started_processes = [
         context.Process(
-            target=relaying_process, args=(str(home / prefix), bootstrap, prefix, w, share, ready, go, done)
+            target=relaying_process,
+            args=(str(home / prefix), bootstrap, prefix, w, share, ready, go, done, Run.batching),
         )
         for w in range(processes)
     ]
@@ -209,7 +260,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--relay-events", type=int, default=40_000, help="events for the relays-over-one-outbox rows")
+    parser.add_argument("--batching", type=parse_batching, default=BatchingConfig(), help="size,wait ms,flush ms")
     args = parser.parse_args()
+    Run.batching = args.batching
 
     raw_times, our_times, relay_times = [], [], []
     with tempfile.TemporaryDirectory(prefix="agentparty-events-bench-") as tmp:
@@ -232,6 +285,7 @@ def main() -> None:
                 our_times.append(total)
                 relay_times.append(relayed)
             latencies = emit_latencies(config, home, prefix, 2000)
+            deliveries = sorted(delivery_latencies(config, home, prefix, 300))
             relay_samples: dict[int, list[tuple[float, int, int]]] = {1: [], 4: []}
             for rep in range(args.repeat):
                 for processes in (1, 4) if rep % 2 == 0 else (4, 1):
@@ -280,6 +334,16 @@ def main() -> None:
             "target": "",
         },
     ]
+    for label, value in (("median", statistics.median(deliveries)), ("p99", deliveries[int(len(deliveries) * 0.99)])):
+        rows.append(
+            {
+                "benchmark": f"emit → delivered, {label}",
+                "seconds": value,
+                "events_per_s": None,
+                "ratio": None,
+                "target": "",
+            }
+        )
     one = statistics.median(t for t, _, _ in relay_samples[1])
     for processes, samples in relay_samples.items():
         seconds = statistics.median(t for t, _, _ in samples)
@@ -309,8 +373,11 @@ def main() -> None:
             )
         )
         return
+    b = args.batching
     print(
         f"{args.events:,} events, median of {args.repeat}; emit() over 2,000 single events; relays: {args.relay_events:,} events"
+        f"; batching: enabled={b.enabled} maxBatchSize={b.max_batch_size} maxWaitTime={b.max_wait_time} ms"
+        f" flushInterval={b.flush_interval} ms"
     )
     print(f"{'benchmark':<40} {'seconds':>10} {'events/s':>10} {'ratio':>6}  target")
     for row in rows:

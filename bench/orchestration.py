@@ -5,8 +5,13 @@
 (a) a compiled 50-step sequential no-op workflow vs a hand-written Prefect flow
     with the same 50 tasks (target ratio <= 1.10);
 (b) 32 parallel steps that each wait 0.5 s (target flow wall time <= 1.5 s);
-(c) validate + compile a 1,000-step DAG (target < 1 s).
+(c) validate + compile a 1,000-step DAG (target < 1 s);
+(d) with --tracing: the workflows of (a) and four agent steps with tool calls, tracing on (OTLP to the trace
+    viewer `agentparty up --traces` runs, --traces-endpoint, else a stand-in receiver) against off, in
+    alternating child processes, --rounds of each (target: on <= 1.05 x off; see bench/_tracing.py).
 Both flows of (a) are async and run against the same local Prefect server.
+
+    python bench/orchestration.py --tracing [--tracing-only] [--rounds 5] [--traces-endpoint URL]
 """
 
 from __future__ import annotations
@@ -124,7 +129,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--tracing", action="store_true", help="add (d): tracing on against off")
+    parser.add_argument("--tracing-only", action="store_true", help="(d) alone")
+    parser.add_argument("--rounds", type=int, default=5, help="(d): child processes of each side")
+    parser.add_argument("--traces-endpoint", help="(d): OTLP/HTTP traces URL of the collector to export to")
     args = parser.parse_args()
+    if args.tracing_only:
+        _print(*_tracing_rows(args), as_json=args.json)
+        return
 
     from agentparty.models import WorkflowDefinition
 
@@ -183,12 +195,29 @@ def main() -> None:
         ),
         _row("(c) validate + compile 1,000-step DAG", statistics.median(compile_times), None, "< 1 s"),
     ]
-    if args.json:
-        print(
-            json.dumps(
-                {"repeat": args.repeat, "rows": rows, "samples": {**samples, "compile": compile_times}}, indent=2
-            )
-        )
+    info: dict[str, Any] = {"repeat": args.repeat, "samples": {**samples, "compile": compile_times}}
+    if args.tracing:
+        tracing_rows, tracing_info = _tracing_rows(args)
+        rows += tracing_rows
+        info["tracing"] = tracing_info
+    _print(rows, info, as_json=args.json)
+
+
+def _tracing_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(d), against a bench server of its own; the collector: --traces-endpoint, the running viewer, a stand-in."""
+    from _tracing import compare
+
+    from agentparty.runtime.settings import Settings
+    from agentparty.runtime.trace_viewer import recorded_endpoint
+
+    endpoint = args.traces_endpoint or recorded_endpoint(Settings().home)
+    with benchmark_server():
+        return compare(args.rounds, args.repeat, endpoint)
+
+
+def _print(rows: list[dict[str, Any]], info: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"rows": rows, **info}, indent=2))
         return
     print(f"{'benchmark':<58} {'median s':>9} {'ratio':>7}  target")
     for row in rows:
@@ -198,6 +227,9 @@ def main() -> None:
     print(
         "ratios of (b) are against the 0.5 s a step waits; each timed run starts once the server has recorded the previous one"
     )
+    if "tracing" in info or "collector" in info:
+        tracing = info.get("tracing", info)
+        print(f"(d) collector: {tracing['collector']} at {tracing['endpoint']}; {tracing['received'] or ''}")
 
 
 def _row(name: str, seconds: float | None, ratio: float | None = None, target: str = "") -> dict[str, Any]:

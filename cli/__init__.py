@@ -8,7 +8,22 @@ from __future__ import annotations
 
 import typer
 
-from agentparty.cli import agents, api, audit, deploy, events, gdpr, gnn, graph, keys, local, run, templates, validate
+from agentparty.cli import (
+    agents,
+    api,
+    audit,
+    deploy,
+    events,
+    gdpr,
+    gnn,
+    graph,
+    keys,
+    local,
+    monitoring,
+    run,
+    templates,
+    validate,
+)
 
 app = typer.Typer(
     name="agentparty",
@@ -30,3 +45,4 @@ app.add_typer(api.app, name="api")
 app.add_typer(audit.app, name="audit")
 app.add_typer(gdpr.app, name="gdpr")
 app.add_typer(keys.app, name="keys")
+app.add_typer(monitoring.app, name="monitoring")

@@ -39,8 +39,10 @@ def use_prefect(*, quiet: bool = True, patient: bool = False, api_bind: str | No
     ``patient``: the client retries 10 times, not 5: a SQLite-backed server answers 503 while it waits for
     its write lock, and a worker that gives up marks a run Crashed that would have started a moment later.
     Every command that runs or serves workflows comes here first, so here each endpoint it will use (and
-    ``api_bind``, the API's address when it serves) is checked against ``inTransit`` (:func:`check_in_transit`).
+    ``api_bind``, the API's address when it serves) is checked against ``inTransit`` (:func:`check_in_transit`),
+    and ``monitoring.logging`` is applied to it and the processes it starts (before Prefect reads it).
     """
+    configure_logs(quiet=quiet)
     from agentparty.runtime.local_services import use_prefect_api
 
     if quiet:
@@ -50,6 +52,14 @@ def use_prefect(*, quiet: bool = True, patient: bool = False, api_bind: str | No
     url = use_prefect_api(settings(), lambda ui: typer.echo(f"started the Prefect server at {ui}", err=True))
     check_in_transit(url, api_bind)
     return url
+
+
+def configure_logs(*, quiet: bool = False) -> None:
+    """``monitoring.logging`` for this process and the workers' flow runs it starts (``runtime/structured_logs.py``);
+    ``quiet``: the command prints a run's progress itself, and its own log lines are warnings and errors only."""
+    from agentparty.runtime.structured_logs import configure_logging
+
+    configure_logging(settings().load_sdk_configuration().monitoring.logging, quiet=quiet)
 
 
 def check_in_transit(prefect_api_url: str | None, api_bind: str | None = None) -> None:
@@ -63,6 +73,18 @@ def check_in_transit(prefect_api_url: str | None, api_bind: str | None = None) -
         check_in_transit(config, sdk, config.audit_log(sdk), prefect_api_url=prefect_api_url, api_bind=api_bind)
     except PlaintextEndpointError as exc:
         raise fail(str(exc)) from None
+
+
+def check_providers() -> None:
+    """Stop a command that will run agents before it starts anything when a configured provider's credentials
+    cannot be resolved (``runtime/provider_auth.py``), naming the provider and the missing variable."""
+    from agentparty.runtime.provider_auth import ProviderCredentialsError, check_provider_credentials
+
+    config = settings()
+    try:
+        check_provider_credentials(config.load_sdk_configuration())
+    except ProviderCredentialsError as exc:
+        raise fail(f"{config.sdk_config}: {exc}") from None
 
 
 def graph_config() -> DatabaseConfig:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from agentparty.cli._bootstrap import settings, use_prefect
+from agentparty.cli._bootstrap import check_providers, settings, use_prefect
 
 if TYPE_CHECKING:
     from agentparty.models.access import ApiAccessConfig
@@ -122,6 +122,7 @@ def api(
             typer.echo(f"warning: API key {entry.name!r}: {entry.key_env} is not set, the key grants nothing", err=True)
     _warn_due(config)
     host, port = host or config.api_host, port or config.api_port
+    check_providers()
     prefect_api = use_prefect(quiet=False, api_bind=host)
 
     from agentparty.api import create_app
@@ -129,7 +130,14 @@ def api(
 
     scheme = "https" if config.api_tls_cert else "http"
     typer.echo(f"Agent Party API on {scheme}://{host}:{port} (docs: /docs), Prefect API {prefect_api}", err=True)
-    serve(create_app(access, settings=config), host, port, tls=(config.api_tls_cert, config.api_tls_key))
+    heartbeat = config.load_sdk_configuration().communication.realtime.heartbeat_interval / 1000
+    serve(
+        create_app(access, settings=config),
+        host,
+        port,
+        tls=(config.api_tls_cert, config.api_tls_key),
+        ws_ping_interval=heartbeat,
+    )
 
 
 def _warn_due(config: Settings) -> None:

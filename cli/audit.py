@@ -1,8 +1,11 @@
 """``agentparty audit verify`` checks the audit log's hash chain; ``audit show`` prints its entries.
 
-``verify`` reads the whole log (``HOME/audit/audit.jsonl``) and names the first
-entry that was edited, removed, inserted or moved (its line and sequence
-number), exiting 1; a chain that holds exits 0 with the entry count.
+``verify`` reads the whole log (``HOME/audit/audit.jsonl``) and its head anchor
+(``audit.head`` beside it) and names the first entry that was edited, removed,
+inserted or moved (its line and sequence number), or the entries removed from
+the end, exiting 1; a chain that holds exits 0 with the entry count and the
+head's hash (worth keeping elsewhere: it is what a rewrite of both files would
+change).
 """
 
 from __future__ import annotations
@@ -31,21 +34,22 @@ def _log_path(path: Path | None) -> Path:
 
 @app.command()
 def verify(path: PathOption = None) -> None:
-    """Check that no entry was edited, removed or reordered; name the first one that was (exit 1)."""
-    from agentparty.runtime.audit import verify as verify_chain
+    """Check that no entry was edited, removed, reordered or cut off the end; name the first one that was (exit 1)."""
+    from agentparty.runtime.audit import check, head_path
 
     log = _log_path(path)
-    if not log.exists():
+    if not log.exists() and not head_path(log).exists():
         typer.echo(f"{log}: no audit log yet")
         return
-    broken = verify_chain(log)
-    if broken is not None:
-        where = f"entry {broken.seq}" if broken.seq is not None else "an entry"
-        typer.echo(f"{log}:{broken.line}: chain broken at {where}: {broken.reason}", err=True)
+    found = check(log)
+    if found.broken is not None:
+        where = f"entry {found.broken.seq}" if found.broken.seq is not None else "an entry"
+        typer.echo(f"{log}:{found.broken.line}: chain broken at {where}: {found.broken.reason}", err=True)
         raise typer.Exit(1)
-    with log.open(encoding="utf-8") as lines:
-        count = sum(1 for line in lines if line.strip())
-    typer.echo(f"{log}: {count} entries, chain intact")
+    head = f", head at entry {found.head.count} ({found.head.hash})" if found.head is not None else ""
+    typer.echo(f"{log}: {found.entries} entries, chain intact{head}")
+    if found.note:
+        typer.echo(f"{log}: {found.note}")
 
 
 @app.command()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from agentparty.cli._bootstrap import fail, kafka, settings, use_prefect
+from agentparty.cli._bootstrap import check_providers, fail, kafka, settings, use_prefect
 
 PathsArgument = Annotated[
     list[Path], typer.Argument(exists=True, readable=True, help="Workflow definition files, or folders of them.")
@@ -94,7 +94,43 @@ def _workflow_dirs_env(dirs: list[Path]) -> None:
     get_settings.cache_clear()
 
 
-def _run_worker(pool: str, limit: int | None, name: str | None) -> None:
+MetricsAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--metrics-address",
+        help="host:port where this worker serves /metrics of its flow runs without a key (AGENTPARTY_METRICS_ADDRESS).",
+    ),
+]
+
+
+def _worker_metrics(address: str | None) -> list[Any]:
+    """The worker's metrics listener (when an address is given) and OTLP pusher (when ``exportFormats`` lists
+    ``otlp``): its flow-run processes write their metrics to a directory of its own (``PROMETHEUS_MULTIPROC_DIR``,
+    inherited), which both read merged (``runtime/telemetry_multiproc.py``)."""
+    address = address or settings().metrics_address
+    config = settings().load_sdk_configuration().monitoring.metrics
+    if address is None and "otlp" not in config.export_formats:
+        return []
+    from agentparty.runtime.telemetry_export import HOURS, MetricsExporter, start_listener
+    from agentparty.runtime.telemetry_multiproc import use_directory, worker_directory
+
+    home = settings().home
+    directory = None
+    if config.enabled:
+        directory = worker_directory(home, config.retention_period * HOURS)
+        use_directory(directory)
+    exporter = MetricsExporter.build(config, home, multiproc_dir=directory)
+    running: list[Any] = [pusher] if (pusher := exporter.start_otlp("agentparty-worker")) else []
+    if address is not None:
+        try:
+            running.append(listener := start_listener(exporter, address))
+        except (OSError, ValueError) as exc:
+            raise fail(f"metrics listener at {address}: {exc}") from None
+        typer.echo(f"metrics of this worker's flow runs at {listener.url}/metrics", err=True)
+    return running
+
+
+def _run_worker(pool: str, limit: int | None, name: str | None, metrics_address: str | None = None) -> None:
     import asyncio
 
     from prefect.workers.process import ProcessWorker
@@ -102,6 +138,7 @@ def _run_worker(pool: str, limit: int | None, name: str | None) -> None:
     from agentparty.deployments.build import ensure_work_pool
 
     ensure_work_pool(pool)
+    exports = _worker_metrics(metrics_address)
 
     async def main() -> None:
         async with ProcessWorker(work_pool_name=pool, limit=limit, name=name) as worker:
@@ -111,16 +148,21 @@ def _run_worker(pool: str, limit: int | None, name: str | None) -> None:
         asyncio.run(main())
     except KeyboardInterrupt:
         typer.echo("worker stopped", err=True)
+    finally:
+        for running in exports:
+            running.close()
 
 
 def worker(
     pool: PoolOption = None,
     limit: Annotated[int | None, typer.Option(help="Most flow runs this worker runs at once.")] = None,
     name: Annotated[str | None, typer.Option(help="Worker name shown in the UI (default: generated).")] = None,
+    metrics_address: MetricsAddressOption = None,
 ) -> None:
     """Run a Prefect process worker on the work pool: it starts the deployed workflows' runs (run several to scale out)."""
+    check_providers()
     use_prefect(quiet=False, patient=True)
-    _run_worker(_pool(pool), limit, name)
+    _run_worker(_pool(pool), limit, name, metrics_address)
 
 
 def _start_bridge(paths: list[Path]) -> tuple[threading.Event, threading.Thread] | None:
@@ -171,6 +213,7 @@ def serve(
     ] = True,
 ) -> None:
     """Deploy the definitions, then run a worker for them (and the Kafka bridge when a trigger needs it) until Ctrl-C."""
+    check_providers()
     use_prefect(quiet=False, patient=True)
     pool = _pool(pool)
     dirs = _deploy(paths, pool, training)

@@ -42,7 +42,10 @@ def relay(
     once: Annotated[
         bool, typer.Option(help="Send what is pending and exit (else keep relaying until interrupted).")
     ] = False,
-    interval: Annotated[float, typer.Option(help="Seconds between drains when nothing wakes the relay.")] = 1.0,
+    interval: Annotated[
+        float | None,
+        typer.Option(help="Seconds between drains when nothing wakes the relay (default: batching.flushInterval)."),
+    ] = None,
     wait: Annotated[
         float,
         typer.Option(help="With --once, while another process sends: seconds to wait for it to deliver everything."),
@@ -58,7 +61,13 @@ def relay(
 
     config = settings()
     outbox = Outbox.at(config.home, config.event_topic_prefix)
-    relay_ = OutboxRelay(outbox, kafka(), partitions=config.event_partitions, replication=config.event_replication)
+    relay_ = OutboxRelay(
+        outbox,
+        kafka(),
+        batching=config.load_sdk_configuration().communication.batching,
+        partitions=config.event_partitions,
+        replication=config.event_replication,
+    )
     if once:
         report = relay_.drain()
         if not report.sender:
@@ -83,7 +92,7 @@ def relay(
             if (status, pending) != said:
                 typer.echo(f"{status}; pending {pending}", err=True)
                 said = (status, pending)
-            time.sleep(max(interval, 0.5))
+            time.sleep(max(relay_.batching.flush_interval_s if interval is None else interval, 0.5))
     except KeyboardInterrupt:
         relay_.stop()
         raise typer.Exit(0) from None

@@ -2,15 +2,40 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Annotated
+
 import typer
 
-from agentparty.cli._bootstrap import local, migrate_graph, settings
+from agentparty.cli._bootstrap import fail, local, migrate_graph, settings
 from agentparty.cli.events import init_topics
+from agentparty.runtime.trace_viewer import PHOENIX_REQUIREMENT, LocalTraceViewer
+
+if TYPE_CHECKING:
+    from agentparty.runtime.local_services import LocalServices
 
 
-def up() -> None:
+def up(
+    traces: Annotated[
+        bool,
+        typer.Option(
+            "--traces",
+            help="Also start the trace viewer (Arize Phoenix, installed into its own venv on first use) and export "
+            "the spans of later commands of this home to it.",
+        ),
+    ] = False,
+    monitoring: Annotated[
+        bool,
+        typer.Option(
+            "--monitoring",
+            help="Also render the alerting files (agentparty monitoring render) and start Debian's Prometheus and "
+            "Alertmanager on them (apt-get install prometheus prometheus-alertmanager).",
+        ),
+    ] = False,
+) -> None:
     """Start the local services under AGENTPARTY_HOME: the Prefect server with its UI, the Bolt graph server, the Kafka broker."""
     servers, config = local(), settings()
+    if traces:
+        _start_traces(servers.traces)
     server = servers.prefect
     started = server.start()
     typer.echo(
@@ -34,11 +59,46 @@ def up() -> None:
         typer.echo(f"events: using {','.join(config.kafka.bootstrap_servers)} (AGENTPARTY_KAFKA)")
     created = init_topics()
     typer.echo(f"event topics: created {', '.join(created)}" if created else "event topics: up to date")
+    if monitoring:
+        _start_monitoring(servers)
+
+
+def _start_traces(viewer: LocalTraceViewer) -> None:
+    if not viewer.install.installed():
+        typer.echo(f"installing {PHOENIX_REQUIREMENT} into {viewer.install.venv} (once; this takes a few minutes)")
+    started = viewer.start()
+    typer.echo(
+        f"trace viewer (Phoenix) {'started' if started else 'already running'}: UI {viewer.ui_url}, "
+        f"OTLP {viewer.otlp_endpoint}  log: {viewer.log_file}"
+    )
+    typer.echo("spans of later commands of this home go there unless OTEL_EXPORTER_OTLP_ENDPOINT says otherwise")
+
+
+def _start_monitoring(servers: LocalServices) -> None:
+    from agentparty.cli.monitoring import render_files
+
+    render_files()
+    retention = settings().load_sdk_configuration().monitoring.metrics.retention_period
+    try:
+        alertmanager_started = servers.alertmanager.start()
+        prometheus_started = servers.prometheus.start(retention_hours=retention)
+    except FileNotFoundError as exc:
+        raise fail(f"{exc} (Debian's packages; then run `agentparty up --monitoring` again)") from None
+    for name, server, started in (
+        ("Alertmanager", servers.alertmanager, alertmanager_started),
+        ("Prometheus", servers.prometheus, prometheus_started),
+    ):
+        typer.echo(f"{name} {'started' if started else 'already running'}: {server.url}  log: {server.log_file}")
 
 
 def down() -> None:
     """Stop the local services started by `agentparty up`."""
     servers = local()
+    if servers.traces.stop():
+        typer.echo("trace viewer stopped")
+    for name, server in (("Prometheus", servers.prometheus), ("Alertmanager", servers.alertmanager)):
+        if server.stop():
+            typer.echo(f"{name} stopped")
     typer.echo("Prefect server stopped" if servers.prefect.stop() else "Prefect server was not running")
     typer.echo("graph server stopped" if servers.graph.stop() else "graph server was not running")
     typer.echo("Kafka broker stopped" if servers.broker.stop() else "Kafka broker was not running")
@@ -57,6 +117,12 @@ def status() -> None:
     typer.echo(
         f"Kafka broker: {'running' if broker.accepting() else 'stopped'} ({broker.bootstrap_servers}, pid {broker.pid() or '-'})"
     )
+    viewer = servers.traces
+    if viewer.pid() is not None:
+        typer.echo(f"trace viewer: {'running' if viewer.healthy() else 'not answering'} ({viewer.ui_url})")
+    for name, monitor in (("Prometheus", servers.prometheus), ("Alertmanager", servers.alertmanager)):
+        if monitor.pid() is not None:
+            typer.echo(f"{name}: {'running' if monitor.healthy() else 'not answering'} ({monitor.url})")
     from agentparty.runtime.outbox import Outbox
 
     pending = Outbox.at(settings().home).pending_count()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from agentparty.cli._bootstrap import local, settings, use_prefect
+from agentparty.cli._bootstrap import check_providers, local, settings, use_prefect
 
 if TYPE_CHECKING:
     from agentparty.cli.run_stream import ConsoleStream
@@ -72,6 +72,7 @@ def run(
         for error in exc.errors:
             typer.echo(error.render(str(path)), err=True)
         raise typer.Exit(1) from None
+    check_providers()
     ui_url = use_prefect(quiet=not verbose).removesuffix("/api")
     record, emit = _start_servers(graph, events)
 

@@ -25,6 +25,7 @@ from agentparty.models import WorkflowDefinition
 from agentparty.models.run_results import StepResult, WorkflowResult
 from agentparty.models.tools import ToolCallRecord
 from agentparty.runtime.masking import Masker
+from agentparty.runtime.tracing import current_trace_id
 
 if TYPE_CHECKING:
     from agentparty.flows.staffing import Staffing  # its module loads the recommender (torch): only when staffing
@@ -46,10 +47,13 @@ async def publish_steps_table(
     the flow run. ``masker`` (``security.dataMasking``) masks what they show: a step's reason may quote its inputs."""
     if run_id is None:
         return
+    description = f"{definition.name}: {result.status.value} in {result.duration_s:.2f}s, {result.tokens} tokens"
+    if trace_id := current_trace_id():  # the run's trace, to find it in the trace viewer (runtime/tracing.py)
+        description += f"; trace {trace_id}"
     artifact = TableArtifact(
         table=masker.data(result.table()) if masker is not None else result.table(),
         key=_artifact_key(definition, "steps"),
-        description=f"{definition.name}: {result.status.value} in {result.duration_s:.2f}s, {result.tokens} tokens",
+        description=description,
     )
     ctx = FlowRunContext.get()
     # Sent while the engine reports the final state (both wait on a server busy

@@ -44,6 +44,7 @@ from agentparty.runtime.event_bus import EventBus
 from agentparty.runtime.run_recorder import GraphRecorder
 from agentparty.runtime.sealed_results import SealedPickleSerializer
 from agentparty.runtime.settings import get_settings
+from agentparty.runtime.tracing import configure_tracing
 from agentparty.tasks.agent import AgentRunner
 
 # ``StepOutcome`` lives in flows/step_task.py; it stays importable from here only for
@@ -218,6 +219,8 @@ def compile_workflow(
     A failed run raises :class:`WorkflowFailed` (the flow run ends Failed), carrying the result.
     """
     compiled = CompiledWorkflow(definition, Path(source) if source else None, options or CompileOptions())
+    # Before the flow runs: Prefect starts the run's span as the run starts (runtime/tracing.py).
+    configure_tracing(compiled.services.settings, "agentparty-runs")
 
     async def run_workflow(inputs: dict[str, Any] | None = None, resume_key: str | None = None) -> WorkflowResult:
         return await compiled.execute(inputs or {}, resume_key)

@@ -19,6 +19,7 @@ from agentparty.flows.compiler import compile_workflow
 from agentparty.flows.entrypoints import ENTRYPOINT_PREFIX, entrypoint_for, entrypoint_name
 from agentparty.runtime.documents import WorkflowCatalog, load_workflow
 from agentparty.runtime.settings import Settings, get_settings
+from agentparty.runtime.structured_logs import configure_logging
 
 __all__ = ["WORKFLOWS_ENV", "definition_file", "entrypoint_for", "entrypoint_name", "load_deployed_flow", "search_dirs"]
 
@@ -45,6 +46,7 @@ def definition_file(name: str) -> Path | None:
 
 
 def load_deployed_flow(name: str) -> Flow[..., Any]:
+    configure_logging(get_settings().load_sdk_configuration().monitoring.logging)  # a flow-run process: its logs
     path = definition_file(name)
     if path is None:
         searched = ", ".join(str(d) for d in search_dirs())

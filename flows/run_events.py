@@ -56,6 +56,8 @@ class RunEvents:
     username: str
     tally: RunTally = field(default_factory=RunTally)
     """Shared with the run's graph mapping; whoever drives the run adds each step result to it first."""
+    owner_ref: str | None = None
+    """Who started the run over the API (``models/access.owner_ref``), carried on its workflow events for ``/ws``."""
 
     @property
     def correlation_id(self) -> str:
@@ -81,6 +83,7 @@ class RunEvents:
                 workflow_version=self.definition.version,
                 run_key=self.run_key,
                 task_id=self.task_id,
+                owner_ref=self.owner_ref,
                 **payload,
             ),
         )

@@ -29,7 +29,8 @@ from agentparty.runtime.graph_store import GraphWriteError
 from agentparty.runtime.run_index import RunIndex
 from agentparty.runtime.run_recorder import RunGraph
 from agentparty.runtime.settings import get_settings
-from agentparty.tasks.agent import agent_work_of
+from agentparty.runtime.telemetry_metrics import record_run_finished, record_run_started, record_step
+from agentparty.tasks.agent import agent_work_of, current_owner_ref
 
 if TYPE_CHECKING:
     from agentparty.flows.staffing import Staffing
@@ -50,7 +51,9 @@ class RunObservers:
         self.graph = RunGraph(definition, run_key, services.user_id, self.tally) if self.recorder is not None else None
         self.bus = services.event_bus()
         self.events = (
-            RunEvents(definition, run_key, run_id, services.user_id, self.tally) if self.bus is not None else None
+            RunEvents(definition, run_key, run_id, services.user_id, self.tally, current_owner_ref())
+            if self.bus is not None
+            else None
         )
         self._records: dict[str, list[SlotRecord]] = defaultdict(list)
         self.staffing: Staffing | None = None
@@ -66,6 +69,7 @@ class RunObservers:
         """Announce the run; the reason to abort it when the graph refuses its first write."""
         formation = self.staffing.formation_method if self.staffing else FormationMethod.MANUAL
         self._index("start")
+        record_run_started(self.definition.id)
         if self.events is not None:
             self._emit(*self.events.run_started(self._planned_team(), formation))
         if self.graph is None or self.recorder is None:
@@ -92,6 +96,7 @@ class RunObservers:
                 result.reason = f"{result.reason}; {reason}" if result.reason else reason
         result.duration_s = time.perf_counter() - started
         self._index("end", result.status.value)
+        record_run_finished(self.definition.id, "completed" if result.status is StepStatus.COMPLETED else "failed")
         if self.bus is None or self.events is None:
             return
 
@@ -146,6 +151,7 @@ class RunObservers:
         step, clearly; the second value is then the reason to abort the run."""
         records = self._take_records(step)
         self.tally.add(result, records)
+        record_step(step.type, result.status.value, result.duration_s)
         refused = None
         if self.graph is not None and self.recorder is not None and result.status is not StepStatus.SKIPPED:
             try:
@@ -162,7 +168,12 @@ class RunObservers:
             self._emit(*self.events.step_finished(result, records))
         return result, refused
 
-    def step_skipped(self, result: StepResult) -> None:
+    def cancelled(self) -> None:
+        """The run was stopped before it finished (cancelled, or its process interrupted)."""
+        record_run_finished(self.definition.id, "cancelled")
+
+    def step_skipped(self, result: StepResult, kind: str) -> None:
+        record_step(kind, "skipped", 0.0)
         if self.events is not None:
             self._emit(*self.events.step_finished(result, []))
 

@@ -97,6 +97,10 @@ class WorkflowRun:
             run.aborted = refused
         try:
             await asyncio.gather(*(self._drive(sid) for sid in self.c.graph.order))
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # cancelled or interrupted: it will not finish
+                run.observers.cancelled()
+            raise
         finally:
             await run.mcp.aclose()  # the run's MCP servers stop with it (stdio processes end, HTTP sessions close)
         failed = [sid for sid, r in run.results.items() if r.status is StepStatus.FAILED]
@@ -126,7 +130,7 @@ class WorkflowRun:
         reason = self._skip_reason(sid)
         if reason:
             skipped = StepResult(step_id=sid, status=StepStatus.SKIPPED, reason=reason)
-            self.run.observers.step_skipped(skipped)
+            self.run.observers.step_skipped(skipped, self.c.steps[sid].type)
             self._finish(skipped)
             return
         step = self.c.steps[sid]

@@ -29,6 +29,7 @@ from agentparty.runtime.masking import Masker, mask_logs, masker_for
 from agentparty.runtime.model_router import ModelRouter
 from agentparty.runtime.run_recorder import GraphRecorder, configured_recorder
 from agentparty.runtime.settings import Settings
+from agentparty.runtime.telemetry_metrics import configure as configure_metrics
 from agentparty.tasks.agent import ModelAgentRunner
 from agentparty.tasks.agent_loop import LoopObserver, ObserverGroup
 from agentparty.tasks.delegation import enable_delegation
@@ -148,7 +149,9 @@ def run_services(
     observers: tuple[LoopObserver, ...] = (),
 ) -> RunServices:
     """The services of runs under ``settings``; each keyword replaces one (``recorder=None``: record nothing,
-    ``events=None``: emit nothing)."""
+    ``events=None``: emit nothing). Metrics are turned on or off here for the process (``monitoring.metrics``)."""
+    monitoring = settings.load_sdk_configuration().monitoring
+    configure_metrics(monitoring.metrics, monitoring.performance_thresholds.max_response_time)
     return RunServices(
         settings=settings,
         user_id=user_id or settings.user_id,

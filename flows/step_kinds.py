@@ -37,6 +37,7 @@ from agentparty.models.run_results import StepResult, StepStatus, WorkflowFailed
 from agentparty.models.step_errors import StepError, StepValidationError, SubgraphDepthExceeded
 from agentparty.runtime.breakers import CircuitBreaker
 from agentparty.runtime.budgets import Budget
+from agentparty.runtime.tracing import agent_answered, annotate_agent_step
 from agentparty.tasks.agent import AgentRunner, AgentStepRequest, agent_work_of
 from agentparty.tasks.handlers import call_handler, load_handler
 
@@ -184,6 +185,7 @@ class StepRunner:
             body,
             self.c.breaker_for(target, observers.breaker_changed) if target else None,
             observers.attempt_listener(),
+            kind=step.type,
         )
         try:
             outcome = await self.c.task_for(step, policy)(call)
@@ -250,7 +252,9 @@ class StepRunner:
         )
 
         async def body() -> StepOutcome:
+            span = annotate_agent_step(request.agent)
             response = await self.c.agent_runner().run(request)
+            agent_answered(span, response.agent_id, response.model, response.input_tokens, response.output_tokens)
             check_declared_outputs(step, response.output)
             note = None
             if response.fallback_reasons:

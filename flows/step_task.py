@@ -34,7 +34,9 @@ from agentparty.models.engagements import AgentWork
 from agentparty.models.run_results import WorkflowResult
 from agentparty.models.step_errors import CircuitOpenError, RateLimited
 from agentparty.runtime.breakers import CircuitBreaker
+from agentparty.runtime.log_context import log_ids
 from agentparty.runtime.sealed_results import SealedPickleSerializer
+from agentparty.runtime.tracing import annotate_step
 
 FORBIDDEN_IN_NAMES = re.compile(r"[/%&<>]")
 """Characters Prefect refuses in flow and task run names."""
@@ -68,6 +70,8 @@ class StepCall:
     breaker: CircuitBreaker | None = None
     on_attempt: Callable[[str, int], None] | None = None
     """Told (slot, attempt number) as each attempt starts (step started / retried events)."""
+    kind: str = "task"
+    """The step's type (task, decision, parallel), on its trace span."""
 
     def __repr__(self) -> str:  # shown as the task's parameter in the Prefect UI
         return f"StepCall({self.cache_key[:12]})"
@@ -82,7 +86,13 @@ def current_flow_run_id() -> str | None:
 async def _step_attempt(call: StepCall) -> StepOutcome:
     """Body of every step task: one attempt, guarded by the target's circuit breaker."""
     ctx = TaskRunContext.get()
+    with log_ids(step_id=ctx.task.name if ctx else call.run_name):  # each task is named after its step
+        return await _attempt(call, ctx)
+
+
+async def _attempt(call: StepCall, ctx: TaskRunContext | None) -> StepOutcome:
     attempt = ctx.task_run.run_count if ctx else 1
+    annotate_step(call.run_name, call.kind, attempt)  # Prefect's span for this task run is the step's span
     if call.on_attempt is not None:
         call.on_attempt(call.run_name, attempt)
     try:

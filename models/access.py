@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from ._base import CamelModel, NonEmptyStr
+from .graph_keys import stable_id
 from .sdk_config import AccessControlConfig, Permission
 
 Action = Literal["create", "read", "update", "delete"]
@@ -40,6 +41,7 @@ API_RESOURCES: tuple[str, ...] = (
     "events",
     "audit",
     "users",
+    "metrics",
 )
 """What the API's permissions name (``*`` in a permission means all of them)."""
 
@@ -47,9 +49,10 @@ CONDITION_FIELDS: dict[str, frozenset[str]] = {
     "workflows": frozenset({"workflows"}),
     "runs": frozenset({"workflows", "owner"}),
     "approvals": frozenset({"workflows", "owner"}),
+    "events": frozenset({"workflows", "owner"}),
 }
 """Which conditions each resource's objects can be checked against: a workflow has an id, a run (and the
-approval it waits on) a workflow and the key that started it."""
+approval it waits on, and the live messages ``/ws`` sends about it) a workflow and the key that started it."""
 
 _ALL_ACTIONS: list[Action] = ["create", "read", "update", "delete"]
 
@@ -115,6 +118,13 @@ def owner_tag(name: str) -> str:
 def run_owner(tags: list[str] | tuple[str, ...]) -> str | None:
     """The key that started a run, from its tags; None for runs not started over the API."""
     return next((t[len(OWNER_TAG_PREFIX) :] for t in tags if t.startswith(OWNER_TAG_PREFIX)), None)
+
+
+def owner_ref(name: str) -> str:
+    """What a run's events and live stream items carry as its owner: a UUID derived from the key's name (never
+    the key). Not the name itself: data masking would rewrite a name that looks like an e-mail address, and
+    events on the broker need not name anyone; ``/ws`` compares it with the ref of the connected key's name."""
+    return stable_id("api-key-owner", name)
 
 
 def _holds(conditions: Mapping[str, Any], me: str, workflow_id: str | None, owner: str | None) -> bool:

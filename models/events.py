@@ -224,6 +224,9 @@ class WorkflowEventPayload(SeedModel):
     step_count: NonNegativeInt | None = None
     """On ``workflow_run_started``: how many steps the run has (each ends completed, skipped or failed), so a
     reader such as the API's live feed can tell the run's progress from its step events."""
+    owner_ref: str | None = None
+    """The API key that started the run, as :func:`~agentparty.models.access.owner_ref` of its name (never the
+    key): what ``/ws`` checks ``conditions: {owner: self}`` against. None for runs not started over the API."""
 
 
 class WorkflowEvent(BaseEvent[WorkflowEventPayload]):

@@ -52,4 +52,9 @@ class LiveStreamItem(SeedModel):
     """``turn_finished``: the turn's input plus output tokens (0 for a turn taken from its checkpoint)."""
     detail: str | None = None
     """A short line for people: ``turn 2``, ``search_docs ok 3 ms``, ``answered in turn 3``."""
+    workflow_id: str | None = None
+    """The workflow the run runs (None outside one): with ``owner_ref``, what ``/ws`` filters a key limited by
+    its permission's conditions on, without waiting for the run's events (they come through the outbox)."""
+    owner_ref: str | None = None
+    """The API key that started the run (:func:`~agentparty.models.access.owner_ref` of its name, never the key)."""
     timestamp: UtcDatetime = Field(default_factory=utc_now)

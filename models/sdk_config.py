@@ -7,6 +7,8 @@ Rules from the seed enforced here:
 * rate limits are positive integers (strict: no floats, strings or booleans);
 * security settings meet the SOC 2 baseline :data:`SOC2_BASELINE` while ``compliance.soc2`` is on (the
   default); with it off each control may be turned off.
+* with ``compliance.gdpr`` on, the GDPR baseline holds too (``models/compliance.py``: data masking, audit
+  logging, audit trail).
 
 Sections the seed marks required but that a small deployment has no use for
 (OAuth2, alerts, protocols) have safe defaults, so every document the seed
@@ -23,9 +25,9 @@ from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from ._base import CamelModel, NonEmptyStr, PositiveStrictInt
-from .agent import REALTIME_RESPONSE_TIME_MS
+from .alerts import AlertConfig, PerformanceThresholds
 from .authentication import AuthenticationConfig, join_provider_models
-from .authentication import secure_url as _secure_url
+from .compliance import GDPR_RULE, gdpr_problems
 from .graph import SEMVER_PATTERN
 from .model_registry import DEFAULT_MODEL_REGISTRY, ModelRegistry
 from .tools import ToolPolicy
@@ -54,19 +56,37 @@ class RealtimeConfig(CamelModel):
 
 
 class BatchingConfig(CamelModel):
+    """The outbox relay's batching (``runtime/relay.py``: ``RelayBatching``)."""
+
     enabled: bool = True
     max_batch_size: PositiveStrictInt = 100
-    max_wait_time: Annotated[int, Field(ge=0)] = 50
-    """Milliseconds."""
+    max_wait_time: Annotated[int, Field(ge=0)] = 0
+    """Milliseconds. 0, not the seed's 50: waiting for a full batch delayed every lone event and every run's end
+    by 50 ms, for no throughput measured (``python bench/events.py --batching seed`` against ``100,0,100``)."""
     flush_interval: PositiveStrictInt = 100
     """Milliseconds."""
 
 
 class ConnectionPoolConfig(CamelModel):
+    """The provider SDK clients' HTTP pool (``httpx.Limits``): ``maxConnections`` open at once per provider, kept
+    alive ``idleTimeout`` ms when idle."""
+
     max_connections: PositiveStrictInt = 50
     idle_timeout: PositiveStrictInt = 60_000
     """Milliseconds."""
     max_reuse_count: PositiveStrictInt = 1000
+    """Refused unless left at 1000: httpx cannot retire a connection after so many requests."""
+
+    @field_validator("max_reuse_count")
+    @classmethod
+    def _no_reuse_limit(cls, value: int) -> int:
+        if value != 1000:
+            raise ValueError(
+                "communication.connectionPool.maxReuseCount is not supported: httpx, the provider SDKs' HTTP "
+                "client, cannot retire a connection after a number of requests (it closes idle ones after "
+                "idleTimeout); leave maxReuseCount at 1000 or remove it"
+            )
+        return value
 
 
 class ProtocolConfig(CamelModel):
@@ -81,23 +101,60 @@ class CommunicationConfig(CamelModel):
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     connection_pool: ConnectionPoolConfig = Field(default_factory=ConnectionPoolConfig)
     protocols: list[ProtocolConfig] = Field(default_factory=list)
+    """Refused when not empty: the wire protocols are fixed (README, "Live updates")."""
+
+    @field_validator("protocols")
+    @classmethod
+    def _no_protocols(cls, value: list[ProtocolConfig]) -> list[ProtocolConfig]:
+        for index, entry in enumerate(value):
+            raise ValueError(
+                f"communication.protocols[{index}] ({entry.name} {entry.version}) is not supported: agents talk "
+                "through the engine, not over a protocol of their own, and the engine's protocols are fixed "
+                "(HTTP, WebSocket and Server-Sent Events for the API, Kafka for events); TLS is "
+                "security.encryption.inTransit; remove the entry"
+            )
+        return value
 
 
 # --- Monitoring ----------------------------------------------------------------------
 
 
+REFUSED_EXPORT_FORMATS: dict[str, str] = {
+    "statsd": "StatsD export is not implemented: StatsD has no labels and no histograms to carry these metrics; "
+    "use prometheus (a statsd_exporter can bridge the other way)",
+}
+"""Formats the seed lists that are refused at load, and why."""
+
+
 class MetricsConfig(CamelModel):
+    """What ``runtime/telemetry_metrics.py`` records and ``runtime/telemetry_export.py`` serves."""
+
     enabled: bool = True
+    """False: nothing is recorded, and the metrics routes say so."""
     collection_interval: PositiveStrictInt = 10_000
-    """Milliseconds."""
+    """Milliseconds: how often a scrape re-reads the figures kept in stores (outbox, deliveries, approvals,
+    breakers) and compacts a worker's files of finished flow-run processes; scrapes in between reuse them."""
     retention_period: PositiveStrictInt = 168
-    """Hours."""
+    """Hours: how long a worker's aggregate keeps a series no finished process changed, and how long the
+    metrics directory of a worker that is gone stays before it is deleted."""
     export_formats: list[ExportFormat] = Field(default_factory=_json_only)
+    """Served: prometheus (GET /metrics), json (GET /metrics/json), csv (GET /metrics/csv); otlp is pushed to the
+    OTLP endpoint of the standard ``OTEL_EXPORTER_OTLP_*`` variables every collectionInterval."""
+
+    @field_validator("export_formats")
+    @classmethod
+    def _implemented(cls, value: list[ExportFormat]) -> list[ExportFormat]:
+        for i, fmt in enumerate(value):
+            if fmt in REFUSED_EXPORT_FORMATS:
+                raise ValueError(f"exportFormats[{i}] {fmt!r} is refused: {REFUSED_EXPORT_FORMATS[fmt]}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"exportFormats must not repeat, got {value}")
+        return value
 
 
 class ComplianceConfig(CamelModel):
     soc2: bool = True
-    gdpr: bool = False
+    gdpr: bool = Field(default=False, description=GDPR_RULE)
     audit_trail: bool = True
     data_retention: PositiveStrictInt = 365
     """Days."""
@@ -116,76 +173,14 @@ class LoggingConfig(CamelModel):
     compliance: ComplianceConfig = Field(default_factory=ComplianceConfig)
 
 
-class EmailChannelConfig(CamelModel):
-    recipients: Annotated[list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]], Field(min_length=1)]
+# Alerts, their channels and the performance thresholds: models/alerts.py
 
 
-class SlackChannelConfig(CamelModel):
-    webhook_url: str
-    channel: str | None = None
+class TracingConfig(CamelModel):
+    """Extension: what spans carry (``runtime/tracing.py``)."""
 
-    @field_validator("webhook_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return _secure_url(value, "webhookUrl")
-
-
-class WebhookChannelConfig(CamelModel):
-    url: str
-    secret_name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return _secure_url(value, "url")
-
-
-class SmsChannelConfig(CamelModel):
-    phone_numbers: Annotated[list[Annotated[str, Field(pattern=r"^\+[1-9]\d{6,14}$")]], Field(min_length=1)]
-    """E.164 numbers, e.g. +4915112345678."""
-
-
-class EmailChannel(CamelModel):
-    type: Literal["email"] = "email"
-    configuration: EmailChannelConfig
-
-
-class SlackChannel(CamelModel):
-    type: Literal["slack"] = "slack"
-    configuration: SlackChannelConfig
-
-
-class WebhookChannel(CamelModel):
-    type: Literal["webhook"] = "webhook"
-    configuration: WebhookChannelConfig
-
-
-class SmsChannel(CamelModel):
-    type: Literal["sms"] = "sms"
-    configuration: SmsChannelConfig
-
-
-NotificationChannel = Annotated[EmailChannel | SlackChannel | WebhookChannel | SmsChannel, Field(discriminator="type")]
-
-
-class AlertConfig(CamelModel):
-    type: Literal["performance", "error", "security"]
-    threshold: Annotated[float, Field(ge=0.0)]
-    severity: Literal["low", "medium", "high", "critical"]
-    channels: Annotated[list[NotificationChannel], Field(min_length=1)]
-
-
-class PerformanceThresholds(CamelModel):
-    """Objectives that monitoring checks at run time (not schema rules on recorded data)."""
-
-    max_response_time: Annotated[float, Field(gt=0.0)] = REALTIME_RESPONSE_TIME_MS
-    """Milliseconds; seed 002's real-time objective is 200 ms."""
-    max_error_rate: Annotated[float, Field(ge=0.0, le=100.0)] = 5.0
-    """Percent."""
-    min_throughput: Annotated[float, Field(ge=0.0)] = 0.0
-    """Requests per second."""
-    max_memory_usage: Annotated[float, Field(gt=0.0, le=100.0)] = 90.0
-    """Percent."""
+    capture_content: bool = False
+    """Put prompt and completion content in model-turn spans (masked like any run data leaving a run)."""
 
 
 class MonitoringConfig(CamelModel):
@@ -193,6 +188,8 @@ class MonitoringConfig(CamelModel):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     alerts: list[AlertConfig] = Field(default_factory=list)
     performance_thresholds: PerformanceThresholds = Field(default_factory=PerformanceThresholds)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
+    """Extension: span content (``captureContent``)."""
 
 
 # --- Security ------------------------------------------------------------------------
@@ -335,8 +332,9 @@ def soc2_problems(security: SecurityConfig, prefix: str = "") -> list[dict[str, 
 
 
 def soc2_error(problems: list[dict[str, str]]) -> PydanticCustomError:
+    """The SOC 2 and GDPR baselines' problems as one error (``problems`` gives each path its line)."""
     return PydanticCustomError(
-        "soc2_baseline",
+        "compliance_baseline",
         "{summary}",
         {"summary": "; ".join(f"{p['path']}: {p['message']}" for p in problems), "problems": problems},
     )
@@ -422,11 +420,14 @@ class SDKConfiguration(CamelModel):
     def _soc2_baseline(self) -> SDKConfiguration:
         """With ``monitoring.logging.compliance.soc2`` on (the default) the SOC 2 baseline holds; with it off,
         encryption, audit logging, RBAC and rate limiting may each be turned off (benchmarks compare against
-        that, and a lab deployment may want it)."""
-        if self.monitoring.logging.compliance.soc2:
-            problems = soc2_problems(self.security, "security.")
-            if problems:
-                raise soc2_error(problems)
+        that, and a lab deployment may want it). With ``compliance.gdpr`` on, the GDPR baseline holds too,
+        whatever ``soc2`` says; both are reported together."""
+        compliance = self.monitoring.logging.compliance
+        problems = soc2_problems(self.security, "security.") if compliance.soc2 else []
+        if compliance.gdpr:
+            problems = gdpr_problems(self, problems)
+        if problems:
+            raise soc2_error(problems)
         return self
 
     @model_validator(mode="after")

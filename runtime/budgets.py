@@ -29,6 +29,7 @@ from typing import Literal
 
 from agentparty.models.step_errors import BudgetExceeded
 from agentparty.runtime.state_db import state_db
+from agentparty.runtime.telemetry_metrics import record_budget
 
 BudgetLevel = Literal["task", "team", "agent", "user"]
 CHARS_PER_TOKEN = 4.0
@@ -117,6 +118,7 @@ class BudgetLedger:
                     "DO UPDATE SET used = used + excluded.used RETURNING used",
                     (budget.key, tokens),
                 ).fetchone()
+                record_budget(budget.level, used, budget.limit)
                 if used > budget.limit:
                     over.append(BudgetUsage(budget, used, 0))
         if over:

@@ -28,6 +28,7 @@ from prefect.events import emit_event
 
 from agentparty.models.config import KafkaConfig
 from agentparty.models.events import BaseEvent
+from agentparty.models.sdk_config import BatchingConfig
 from agentparty.runtime.local_services import local_services
 from agentparty.runtime.masking import Masker
 from agentparty.runtime.outbox import Outbox
@@ -113,15 +114,26 @@ _LOCK = threading.Lock()
 
 
 def bus_for(
-    home: Path, kafka: KafkaConfig | None, prefix: str, mirror: bool = True, partitions: int = 3, replication: int = 1
+    home: Path,
+    kafka: KafkaConfig | None,
+    prefix: str,
+    mirror: bool = True,
+    partitions: int = 3,
+    replication: int = 1,
+    batching: BatchingConfig | None = None,
 ) -> EventBus:
-    """One bus (one outbox file, one relay thread and producer) per home, broker and topic prefix per process."""
+    """One bus (one outbox file, one relay thread and producer) per home, broker and topic prefix per process;
+    ``batching`` (``communication.batching``) sizes its relay's batches, the built-in configuration's when None."""
     key = (home, ",".join(kafka.bootstrap_servers) if kafka else "", prefix)
     with _LOCK:
         bus = _BUSES.get(key)
         if bus is None:
             outbox = Outbox.at(home, prefix)
-            relay = OutboxRelay(outbox, kafka, partitions=partitions, replication=replication) if kafka else None
+            relay = (
+                OutboxRelay(outbox, kafka, batching=batching, partitions=partitions, replication=replication)
+                if kafka
+                else None
+            )
             bus = _BUSES[key] = EventBus(outbox, relay, mirror)
         return bus
 
@@ -167,4 +179,5 @@ def configured_bus(settings: Settings) -> EventBus | None:
         settings.event_topic_prefix,
         partitions=settings.event_partitions,
         replication=settings.event_replication,
+        batching=settings.load_sdk_configuration().communication.batching,
     )

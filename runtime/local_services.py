@@ -16,8 +16,11 @@ from dataclasses import dataclass
 from agentparty.models.config import KafkaConfig
 from agentparty.runtime.broker import LocalKafkaBroker
 from agentparty.runtime.graph_server import LocalBoltServer
+from agentparty.runtime.monitoring_files import monitoring_dir
+from agentparty.runtime.monitoring_servers import LocalAlertmanager, LocalPrometheus
 from agentparty.runtime.prefect_server import LocalPrefectServer
 from agentparty.runtime.settings import Settings
+from agentparty.runtime.trace_viewer import LocalTraceViewer
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,11 @@ class LocalServices:
     prefect: LocalPrefectServer
     graph: LocalBoltServer
     broker: LocalKafkaBroker
+    traces: LocalTraceViewer
+    """Arize Phoenix, started only by ``agentparty up --traces`` (``runtime/trace_viewer.py``)."""
+    prometheus: LocalPrometheus
+    alertmanager: LocalAlertmanager
+    """Debian's Prometheus and Alertmanager, started only by ``agentparty up --monitoring``."""
 
 
 def local_services(settings: Settings) -> LocalServices:
@@ -33,6 +41,9 @@ def local_services(settings: Settings) -> LocalServices:
         prefect=LocalPrefectServer(home, port=settings.prefect_port),
         graph=LocalBoltServer(home, port=settings.graph_port, http_port=settings.graph_http_port),
         broker=LocalKafkaBroker(home, port=settings.kafka_port),
+        traces=LocalTraceViewer(home, port=settings.traces_port),
+        prometheus=LocalPrometheus(home, monitoring_dir(home), port=settings.prometheus_port),
+        alertmanager=LocalAlertmanager(home, monitoring_dir(home), port=settings.alertmanager_port),
     )
 
 

@@ -1,18 +1,25 @@
 """Per-agent performance figures (seed 002 ``PerformanceMetrics``) and cost, kept as calls finish.
 
 Kept in the process; the graph store persists them with the agent (graph
-issue), and monitoring compares ``response_time`` with
-``REALTIME_RESPONSE_TIME_MS``.
+issue). Each record also feeds the agent's gauges
+(``agentparty_agent_response_time_seconds``, ``agentparty_agent_meets_realtime_objective``:
+``meets_realtime_objective`` checked against ``monitoring.performanceThresholds.maxResponseTime``,
+``runtime/telemetry_metrics.py``), which the generated alerting rules watch; an agent that stops
+meeting the objective is also logged (info) once, when it happens.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from agentparty.models.agent import PerformanceMetrics
+from agentparty.runtime.telemetry_metrics import record_agent_performance
+
+logger = logging.getLogger("agentparty.agents")
 
 
 @dataclass
@@ -23,6 +30,7 @@ class _Tally:
     tokens: int = 0
     total_response_ms: float = 0.0
     cost: float = 0.0
+    meets_objective: bool = True
 
 
 @dataclass
@@ -39,20 +47,25 @@ class AgentMetricsBook:
             tally.tokens += tokens
             tally.cost += cost
             tally.total_response_ms += response_ms
+            meets = record_agent_performance(agent_id, self._metrics(tally))
+            was, tally.meets_objective = tally.meets_objective, meets
+        if was and not meets:
+            logger.info("agent %s: mean response time over the real-time objective", agent_id)
 
     def metrics(self, agent_id: str) -> PerformanceMetrics:
         """``responseTime`` is the mean in ms over all calls; ``uptime`` is seconds since the agent's first call."""
         with self._lock:
             tally = self._tallies.get(agent_id)
-            if tally is None:
-                return PerformanceMetrics()
-            return PerformanceMetrics(
-                response_time=tally.total_response_ms / tally.calls,
-                tokens_used=tally.tokens,
-                requests_completed=tally.calls - tally.errors,
-                error_rate=tally.errors / tally.calls,
-                uptime=max(0.0, self.clock() - tally.first_seen),
-            )
+            return PerformanceMetrics() if tally is None else self._metrics(tally)
+
+    def _metrics(self, tally: _Tally) -> PerformanceMetrics:
+        return PerformanceMetrics(
+            response_time=tally.total_response_ms / tally.calls,
+            tokens_used=tally.tokens,
+            requests_completed=tally.calls - tally.errors,
+            error_rate=tally.errors / tally.calls,
+            uptime=max(0.0, self.clock() - tally.first_seen),
+        )
 
     def cost(self, agent_id: str) -> float:
         with self._lock:

@@ -30,24 +30,28 @@ from pathlib import Path
 
 from agentparty.models import CircuitBreakerConfig, ModelRegistry, SDKConfiguration
 from agentparty.models.model_registry import ModelInfo
+from agentparty.models.sdk_config import ConnectionPoolConfig
 from agentparty.models.step_errors import (
     BudgetExceeded,
     CircuitOpenError,
     ContentPolicyViolation,
     ModelUnavailable,
     ProviderRequestError,
+    RateLimited,
     StepError,
     tries_next_model,
 )
+from agentparty.runtime.audit import AuditLog
 from agentparty.runtime.breakers import BreakerStore, CircuitBreaker, SqliteBreakerStore
 from agentparty.runtime.budgets import Budget, BudgetLedger, estimate_tokens
 from agentparty.runtime.masking import Masker, masker_for
-from agentparty.runtime.provider_auth import ProviderCredentials, configured_providers
+from agentparty.runtime.provider_auth import BASE_URL_ENV, ProviderCredentials, configured_providers
 from agentparty.runtime.providers.base import Completion, CompletionRequest, Provider, TextCallback
 from agentparty.runtime.providers.simulated import SimulatedProvider
 from agentparty.runtime.rate_limits import PrefectRateLimiter, limits_from_runtime
 from agentparty.runtime.secrets import as_secret, redact_exception
 from agentparty.runtime.settings import get_settings
+from agentparty.runtime.telemetry_metrics import record_model_call, record_model_usage, record_rate_limit_refusal
 
 logger = logging.getLogger("agentparty.llm")
 
@@ -59,28 +63,29 @@ _KEY_ENV = {
     "anthropic": ("ANTHROPIC_API_KEY",),
     "google": ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
 }
-_BASE_URL_ENV = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL", "google": "GOOGLE_GEMINI_BASE_URL"}
 
 
 def detect_credentials(
     config: SDKConfiguration | None = None,
     environ: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.time,
+    audit: AuditLog | None = None,
 ) -> dict[str, ProviderCredentials]:
     """Providers that can be called, by name: the SDK configuration's providers (their secrets resolved, or
     :class:`ProviderCredentialsError` naming each that cannot be), then the usual environment variables for
-    a provider type that no configured provider has (named by the type).
+    a provider type that no configured provider has (named by the type). ``audit``: where rotating provider
+    keys record their first use and refusals.
 
     An OpenAI-compatible server (Ollama, vLLM) needs only ``OPENAI_BASE_URL`` or an ``endpoint``.
     """
     environ = os.environ if environ is None else environ
-    found = configured_providers(config.authentication, environ, clock) if config else {}
+    found = configured_providers(config.authentication, environ, clock, audit) if config else {}
     configured_types = {c.provider for c in found.values()}
     for provider, names in _KEY_ENV.items():
         if provider in configured_types or provider in found:
             continue
         key = next((environ[n] for n in names if environ.get(n)), None)
-        base_url = environ.get(_BASE_URL_ENV[provider]) or None
+        base_url = environ.get(BASE_URL_ENV[provider]) or None
         if key or base_url:
             found[provider] = ProviderCredentials(provider, as_secret(key), base_url, provider)
     return found
@@ -102,22 +107,25 @@ def provider_routes(registry: ModelRegistry, config: SDKConfiguration | None) ->
     return routes
 
 
-def build_provider(credentials: ProviderCredentials, timeout: float = 60.0) -> Provider:
+def build_provider(
+    credentials: ProviderCredentials, timeout: float = 60.0, pool: ConnectionPoolConfig | None = None
+) -> Provider:
+    """The provider's adapter; ``pool`` (``communication.connectionPool``) limits its SDK client's HTTP pool."""
     if credentials.provider == "openai":
         # deferred: a provider's SDK loads only when a model of that provider is configured
         from agentparty.runtime.providers.openai_provider import OpenAIProvider
 
-        return OpenAIProvider(credentials.api_key, credentials.base_url, timeout, credentials.auth)
+        return OpenAIProvider(credentials.api_key, credentials.base_url, timeout, credentials.auth, pool)
     if credentials.provider == "anthropic":
         # deferred: a provider's SDK loads only when a model of that provider is configured
         from agentparty.runtime.providers.anthropic_provider import AnthropicProvider
 
-        return AnthropicProvider(credentials.api_key, credentials.base_url, timeout, credentials.auth)
+        return AnthropicProvider(credentials.api_key, credentials.base_url, timeout, credentials.auth, pool)
     if credentials.provider == "google":
         # deferred: a provider's SDK loads only when a model of that provider is configured
         from agentparty.runtime.providers.google_provider import GoogleProvider
 
-        return GoogleProvider(credentials.api_key, credentials.base_url, timeout, credentials.auth)
+        return GoogleProvider(credentials.api_key, credentials.base_url, timeout, credentials.auth, pool)
     raise ValueError(f"unknown provider {credentials.provider!r}")
 
 
@@ -172,8 +180,8 @@ class ModelRouter:
         """The router of this process; a configured provider whose credentials cannot be resolved is reported
         here (:class:`~agentparty.runtime.provider_auth.ProviderCredentialsError`), never skipped."""
         providers: dict[str, Provider] = {"simulated": SimulatedProvider(get_settings().simulated)}
-        for name, credentials in detect_credentials(config, environ, clock).items():
-            providers[name] = build_provider(credentials)
+        for name, credentials in detect_credentials(config, environ, clock, _audit_log(home, config)).items():
+            providers[name] = build_provider(credentials, pool=_connection_pool(config))
         limits = limits_from_runtime(get_settings().agent_runtime.models)
         registry = registry or (config.models if config else get_settings().model_registry())
         return cls(
@@ -254,7 +262,7 @@ class ModelRouter:
                         f"{name}: the conversation needs about {request.context_tokens + request.max_tokens} tokens "
                         f"({request.max_tokens} of them for the answer); its window is {info.capabilities.max_tokens}"
                     )
-                completion = await self._call(info, provider, request, budgets, on_text)
+                completion = await self._call(info, provider, request, budgets, on_text, serving)
             except BudgetExceeded:
                 raise
             except StepError as exc:
@@ -265,6 +273,7 @@ class ModelRouter:
                 last_error = exc
                 continue
             cost = info.pricing.cost(completion.input_tokens, completion.output_tokens) if info.pricing else 0.0
+            record_model_usage(serving, name, completion.input_tokens, completion.output_tokens, cost)
             return RoutedCompletion(
                 completion, name, chain[0], tuple(skipped), cost, info.pricing.currency if info.pricing else "USD"
             )
@@ -279,7 +288,10 @@ class ModelRouter:
         request: CompletionRequest,
         budgets: Sequence[Budget],
         on_text: TextCallback | None,
+        serving: str = "",
     ) -> Completion:
+        """One call to ``provider`` (named ``serving``: the metrics' provider label) under the model's breaker,
+        budgets, rate limit and concurrency bound."""
         breaker = self._breaker(info.name)
         if breaker is not None:
             breaker.acquire()
@@ -291,18 +303,25 @@ class ModelRouter:
         call = dataclasses.replace(request, model=info.name, stream=streaming)
         if self.prompt_masker is not None:  # security.masking.maskPrompts: the model sees the masked forms
             call = dataclasses.replace(call, messages=tuple(self.prompt_masker.model(m) for m in call.messages))
+        called: float | None = None
         try:
             if self.rate_limiter is not None:
                 await self.rate_limiter.acquire(info.name, estimate)
             async with self._slot(info):
+                called = time.perf_counter()
                 completion = await provider.complete(call, on_text)
         except BaseException as exc:
             redact_exception(exc)  # a provider may quote the key back: never let it reach a log or a state
+            if isinstance(exc, RateLimited):  # ours (penaltyStrategy reject) or the provider's 429
+                record_rate_limit_refusal(serving or info.provider)
+            if called is not None and isinstance(exc, Exception):  # the provider was asked, and failed
+                record_model_call(serving or info.provider, info.name, time.perf_counter() - called, ok=False)
             if reservation is not None and self.ledger is not None:
                 self.ledger.release(reservation)
             if breaker is not None and _counts_against_model(exc):
                 breaker.record_failure()
             raise
+        record_model_call(serving or info.provider, info.name, time.perf_counter() - (called or 0.0), ok=True)
         if breaker is not None:
             breaker.record_success()
         if reservation is not None and self.ledger is not None:
@@ -312,6 +331,19 @@ class ModelRouter:
     async def aclose(self) -> None:
         for provider in self.providers.values():
             await provider.aclose()
+
+
+def _audit_log(home: Path, config: SDKConfiguration | None) -> AuditLog | None:
+    """The home's audit log, on under the rule of ``Settings.audit_log`` (for the router's own ``home``)."""
+    if config is None:  # the keyless default: no configured provider, no provider key to audit
+        return None
+    enabled = config.security.audit_logging and config.monitoring.logging.compliance.audit_trail
+    return AuditLog.at(home, enabled=enabled)
+
+
+def _connection_pool(config: SDKConfiguration | None) -> ConnectionPoolConfig:
+    """``communication.connectionPool``, the built-in one when no configuration file is given."""
+    return config.communication.connection_pool if config is not None else ConnectionPoolConfig()
 
 
 def _prompt_masker(config: SDKConfiguration | None) -> Masker | None:

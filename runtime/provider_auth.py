@@ -1,9 +1,13 @@
 """How each configured LLM provider authenticates: keys from the file or the environment, bearer tokens,
 OAuth2 client credentials, and key rotation.
 
-Everything a provider needs is resolved when the model router is built: a variable
-that is not set is reported then, naming the provider and the variable, for all
-providers at once (:class:`ProviderCredentialsError`). A call takes one
+Everything a provider needs is resolved when a command that runs agents loads its
+configuration (:func:`check_provider_credentials`, called by ``agentparty run``,
+``validate``, ``api``, ``worker``, ``serve`` and the API app's start) and again when the
+model router is built: a variable that is not set is reported then, naming the
+provider and the variable, for all providers at once
+(:class:`ProviderCredentialsError`); nothing is fetched over the network (an OAuth2
+token is fetched at the first call, but its ``clientSecretEnv`` must be set). A call takes one
 :class:`Credential` when it starts and keeps it to the end, so a rotation or a token
 refresh never changes the key of a call in flight.
 
@@ -11,7 +15,9 @@ refresh never changes the key of a call in flight.
   use the oldest key still inside ``rotationInterval``, and the newest key once every
   key is past it; a staged key thus takes over exactly when its predecessor is due,
   at the same moment in every process. With rotation on, a key past ``maxAge`` is
-  refused, naming its id and variable (never its value).
+  refused, naming its id and variable (never its value). The audit log records, once
+  per process and key id, the first use of a key (``provider_key.use``) and its
+  refusal (``provider_key.refused``): ``<provider>/<key id>``, never the value.
 * :class:`OAuth2ClientCredentials`: a token from ``tokenEndpoint`` (client id and
   secret in HTTP Basic, RFC 6749 §2.3.1), cached until shortly before it expires.
   Concurrent callers share one token request (single flight), and a 401 triggers one
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 import weakref
@@ -41,7 +48,9 @@ from agentparty.models.authentication import (
     OAuth2Config,
     ProviderConfig,
 )
+from agentparty.models.sdk_config import SDKConfiguration
 from agentparty.models.step_errors import AuthenticationError, NonRetryableError, ProviderUnavailable
+from agentparty.runtime.audit import AuditLog
 from agentparty.runtime.secrets import as_secret, register
 
 logger = logging.getLogger("agentparty.llm")
@@ -53,6 +62,12 @@ EXPIRY_MARGIN = 30.0
 """Seconds before a token's expiry at which it is fetched anew (at most a tenth of its lifetime)."""
 DEFAULT_TOKEN_LIFETIME = 3600.0
 """For a token response without ``expires_in`` (RFC 6749 makes it optional)."""
+BASE_URL_ENV = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL", "google": "GOOGLE_GEMINI_BASE_URL"}
+"""The variable each provider type's official SDK reads its base URL from when it is given none (google-genai:
+the Gemini API's, as the adapter never uses Vertex AI)."""
+_audited_keys: set[tuple[str, str, str, str]] = set()
+"""(audit log, action, provider, key id) recorded by this process: each once, however many calls use the key."""
+_audited_guard = threading.Lock()
 
 
 class ProviderCredentialsError(NonRetryableError, ValueError):
@@ -127,7 +142,10 @@ class KeyRing:
     keys: list[RingKey]
     rotation: ApiKeyRotationConfig
     clock: Callable[[], float] = time.time
+    audit: AuditLog | None = None
+    """Where the first use and a refusal of each key are recorded (once per process and key id)."""
     _warned: set[str] = field(default_factory=set)
+    _audited: set[tuple[str, str]] = field(default_factory=set)
 
     def current(self) -> RingKey:
         now = self.clock()
@@ -135,11 +153,12 @@ class KeyRing:
         if not issued:
             raise AuthenticationError(f"provider {self.provider!r}: none of its keys has reached its createdAt yet")
         if not self.rotation.enabled:
-            return issued[-1]
+            return self._used(issued[-1])
         interval, max_age = self.rotation.rotation_interval * HOUR, self.rotation.max_age * HOUR
         key = next((k for k in issued if now - k.created_at < interval), issued[-1])
         age = now - key.created_at
         if age >= max_age:
+            self._record("provider_key.refused", key, "refused", age_hours=round(age / HOUR, 1))
             raise AuthenticationError(
                 f"provider {self.provider!r}: key {key.id!r} ({key.source}) is {age / HOUR:.0f} h old, past "
                 f"apiKeyRotation.maxAge ({self.rotation.max_age} h): refused; add a newer key"
@@ -153,7 +172,28 @@ class KeyRing:
                 age / HOUR,
                 self.rotation.rotation_interval,
             )
+        return self._used(key)
+
+    def _used(self, key: RingKey) -> RingKey:
+        self._record("provider_key.use", key, "ok")
         return key
+
+    def _record(self, action: str, key: RingKey, outcome: str, **details: object) -> None:
+        """Append ``action`` for ``key`` to the audit log, the first time in this process; a set lookup after."""
+        if self.audit is None or (action, key.id) in self._audited:
+            return
+        self._audited.add((action, key.id))
+        mark = (str(self.audit.path), action, self.provider, key.id)
+        with _audited_guard:
+            if mark in _audited_keys:
+                return
+            _audited_keys.add(mark)
+        try:
+            self.audit.append(
+                "system", action, f"{self.provider}/{key.id}", outcome, source=key.source, pid=os.getpid(), **details
+            )
+        except OSError as exc:  # a read-only home must not stop a call; the log says what went unrecorded
+            logger.warning("audit log: %s of provider %r key %r not recorded: %s", action, self.provider, key.id, exc)
 
     async def acquire(self) -> Credential:
         key = self.current()
@@ -270,16 +310,28 @@ def _status(exc: BaseException) -> object:
     return getattr(cause, "status_code", None) or getattr(cause, "code", None)
 
 
+def check_provider_credentials(config: SDKConfiguration, environ: Mapping[str, str] | None = None) -> None:
+    """Refuse (:class:`ProviderCredentialsError`) a configuration with a provider whose credentials cannot be
+    resolved, naming each provider and variable: what commands that run agents call when they load it, before
+    anything starts. Resolves only (no token request, no audit entry); with no provider configured, a no-op."""
+    if config.authentication.providers:
+        configured_providers(config.authentication, os.environ if environ is None else environ)
+
+
 def configured_providers(
-    auth: AuthenticationConfig, environ: Mapping[str, str], clock: Callable[[], float] = time.time
+    auth: AuthenticationConfig,
+    environ: Mapping[str, str],
+    clock: Callable[[], float] = time.time,
+    audit: AuditLog | None = None,
 ) -> dict[str, ProviderCredentials]:
-    """Every configured provider by name, its secrets resolved; every unresolvable one reported together."""
+    """Every configured provider by name, its secrets resolved; every unresolvable one reported together.
+    ``audit``: where rotating keys record their first use and refusals."""
     found: dict[str, ProviderCredentials] = {}
     problems: list[str] = []
     for index, provider in enumerate(auth.providers):
         where = f"authentication.providers[{index}] ({provider.name})"
         missing: list[str] = []
-        resolved = _resolve(provider, auth, environ, clock, missing)
+        resolved = _resolve(provider, auth, environ, clock, missing, audit)
         problems += [f"{where}: {problem}" for problem in missing]
         if not missing:
             api_key, method = resolved
@@ -295,6 +347,7 @@ def _resolve(
     environ: Mapping[str, str],
     clock: Callable[[], float],
     missing: list[str],
+    audit: AuditLog | None = None,
 ) -> tuple[SecretStr | None, ProviderAuth | None]:
     """A fixed key, or the :class:`ProviderAuth` of the provider's method; problems are appended to ``missing``."""
 
@@ -321,7 +374,7 @@ def _resolve(
             )
             for k in conf.keys
         ]
-        return None, KeyRing(provider.name, keys, auth.api_key_rotation, clock)
+        return None, KeyRing(provider.name, keys, auth.api_key_rotation, clock, audit)
     if isinstance(method, BearerTokenAuthentication):
         conf_t = method.configuration
         token = secret(conf_t.token, conf_t.token_env, "tokenEnv")

@@ -36,6 +36,7 @@ from prefect.concurrency.asyncio import rate_limit
 from prefect.exceptions import ObjectAlreadyExists
 
 from agentparty.models.step_errors import RateLimited
+from agentparty.runtime.telemetry_metrics import record_rate_limit_wait
 
 logger = logging.getLogger("agentparty.rate_limits")
 
@@ -48,6 +49,8 @@ class ModelRateLimit:
     tokens_per_minute: int | None = None
     burst_limit: int | None = None
     penalty_strategy: PenaltyStrategy = "queue"
+    provider: str = ""
+    """The provider named with the limit (``agentparty_rate_limit_waits_total`` is counted per provider)."""
 
     def request_slots(self) -> int:
         if self.penalty_strategy == "throttle":
@@ -103,9 +106,18 @@ class PrefectRateLimiter:
             wanted.append((_limit_name("tpm", model), min(tokens, limit.tokens_per_minute), limit.tokens_per_minute))
         for name, occupy, per_minute in wanted:
             if limit.penalty_strategy != "reject":
-                await rate_limit(name, occupy=occupy, strict=True)
+                await _take_or_wait(model, limit, name, occupy, per_minute)
                 continue
             await _take_or_refuse(model, limit, name, occupy, per_minute)
+
+
+async def _take_or_wait(model: str, limit: ModelRateLimit, name: str, occupy: int, per_minute: int) -> None:
+    """Take the allowance if the server has it now (one request, as before); else count a wait and wait for it."""
+    try:
+        await _take_or_refuse(model, limit, name, occupy, per_minute)
+    except RateLimited:
+        record_rate_limit_wait(limit.provider or model)
+        await rate_limit(name, occupy=occupy, strict=True)
 
 
 async def _take_or_refuse(model: str, limit: ModelRateLimit, name: str, occupy: int, per_minute: int) -> None:
@@ -147,5 +159,6 @@ def limits_from_runtime(models: Mapping[str, object]) -> dict[str, ModelRateLimi
                 tokens_per_minute=tpm,
                 burst_limit=getattr(settings, "burst_limit", None),
                 penalty_strategy=getattr(settings, "penalty_strategy", "queue"),
+                provider=str(getattr(settings, "provider", "") or ""),
             )
     return found

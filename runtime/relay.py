@@ -39,6 +39,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from agentparty.models.config import KafkaConfig
+from agentparty.models.sdk_config import BatchingConfig
 from agentparty.runtime.outbox import Outbox
 from agentparty.runtime.outbox_sender import SenderSlot
 
@@ -52,6 +53,8 @@ EXIT_GRACE_S = 3.0
 """At a process's exit, how long its sending relay waits for the broker's answers to what it has in flight."""
 TOPICS_RETRY_MIN_S, TOPICS_RETRY_MAX_S = 0.5, 5.0
 """While the broker cannot be reached, how long the sender waits before asking again (doubling up to the maximum)."""
+LINGER_MS = 5
+"""librdkafka's ``linger.ms`` within a drain (which ends with a flush, so it never delays a drain's last batch)."""
 STANDBY_POLL_S = 0.2
 """How often a standby relay tries to take the sender slot (and so how soon it takes over from a dead sender)."""
 
@@ -71,14 +74,42 @@ def client_config(config: KafkaConfig) -> dict[str, Any]:
     return settings
 
 
-def producer_config(config: KafkaConfig, message_timeout_ms: int = 10_000) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RelayBatching:
+    """``communication.batching`` (seed 002) as the relay applies it.
+
+    ``rows`` (``maxBatchSize``): events read from the outbox and handed to the producer per batch, and the most
+    librdkafka puts in one request (``batch.num.messages``). ``wait_s`` (``maxWaitTime``): woken by an appender,
+    how long the sender waits for ``rows`` events to be pending before it sends what there is (each drain ends
+    with a flush, so librdkafka's own ``linger.ms`` stays :data:`LINGER_MS`). ``flush_interval_s``
+    (``flushInterval``): how often the sender looks at the outbox when no appender wakes it. Batching off: every
+    event is its own request, sent as soon as it is read (one row per batch, no waiting, no linger).
+    """
+
+    rows: int = 10_000
+    wait_s: float = 0.0
+    flush_interval_s: float = 1.0
+    linger_ms: int = 5
+
+    @classmethod
+    def of(cls, config: BatchingConfig) -> RelayBatching:
+        flush = config.flush_interval / 1000
+        if not config.enabled:
+            return cls(rows=1, wait_s=0.0, flush_interval_s=flush, linger_ms=0)
+        return cls(config.max_batch_size, config.max_wait_time / 1000, flush, LINGER_MS)
+
+
+def producer_config(
+    config: KafkaConfig, message_timeout_ms: int = 10_000, batching: RelayBatching | None = None
+) -> dict[str, Any]:
+    batching = batching or RelayBatching.of(BatchingConfig())
     return {
         **client_config(config),
         "acks": "all",
         "enable.idempotence": True,
-        "linger.ms": 5,
+        "linger.ms": batching.linger_ms,
         "compression.type": "lz4",
-        "batch.num.messages": 10_000,
+        "batch.num.messages": batching.rows,
         "message.timeout.ms": message_timeout_ms,
     }
 
@@ -160,7 +191,7 @@ class OutboxRelay:
         config: KafkaConfig,
         *,
         message_timeout_ms: int = 10_000,
-        batch: int = 10_000,
+        batching: BatchingConfig | None = None,
         partitions: int = 3,
         replication: int = 1,
     ) -> None:
@@ -169,7 +200,8 @@ class OutboxRelay:
         self.partitions = partitions
         self.replication = replication
         self.message_timeout_ms = message_timeout_ms
-        self.batch = batch
+        self.batching = RelayBatching.of(batching or BatchingConfig())
+        """``communication.batching``: the built-in configuration's unless the caller hands one in."""
         self._producer: Any = None
         self._slot: SenderSlot | None = None
         self._lock = threading.RLock()
@@ -183,7 +215,7 @@ class OutboxRelay:
 
     def _new_producer(self) -> Any:
 
-        return Producer(producer_config(self.config, self.message_timeout_ms))
+        return Producer(producer_config(self.config, self.message_timeout_ms, self.batching))
 
     @property
     def is_sender(self) -> bool:
@@ -245,7 +277,7 @@ class OutboxRelay:
             cursor = 0
             batches = 0
             while (max_batches is None or batches < max_batches) and not errors and not self._stop.is_set():
-                rows = self.outbox.pending(self.batch, after=cursor)
+                rows = self.outbox.pending(self.batching.rows, after=cursor)
                 if not rows:
                     break
                 batches += 1
@@ -310,10 +342,12 @@ class OutboxRelay:
         self._wake.set()
         self.outbox.wake_sender()
 
-    def start(self, interval: float = 1.0) -> None:
+    def start(self, interval: float | None = None) -> None:
+        """Relay in a thread: drain when woken, and every ``interval`` seconds (``flushInterval``) otherwise."""
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
+        interval = self.batching.flush_interval_s if interval is None else interval
 
         def loop() -> None:
             try:
@@ -327,13 +361,23 @@ class OutboxRelay:
                         self.drain()
                     except Exception:  # keep relaying: a broken broker must not kill the thread
                         logger.exception("event relay drain failed; retrying")
-                    if not self._stop.is_set():
-                        slot.wait(interval)
+                    if not self._stop.is_set() and slot.wait(interval):
+                        self._fill(slot)
             finally:
                 self._let_go()
 
         self._thread = threading.Thread(target=loop, name="agentparty-event-relay", daemon=True)
         self._thread.start()
+
+    def _fill(self, slot: SenderSlot) -> None:
+        """Woken: wait up to ``maxWaitTime`` for a full batch (``maxBatchSize`` pending), re-counting at each
+        wake-up, so a burst of appends goes out in full batches and a lone event at most that much later."""
+        deadline = time.monotonic() + self.batching.wait_s
+        while not self._stop.is_set() and self.outbox.pending_count() < self.batching.rows:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            slot.wait(left)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop relaying: unsent events stay in the outbox, the slot goes to a standby relay (if any)."""

@@ -70,6 +70,35 @@ class Settings(BaseSettings):
     gnn_timezone: str = "UTC"
     work_pool: str = "agentparty"
     """Prefect process work pool that ``agentparty deploy`` targets and ``agentparty worker`` serves."""
+    traces_endpoint: str | None = None
+    """``AGENTPARTY_TRACES_ENDPOINT``: the OTLP/HTTP traces URL (``…/v1/traces``) spans are exported to, when the
+    standard ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT`` are unset; else the trace
+    viewer ``agentparty up --traces`` started, when it runs; else no tracing at all (``runtime/tracing.py``)."""
+    traces_port: int = 6006
+    """Port of the local trace viewer (Arize Phoenix: UI and OTLP/HTTP) started by ``agentparty up --traces``."""
+    prometheus_port: int = 9090
+    """Port of the local Prometheus started by ``agentparty up --monitoring``."""
+    alertmanager_port: int = 9093
+    """Port of the local Alertmanager started by ``agentparty up --monitoring``."""
+    alert_relay_url: str | None = None
+    """The API's base URL as Alertmanager reaches it, for the alert relay (``/alerts/relay/…``); from
+    ``api_host``/``api_port`` when unset."""
+    alert_window_s: int = Field(default=300, ge=1)
+    """The range of ``rate()`` in the generated alerting rules (at least two ``collectionInterval``s)."""
+    alert_for_s: int = Field(default=300, ge=0)
+    """How long a rule's condition must hold before its alert fires."""
+    alert_group_wait_s: int = Field(default=30, ge=0)
+    """Alertmanager's ``group_wait``: how long it gathers alerts of a group before the first notification."""
+    alert_group_interval_s: int = Field(default=300, ge=1)
+    """Alertmanager's ``group_interval``: how soon a changed group is notified again."""
+    alert_repeat_interval_s: int = Field(default=4 * 3600, ge=1)
+    """Alertmanager's ``repeat_interval``: how often a still-firing alert is sent again."""
+    monitoring_worker_addresses: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """``AGENTPARTY_MONITORING_WORKER_ADDRESSES``: comma-separated ``host:port`` of workers' metrics listeners
+    (``agentparty worker --metrics-address``) that the rendered ``prometheus.yml`` scrapes."""
+    monitoring_api_key_file: Path | None = None
+    """A file holding an API key whose role may read ``metrics``, which the rendered ``prometheus.yml`` sends to the
+    API's ``/metrics``; not needed with ``metrics_address`` (that listener needs no key)."""
     api_host: str = "127.0.0.1"
     api_port: int = 8700
     """Where ``agentparty api`` listens."""
@@ -87,6 +116,10 @@ class Settings(BaseSettings):
     api_graph_retry_seconds: int = Field(default=2, ge=0)
     """How long an API request retries an unreachable graph before it answers 503 (the driver's
     ``max_transaction_retry_time``, 30 s for runs, is far too long for someone waiting on a page)."""
+    metrics_address: Annotated[str, Field(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):\d{1,5}$")] | None = None
+    """``AGENTPARTY_METRICS_ADDRESS``: ``host:port`` of a separate metrics listener without a key (``/metrics``,
+    ``/metrics/json``, ``/metrics/csv``) that the API and ``agentparty worker`` start, for Prometheus to scrape;
+    none when unset (the API's own ``/metrics`` needs a key)."""
     api_access: Path | None = None
     """The API's access file (``ApiAccessConfig``: API keys, roles, rate limit); ``HOME/api-access.yaml`` when unset."""
     sdk_config: Path | None = None
@@ -114,7 +147,9 @@ class Settings(BaseSettings):
             return [Path(part).expanduser() for part in value.split(os.pathsep) if part.strip()]
         return value
 
-    @field_validator("tool_modules", "mcp_commands", "mcp_urls", "trusted_networks", mode="before")
+    @field_validator(
+        "tool_modules", "mcp_commands", "mcp_urls", "trusted_networks", "monitoring_worker_addresses", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -7,7 +7,11 @@ checks each endpoint the process will talk to, or listen on, before it does:
 - the graph database (``bolt://``, ``neo4j://``: ``bolt+s``, ``neo4j+s`` and their
   ``+ssc`` forms are TLS),
 - the Kafka cluster (``PLAINTEXT`` and ``SASL_PLAINTEXT``: ``SSL`` and ``SASL_SSL`` are TLS),
-- each model provider's ``endpoint`` (``http://``),
+- each model provider's ``endpoint`` (``http://``), and the base URL the official SDKs
+  read from the environment (``OPENAI_BASE_URL``, ``ANTHROPIC_BASE_URL``,
+  ``GOOGLE_GEMINI_BASE_URL``) where a provider of that type would use it (one found in
+  the environment, or a configured one without ``endpoint``),
+- each MCP server of the SDK configuration (``tools.mcpServers``) reached by URL,
 - the Prefect API (``http://``).
 
 A plaintext endpoint is allowed when its host is loopback (the local servers
@@ -22,13 +26,15 @@ endpoint and what it would need.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from agentparty.models.sdk_config import SDKConfiguration
 from agentparty.runtime.audit import AuditLog
+from agentparty.runtime.provider_auth import BASE_URL_ENV
 from agentparty.runtime.settings import Settings
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -64,9 +70,14 @@ def _url_endpoint(what: str, url: str, remedy: str, tls_schemes: Iterable[str] =
 
 
 def endpoints(
-    settings: Settings, config: SDKConfiguration, prefect_api_url: str | None = None, api_bind: str | None = None
+    settings: Settings,
+    config: SDKConfiguration,
+    prefect_api_url: str | None = None,
+    api_bind: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> list[Endpoint]:
-    """Every endpoint this process is configured to use (``api_bind``: the API's listening host, when serving)."""
+    """Every endpoint this process is configured to use (``api_bind``: the API's listening host, when serving;
+    ``environ``: where the providers' SDKs read their base URLs, ``os.environ`` by default)."""
     found: list[Endpoint] = []
     if api_bind is not None:
         tls = settings.api_tls_cert is not None and settings.api_tls_key is not None
@@ -89,8 +100,27 @@ def endpoints(
         if provider.endpoint:
             what = f"model provider {provider.name!r} endpoint"
             found.append(_url_endpoint(what, provider.endpoint, "use an https:// endpoint"))
+    found += _provider_env_endpoints(config, os.environ if environ is None else environ)
+    for mcp in config.tools.mcp_servers:
+        if mcp.url is not None:
+            what = f"MCP server {mcp.name!r} url (tools.mcpServers)"
+            found.append(_url_endpoint(what, mcp.url, "use an https:// URL"))
     if prefect_api_url:
         found.append(_url_endpoint("the Prefect API (PREFECT_API_URL)", prefect_api_url, "use an https:// URL"))
+    return found
+
+
+def _provider_env_endpoints(config: SDKConfiguration, environ: Mapping[str, str]) -> list[Endpoint]:
+    """The SDKs' base-URL variables that a provider will use: the SDK reads its variable whenever it is given no
+    base URL, which is so for a provider type found in the environment and a configured one without ``endpoint``."""
+    found: list[Endpoint] = []
+    providers = config.authentication.providers
+    for provider_type, variable in BASE_URL_ENV.items():
+        url = environ.get(variable)
+        of_type = [p for p in providers if p.type == provider_type]
+        if url and (not of_type or any(not p.endpoint for p in of_type)):
+            what = f"model provider base URL ({variable})"
+            found.append(_url_endpoint(what, url, f"use an https:// URL in {variable}"))
     return found
 
 
@@ -130,6 +160,7 @@ def check_in_transit(
     prefect_api_url: str | None = None,
     api_bind: str | None = None,
     actor: str = "system",
+    environ: Mapping[str, str] | None = None,
 ) -> list[TrustedUse]:
     """Refuse (:class:`PlaintextEndpointError`) any plaintext endpoint outside loopback and the trusted networks,
     when ``inTransit`` is on; record each trusted network used in the audit log. Returns those uses."""
@@ -138,7 +169,7 @@ def check_in_transit(
     trusted = [*config.security.encryption.trusted_networks, *settings.trusted_networks]
     refused: list[str] = []
     uses: list[TrustedUse] = []
-    for endpoint in endpoints(settings, config, prefect_api_url, api_bind):
+    for endpoint in endpoints(settings, config, prefect_api_url, api_bind, environ):
         if endpoint.encrypted:
             continue
         loopback, network = classify(endpoint.host, trusted)

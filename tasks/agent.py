@@ -25,9 +25,10 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from prefect.context import TaskRunContext
+from prefect.context import FlowRunContext, TaskRunContext
 
 from agentparty.models import AgentLifecycleState
+from agentparty.models.access import owner_ref, run_owner
 from agentparty.models.agent import AgentInstance, ExecutionContext, ModelConfiguration, WorkflowState
 from agentparty.models.config import AgentRuntimeConfig
 from agentparty.models.engagements import AgentWork, Handoff
@@ -39,6 +40,7 @@ from agentparty.models.step_errors import TemplateError, ToolsRefused
 from agentparty.models.tools import AgentTooling, ToolPolicy
 from agentparty.runtime.budgets import Budget
 from agentparty.runtime.conversations import ConversationStore
+from agentparty.runtime.log_context import log_ids
 from agentparty.runtime.metrics import AgentMetricsBook
 from agentparty.runtime.model_router import ModelRouter
 from agentparty.runtime.providers.base import CompletionRequest
@@ -142,6 +144,10 @@ class ModelAgentRunner:
 
     async def run(self, request: AgentStepRequest) -> AgentStepResponse:
         agent = self._step_agent(request)
+        with log_ids(step_id=request.step_id, agent_id=agent.instance.id):  # what is logged for it names both
+            return await self._run(request, agent)
+
+    async def _run(self, request: AgentStepRequest, agent: StepAgent) -> AgentStepResponse:
         agent_budget = request.agent_token_budget or self.runtime.default_token_budget
         engagement = engagement_key(request.run_key, request.agent_slot)
         lifecycle = self._engage(agent, request, agent_budget, engagement)
@@ -385,6 +391,8 @@ class ModelAgentRunner:
             attempt=attempt,
             attempts=attempts,
             durable=durable,
+            workflow_id=request.workflow_id or None,
+            owner_ref=current_owner_ref(),
         )
         loop = AgentLoop(
             self.router,
@@ -461,6 +469,14 @@ def _summary(log: ConversationLog) -> str:
     counts = log.store.counts(log.engagement)
     said = ", ".join(f"{count} {kind}" for kind, count in sorted(counts.items()))
     return f"conversation {log.engagement}: {sum(counts.values())} messages ({said})"
+
+
+def current_owner_ref() -> str | None:
+    """Who started the flow run this code runs in over the API (its ``agentparty.owner:`` tag, as
+    :func:`~agentparty.models.access.owner_ref`); None outside a flow run or for one started otherwise."""
+    context = FlowRunContext.get()
+    owner = run_owner(tuple(context.flow_run.tags)) if context is not None and context.flow_run else None
+    return owner_ref(owner) if owner is not None else None
 
 
 def _attempt() -> tuple[int, int]:

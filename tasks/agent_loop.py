@@ -34,6 +34,8 @@ from agentparty.runtime.budgets import Budget
 from agentparty.runtime.model_router import ModelRouter, RoutedCompletion
 from agentparty.runtime.providers.base import CompletionRequest
 from agentparty.runtime.secrets import redact
+from agentparty.runtime.telemetry_metrics import record_tool_call
+from agentparty.runtime.tracing import chat_answered, chat_span, tool_answered, tool_span
 from agentparty.tasks.checkpoints import checkpointed, tool_call_key, turn_key
 from agentparty.tasks.context_window import ContextWindow, estimate, summary_request_messages
 from agentparty.tasks.conversation_log import NO_LOG, ConversationLog
@@ -71,6 +73,8 @@ class LoopPlace:
     durable: bool = True
     """Checkpoint each turn and call. False for a loop without tools: its one turn is the step itself, whose
     result is persisted already (a nested checkpoint would only add a task run)."""
+    workflow_id: str | None = None  # the run's workflow, and who started it over the API: what /ws filters on
+    owner_ref: str | None = None
 
 
 class LoopObserver:
@@ -266,8 +270,11 @@ class AgentLoop:
         def streamed(delta: str) -> None:
             self.observer.text(place, turn, delta)
 
-        def ask() -> Awaitable[RoutedCompletion]:
-            return self.router.complete(request, model=request.model, budgets=budgets, on_text=streamed)
+        async def ask() -> RoutedCompletion:
+            with chat_span(request, place.agent_id, place.agent_name, place.step_id, turn) as span:
+                routed = await self.router.complete(request, model=request.model, budgets=budgets, on_text=streamed)
+                chat_answered(span, routed)
+                return routed
 
         if not place.durable:
             return await ask(), False
@@ -337,7 +344,9 @@ class AgentLoop:
         tool = toolbox.get(call.name)
         cached = False
         if tool is None:
-            result = _refusal(call, toolbox)
+            with tool_span(call.name, call.id, arguments=call.arguments, step_id=place.step_id) as span:
+                result = _refusal(call, toolbox)
+                tool_answered(span, content=result.content, is_error=True, refused=result.refused)
         else:
             result, cached = await self._checkpointed_call(tool, call, shown, turn, index, place)
         record = ToolCallRecord(
@@ -354,6 +363,7 @@ class AgentLoop:
             cached=cached,
         )
         self.observer.tool_finished(place, turn, record)
+        record_tool_call(tool.name if tool else "(unknown)", record)
         return result, record
 
     async def _checkpointed_call(
@@ -372,8 +382,14 @@ class AgentLoop:
         )
 
         async def approved_call() -> ToolResult:
-            refused = await self._approval(tool, call, shown, turn, index, place)
-            return refused if refused is not None else await tool.call(call.id, call.arguments, context)
+            tool_type = "extension" if tool.spec.source == "mcp" else "function"
+            with tool_span(
+                tool.name, call.id, tool_type=tool_type, arguments=call.arguments, step_id=place.step_id
+            ) as span:
+                refused = await self._approval(tool, call, shown, turn, index, place)
+                result = refused if refused is not None else await tool.call(call.id, call.arguments, context)
+                tool_answered(span, content=result.content, is_error=result.is_error, refused=result.refused)
+                return result
 
         if place.durable:
             key = tool_call_key(place.run_key, place.slot, tool.name, own_key, turn, index, call.arguments)

@@ -66,6 +66,8 @@ class LiveUpdates(LoopObserver):
                     run_key=place.run_key,
                     step_id=place.slot,
                     turn=turn,
+                    workflow_id=place.workflow_id,
+                    owner_ref=place.owner_ref,
                     **fields,
                 )
             )

@@ -21,6 +21,7 @@ import httpx2
 from anthropic.types import Message
 from pydantic import SecretStr
 
+from agentparty.models.sdk_config import ConnectionPoolConfig
 from agentparty.models.step_errors import (
     ContentPolicyViolation,
     InvalidModelOutput,
@@ -34,6 +35,7 @@ from agentparty.runtime.secrets import as_secret, reveal
 from .anthropic_messages import anthropic_messages, read_content, tool_params
 from .base import Completion, CompletionRequest, TextCallback, classify_status, structured_output
 from .conversation import AnswerTool, check_tool_names, conversation
+from .http_pool import sdk_http_client
 
 PLACEHOLDER_API_KEY = "not-needed"
 """Sent to an Anthropic-compatible server (a proxy) when no key is given."""
@@ -73,8 +75,11 @@ class AnthropicProvider:
         base_url: str | None = None,
         timeout: float = 60.0,
         auth: ProviderAuth | None = None,
+        pool: ConnectionPoolConfig | None = None,
     ) -> None:
         self._api_key = as_secret(api_key)
+        self._pool = pool
+        """``communication.connectionPool``: the SDK client's HTTP pool limits (``providers/http_pool.py``)."""
         self._auth = auth
         """Configured authentication: each call takes its credential from it (``x-api-key`` or a bearer token)."""
         self._base_url = base_url
@@ -89,7 +94,11 @@ class AnthropicProvider:
             key = reveal(self._api_key) or (PLACEHOLDER_API_KEY if self._base_url or self._auth else None)
             try:
                 self._client = anthropic.AsyncAnthropic(
-                    api_key=key, base_url=self._base_url, max_retries=0, timeout=self._timeout
+                    api_key=key,
+                    base_url=self._base_url,
+                    max_retries=0,
+                    timeout=self._timeout,
+                    http_client=sdk_http_client(anthropic.DefaultAsyncHttpxClient, self._pool, self._timeout),
                 )
             except anthropic.CredentialsError as exc:
                 raise ModelUnavailable(

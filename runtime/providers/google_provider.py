@@ -28,6 +28,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 from pydantic import SecretStr
 
+from agentparty.models.sdk_config import ConnectionPoolConfig
 from agentparty.models.step_errors import ContentPolicyViolation, ModelUnavailable, ProviderUnavailable, StepError
 from agentparty.runtime.provider_auth import Credential, ProviderAuth, call_with_auth
 from agentparty.runtime.secrets import as_secret, register, reveal
@@ -35,6 +36,7 @@ from agentparty.runtime.secrets import as_secret, register, reveal
 from .base import Completion, CompletionRequest, TextCallback, classify_status, structured_output
 from .conversation import AnswerTool, check_tool_names, conversation
 from .google_messages import ThoughtSignatures, configure_tools, google_contents, read_calls
+from .http_pool import google_http_client
 
 try:  # google-genai's async transport when installed (it falls back to httpx)
     import aiohttp
@@ -82,13 +84,18 @@ class GoogleProvider:
         base_url: str | None = None,
         timeout: float = 60.0,
         auth: ProviderAuth | None = None,
+        pool: ConnectionPoolConfig | None = None,
     ) -> None:
         self._api_key = as_secret(api_key)
+        self._pool = pool
+        """``communication.connectionPool``: the SDK client's HTTP pool limits (``providers/http_pool.py``)."""
         self._auth = auth
         """Configured authentication: each call takes its credential from it (``x-goog-api-key`` or a bearer)."""
         self._base_url = base_url
         self._timeout = timeout
         self._client: genai.Client | None = None
+        self._http: httpx2.AsyncClient | None = None
+        """Ours when a pool is configured: the SDK does not close a client it was handed."""
         self._signatures = ThoughtSignatures()
 
     def _sdk(self, model: str) -> genai.Client:
@@ -102,10 +109,12 @@ class GoogleProvider:
                 raise ModelUnavailable(
                     f"{self.name}/{model}: no API key configured (pass api_key or set GOOGLE_API_KEY)"
                 )
+            self._http = google_http_client(self._pool, self._timeout)
             options = types.HttpOptions(
                 base_url=self._base_url,
                 timeout=_milliseconds(self._timeout),
                 retry_options=types.HttpRetryOptions(attempts=1),
+                httpx_async_client=self._http,
             )
             self._client = genai.Client(api_key=key, vertexai=False, http_options=options)
         return self._client
@@ -256,6 +265,9 @@ class GoogleProvider:
             await self._client.aio.aclose()
             self._client.close()
             self._client = None
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
 
 def _milliseconds(seconds: float) -> int:

@@ -26,6 +26,7 @@ import httpx2
 import openai
 from pydantic import SecretStr
 
+from agentparty.models.sdk_config import ConnectionPoolConfig
 from agentparty.models.step_errors import ContentPolicyViolation, ModelUnavailable, ProviderUnavailable, StepError
 from agentparty.models.tools import ToolCall
 from agentparty.runtime.provider_auth import Credential, ProviderAuth, call_with_auth
@@ -33,6 +34,7 @@ from agentparty.runtime.secrets import as_secret, register, reveal
 
 from .base import Completion, CompletionRequest, TextCallback, classify_status, confidence_of, structured_output
 from .conversation import conversation, synthetic_call_id
+from .http_pool import sdk_http_client
 from .openai_messages import StreamedToolCalls, openai_messages, openai_tools, parse_tool_calls
 
 PLACEHOLDER_API_KEY = "not-needed"
@@ -59,8 +61,11 @@ class OpenAIProvider:
         base_url: str | None = None,
         timeout: float = 60.0,
         auth: ProviderAuth | None = None,
+        pool: ConnectionPoolConfig | None = None,
     ) -> None:
         self._api_key = as_secret(api_key)
+        self._pool = pool
+        """``communication.connectionPool``: the SDK client's HTTP pool limits (``providers/http_pool.py``)."""
         self._auth = auth
         """Configured authentication: each call takes its credential from it (``Authorization: Bearer``)."""
         self._base_url = base_url
@@ -83,7 +88,11 @@ class OpenAIProvider:
                     f"{self.name}/{model}: no API key configured (pass api_key or set OPENAI_API_KEY)"
                 )
             self._client = openai.AsyncOpenAI(
-                api_key=key, base_url=self._base_url, max_retries=0, timeout=self._timeout
+                api_key=key,
+                base_url=self._base_url,
+                max_retries=0,
+                timeout=self._timeout,
+                http_client=sdk_http_client(openai.DefaultAsyncHttpxClient, self._pool, self._timeout),
             )
         return self._client
 

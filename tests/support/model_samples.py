@@ -293,8 +293,8 @@ SDK_CONFIGURATION: dict[str, Any] = {
     "communication": {
         "realtime": {"protocol": "sse", "maxLatency": 100, "bufferSize": 64, "heartbeatInterval": 1000},
         "batching": {"enabled": True, "maxBatchSize": 10, "maxWaitTime": 5, "flushInterval": 10},
-        "connectionPool": {"maxConnections": 5, "idleTimeout": 1000, "maxReuseCount": 10},
-        "protocols": [{"name": "bolt", "version": "5", "encryption": True, "compression": False}],
+        "connectionPool": {"maxConnections": 5, "idleTimeout": 1000, "maxReuseCount": 1000},
+        "protocols": [],  # every entry is refused (tests/unit/models/test_communication_config.py)
     },
     "monitoring": {
         "metrics": {
@@ -315,7 +315,14 @@ SDK_CONFIGURATION: dict[str, Any] = {
                 "threshold": 200,
                 "severity": "high",
                 "channels": [
-                    {"type": "email", "configuration": {"recipients": ["ops@example.com"]}},
+                    {
+                        "type": "email",
+                        "configuration": {
+                            "recipients": ["ops@example.com"],
+                            "smarthost": "smtp.example.com:587",
+                            "from": "alerts@example.com",
+                        },
+                    },
                     {
                         "type": "slack",
                         "configuration": {"webhookUrl": "https://hooks.slack.com/services/x", "channel": "#ops"},
@@ -324,7 +331,13 @@ SDK_CONFIGURATION: dict[str, Any] = {
                         "type": "webhook",
                         "configuration": {"url": "https://alerts.example.com/in", "secretName": "ALERT_SECRET"},
                     },
-                    {"type": "sms", "configuration": {"phoneNumbers": ["+4915112345678"]}},
+                    {
+                        "type": "sms",
+                        "configuration": {
+                            "phoneNumbers": ["+4915112345678"],
+                            "gatewayUrl": "https://sms.example.com/send",
+                        },
+                    },
                 ],
             }
         ],

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from support.run_services_support import services
 
 from agentparty.flows import CompileOptions, WorkflowFailed, WorkflowResult, compile_workflow
@@ -111,11 +112,14 @@ def test_throttle_spaces_every_call(tmp_path: Path) -> None:
 
 
 def test_reject_fails_calls_beyond_the_allowance_with_a_retryable_error(tmp_path: Path) -> None:
+    refused = "agentparty_rate_limit_refusals_total"
+    before = REGISTRY.get_sample_value(refused, {"provider": "simulated"}) or 0
     result, _ = run_twenty(tmp_path, ModelRateLimit(requests_per_minute=6, burst_limit=3, penalty_strategy="reject"))
     outcome = statuses(result)
     assert 3 <= outcome.count("completed") <= 5
     failed: list[Any] = [i for i in result.steps["ask"].items or [] if i.status.value == "failed"]
     assert failed and all("RateLimited" in (i.reason or "") and "strategy reject" in (i.reason or "") for i in failed)
+    assert (REGISTRY.get_sample_value(refused, {"provider": "simulated"}) or 0) - before == len(failed)
 
 
 def test_tokens_per_minute_are_charged_with_each_calls_estimate(tmp_path: Path) -> None:

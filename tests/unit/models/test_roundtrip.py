@@ -41,6 +41,7 @@ from agentparty.models import (
 )
 from agentparty.models.events import LIFECYCLE_EVENT_ADAPTER
 from agentparty.models.messages import MESSAGE_ADAPTER
+from agentparty.models.sdk_config import ProtocolConfig
 
 MODEL_MODULES = (
     _base,
@@ -91,6 +92,8 @@ def samples() -> list[tuple[str, type[BaseModel] | TypeAdapter[Any], dict[str, A
     cases += [(name, getattr(models.gnn, name), doc) for name, doc in FEATURES.items()]
     cases += [(name, getattr(models.api, name), doc) for name, doc in API.items()]
     cases += [(name, getattr(tools, name), doc) for name, doc in TOOLS.items()]
+    # An entry on its own: a configuration's `communication.protocols` refuses every entry (test_communication_config)
+    cases += [("ProtocolConfig", ProtocolConfig, {"name": "bolt", "version": "5", "encryption": True})]
     return cases
 
 

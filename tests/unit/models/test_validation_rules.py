@@ -450,6 +450,7 @@ def test_security_must_meet_the_soc2_baseline_while_soc2_compliance_is_on() -> N
 def test_with_soc2_compliance_off_each_baseline_control_may_be_turned_off() -> None:
     doc = copy.deepcopy(SDK_CONFIGURATION)
     doc["monitoring"]["logging"]["compliance"]["soc2"] = False
+    doc["monitoring"]["logging"]["compliance"]["gdpr"] = False  # GDPR needs masking and audit logging on
     doc["security"] = {
         "encryption": {"atRest": False, "inTransit": False},
         "accessControl": {"rbac": False, "rateLimiting": {"enabled": False}},

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from agentparty.models.config import DatabaseConfig, KafkaConfig
 from agentparty.models.sdk_config import EncryptionConfig, SDKConfiguration
+from agentparty.models.tools import McpServer, ToolPolicy
 from agentparty.runtime.audit import AuditLog
 from agentparty.runtime.settings import Settings
 from agentparty.runtime.transit import PlaintextEndpointError, check_in_transit
@@ -131,3 +132,78 @@ def test_in_transit_off_checks_nothing_and_trusted_networks_need_it(tmp_path: Pa
 def test_tls_settings_come_in_pairs(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="api_tls_key"):
         Settings(home=tmp_path, api_tls_cert=tmp_path / "c.pem")
+
+
+# -- provider base URLs from the environment, MCP servers by URL -------------------------------------------------
+
+
+def provider(name: str, kind: str = "openai", endpoint: str | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "name": name,
+        "type": kind,
+        "authentication": {"type": "api_key", "configuration": {"apiKeyEnv": "K"}},
+    }
+    return {**doc, "endpoint": endpoint} if endpoint else doc
+
+
+def with_providers(*providers: dict[str, Any], **encryption: Any) -> SDKConfiguration:
+    doc: dict[str, Any] = {"authentication": {"providers": list(providers)}}
+    return SDKConfiguration.model_validate({**doc, "security": {"encryption": encryption}} if encryption else doc)
+
+
+@pytest.mark.parametrize("variable", ["OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "GOOGLE_GEMINI_BASE_URL"])
+def test_a_plaintext_base_url_from_the_environment_is_refused_naming_the_variable(
+    tmp_path: Path, variable: str
+) -> None:
+    environ = {variable: "http://10.9.8.7:8000/v1"}
+    with pytest.raises(PlaintextEndpointError) as refused:
+        check_in_transit(settings(tmp_path), config(), None, environ=environ)
+    message = str(refused.value)
+    assert f"model provider base URL ({variable}) http://10.9.8.7:8000/v1 is plaintext" in message
+    assert f"use an https:// URL in {variable}" in message
+    for allowed in ("https://llm.example.com/v1", "http://127.0.0.1:11434/v1", "http://localhost:8000"):
+        assert check_in_transit(settings(tmp_path), config(), None, environ={variable: allowed}) == []
+
+
+def test_a_base_url_variable_counts_only_where_a_provider_would_read_it(tmp_path: Path) -> None:
+    environ = {"OPENAI_BASE_URL": "http://10.9.8.7:8000/v1"}
+    every_openai_has_an_endpoint = with_providers(provider("a", endpoint="https://a.example.com/v1"))
+    assert check_in_transit(settings(tmp_path), every_openai_has_an_endpoint, None, environ=environ) == []
+    only_anthropic = with_providers(provider("c", "anthropic", "https://c.example.com"))
+    with pytest.raises(PlaintextEndpointError, match=r"OPENAI_BASE_URL"):  # an OpenAI provider comes from the env
+        check_in_transit(settings(tmp_path), only_anthropic, None, environ=environ)
+    one_without = with_providers(provider("a", endpoint="https://a.example.com/v1"), provider("b"))
+    with pytest.raises(PlaintextEndpointError, match=r"OPENAI_BASE_URL"):  # "b" gets the SDK's variable
+        check_in_transit(settings(tmp_path), one_without, None, environ=environ)
+
+
+def test_a_base_url_variable_in_a_trusted_network_is_accepted_and_audited(tmp_path: Path) -> None:
+    audit = AuditLog.at(tmp_path)
+    environ = {"ANTHROPIC_BASE_URL": "http://10.20.30.40:8080"}
+    uses = check_in_transit(settings(tmp_path), config(trustedNetworks=["10.20.0.0/16"]), audit, environ=environ)
+    assert [(u.endpoint.address, str(u.network)) for u in uses] == [("http://10.20.30.40:8080", "10.20.0.0/16")]
+    (entry,) = [e for e in audit.entries() if e.action == "network.trusted"]
+    assert (entry.target, entry.details["what"]) == (
+        "http://10.20.30.40:8080",
+        "model provider base URL (ANTHROPIC_BASE_URL)",
+    )
+
+
+def mcp_config(url: str, **encryption: Any) -> SDKConfiguration:
+    sdk = config(**encryption)
+    # constructed unvalidated: McpServer itself refuses plain http off loopback, so the check is a second line
+    server = McpServer.model_construct(name="docs", url=url, command=None)
+    return sdk.model_copy(update={"tools": ToolPolicy.model_construct(mcp_servers=[server])})
+
+
+def test_mcp_servers_by_url_are_checked_naming_the_server(tmp_path: Path) -> None:
+    with pytest.raises(PlaintextEndpointError) as refused:
+        check_in_transit(settings(tmp_path), mcp_config("http://10.9.8.7:3000/mcp"), None, environ={})
+    assert "MCP server 'docs' url (tools.mcpServers) http://10.9.8.7:3000/mcp is plaintext" in str(refused.value)
+    audit = AuditLog.at(tmp_path)
+    trusted = mcp_config("http://10.20.30.40:3000/mcp", trustedNetworks=["10.20.0.0/16"])
+    assert len(check_in_transit(settings(tmp_path), trusted, audit, environ={})) == 1
+    assert [e.details["what"] for e in audit.entries()] == ["MCP server 'docs' url (tools.mcpServers)"]
+    for allowed in ("https://mcp.example.com/mcp", "http://127.0.0.1:3000/mcp"):
+        validated = SDKConfiguration.model_validate({"tools": {"mcpServers": [{"name": "docs", "url": allowed}]}})
+        assert check_in_transit(settings(tmp_path), validated, None, environ={}) == []

@@ -1,0 +1,95 @@
+"""The alert relay forwards to real local receivers: signed exactly as our webhooks are, and SMS per number."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from support.alert_receivers import RecordingReceiver
+from support.alerting_support import ALERT_SECRET, ALERT_SECRET_ENV, sms_channel, webhook_channel
+from support.api_support import access_config
+
+from agentparty.api import create_app
+from agentparty.api.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from agentparty.runtime.monitoring_files import ensure_relay_token, read_relay_token
+from agentparty.runtime.settings import Settings
+
+NOTIFICATION = {
+    "version": "4",
+    "status": "firing",
+    "receiver": "alert-0",
+    "alerts": [
+        {
+            "status": "firing",
+            "labels": {"alertname": "AgentPartyModelErrorRateHigh", "severity": "medium"},
+            "annotations": {"summary": "60.0% of openai/gpt-4o calls fail"},
+        }
+    ],
+}
+
+
+@pytest.fixture
+def receiver() -> Iterator[RecordingReceiver]:
+    with RecordingReceiver() as running:
+        yield running
+
+
+@pytest.fixture
+def client(api_home: Path, receiver: RecordingReceiver, monkeypatch: pytest.MonkeyPatch) -> TestClient:
+    monkeypatch.setenv(ALERT_SECRET_ENV, ALERT_SECRET)
+    monkeypatch.setenv("AGENTPARTY_TEST_SMS_TOKEN", "gateway-token-123")
+    channels = [
+        webhook_channel(f"{receiver.url}/hook"),
+        sms_channel(f"{receiver.url}/sms", tokenSecretName="AGENTPARTY_TEST_SMS_TOKEN"),
+    ]
+    alerts = [{"type": "error", "threshold": 5, "severity": "high", "channels": channels}]
+    sdk = api_home / "sdk.yaml"
+    sdk.write_text(yaml.safe_dump({"monitoring": {"alerts": alerts}}))
+    ensure_relay_token(api_home)
+    return TestClient(create_app(access_config(), settings=Settings(home=api_home, sdk_config=sdk)))
+
+
+def post(client: TestClient, home: Path, receiver: str, body: bytes) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {read_relay_token(home)}", "Content-Type": "application/json"}
+    return client.post(f"/alerts/relay/{receiver}", content=body, headers=headers)
+
+
+def test_a_signed_webhook_gets_alertmanager_s_body_unchanged_and_verifiably_signed(
+    client: TestClient, api_home: Path, receiver: RecordingReceiver
+) -> None:
+    body = json.dumps(NOTIFICATION).encode()
+    answer = post(client, api_home, "alert-0-0", body)
+    assert answer.status_code == 200 and answer.json() == {"receiver": "alert-0-0", "posts": 1}
+    [forwarded] = receiver.posts
+    assert forwarded.path == "/hook" and forwarded.body == body
+    headers = forwarded.headers
+    assert verify_signature(ALERT_SECRET, headers[TIMESTAMP_HEADER.lower()], body, headers[SIGNATURE_HEADER.lower()])
+    assert not verify_signature(
+        "another-secret", headers[TIMESTAMP_HEADER.lower()], body, headers[SIGNATURE_HEADER.lower()]
+    )
+
+
+def test_sms_goes_to_the_gateway_once_per_number_with_its_token(
+    client: TestClient, api_home: Path, receiver: RecordingReceiver
+) -> None:
+    answer = post(client, api_home, "alert-0-1", json.dumps(NOTIFICATION).encode())
+    assert answer.json()["posts"] == 2
+    sent = [json.loads(p.body) for p in receiver.posts]
+    assert [s["to"] for s in sent] == ["+4915112345678", "+4915187654321"]
+    assert sent[0]["message"] == "[FIRING] AgentPartyModelErrorRateHigh (medium) 60.0% of openai/gpt-4o calls fail"
+    assert {p.path for p in receiver.posts} == {"/sms"}
+    assert all(p.headers["authorization"] == "Bearer gateway-token-123" for p in receiver.posts)
+
+
+def test_a_failing_receiver_is_502_so_alertmanager_retries(
+    client: TestClient, api_home: Path, receiver: RecordingReceiver
+) -> None:
+    receiver.status = 500
+    answer = post(client, api_home, "alert-0-0", json.dumps(NOTIFICATION).encode())
+    assert answer.status_code == 502 and "answered 500" in answer.json()["detail"]
+    assert post(client, api_home, "alert-0-1", b"not json").status_code == 422

@@ -1,0 +1,82 @@
+"""``agentparty monitoring render``: the three files from the configured ``monitoring``, or a refusal naming it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from support.alerting_support import email_channel, every_channel_alerts, monitoring
+from typer.testing import CliRunner
+
+from agentparty.cli import app
+from agentparty.runtime.settings import get_settings
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("AGENTPARTY_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    yield tmp_path / "home"
+    get_settings.cache_clear()
+
+
+def configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, section: dict[str, Any]) -> Path:
+    sdk = tmp_path / "sdk.yaml"
+    sdk.write_text(yaml.safe_dump({"monitoring": section}))
+    monkeypatch.setenv("AGENTPARTY_SDK_CONFIG", str(sdk))
+    get_settings.cache_clear()
+    return sdk
+
+
+def test_render_writes_into_the_home_by_default_and_into_out(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(tmp_path, monkeypatch, monitoring(*every_channel_alerts()))
+    done = runner.invoke(app, ["monitoring", "render"])
+    assert done.exit_code == 0, done.output
+    for name in ("rules.yml", "alertmanager.yml", "prometheus.yml"):
+        assert f"wrote {home / 'monitoring' / name}" in done.output
+    rules = yaml.safe_load((home / "monitoring" / "rules.yml").read_text())
+    assert len(rules["groups"][0]["rules"]) == 3 + 3
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["monitoring", "render", "--out", str(out)]).exit_code == 0
+    assert (out / "alertmanager.yml").exists() and (home / "monitoring" / "relay-token").exists()
+
+
+def test_short_windows_come_from_settings(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(tmp_path, monkeypatch, {**monitoring(), "metrics": {"collectionInterval": 1000}})
+    monkeypatch.setenv("AGENTPARTY_ALERT_WINDOW_S", "10")
+    monkeypatch.setenv("AGENTPARTY_ALERT_FOR_S", "2")
+    get_settings.cache_clear()
+    assert runner.invoke(app, ["monitoring", "render"]).exit_code == 0
+    rule = yaml.safe_load((home / "monitoring" / "rules.yml").read_text())["groups"][0]["rules"][1]
+    assert "[10s]" in rule["expr"] and rule["for"] == "2s"
+
+
+def test_a_window_too_short_for_the_scrape_interval_is_refused_naming_both(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sdk = configure(tmp_path, monkeypatch, monitoring())
+    monkeypatch.setenv("AGENTPARTY_ALERT_WINDOW_S", "15")
+    get_settings.cache_clear()
+    done = runner.invoke(app, ["monitoring", "render"])
+    assert done.exit_code == 1 and str(sdk) in done.output and "collectionInterval is 10000 ms" in done.output
+
+
+def test_a_channel_that_cannot_deliver_is_refused_at_load(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    channel = email_channel()
+    del channel["configuration"]["smarthost"]
+    configure(
+        tmp_path, monkeypatch, monitoring({"type": "error", "threshold": 5, "severity": "low", "channels": [channel]})
+    )
+    done = runner.invoke(app, ["monitoring", "render"])
+    assert (
+        done.exit_code == 1 and "monitoring.alerts[0].channels[0]" in done.output and "needs smarthost" in done.output
+    )
