@@ -1,19 +1,27 @@
-"""``POST /alerts/relay/{receiver}``: what Alertmanager cannot deliver itself, signed or translated, and forwarded.
+"""``POST /alerts/relay/{receiver}[/{number}]``: what Alertmanager cannot deliver itself, signed or translated, and forwarded.
 
 Alertmanager 0.25 posts its webhook JSON as it is: it cannot sign it with an
 HMAC and cannot speak an SMS gateway's format. The generated
 ``alertmanager.yml`` (``runtime/alert_routes.py``) therefore sends those
-channels here, one receiver per channel (``alert-i-j``: channel ``j`` of
-``monitoring.alerts[i]``):
+channels here (``alert-i-j``: channel ``j`` of ``monitoring.alerts[i]``):
 
-* a ``webhook`` channel with ``secretName``: the body is forwarded unchanged to
-  the channel's URL, signed exactly as our own signed webhooks are
-  (``api/signing.py``: ``X-AgentParty-Timestamp`` and ``X-AgentParty-Signature:
-  sha256=HMAC(secret, "{timestamp}.{body}")``), with the secret read from the
-  variable ``secretName`` per request (rotation needs no restart);
-* an ``sms`` channel: one short text of the alerts, posted as
-  ``{"to": number, "message": text}`` to the ``gatewayUrl`` for each phone number,
-  with ``Authorization: Bearer`` from ``tokenSecretName`` when set.
+* a ``webhook`` channel with ``secretName``, at ``alert-i-j``: the body is
+  forwarded unchanged to the channel's URL, signed exactly as our own signed
+  webhooks are (``api/signing.py``: ``X-AgentParty-Timestamp`` and
+  ``X-AgentParty-Signature: sha256=HMAC(secret, "{timestamp}.{body}")``), with
+  the secret read from the variable ``secretName`` per request (rotation needs no
+  restart);
+* an ``sms`` channel, at ``alert-i-j/k``: one short text of the alerts, posted as
+  ``{"to": number, "message": text}`` to the ``gatewayUrl`` for phone number
+  ``k`` only, with ``Authorization: Bearer`` from ``tokenSecretName`` when set.
+
+One request makes exactly one delivery. Alertmanager retries a failed
+integration (each ``webhook_configs`` entry) on its own, and the renderer gives
+each phone number its own entry, so a gateway failing for one number never makes
+another number's SMS go out twice. What remains is at least once, not exactly
+once: a gateway (or webhook receiver) that accepted a message but whose answer
+was lost (a timeout, a dropped connection) gets that same message again when
+Alertmanager retries.
 
 The caller is Alertmanager, authenticated by the relay token that ``agentparty
 monitoring render`` generated (``HOME/monitoring/relay-token``, which
@@ -53,13 +61,17 @@ FORWARD_TIMEOUT_S = 10.0
 SMS_MAX_CHARS = 612
 """Four concatenated SMS segments."""
 Receiver = Annotated[str, Path(min_length=1, max_length=100, description="alert-I-J: channel J of alerts[I].")]
+Number = Annotated[int, Path(ge=0, le=1000, description="K: the index in the SMS channel's phoneNumbers.")]
 
 
 class RelayDelivered(BaseModel):
     """200: the alert notification was forwarded."""
 
     receiver: str
-    posts: int = Field(description="Requests made: 1 for a webhook, one per phone number for SMS.")
+    number: int | None = Field(
+        default=None, description="The index in phoneNumbers of the SMS sent; none for a webhook."
+    )
+    posts: int = Field(description="Requests made: always 1 (one delivery per relay request).")
 
 
 def _refuse(request: Request, code: int, detail: str) -> HTTPException:
@@ -123,60 +135,83 @@ async def _post(client: httpx.AsyncClient, request: Request, url: str, body: byt
         raise _refuse(request, status.HTTP_502_BAD_GATEWAY, f"{host} answered {answer.status_code}")
 
 
-async def _forward(request: Request, channel: RelayChannel, body: bytes, environ: Mapping[str, str]) -> int:
+async def _forward_webhook(request: Request, channel: WebhookChannelConfig, body: bytes) -> None:
+    assert channel.secret_name is not None  # only signed webhooks are relayed
+    secret = _variable(os.environ, channel.secret_name, "signing secret", request)
     async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT_S) as client:
-        if isinstance(channel, WebhookChannelConfig):
-            assert channel.secret_name is not None  # only signed webhooks are relayed
-            secret = _variable(environ, channel.secret_name, "signing secret", request)
-            await _post(client, request, channel.url, body, signature_headers(secret, body))
-            return 1
-        assert isinstance(channel, SmsChannelConfig) and channel.gateway_url is not None
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            raise _refuse(request, status.HTTP_422_UNPROCESSABLE_CONTENT, "the body is not JSON") from None
-        if not isinstance(payload, dict):
-            raise _refuse(request, status.HTTP_422_UNPROCESSABLE_CONTENT, "the body is not a JSON object")
-        headers = {"Content-Type": "application/json"}
-        if channel.token_secret_name is not None:
-            token = _variable(environ, channel.token_secret_name, "gateway token", request)
-            headers["Authorization"] = f"Bearer {token}"
-        message = sms_text(payload)
-        for number in channel.phone_numbers:
-            sms = json.dumps({"to": number, "message": message}).encode()
-            await _post(client, request, channel.gateway_url, sms, headers)
-        return len(channel.phone_numbers)
+        await _post(client, request, channel.url, body, signature_headers(secret, body))
 
 
-@router.post(
-    f"{RELAY_PATH}/{{receiver}}",
-    response_model=RelayDelivered,
-    responses=declared(
-        413,
-        422,
-        _404="No relayed channel of that name in the configuration the API serves.",
-        _502="The webhook receiver or SMS gateway failed or answered an error; Alertmanager retries.",
-        _401="No relay token as Authorization: Bearer, a wrong one, or none rendered yet (agentparty monitoring render).",
-        _503="The channel's secret variable is not set in the API's environment.",
-    ),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"type": "object", "description": "Alertmanager's JSON."}}},
-        }
-    },
-)
-async def relay_alert(receiver: Receiver, request: Request) -> RelayDelivered:
-    """Forward an Alertmanager notification: signed to a webhook, or as SMS through the channel's gateway.
+async def _forward_sms(request: Request, channel: SmsChannelConfig, number: str, body: bytes) -> None:
+    """Exactly one gateway post, to ``number``: a retry of this request repeats this number only."""
+    assert channel.gateway_url is not None  # required by the channel's model
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise _refuse(request, status.HTTP_422_UNPROCESSABLE_CONTENT, "the body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise _refuse(request, status.HTTP_422_UNPROCESSABLE_CONTENT, "the body is not a JSON object")
+    headers = {"Content-Type": "application/json"}
+    if channel.token_secret_name is not None:
+        token = _variable(os.environ, channel.token_secret_name, "gateway token", request)
+        headers["Authorization"] = f"Bearer {token}"
+    sms = json.dumps({"to": number, "message": sms_text(payload)}).encode()
+    async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT_S) as client:
+        await _post(client, request, channel.gateway_url, sms, headers)
 
-    Only Alertmanager calls this, with the relay token of ``agentparty monitoring render``
-    as ``Authorization: Bearer``.
-    """
+
+def _channel(request: Request, receiver: str) -> RelayChannel:
     _authenticate(request)
     channels: Mapping[str, RelayChannel] = request.app.state.alert_relay_channels
     channel = channels.get(receiver)
     if channel is None:
         raise _refuse(request, status.HTTP_404_NOT_FOUND, f"no relayed alert channel {receiver!r}")
-    body = await _body(request)
-    posts = await _forward(request, channel, body, os.environ)
-    return RelayDelivered(receiver=receiver, posts=posts)
+    return channel
+
+
+_RESPONSES = declared(
+    413,
+    422,
+    _404="No relayed channel (or phone number) of that name in the configuration the API serves.",
+    _502="The webhook receiver or SMS gateway failed or answered an error; Alertmanager retries.",
+    _401="No relay token as Authorization: Bearer, a wrong one, or none rendered yet (agentparty monitoring render).",
+    _503="The channel's secret variable is not set in the API's environment.",
+)
+_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object", "description": "Alertmanager's JSON."}}},
+    }
+}
+
+
+@router.post(f"{RELAY_PATH}/{{receiver}}", response_model=RelayDelivered, responses=_RESPONSES, openapi_extra=_BODY)
+async def relay_alert(receiver: Receiver, request: Request) -> RelayDelivered:
+    """Forward an Alertmanager notification, signed, to a ``webhook`` channel with ``secretName``.
+
+    Only Alertmanager calls this, with the relay token of ``agentparty monitoring render``
+    as ``Authorization: Bearer``.
+    """
+    channel = _channel(request, receiver)
+    if not isinstance(channel, WebhookChannelConfig):
+        detail = f"{receiver!r} is an SMS channel: post to {RELAY_PATH}/{receiver}/K, one per phone number K"
+        raise _refuse(request, status.HTTP_404_NOT_FOUND, detail + " (run `agentparty monitoring render` again)")
+    await _forward_webhook(request, channel, await _body(request))
+    return RelayDelivered(receiver=receiver, posts=1)
+
+
+@router.post(
+    f"{RELAY_PATH}/{{receiver}}/{{number}}", response_model=RelayDelivered, responses=_RESPONSES, openapi_extra=_BODY
+)
+async def relay_sms(receiver: Receiver, number: Number, request: Request) -> RelayDelivered:
+    """Send an Alertmanager notification as one SMS, to phone number ``number`` of an ``sms`` channel.
+
+    Only Alertmanager calls this, with the relay token of ``agentparty monitoring render``
+    as ``Authorization: Bearer``; each phone number is its own Alertmanager
+    integration, so a retry repeats one number's SMS, never another's.
+    """
+    channel = _channel(request, receiver)
+    if not isinstance(channel, SmsChannelConfig) or number >= len(channel.phone_numbers):
+        raise _refuse(request, status.HTTP_404_NOT_FOUND, f"no relayed SMS number {receiver}/{number}")
+    await _forward_sms(request, channel, channel.phone_numbers[number], await _body(request))
+    return RelayDelivered(receiver=receiver, number=number, posts=1)

@@ -3,7 +3,9 @@
 The files come from the SDK configuration's ``monitoring`` section
 (``runtime/alert_rules.py``, ``runtime/alert_routes.py``); ``agentparty up
 --monitoring`` renders them into ``HOME/monitoring`` and starts Debian's
-Prometheus and Alertmanager on them.
+Prometheus and Alertmanager on them. A configuration whose processes would
+serve Prometheus nothing (``monitoring.metrics.exportFormats`` without
+``prometheus``, or metrics off) is refused: its rules could never fire.
 """
 
 from __future__ import annotations

@@ -1,19 +1,25 @@
 """Alertmanager's configuration from the channels of ``monitoring.alerts[]``: pure, no I/O.
 
 Each ``alerts[i]`` becomes the receiver ``alert-i`` holding one Alertmanager
-notifier per channel:
+notifier per channel (an SMS channel: one per phone number):
 
 * ``email``: an ``email_configs`` entry (Alertmanager speaks SMTP itself, to the
   channel's ``smarthost``, as ``from``, STARTTLS per ``requireTls``);
 * ``slack``: a ``slack_configs`` entry posting to the incoming webhook;
-* ``webhook`` with ``secretName``, and ``sms``: a ``webhook_configs`` entry to the
-  API's alert relay, ``POST /alerts/relay/alert-i-j`` (``j``: the channel's index),
-  authenticated with the generated relay token (``http_config.authorization``).
-  Alertmanager 0.25 can neither sign a post with HMAC nor speak an SMS gateway's
-  format, so the relay (``api/alert_relay.py``) signs and forwards the first, and
-  turns the second into one gateway post per phone number;
+* ``webhook`` with ``secretName``: a ``webhook_configs`` entry to the API's alert
+  relay, ``POST /alerts/relay/alert-i-j`` (``j``: the channel's index);
+* ``sms``: one ``webhook_configs`` entry per phone number, ``POST
+  /alerts/relay/alert-i-j/k`` (``k``: the number's index in ``phoneNumbers``).
+  Alertmanager retries each entry of a receiver on its own, so a gateway that
+  fails for one number makes Alertmanager retry that number alone: a number
+  already sent is not sent again (one relay request posts exactly one SMS);
 * ``webhook`` without ``secretName``: a ``webhook_configs`` entry straight to its
   URL (Alertmanager's own JSON, unsigned).
+
+Relayed entries authenticate with the generated relay token
+(``http_config.authorization``). Alertmanager 0.25 can neither sign a post with
+HMAC nor speak an SMS gateway's format, so the relay (``api/alert_relay.py``)
+signs and forwards the first, and turns the second into a gateway post.
 
 Routing: an ``alerts[i]`` rule goes to ``alert-i``; a ``performanceThresholds``
 rule goes to every receiver whose alert has the rule's type (``continue: true``
@@ -71,8 +77,20 @@ class AlertmanagerLayout:
 
 
 def relay_receiver(alert_index: int, channel_index: int) -> str:
-    """The path segment under :data:`RELAY_PATH` of a relayed channel."""
+    """The path segment under :data:`RELAY_PATH` of a relayed channel (an SMS channel's numbers below it)."""
     return f"{alert_name(alert_index)}-{channel_index}"
+
+
+def relay_targets(receiver: str, channel: RelayChannel) -> list[str]:
+    """The relay paths (under :data:`RELAY_PATH`) Alertmanager posts to for one channel, one per delivery.
+
+    A signed webhook is one delivery (``alert-i-j``); an SMS channel is one per
+    phone number (``alert-i-j/k``), each its own Alertmanager integration retried
+    on its own.
+    """
+    if isinstance(channel, SmsChannelConfig):
+        return [f"{receiver}/{k}" for k in range(len(channel.phone_numbers))]
+    return [receiver]
 
 
 def _relayed(channel: NotificationChannel) -> RelayChannel | None:
@@ -121,14 +139,14 @@ def _slack(channel: SlackChannel) -> dict[str, Any]:
     return entry
 
 
-def _relay_webhook(layout: AlertmanagerLayout, receiver: str) -> dict[str, Any]:
+def _relay_webhook(layout: AlertmanagerLayout, target: str) -> dict[str, Any]:
     http_config: dict[str, Any] = {
         "authorization": {"type": "Bearer", "credentials_file": layout.relay_token_file},
     }
     if layout.relay_ca_file is not None:
         http_config["tls_config"] = {"ca_file": layout.relay_ca_file}
     return {
-        "url": f"{layout.relay_url.rstrip('/')}{RELAY_PATH}/{receiver}",
+        "url": f"{layout.relay_url.rstrip('/')}{RELAY_PATH}/{target}",
         "send_resolved": True,
         "http_config": http_config,
     }
@@ -142,8 +160,10 @@ def _receiver(monitoring: MonitoringConfig, index: int, layout: AlertmanagerLayo
             kind, entry = "email_configs", _email(channel.configuration, where, layout.environ)
         elif isinstance(channel, SlackChannel):
             kind, entry = "slack_configs", _slack(channel)
-        elif _relayed(channel) is not None:
-            kind, entry = "webhook_configs", _relay_webhook(layout, relay_receiver(index, j))
+        elif (relayed := _relayed(channel)) is not None:
+            targets = relay_targets(relay_receiver(index, j), relayed)
+            receiver.setdefault("webhook_configs", []).extend(_relay_webhook(layout, t) for t in targets)
+            continue
         else:
             assert isinstance(channel, WebhookChannel)
             kind, entry = "webhook_configs", {"url": channel.configuration.url, "send_resolved": True}

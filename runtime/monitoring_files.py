@@ -8,7 +8,7 @@ there too, so the folder can be mounted into containers as it is
 (``docker-compose.yml``). ``alertmanager.yml`` may hold an SMTP password and a
 Slack webhook URL, and the relay token is a credential: all are written owner-only.
 
-The relay token authenticates Alertmanager to ``POST /alerts/relay/{receiver}``
+The relay token authenticates Alertmanager to ``POST /alerts/relay/{receiver}[/{number}]``
 (``api/alert_relay.py``): generated once per home, kept across renders, read by
 the API per request so that a render while it serves takes effect.
 """
@@ -25,7 +25,14 @@ import yaml
 
 from agentparty.models.sdk_config import MonitoringConfig
 from agentparty.runtime.alert_routes import AlertmanagerLayout, alertmanager_config
-from agentparty.runtime.alert_rules import PrometheusLayout, RuleTiming, ScrapeTarget, alert_rules, prometheus_config
+from agentparty.runtime.alert_rules import (
+    MonitoringRenderError,
+    PrometheusLayout,
+    RuleTiming,
+    ScrapeTarget,
+    alert_rules,
+    prometheus_config,
+)
 from agentparty.runtime.settings import Settings
 
 RULES_FILE = "rules.yml"
@@ -129,6 +136,31 @@ def scrape_warning(settings: Settings) -> str | None:
     return None
 
 
+def exposition_refusal(monitoring: MonitoringConfig) -> str | None:
+    """Why Prometheus could scrape no samples with this configuration, if it could not.
+
+    Every process serves the Prometheus text format (the API's ``/metrics``, the
+    keyless listener, a worker's listener) only when ``exportFormats`` lists
+    ``prometheus`` (``runtime/telemetry_export.py``); otherwise each scrape is a
+    404 and no rule could ever fire. Rendering then would accept the alerts and
+    ignore them, so it is refused instead.
+    """
+    metrics = monitoring.metrics
+    if not metrics.enabled:
+        return (
+            "monitoring.metrics.enabled is false, so nothing is recorded or served for Prometheus to scrape and no "
+            "alert could fire: set it to true and list prometheus in monitoring.metrics.exportFormats"
+        )
+    if "prometheus" not in metrics.export_formats:
+        listed = ", ".join(metrics.export_formats) or "none"
+        return (
+            f"monitoring.metrics.exportFormats lists {listed} but not prometheus, so /metrics serves no Prometheus "
+            "text, every scrape would be refused and no alert could fire: add prometheus to "
+            f"monitoring.metrics.exportFormats (e.g. exportFormats: [{', '.join([*metrics.export_formats, 'prometheus'])}])"
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class RenderedFiles:
     rules: Path
@@ -145,12 +177,16 @@ def render_monitoring(
 ) -> RenderedFiles:
     """Write the three files into ``out`` (the relay token under the home, generated when missing).
 
-    Raises :class:`~agentparty.runtime.alert_rules.MonitoringRenderError` naming a setting that cannot work.
+    Raises :class:`~agentparty.runtime.alert_rules.MonitoringRenderError` naming a setting that cannot work,
+    among them an ``exportFormats`` without ``prometheus`` (:func:`exposition_refusal`), before writing anything.
     """
-    out.mkdir(parents=True, exist_ok=True)
     timing = rule_timing(settings)
     scrape_s = monitoring.metrics.collection_interval / 1000
     rules = alert_rules(monitoring, timing, scrape_s)
+    refused = exposition_refusal(monitoring) if rules["groups"][0]["rules"] else None
+    if refused is not None:
+        raise MonitoringRenderError(refused)
+    out.mkdir(parents=True, exist_ok=True)
     token = ensure_relay_token(settings.home)
     ca_file = settings.api_tls_cert
     routes = alertmanager_config(

@@ -25,21 +25,29 @@ class Post:
     path: str
     headers: dict[str, str]
     body: bytes
+    status: int = 200
+    """What the receiver answered."""
 
 
 class RecordingReceiver:
-    """An HTTP server recording every POST; answers ``status`` (200 unless changed)."""
+    """An HTTP server recording every POST; answers ``status`` (200 unless changed), or what ``answer`` says.
+
+    ``answer``, when set, chooses the status per post (a gateway failing for one
+    phone number, say); each recorded :class:`Post` keeps the status it got.
+    """
 
     def __init__(self) -> None:
         self.posts: list[Post] = []
         self.status = 200
+        self.answer: Callable[[bytes], int] | None = None
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                receiver.posts.append(Post(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(receiver.status)
+                code = receiver.status if receiver.answer is None else receiver.answer(body)
+                receiver.posts.append(Post(self.path, {k.lower(): v for k, v in self.headers.items()}, body, code))
+                self.send_response(code)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

@@ -51,8 +51,12 @@ def slack_channel() -> dict[str, Any]:
 
 
 def monitoring(*alerts: dict[str, Any], **thresholds: Any) -> dict[str, Any]:
-    """A ``monitoring`` section with these ``alerts`` and threshold overrides."""
-    section: dict[str, Any] = {"alerts": list(alerts)}
+    """A ``monitoring`` section with these ``alerts`` and threshold overrides, serving Prometheus' format.
+
+    ``exportFormats`` lists ``prometheus``: without it nothing could be scraped
+    and ``agentparty monitoring render`` refuses the section.
+    """
+    section: dict[str, Any] = {"alerts": list(alerts), "metrics": {"exportFormats": ["json", "prometheus"]}}
     if thresholds:
         section["performanceThresholds"] = thresholds
     return section

@@ -43,7 +43,13 @@ def test_up_monitoring_renders_and_starts_both_and_down_stops_them(
     from agentparty.runtime.settings import get_settings
 
     home = tmp_path / "home"
-    env = {"AGENTPARTY_HOME": str(home), "AGENTPARTY_METRICS_ADDRESS": f"127.0.0.1:{free_port()}"}
+    served = tmp_path / "served.yaml"  # Prometheus' format served, or render refuses (exportFormats defaults to json)
+    served.write_text(yaml.safe_dump({"monitoring": {"metrics": {"exportFormats": ["json", "prometheus"]}}}))
+    env = {
+        "AGENTPARTY_HOME": str(home),
+        "AGENTPARTY_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
+        "AGENTPARTY_SDK_CONFIG": str(served),
+    }
     for name in ("PROMETHEUS_PORT", "ALERTMANAGER_PORT", "PREFECT_PORT", "GRAPH_PORT", "GRAPH_HTTP_PORT", "KAFKA_PORT"):
         env[f"AGENTPARTY_{name}"] = str(free_port())  # none of them taken; `down` finds nothing else of this home
     for name, value in env.items():
@@ -68,7 +74,9 @@ def test_up_monitoring_renders_and_starts_both_and_down_stops_them(
             "severity": "low",
             "channels": [webhook_channel(secret_name=None)],
         }
-        sdk.write_text(yaml.safe_dump({"monitoring": {"alerts": [alert]}}))
+        sdk.write_text(
+            yaml.safe_dump({"monitoring": {"alerts": [alert], "metrics": {"exportFormats": ["prometheus"]}}})
+        )
         rendered = agentparty({**full, "AGENTPARTY_SDK_CONFIG": str(sdk)}, "monitoring", "render")
         assert "Prometheus reloads them" in rendered.stdout and "Alertmanager reloads them" in rendered.stdout
         wait_for(lambda: "AgentPartySecurityAlert0" in rule_names(prometheus), 30, "the new rule loaded")

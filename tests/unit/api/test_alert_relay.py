@@ -1,4 +1,4 @@
-"""``POST /alerts/relay/{receiver}``: only Alertmanager, with the rendered token, reaches a configured channel.
+"""``POST /alerts/relay/{receiver}[/{number}]``: only Alertmanager, with the rendered token, reaches a configured channel.
 
 Forwarding (signing, SMS) is tested against real local receivers in
 tests/integration/api/test_alert_relay_forwarding.py.
@@ -56,6 +56,18 @@ def test_an_unknown_or_unrelayed_receiver_is_404(relay_client: TestClient, api_h
     for receiver in ("alert-9-0", "alert-0-0", "alert-2-0"):  # none; an email channel; an unsigned webhook
         answer = relay_client.post(f"/alerts/relay/{receiver}", json={}, headers=auth)
         assert answer.status_code == 404 and receiver in answer.json()["detail"]
+
+
+def test_sms_is_relayed_per_number_and_a_number_outside_the_channel_is_404(
+    relay_client: TestClient, api_home: Path
+) -> None:
+    auth = relay_auth(api_home)
+    whole = relay_client.post("/alerts/relay/alert-1-1", json={"alerts": []}, headers=auth)  # the SMS channel
+    assert whole.status_code == 404 and "/alerts/relay/alert-1-1/K" in whole.json()["detail"]
+    for target in ("alert-1-1/2", "alert-0-1/0", "alert-2-0/0"):  # a third number; a webhook; an unrelayed one
+        answer = relay_client.post(f"/alerts/relay/{target}", json={"alerts": []}, headers=auth)
+        assert answer.status_code == 404, target
+    assert relay_client.post("/alerts/relay/alert-1-1/-1", json={}, headers=auth).status_code == 422
 
 
 def test_a_signed_webhook_whose_secret_variable_is_unset_is_503(

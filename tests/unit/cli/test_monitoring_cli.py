@@ -49,7 +49,11 @@ def test_render_writes_into_the_home_by_default_and_into_out(
 
 
 def test_short_windows_come_from_settings(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    configure(tmp_path, monkeypatch, {**monitoring(), "metrics": {"collectionInterval": 1000}})
+    configure(
+        tmp_path,
+        monkeypatch,
+        {**monitoring(), "metrics": {"collectionInterval": 1000, "exportFormats": ["prometheus"]}},
+    )
     monkeypatch.setenv("AGENTPARTY_ALERT_WINDOW_S", "10")
     monkeypatch.setenv("AGENTPARTY_ALERT_FOR_S", "2")
     get_settings.cache_clear()
@@ -80,3 +84,33 @@ def test_a_channel_that_cannot_deliver_is_refused_at_load(
     assert (
         done.exit_code == 1 and "monitoring.alerts[0].channels[0]" in done.output and "needs smarthost" in done.output
     )
+
+
+def test_without_prometheus_in_export_formats_render_is_refused_saying_what_to_add(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """exportFormats defaults to [json]: /metrics would answer 404 to every scrape and no alert could fire."""
+    sdk = configure(tmp_path, monkeypatch, {**monitoring(*every_channel_alerts()), "metrics": {}})
+    done = runner.invoke(app, ["monitoring", "render"])
+    assert done.exit_code == 1 and str(sdk) in done.output
+    assert "monitoring.metrics.exportFormats lists json but not prometheus" in done.output
+    assert "add prometheus to monitoring.metrics.exportFormats (e.g. exportFormats: [json, prometheus])" in done.output
+    assert not (home / "monitoring" / "prometheus.yml").exists()  # nothing written, nothing half-rendered
+    configure(tmp_path, monkeypatch, {**monitoring(), "metrics": {"exportFormats": ["csv", "otlp"]}})
+    assert "exportFormats: [csv, otlp, prometheus]" in runner.invoke(app, ["monitoring", "render"]).output
+
+
+def test_the_built_in_configuration_is_refused_too(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AGENTPARTY_SDK_CONFIG", raising=False)
+    get_settings.cache_clear()
+    done = runner.invoke(app, ["monitoring", "render"])
+    assert done.exit_code == 1 and "the built-in configuration" in done.output
+    assert "add prometheus to monitoring.metrics.exportFormats" in done.output
+
+
+def test_metrics_turned_off_is_refused_naming_enabled(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(tmp_path, monkeypatch, {**monitoring(), "metrics": {"enabled": False, "exportFormats": ["prometheus"]}})
+    done = runner.invoke(app, ["monitoring", "render"])
+    assert done.exit_code == 1 and "monitoring.metrics.enabled is false" in done.output

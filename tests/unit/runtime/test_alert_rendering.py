@@ -23,7 +23,7 @@ from support.alerting_support import (
 )
 
 from agentparty.models.sdk_config import MonitoringConfig, SDKConfiguration
-from agentparty.runtime.alert_routes import AlertmanagerLayout, alertmanager_config, relay_channels
+from agentparty.runtime.alert_routes import AlertmanagerLayout, alertmanager_config, relay_channels, relay_targets
 from agentparty.runtime.alert_rules import MonitoringRenderError, RuleTiming, ScrapeTarget, alert_rules, duration
 from agentparty.runtime.monitoring_files import (
     ensure_relay_token,
@@ -91,7 +91,8 @@ def test_routes_send_each_alert_to_its_channels_and_thresholds_to_their_type() -
     assert relayed["url"] == "http://127.0.0.1:8700/alerts/relay/alert-0-1"
     assert relayed["http_config"]["authorization"] == {"type": "Bearer", "credentials_file": "relay-token"}
     assert receivers["alert-1"]["slack_configs"][0]["api_url"].startswith("https://hooks.slack.com/")
-    assert receivers["alert-1"]["webhook_configs"][0]["url"].endswith("/alerts/relay/alert-1-1")
+    sms_urls = [entry["url"] for entry in receivers["alert-1"]["webhook_configs"]]
+    assert sms_urls == [f"http://127.0.0.1:8700/alerts/relay/alert-1-1/{k}" for k in (0, 1)]  # one per number
     assert receivers["alert-2"]["webhook_configs"] == [{"url": "https://alerts.example.com/in", "send_resolved": True}]
     routes = [(r["receiver"], r["matchers"]) for r in routed["route"]["routes"]]
     assert ("alert-0", ['agentparty_source="thresholds"', 'alert_type="error"']) in routes
@@ -99,9 +100,11 @@ def test_routes_send_each_alert_to_its_channels_and_thresholds_to_their_type() -
     assert all(r["continue"] for r in routed["route"]["routes"])
 
 
-def test_only_signed_webhooks_and_sms_go_through_the_relay() -> None:
+def test_only_signed_webhooks_and_sms_go_through_the_relay_and_sms_once_per_number() -> None:
     channels = relay_channels(config(monitoring(*every_channel_alerts())))
     assert sorted(channels) == ["alert-0-1", "alert-1-1"]
+    assert relay_targets("alert-0-1", channels["alert-0-1"]) == ["alert-0-1"]
+    assert relay_targets("alert-1-1", channels["alert-1-1"]) == ["alert-1-1/0", "alert-1-1/1"]
 
 
 def test_an_smtp_password_comes_from_its_variable_or_the_render_is_refused() -> None:
