@@ -16,6 +16,12 @@ The collector is the trace viewer ``agentparty up --traces`` runs (Phoenix),
 ``--traces-endpoint`` when given, else a stand-in OTLP/HTTP receiver started
 here that accepts and counts what it is sent (named as such in the output).
 
+With ``metrics=True`` (``bench/orchestration.py --with-metrics``) the "off" side
+also turns Prometheus recording off (an SDK configuration with
+``monitoring.metrics.enabled: false``), so the comparison is all of
+observability on against all of it off; otherwise metrics stay on (the default)
+on both sides and only tracing differs.
+
     python bench/_tracing.py child on|off RUNS     (what each round starts)
 """
 
@@ -27,6 +33,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -92,28 +99,36 @@ def stand_in_receiver() -> Iterator[tuple[str, dict[str, int]]]:
         server.shutdown()
 
 
-def _child_env(endpoint: str | None) -> dict[str, str]:
+def _child_env(endpoint: str | None, metrics_off: Path | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_") and k != "AGENTPARTY_TRACES_ENDPOINT"}
     if endpoint is not None:
         env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = endpoint
+    if metrics_off is not None:
+        env["AGENTPARTY_SDK_CONFIG"] = str(metrics_off)
     return env
 
 
-def _round(mode: str, endpoint: str, runs: int) -> dict[str, float]:
+def _round(mode: str, endpoint: str, runs: int, metrics_off: Path | None = None) -> dict[str, float]:
     command = [sys.executable, str(HERE / "_tracing.py"), "child", mode, str(runs)]
-    done = subprocess.run(
-        command, env=_child_env(endpoint if mode == "on" else None), capture_output=True, text=True, timeout=900
-    )
+    env = _child_env(endpoint, None) if mode == "on" else _child_env(None, metrics_off)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         raise SystemExit(f"tracing {mode} child failed ({done.returncode}):\n{done.stderr[-3000:]}")
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
-def compare(rounds: int, runs: int, endpoint: str | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def compare(
+    rounds: int, runs: int, endpoint: str | None, *, metrics: bool = False
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rows for the table (medians over rounds of each child's median) and the samples; needs the bench server."""
     samples: dict[str, list[float]] = {}
     with contextlib.ExitStack() as stack:
+        metrics_off = None
+        if metrics:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="agentparty-bench-obs-")))
+            metrics_off = folder / "metrics-off.yaml"
+            metrics_off.write_text("monitoring:\n  metrics:\n    enabled: false\n")
         collector = "configured collector"
         if endpoint is None:
             endpoint, counts = stack.enter_context(stand_in_receiver())
@@ -122,7 +137,7 @@ def compare(rounds: int, runs: int, endpoint: str | None) -> tuple[list[dict[str
             counts = {}
         for i in range(rounds):
             for mode in ("off", "on") if i % 2 == 0 else ("on", "off"):  # alternate who goes first
-                for name, seconds in _round(mode, endpoint, runs).items():
+                for name, seconds in _round(mode, endpoint, runs, metrics_off).items():
                     samples.setdefault(f"{name}_{mode}", []).append(seconds)
     median = {name: statistics.median(values) for name, values in samples.items()}
     rows = []
@@ -131,9 +146,10 @@ def compare(rounds: int, runs: int, endpoint: str | None) -> tuple[list[dict[str
         ("agents", f"{AGENT_STEPS} agent steps with a tool call"),
     ):
         off, on = median[f"{name}_off"], median[f"{name}_on"]
-        rows.append({"benchmark": f"(d) {label}: tracing off", "median_s": off, "ratio": None, "target": ""})
+        what = "metrics and tracing" if metrics else "tracing"
+        rows.append({"benchmark": f"(d) {label}: {what} off", "median_s": off, "ratio": None, "target": ""})
         rows.append(
-            {"benchmark": f"    tracing on ({collector})", "median_s": on, "ratio": on / off, "target": "<= 1.05"}
+            {"benchmark": f"    {what} on ({collector})", "median_s": on, "ratio": on / off, "target": "<= 1.05"}
         )
     info = {"collector": collector, "endpoint": endpoint, "received": dict(counts), "samples": samples}
     return rows, info

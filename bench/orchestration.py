@@ -11,7 +11,7 @@
     alternating child processes, --rounds of each (target: on <= 1.05 x off; see bench/_tracing.py).
 Both flows of (a) are async and run against the same local Prefect server.
 
-    python bench/orchestration.py --tracing [--tracing-only] [--rounds 5] [--traces-endpoint URL]
+    python bench/orchestration.py --tracing [--tracing-only] [--rounds 5] [--traces-endpoint URL] [--with-metrics]
 """
 
 from __future__ import annotations
@@ -133,6 +133,7 @@ def main() -> None:
     parser.add_argument("--tracing-only", action="store_true", help="(d) alone")
     parser.add_argument("--rounds", type=int, default=5, help="(d): child processes of each side")
     parser.add_argument("--traces-endpoint", help="(d): OTLP/HTTP traces URL of the collector to export to")
+    parser.add_argument("--with-metrics", action="store_true", help="(d): the off side turns metrics off too")
     args = parser.parse_args()
     if args.tracing_only:
         _print(*_tracing_rows(args), as_json=args.json)
@@ -212,7 +213,7 @@ def _tracing_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[
 
     endpoint = args.traces_endpoint or recorded_endpoint(Settings().home)
     with benchmark_server():
-        return compare(args.rounds, args.repeat, endpoint)
+        return compare(args.rounds, args.repeat, endpoint, metrics=args.with_metrics)
 
 
 def _print(rows: list[dict[str, Any]], info: dict[str, Any], *, as_json: bool) -> None:

@@ -79,7 +79,8 @@ def read_raw(
                 if messages:
                     quiet_since = time.monotonic()
                 batch = [RawRecord(tp.topic, tp.partition, m.offset, m.key, m.value) for m in messages]
-                missing.difference_update(r.event_id for r in batch)
+                if missing:  # live-stream items have no event id; only events are expected
+                    missing.difference_update(r.event_id for r in batch)
                 records += batch
         return records
     finally:

@@ -116,7 +116,9 @@ def test_a_run_s_figures_are_on_the_api_s_metrics(tmp_path: Path) -> None:
     assert _value(text, skipped, kind="task") - _value(before.text, skipped, kind="task") == 1
     calls = "agentparty_model_calls_total"
     assert (
-        _value(text, calls, provider="simulated", outcome="ok") - _value(before.text, calls, provider="simulated") >= 2
+        _value(text, calls, provider="simulated", outcome="ok")
+        - _value(before.text, calls, provider="simulated", outcome="ok")
+        >= 2
     )
     for direction in ("input", "output"):
         tokens = "agentparty_model_tokens_total"

@@ -181,17 +181,28 @@ def test_for_each_keeps_order_and_respects_max_concurrency(handlers: Any, prefec
     assert result.steps["fan"].output == [{"name": f"n{i}"} for i in range(1, 6)]
     assert handlers.max_active() == 2
     assert [item.step_id for item in result.steps["fan"].items or []] == [f"fan[n{i}]" for i in range(1, 6)]
-    names = asyncio.run(_task_run_names(result.run_id))
-    assert {f"fan[n{i}]" for i in range(1, 6)} <= names
+    expected = {f"fan[n{i}]" for i in range(1, 6)}
+    names = asyncio.run(_task_run_names(result.run_id, expected))
+    assert expected <= names
 
 
-async def _task_run_names(flow_run_id: str | None) -> set[str]:
+async def _task_run_names(
+    flow_run_id: str | None, expected: frozenset[str] | set[str] = frozenset(), timeout: float = 30
+) -> set[str]:
+    """The names of the flow run's task runs the server has recorded: once ``expected`` are all there, or at
+    ``timeout`` (task runs reach the server as events it ingests after the flow returned; on a loaded machine
+    the last of them came later than the first read)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+    deadline = time.monotonic() + timeout
     async with get_client() as client:
-        runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return {r.name for r in runs}
+        while True:
+            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            names = {r.name for r in runs}
+            if expected <= names or time.monotonic() > deadline:
+                return names
+            await asyncio.sleep(0.2)
 
 
 def test_nested_subgraphs_and_the_depth_limit(tmp_path: Path, handlers: Any) -> None:
