@@ -28,6 +28,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.responses import SetStateStatus
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
 if TYPE_CHECKING:
@@ -68,8 +69,11 @@ class ResumeRefused(Exception):
 async def paused_runs(client: PrefectClient, limit: int = 100) -> list[PausedRun]:
     """Runs waiting for input, oldest pause first."""
 
+    # Newest first: with more paused runs than the page holds (runs left waiting for days), the page must keep
+    # the pauses that just began, not the oldest ones (the suite's session server once hid a new pause this way).
     runs = await client.read_flow_runs(
         flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))),
+        sort=FlowRunSort.START_TIME_DESC,
         limit=limit,
     )
     if not runs:
