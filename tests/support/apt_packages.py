@@ -51,11 +51,11 @@ def _install(packages: list[str], log: Path) -> str | None:
             return "not running as root and sudo is not available"
         prefix = [sudo, "-n"]
     wait = ["-o", "DPkg::Lock::Timeout=300"]
+    update, install = [*prefix, apt_get, *wait, "update"], [*prefix, apt_get, *wait, "install", "-y", *packages]
     if not _has_lists():
-        problem = _run([*prefix, apt_get, *wait, "update"], log)
-        if problem is not None:
-            return problem
-    return _run([*prefix, apt_get, *wait, "install", "-y", "--no-install-recommends", *packages], log)
+        return _run(update, log) or _run(install, log)
+    # Lists that are present may be stale (a package's version gone from the mirror): refresh once and retry.
+    return _run(install, log) and (_run(update, log) or _run(install, log))
 
 
 def ensure_binaries(binaries: dict[str, str], log: Path) -> dict[str, str]:

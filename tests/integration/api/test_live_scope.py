@@ -14,12 +14,10 @@ agent updates by the answer text their deltas carry. The filter alone is
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +25,8 @@ import pytest
 import yaml
 from prefect import tags
 from support.llm_wire import WireServer
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
+from support.ws_collector import Collector
+from websockets.sync.client import connect
 
 from agentparty.api import create_app
 from agentparty.api.live import LiveFeed
@@ -70,37 +68,6 @@ ANSWERS = {
     "r2": "Bravo answer of the second run, started by bot-b.",
     "r3": "Charlie answer of the third run, started by bot-b.",
 }
-
-
-@dataclass
-class Collector:
-    """A client reading everything in a thread of its own until the connection ends."""
-
-    ws: ClientConnection
-    texts: list[str] = field(default_factory=list)
-    closed: ConnectionClosed | None = None
-
-    def __post_init__(self) -> None:
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        try:
-            while True:
-                self.texts.append(self.ws.recv())  # type: ignore[arg-type]  # text frames only
-        except ConnectionClosed as exc:
-            self.closed = exc
-
-    @property
-    def messages(self) -> list[dict[str, Any]]:
-        return [json.loads(text) for text in list(self.texts)]
-
-    def wait_for(self, done: Callable[[list[dict[str, Any]]], bool], timeout: float = 60) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while not done(messages := self.messages):
-            assert time.monotonic() < deadline, f"gave up waiting; got {len(messages)} messages"
-            assert self.closed is None, f"closed: {self.closed}"
-            time.sleep(0.05)
-        return messages
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """Rules, routes and scrape configuration rendered from ``monitoring`` (runtime/alert_rules.py, alert_routes.py).
 
-Where Debian's ``promtool`` and ``amtool`` are installed, every rendered set is
-checked by them too (the integration lane installs them; see
-tests/integration/monitoring).
+Debian's ``promtool`` and ``amtool`` check what is rendered for every channel and
+threshold in tests/integration/monitoring/test_rendered_files.py, where the setup
+installs them.
 """
 
 from __future__ import annotations
@@ -13,13 +13,9 @@ from typing import Any
 import pytest
 import yaml
 from support.alerting_support import (
-    ALERT_SECRET_ENV,
-    amtool,
-    check_rendered,
     email_channel,
     every_channel_alerts,
     monitoring,
-    promtool,
 )
 
 from agentparty.models.sdk_config import MonitoringConfig, SDKConfiguration
@@ -151,11 +147,3 @@ def test_a_folder_elsewhere_names_the_token_by_absolute_path(tmp_path: Path) -> 
     files = render_monitoring(settings, config(monitoring(*every_channel_alerts())), tmp_path / "elsewhere", API, {})
     webhook = yaml.safe_load(files.alertmanager.read_text())["receivers"][1]["webhook_configs"][0]
     assert webhook["http_config"]["authorization"]["credentials_file"] == str(relay_token_file(settings.home).resolve())
-
-
-@pytest.mark.skipif(promtool() is None or amtool() is None, reason="Debian's prometheus/prometheus-alertmanager")
-def test_prometheus_and_alertmanager_accept_what_is_rendered(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path / "home")
-    section = monitoring(*every_channel_alerts(), minThroughput=1)
-    render_monitoring(settings, config(section), tmp_path / "home" / "monitoring", API, {ALERT_SECRET_ENV: "x"})
-    check_rendered(tmp_path / "home" / "monitoring")

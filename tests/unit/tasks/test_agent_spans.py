@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -37,16 +35,6 @@ from agentparty.tasks.templates import TemplateRegistry
 MODEL = "gpt-wire-1"
 SCHEMA = {"type": "object", "required": ["summary"], "properties": {"summary": {"type": "string"}}}
 PROMPT = "Compare the weather in Paris and Rome; reply to ana.lopez@example.org."
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.start_tracing(provider)
-    yield exporter
-    tracing.stop_tracing()
 
 
 def _runner(tmp_path: Path, server: WireServer) -> ModelAgentRunner:
