@@ -99,6 +99,35 @@ def stand_in_receiver() -> Iterator[tuple[str, dict[str, int]]]:
         server.shutdown()
 
 
+@contextlib.contextmanager
+def started_viewer(database: str) -> Iterator[str]:
+    """Phoenix started the way ``agentparty up --traces`` starts it, in a throwaway home; yields its OTLP endpoint.
+
+    ``database`` ``postgres``: on the home's own PostgreSQL cluster (what ``up --traces`` does where PostgreSQL is
+    installed); ``sqlite``: Phoenix's default SQLite file (its fallback).
+    """
+    import dataclasses
+
+    from agentparty.runtime.local_service import free_port
+    from agentparty.runtime.postgres_server import LocalPostgres
+    from agentparty.runtime.trace_viewer import LocalTraceViewer
+
+    with tempfile.TemporaryDirectory(prefix="agentparty-bench-viewer-") as folder:
+        home = Path(folder)
+        postgres = LocalPostgres(home)
+        viewer = LocalTraceViewer(home, port=free_port())
+        try:
+            if database == "postgres":
+                postgres.start()
+                postgres.ensure_database("phoenix")
+                viewer = dataclasses.replace(viewer, database_url=postgres.url("phoenix", driver="postgresql"))
+            viewer.start()
+            yield viewer.otlp_endpoint
+        finally:
+            viewer.stop()
+            postgres.remove()
+
+
 def _child_env(endpoint: str | None, metrics_off: Path | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_") and k != "AGENTPARTY_TRACES_ENDPOINT"}
     if endpoint is not None:
@@ -119,7 +148,7 @@ def _round(mode: str, endpoint: str, runs: int, metrics_off: Path | None = None)
 
 
 def compare(
-    rounds: int, runs: int, endpoint: str | None, *, metrics: bool = False
+    rounds: int, runs: int, endpoint: str | None, *, metrics: bool = False, collector: str = "configured collector"
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rows for the table (medians over rounds of each child's median) and the samples; needs the bench server."""
     samples: dict[str, list[float]] = {}
@@ -129,7 +158,6 @@ def compare(
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="agentparty-bench-obs-")))
             metrics_off = folder / "metrics-off.yaml"
             metrics_off.write_text("monitoring:\n  metrics:\n    enabled: false\n")
-        collector = "configured collector"
         if endpoint is None:
             endpoint, counts = stack.enter_context(stand_in_receiver())
             collector = "stand-in OTLP/HTTP receiver"
@@ -165,29 +193,25 @@ def compare(
 
 def _child(mode: str, runs: int) -> None:
     sys.path.insert(0, str(HERE))
-    from orchestration import sequential_definition, timed
+    from orchestration import sequential_definition, timed, warm_up
 
     from agentparty.flows import compile_workflow
     from agentparty.models import WorkflowDefinition
     from agentparty.runtime import tracing
 
     flows = {
-        "seq": (
-            compile_workflow(WorkflowDefinition.model_validate(sequential_definition(50)), source=HERE / "s.yaml"),
-            50,
-        ),
-        "agents": (
-            compile_workflow(WorkflowDefinition.model_validate(agent_definition(AGENT_STEPS)), source=HERE / "a.yaml"),
-            AGENT_STEPS,
+        "seq": compile_workflow(WorkflowDefinition.model_validate(sequential_definition(50)), source=HERE / "s.yaml"),
+        "agents": compile_workflow(
+            WorkflowDefinition.model_validate(agent_definition(AGENT_STEPS)), source=HERE / "a.yaml"
         ),
     }
     if tracing.tracing_on() != (mode == "on"):
         raise SystemExit(f"tracing should be {mode} in this child")
-    for flow, tasks in flows.values():
-        timed(flow, tasks)  # warm: imports, registration, the exporter's connection
+    # warm: imports, registration, the exporter's connection; and how many task runs each flow makes
+    task_runs = {name: warm_up(flow) for name, flow in flows.items()}
     figures: dict[str, float] = {}
-    for name, (flow, tasks) in flows.items():
-        times = [timed(flow, tasks) for _ in range(runs)]
+    for name, flow in flows.items():
+        times = [timed(flow, task_runs[name]) for _ in range(runs)]
         figures[name], figures[f"{name}-fastest"] = statistics.median(times), min(times)
     tracing.flush()
     print(json.dumps(figures))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import statistics
@@ -125,6 +126,19 @@ def timed(flow: Any, task_runs: int, settle: bool = True) -> float:
     return elapsed
 
 
+def warm_up(flow: Any) -> int:
+    """Run ``flow`` once untimed and return how many task runs the server recorded for it.
+
+    A deterministic flow makes as many task runs every time, so timed runs then
+    wait for all of them (an agent step's turns and tool calls are task runs of
+    their own, more than one per step) before the next run starts.
+    """
+    state = asyncio.run(flow(return_state=True))
+    if not state.is_completed():
+        raise SystemExit(f"benchmark flow {flow.name!r} ended {state.type.value}: {state.message}")
+    return asyncio.run(wait_until_recorded(state.state_details.flow_run_id, None))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true")
@@ -134,6 +148,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="(d): child processes of each side")
     parser.add_argument("--traces-endpoint", help="(d): OTLP/HTTP traces URL of the collector to export to")
     parser.add_argument("--with-metrics", action="store_true", help="(d): the off side turns metrics off too")
+    parser.add_argument(
+        "--viewer",
+        choices=("postgres", "sqlite"),
+        help="(d): start Phoenix as `agentparty up --traces` does (on PostgreSQL, or on its SQLite fallback) and "
+        "export to it",
+    )
     args = parser.parse_args()
     if args.tracing_only:
         _print(*_tracing_rows(args), as_json=args.json)
@@ -206,14 +226,19 @@ def main() -> None:
 
 def _tracing_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(d), against a bench server of its own; the collector: --traces-endpoint, the running viewer, a stand-in."""
-    from _tracing import compare
+    from _tracing import compare, started_viewer
 
     from agentparty.runtime.settings import Settings
     from agentparty.runtime.trace_viewer import recorded_endpoint
 
-    endpoint = args.traces_endpoint or recorded_endpoint(Settings().home)
-    with benchmark_server():
-        return compare(args.rounds, args.repeat, endpoint, metrics=args.with_metrics)
+    with contextlib.ExitStack() as stack:
+        if args.viewer:
+            endpoint: str | None = stack.enter_context(started_viewer(args.viewer))
+        else:
+            endpoint = args.traces_endpoint or recorded_endpoint(Settings().home)
+        stack.enter_context(benchmark_server())
+        collector = f"Phoenix on {args.viewer}" if args.viewer else "configured collector"
+        return compare(args.rounds, args.repeat, endpoint, metrics=args.with_metrics, collector=collector)
 
 
 def _print(rows: list[dict[str, Any]], info: dict[str, Any], *, as_json: bool) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from agentparty.cli._bootstrap import fail, local, migrate_graph, settings
 from agentparty.cli.events import init_topics
+from agentparty.runtime.postgres_server import LocalPostgres, postgres_bin_dir
 from agentparty.runtime.trace_viewer import PHOENIX_REQUIREMENT, LocalTraceViewer
 
 if TYPE_CHECKING:
@@ -35,7 +37,7 @@ def up(
     """Start the local services under AGENTPARTY_HOME: the Prefect server with its UI, the Bolt graph server, the Kafka broker."""
     servers, config = local(), settings()
     if traces:
-        _start_traces(servers.traces)
+        _start_traces(servers.traces, servers.postgres)
     server = servers.prefect
     started = server.start()
     typer.echo(
@@ -63,7 +65,16 @@ def up(
         _start_monitoring(servers)
 
 
-def _start_traces(viewer: LocalTraceViewer) -> None:
+def _start_traces(viewer: LocalTraceViewer, postgres: LocalPostgres) -> None:
+    if postgres_bin_dir() is None:
+        typer.echo("trace viewer: PostgreSQL not found, Phoenix keeps its spans in SQLite (several times its CPU)")
+    elif not viewer.healthy():
+        started = postgres.start()
+        postgres.ensure_database("phoenix")
+        typer.echo(
+            f"PostgreSQL {'started' if started else 'already running'} for the trace viewer: port {postgres.port}"
+        )
+        viewer = dataclasses.replace(viewer, database_url=postgres.url("phoenix", driver="postgresql"))
     if not viewer.install.installed():
         typer.echo(f"installing {PHOENIX_REQUIREMENT} into {viewer.install.venv} (once; this takes a few minutes)")
     started = viewer.start()
@@ -102,6 +113,8 @@ def down() -> None:
     typer.echo("Prefect server stopped" if servers.prefect.stop() else "Prefect server was not running")
     typer.echo("graph server stopped" if servers.graph.stop() else "graph server was not running")
     typer.echo("Kafka broker stopped" if servers.broker.stop() else "Kafka broker was not running")
+    if servers.postgres.stop():  # last: the servers above may use it
+        typer.echo("PostgreSQL stopped")
 
 
 def status() -> None:
@@ -117,6 +130,10 @@ def status() -> None:
     typer.echo(
         f"Kafka broker: {'running' if broker.accepting() else 'stopped'} ({broker.bootstrap_servers}, pid {broker.pid() or '-'})"
     )
+    if servers.postgres.pid() is not None:
+        typer.echo(
+            f"PostgreSQL: {'running' if servers.postgres.healthy() else 'not answering'} (port {servers.postgres.port})"
+        )
     viewer = servers.traces
     if viewer.pid() is not None:
         typer.echo(f"trace viewer: {'running' if viewer.healthy() else 'not answering'} ({viewer.ui_url})")

@@ -18,6 +18,8 @@ from agentparty.runtime.broker import LocalKafkaBroker
 from agentparty.runtime.graph_server import LocalBoltServer
 from agentparty.runtime.monitoring_files import monitoring_dir
 from agentparty.runtime.monitoring_servers import LocalAlertmanager, LocalPrometheus
+from agentparty.runtime.postgres_server import LocalPostgres
+from agentparty.runtime.prefect_database import prefect_database
 from agentparty.runtime.prefect_server import LocalPrefectServer
 from agentparty.runtime.settings import Settings
 from agentparty.runtime.trace_viewer import LocalTraceViewer
@@ -30,6 +32,9 @@ class LocalServices:
     broker: LocalKafkaBroker
     traces: LocalTraceViewer
     """Arize Phoenix, started only by ``agentparty up --traces`` (``runtime/trace_viewer.py``)."""
+    postgres: LocalPostgres
+    """The home's PostgreSQL cluster (``runtime/postgres_server.py``): Prefect's tables and engine state under
+    ``up --state-db postgres``, Phoenix's database under ``up --traces``."""
     prometheus: LocalPrometheus
     alertmanager: LocalAlertmanager
     """Debian's Prometheus and Alertmanager, started only by ``agentparty up --monitoring``."""
@@ -37,11 +42,16 @@ class LocalServices:
 
 def local_services(settings: Settings) -> LocalServices:
     home = settings.home
+    postgres = LocalPostgres(home, preferred_port=settings.postgres_port)
+    state_db_url = settings.state_db_url.get_secret_value() if settings.state_db_url else None
     return LocalServices(
-        prefect=LocalPrefectServer(home, port=settings.prefect_port),
+        prefect=LocalPrefectServer(
+            home, port=settings.prefect_port, database=prefect_database(home, state_db_url, postgres)
+        ),
         graph=LocalBoltServer(home, port=settings.graph_port, http_port=settings.graph_http_port),
         broker=LocalKafkaBroker(home, port=settings.kafka_port),
         traces=LocalTraceViewer(home, port=settings.traces_port),
+        postgres=postgres,
         prometheus=LocalPrometheus(home, monitoring_dir(home), port=settings.prometheus_port),
         alertmanager=LocalAlertmanager(home, monitoring_dir(home), port=settings.alertmanager_port),
     )
