@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agentparty.runtime.agent_memory import AgentMemoryStore
-from agentparty.runtime.breakers import BreakerStore, SqliteBreakerStore
+from agentparty.runtime.breakers import BreakerStore, SharedBreakerStore
 from agentparty.runtime.budgets import Budget
 from agentparty.runtime.conversations import ConversationStore
 from agentparty.runtime.event_bus import EventBus, configured_bus
@@ -75,7 +75,7 @@ class RunServices:
         """Where circuit breakers keep their state, shared by every process of the home (made on first use)."""
         with self._lock:
             if self._breakers is None:
-                self._breakers = SqliteBreakerStore(self.home / "state" / "breakers.sqlite")
+                self._breakers = SharedBreakerStore(self.settings.state_backend())
             return self._breakers
 
     def masker(self) -> Masker | None:

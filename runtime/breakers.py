@@ -1,12 +1,12 @@
 """Circuit breakers whose state is shared by every step, run and worker process.
 
-Store: a SQLite file under ``AGENTPARTY_HOME`` (``state/breakers.sqlite``),
-updated in ``BEGIN IMMEDIATE`` transactions, so read-modify-write is atomic
-across processes without any server. Why not the Prefect server: its variables
-are last-write-wins (two workers would lose each other's failure counts) and its
-concurrency limits count slots, not failures. Workers on other hosts need a
-store they can all reach; :class:`BreakerStore` is the seam for that (the graph
-store can implement it with one transaction per update).
+Store: the engine's state backend (``runtime/state_backend.py``): a SQLite file
+under ``AGENTPARTY_HOME`` (``state/breakers.sqlite``, ``BEGIN IMMEDIATE``
+transactions) on one machine, PostgreSQL (the target's row locked with ``SELECT
+… FOR UPDATE``) across hosts, so read-modify-write is atomic across processes
+and hosts. Why not the Prefect server: its variables are last-write-wins (two
+workers would lose each other's failure counts) and its concurrency limits count
+slots, not failures.
 
 States: closed → open after ``failureThreshold`` consecutive failures; open
 rejects at once for ``recoveryTimeout`` seconds; then half-open admits up to
@@ -25,7 +25,7 @@ from typing import Protocol
 
 from agentparty.models import CircuitBreakerConfig
 from agentparty.models.step_errors import CircuitOpenError
-from agentparty.runtime.state_db import state_db
+from agentparty.runtime.state_backend import Migration, SqliteBackend, StateBackend, as_backend
 
 logger = logging.getLogger("agentparty.breaker")
 
@@ -57,22 +57,37 @@ class BreakerStore(Protocol):
         ...
 
 
-class SqliteBreakerStore:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        with state_db(path) as db:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS breakers (target TEXT PRIMARY KEY, state TEXT NOT NULL, "
-                "failures INTEGER NOT NULL, opened_at REAL NOT NULL, trial_calls INTEGER NOT NULL)"
-            )
+MIGRATIONS = (
+    Migration(
+        1,
+        sqlite="CREATE TABLE IF NOT EXISTS breakers (target TEXT PRIMARY KEY, state TEXT NOT NULL, "
+        "failures INTEGER NOT NULL, opened_at REAL NOT NULL, trial_calls INTEGER NOT NULL)",
+        postgresql="CREATE TABLE IF NOT EXISTS breakers (target TEXT PRIMARY KEY, state TEXT NOT NULL, "
+        "failures INTEGER NOT NULL, opened_at DOUBLE PRECISION NOT NULL, trial_calls INTEGER NOT NULL)",
+    ),
+)
+_SELECT = "SELECT state, failures, opened_at, trial_calls FROM breakers WHERE target = ?"
+
+
+class SharedBreakerStore:
+    """Breaker records in the state backend: every process (and, on PostgreSQL, every host) sees one record."""
+
+    STORE = "breakers"
+
+    def __init__(self, where: StateBackend | Path) -> None:
+        self.backend = as_backend(where)
+        self.backend.migrate(self.STORE, MIGRATIONS)
 
     def update(
         self, target: str, change: Callable[[BreakerRecord], BreakerRecord]
     ) -> tuple[BreakerRecord, BreakerRecord]:
-        with state_db(self.path, write=True) as db:
-            row = db.execute(
-                "SELECT state, failures, opened_at, trial_calls FROM breakers WHERE target = ?", (target,)
-            ).fetchone()
+        with self.backend.transaction(self.STORE, write=True) as db:
+            if self.backend.for_update:  # a row to lock even for a target never recorded
+                db.execute(
+                    "INSERT INTO breakers VALUES (?, ?, 0, 0, 0) ON CONFLICT(target) DO NOTHING",
+                    (target, BreakerState.CLOSED.value),
+                )
+            row = db.execute(_SELECT + self.backend.for_update, (target,)).fetchone()
             before = BreakerRecord(BreakerState(row[0]), row[1], row[2], row[3]) if row else BreakerRecord()
             after = change(before)
             if after != before:
@@ -85,12 +100,18 @@ class SqliteBreakerStore:
             return before, after
 
     def read(self, target: str) -> BreakerRecord:
-        """The record as it is now, without taking the write lock."""
-        with state_db(self.path) as db:
-            row = db.execute(
-                "SELECT state, failures, opened_at, trial_calls FROM breakers WHERE target = ?", (target,)
-            ).fetchone()
+        """The record as it is now, without taking a lock."""
+        with self.backend.transaction(self.STORE) as db:
+            row = db.execute(_SELECT, (target,)).fetchone()
         return BreakerRecord(BreakerState(row[0]), row[1], row[2], row[3]) if row else BreakerRecord()
+
+
+class SqliteBreakerStore(SharedBreakerStore):
+    """The store on one SQLite file of its own (one machine)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(SqliteBackend.of_file(path))
+        self.path = path
 
 
 TransitionListener = Callable[[str, BreakerState, BreakerState], None]

@@ -6,10 +6,12 @@ if any budget would go over, the call is refused before it is made with one
 and its usage. After the response, the reservation is *settled* with the real
 usage from the provider. A failed call releases its reservation.
 
-The ledger is SQLite under ``AGENTPARTY_HOME`` (``state/budgets.sqlite``), with
-``BEGIN IMMEDIATE`` transactions like the circuit breakers, so every step, run
-and worker process on the machine draws on the same budgets and two concurrent
-calls can never both squeeze under a limit.
+The ledger lives in the engine's state backend (``runtime/state_backend.py``):
+SQLite under ``AGENTPARTY_HOME`` (``state/budgets.sqlite``, ``BEGIN IMMEDIATE``
+transactions) on one machine, or PostgreSQL, where a reservation locks each
+budget's usage row (``SELECT … FOR UPDATE``) before it reads it. Either way every
+step, run and worker process, on any host sharing the backend, draws on the same
+budgets and two concurrent calls can never both squeeze under a limit.
 
 Estimate: prompt characters / 4 (the usual English rule of thumb) plus the
 output the call may produce, which is the smaller of its ``max_tokens`` and
@@ -20,7 +22,6 @@ exceeds the rest of a budget would refuse most calls long before it is spent.
 from __future__ import annotations
 
 import math
-import sqlite3
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 from agentparty.models.step_errors import BudgetExceeded
-from agentparty.runtime.state_db import state_db
+from agentparty.runtime.state_backend import Migration, StateBackend, StateConnection, as_backend
 from agentparty.runtime.telemetry_metrics import record_budget
 
 BudgetLevel = Literal["task", "team", "agent", "user"]
@@ -65,34 +66,50 @@ def estimate_tokens(prompt_chars: int, max_tokens: int, expected_output_tokens: 
     return math.ceil(prompt_chars / CHARS_PER_TOKEN) + min(max_tokens, expected_output_tokens)
 
 
-class BudgetLedger:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        with state_db(path) as db:
-            db.execute("CREATE TABLE IF NOT EXISTS usage (budget TEXT PRIMARY KEY, used INTEGER NOT NULL)")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS reservations (id TEXT NOT NULL, budget TEXT NOT NULL, tokens INTEGER NOT NULL, "
-                "PRIMARY KEY (id, budget))"
-            )
+MIGRATIONS = (
+    Migration(
+        1,
+        sqlite="CREATE TABLE IF NOT EXISTS usage (budget TEXT PRIMARY KEY, used INTEGER NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS reservations (id TEXT NOT NULL, budget TEXT NOT NULL, "
+        "tokens INTEGER NOT NULL, PRIMARY KEY (id, budget))",
+        postgresql="CREATE TABLE IF NOT EXISTS usage (budget TEXT PRIMARY KEY, used BIGINT NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS reservations (id TEXT NOT NULL, budget TEXT NOT NULL, "
+        "tokens BIGINT NOT NULL, PRIMARY KEY (id, budget));"
+        "CREATE INDEX IF NOT EXISTS reservations_budget ON reservations (budget)",
+    ),
+)
 
-    def _usage(self, db: sqlite3.Connection, budget: Budget) -> BudgetUsage:
-        used = db.execute("SELECT used FROM usage WHERE budget = ?", (budget.key,)).fetchone()
+
+class BudgetLedger:
+    STORE = "budgets"
+
+    def __init__(self, where: StateBackend | Path) -> None:
+        self.backend = as_backend(where)
+        self.backend.migrate(self.STORE, MIGRATIONS)
+
+    def _usage(self, db: StateConnection, budget: Budget, *, lock: bool = False) -> BudgetUsage:
+        if lock and self.backend.for_update:
+            # a row to lock even before the first charge: concurrent reservations queue on it
+            db.execute("INSERT INTO usage VALUES (?, 0) ON CONFLICT(budget) DO NOTHING", (budget.key,))
+        used = db.execute(
+            "SELECT used FROM usage WHERE budget = ?" + (self.backend.for_update if lock else ""), (budget.key,)
+        ).fetchone()
         reserved = db.execute(
             "SELECT COALESCE(SUM(tokens), 0) FROM reservations WHERE budget = ?", (budget.key,)
         ).fetchone()
-        return BudgetUsage(budget, used[0] if used else 0, reserved[0])
+        return BudgetUsage(budget, int(used[0]) if used else 0, int(reserved[0]))
 
     def usage(self, budget: Budget) -> BudgetUsage:
-        with state_db(self.path) as db:
+        with self.backend.transaction(self.STORE) as db:
             return self._usage(db, budget)
 
     def reserve(self, budgets: Iterable[Budget], tokens: int) -> str:
         """Hold ``tokens`` on every budget, or refuse the call if one would go over; returns the reservation id."""
         budgets = list(budgets)
         reservation = uuid.uuid4().hex
-        with state_db(self.path, write=True) as db:
-            for budget in budgets:
-                usage = self._usage(db, budget)
+        with self.backend.transaction(self.STORE, write=True) as db:
+            for budget in sorted(budgets, key=lambda b: b.key):  # one lock order: no deadlock between callers
+                usage = self._usage(db, budget, lock=True)
                 if usage.used + usage.reserved + tokens > budget.limit:
                     raise BudgetExceeded(
                         f"{budget.describe()} exceeded: limit {budget.limit} tokens, used {usage.used}"
@@ -110,12 +127,12 @@ class BudgetLedger:
         """
         budgets = list(budgets)
         over: list[BudgetUsage] = []
-        with state_db(self.path, write=True) as db:
+        with self.backend.transaction(self.STORE, write=True) as db:
             db.execute("DELETE FROM reservations WHERE id = ?", (reservation,))
-            for budget in budgets:
+            for budget in sorted(budgets, key=lambda b: b.key):
                 (used,) = db.execute(
                     "INSERT INTO usage VALUES (?, ?) ON CONFLICT(budget) "
-                    "DO UPDATE SET used = used + excluded.used RETURNING used",
+                    "DO UPDATE SET used = usage.used + excluded.used RETURNING used",
                     (budget.key, tokens),
                 ).fetchone()
                 record_budget(budget.level, used, budget.limit)
@@ -129,5 +146,5 @@ class BudgetLedger:
             )
 
     def release(self, reservation: str) -> None:
-        with state_db(self.path, write=True) as db:
+        with self.backend.transaction(self.STORE, write=True) as db:
             db.execute("DELETE FROM reservations WHERE id = ?", (reservation,))

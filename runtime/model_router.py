@@ -42,7 +42,7 @@ from agentparty.models.step_errors import (
     tries_next_model,
 )
 from agentparty.runtime.audit import AuditLog
-from agentparty.runtime.breakers import BreakerStore, CircuitBreaker, SqliteBreakerStore
+from agentparty.runtime.breakers import BreakerStore, CircuitBreaker, SharedBreakerStore
 from agentparty.runtime.budgets import Budget, BudgetLedger, estimate_tokens
 from agentparty.runtime.masking import Masker, masker_for
 from agentparty.runtime.provider_auth import BASE_URL_ENV, ProviderCredentials, configured_providers
@@ -51,6 +51,7 @@ from agentparty.runtime.providers.simulated import SimulatedProvider
 from agentparty.runtime.rate_limits import PrefectRateLimiter, limits_from_runtime
 from agentparty.runtime.secrets import as_secret, redact_exception
 from agentparty.runtime.settings import get_settings
+from agentparty.runtime.state_backend import resolve_state_backend
 from agentparty.runtime.telemetry_metrics import record_model_call, record_model_usage, record_rate_limit_refusal
 
 logger = logging.getLogger("agentparty.llm")
@@ -183,14 +184,16 @@ class ModelRouter:
         for name, credentials in detect_credentials(config, environ, clock, _audit_log(home, config)).items():
             providers[name] = build_provider(credentials, pool=_connection_pool(config))
         limits = limits_from_runtime(get_settings().agent_runtime.models)
+        url = get_settings().state_db_url
+        state = resolve_state_backend(home, url.get_secret_value() if url else None)
         registry = registry or (config.models if config else get_settings().model_registry())
         return cls(
             registry=registry,
             providers=providers,
             routes=provider_routes(registry, config),
             clock=clock,
-            breaker_store=SqliteBreakerStore(home / "state" / "breakers.sqlite"),
-            ledger=BudgetLedger(home / "state" / "budgets.sqlite"),
+            breaker_store=SharedBreakerStore(state),
+            ledger=BudgetLedger(state),
             rate_limiter=PrefectRateLimiter(limits) if limits else None,
             prompt_masker=_prompt_masker(config),
         )

@@ -22,6 +22,7 @@ from agentparty.models.tools import ToolPolicy
 from agentparty.runtime.audit import AuditLog
 from agentparty.runtime.documents import read_document, validate_document
 from agentparty.runtime.providers.simulated import SimulatedSettings
+from agentparty.runtime.state_backend import StateBackend, resolve_state_backend
 
 
 class Settings(BaseSettings):
@@ -76,6 +77,13 @@ class Settings(BaseSettings):
     viewer ``agentparty up --traces`` started, when it runs; else no tracing at all (``runtime/tracing.py``)."""
     traces_port: int = 6006
     """Port of the local trace viewer (Arize Phoenix: UI and OTLP/HTTP) started by ``agentparty up --traces``."""
+    state_db_url: SecretStr | None = None
+    """``AGENTPARTY_STATE_DB_URL``: a PostgreSQL server of your own for the engine's state shared across hosts
+    (``postgresql://user:password@host:port/database``; ``runtime/state_backend.py``). Unset: the home's cluster
+    when ``agentparty up --state-db postgres`` made one, else SQLite files under the home."""
+    postgres_port: int = 0
+    """Port the home's PostgreSQL cluster (``runtime/postgres_server.py``) gets when it is created; 0 picks a free
+    one. It is recorded with the cluster, which keeps it."""
     prometheus_port: int = 9090
     """Port of the local Prometheus started by ``agentparty up --monitoring``."""
     alertmanager_port: int = 9093
@@ -189,6 +197,11 @@ class Settings(BaseSettings):
         config = config or self.load_sdk_configuration()
         enabled = config.security.audit_logging and config.monitoring.logging.compliance.audit_trail
         return AuditLog.at(self.home, enabled=enabled)
+
+    def state_backend(self) -> StateBackend:
+        """Where engine state lives (``runtime/state_backend.py``): PostgreSQL when configured, else SQLite files."""
+        url = self.state_db_url.get_secret_value() if self.state_db_url else None
+        return resolve_state_backend(self.home, url)
 
     def model_registry(self) -> ModelRegistry:
         if self.sdk_config is None:

@@ -113,6 +113,27 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     broker.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real PostgreSQL 15 cluster for the session (as root it runs as the ``postgres`` user)."""
+    from support.postgres_support import started_cluster
+
+    yield from started_cluster(tmp_path_factory.mktemp("postgres-home"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def state_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    """The engine's state backend, once per implementation: the storage tests run on both."""
+    from agentparty.runtime.state_backend import SqliteBackend
+
+    if request.param == "sqlite":
+        yield SqliteBackend(tmp_path / "state")
+        return
+    from support.postgres_support import backend_on
+
+    yield from backend_on(request.getfixturevalue("postgres_cluster"))
+
+
 @pytest.fixture
 def handlers() -> Iterator[object]:
     step_handlers.reset()
