@@ -90,6 +90,9 @@ class LocalPostgres(PidFileService):
     host: str = "127.0.0.1"
     preferred_port: int = 0
     """The port ``initdb`` records (0: a free one); a cluster already made keeps its own."""
+    clients: tuple[str, ...] = ()
+    """Networks (CIDR) besides loopback whose hosts may log in (with the password): ``pg_hba.conf`` gets a line
+    for each at every start. Empty: loopback only, as ``initdb`` leaves it."""
 
     @property
     def record_file(self) -> Path:
@@ -201,6 +204,7 @@ class LocalPostgres(PidFileService):
             record = self._init_cluster()
         for folder in (self.pid_file.parent, self.log_file.parent):
             folder.mkdir(parents=True, exist_ok=True)
+        self._allow_clients(record.data_dir / "pg_hba.conf")
         command = [
             self._bin("postgres"), "-D", str(record.data_dir), "-p", str(record.port),
             "-c", f"listen_addresses={self.host}", "-c", "unix_socket_directories=",
@@ -209,6 +213,13 @@ class LocalPostgres(PidFileService):
         ]  # fmt: skip
         self._launch_as(command, timeout)
         return True
+
+    def _allow_clients(self, hba: Path) -> None:
+        """Rewrite our block of ``pg_hba.conf`` for :attr:`clients` (password logins only, never ``trust``)."""
+        marker = "# agentparty clients"
+        kept = hba.read_text().split(marker)[0].rstrip("\n")
+        lines = [f"host all all {network} scram-sha-256" for network in self.clients]
+        hba.write_text(kept + "\n" + (marker + "\n" + "\n".join(lines) + "\n" if lines else ""))
 
     def _launch_as(self, command: list[str], timeout: float) -> None:
         user = self._as_service_user()
