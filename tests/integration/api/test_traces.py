@@ -31,10 +31,12 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 from support.api_support import SECRET, SECRET_ENV, deploy, signed
+from support.postgres_support import fresh_database
 
 from agentparty.flows.deployed import WORKFLOWS_ENV
 from agentparty.runtime import tracing
 from agentparty.runtime.local_service import free_port
+from agentparty.runtime.postgres_server import LocalPostgres
 from agentparty.runtime.trace_viewer import LocalTraceViewer
 
 # the first run installs Phoenix into its cached venv (minutes on two cores)
@@ -45,9 +47,11 @@ AGENT = "weather-analyst"
 
 
 @pytest.fixture(scope="module")
-def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTraceViewer]:
-    """A real Phoenix (installed into its cached venv first when missing) on a free port."""
-    viewer = LocalTraceViewer(tmp_path_factory.mktemp("phoenix-home"), port=free_port())
+def phoenix(tmp_path_factory: pytest.TempPathFactory, postgres_cluster: LocalPostgres) -> Iterator[LocalTraceViewer]:
+    """A real Phoenix (installed into its cached venv first when missing) on a free port, keeping its spans in
+    PostgreSQL as ``agentparty up --traces`` does."""
+    database = fresh_database(postgres_cluster, "phoenix")
+    viewer = LocalTraceViewer(tmp_path_factory.mktemp("phoenix-home"), port=free_port(), database_url=database)
     viewer.start(timeout=300)
     try:
         yield viewer
