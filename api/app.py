@@ -3,7 +3,8 @@
 ``app.state`` holds ``access`` (the key/role policy), ``rate_limiter``, ``audit``
 and ``audit_writer`` (the audit log and the thread that appends requests to it),
 ``settings``, ``alert_relay_channels`` (what ``POST /alerts/relay/{receiver}`` forwards to),
-``workflows`` (the definition index), ``deployments`` (deployment
+``workflows`` (the definition index: the search path's files and the copies stored with the
+deployments), ``deployments`` (deployment
 ids by name), ``webhook_deliveries`` (the accepted webhooks) and, while the app
 runs, ``prefect`` (the one Prefect client, opened by the lifespan) and
 ``dispatcher`` (which creates the deliveries' runs through it); ``metrics`` (what ``GET /metrics`` serves). Tests may hand
@@ -29,6 +30,7 @@ from agentparty.api import (
     webhooks,
 )
 from agentparty.api.audit import install_audit
+from agentparty.api.deployed_workflows import DeployedWorkflows
 from agentparty.api.deployment_directory import DeploymentDirectory
 from agentparty.api.docs import mount_docs
 from agentparty.api.errors import install_error_handlers
@@ -45,6 +47,7 @@ from agentparty.runtime.api_keys import ApiKeyStore
 from agentparty.runtime.audit import AuditLog
 from agentparty.runtime.masking import masker_for
 from agentparty.runtime.provider_auth import check_provider_credentials
+from agentparty.runtime.rate_buckets import SharedBuckets
 from agentparty.runtime.settings import Settings, get_settings
 from agentparty.runtime.tracing import configure_tracing
 from agentparty.runtime.webhook_deliveries import WebhookDeliveries
@@ -87,14 +90,21 @@ def create_app(
         redoc_url=None,
         lifespan=prefect_lifespan,
     )
+    state = settings.state_backend()  # engine state: SQLite files of the home, or PostgreSQL every replica shares
     app.state.access = AccessPolicy(
-        access, keys=keys or ApiKeyStore.at(settings.home), rotation=sdk.authentication.api_key_rotation
+        access, keys=keys or ApiKeyStore.at(settings.home, state), rotation=sdk.authentication.api_key_rotation
     )
-    app.state.rate_limiter = rate_limiter or RateLimiter(access.access_control.rate_limiting)
+    app.state.rate_limiter = rate_limiter or RateLimiter(
+        access.access_control.rate_limiting,
+        # replicas on PostgreSQL share their buckets; on SQLite (one machine) each process keeps its own in memory
+        shared=SharedBuckets(state) if state.dialect == "postgresql" else None,
+    )
     app.state.settings = settings
-    app.state.workflows = WorkflowIndex(lambda: search_dirs(settings), settings.model_registry())
+    registry = settings.model_registry()
+    stored = DeployedWorkflows(lambda: app.state.prefect, registry)  # the copies kept with the deployments
+    app.state.workflows = WorkflowIndex(lambda: search_dirs(settings), registry, stored)
     app.state.deployments = DeploymentDirectory()
-    app.state.webhook_deliveries = WebhookDeliveries.at(settings.home)
+    app.state.webhook_deliveries = WebhookDeliveries.at(settings.home, backend=state)
     app.state.graph_store = graph_store
     app.state.prefect = app.state.dispatcher = None
     app.state.alert_relay_channels = relay_channels(sdk.monitoring)

@@ -198,7 +198,7 @@ async def list_approvals(
     """Pending human approvals, oldest first (of the runs within the key's conditions)."""
     async with _prefect(request) as client:
         found = await paused_runs(client, limit)
-    found = [p for p in found if run_in_scope(request, principal, p.flow_name, p.flow_run.tags)]
+    found = [p for p in found if await run_in_scope(request, principal, p.flow_name, p.flow_run.tags)]
     return [a for a in map(_approval, found) if a is not None]
 
 
@@ -235,7 +235,7 @@ async def _decide(
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND, detail=f"flow run {flow_run_id} is not waiting for an approval"
             )
-        if not run_in_scope(request, principal, paused.flow_name, paused.flow_run.tags):
+        if not await run_in_scope(request, principal, paused.flow_name, paused.flow_run.tags):
             raise refuse(request, status.HTTP_403_FORBIDDEN, outside_scope(principal, f"flow run {flow_run_id}"))
         run_input = _run_input(approval, approve, body, principal)
         try:

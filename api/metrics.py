@@ -97,7 +97,7 @@ async def csv_rows(request: Request, _principal: Reader) -> Response:
 def install_metrics(app: FastAPI, settings: Settings, monitoring: MonitoringConfig) -> MetricsExporter:
     """Record this app's requests, serve the routes, and run the keyless listener with the app when configured."""
     configure(monitoring.metrics, monitoring.performance_thresholds.max_response_time)
-    exporter = MetricsExporter.build(monitoring.metrics, settings.home)
+    exporter = MetricsExporter.build(monitoring.metrics, settings.home, state=settings.state_backend())
     app.state.metrics = exporter
     app.include_router(router)
     app.add_middleware(RequestMetricsMiddleware)

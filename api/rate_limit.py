@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from fastapi import HTTPException, status
 
 from agentparty.models.sdk_config import RateLimitConfig
+from agentparty.runtime.rate_buckets import BucketState, SharedBuckets
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -65,6 +66,8 @@ class RateLimiter:
     clock: Clock = time.monotonic
     sleep: Sleep = asyncio.sleep
     max_delay_s: float = MAX_THROTTLE_DELAY_S
+    shared: SharedBuckets | None = None
+    """Buckets every API replica shares (engine state on PostgreSQL); None: this process's own, in memory."""
     _buckets: dict[str, _Bucket] = field(default_factory=dict, init=False, repr=False)
 
     @property
@@ -82,27 +85,34 @@ class RateLimiter:
             bucket.stamp = now
         return bucket
 
-    async def admit(self, caller: str) -> None:
-        """Return when ``caller`` may proceed; raise :class:`RateLimited` (a 429) when it may not."""
-        if not self.config.enabled:
-            return
-        bucket = self._bucket(caller)
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return
-        delay = (1.0 - bucket.tokens) / self.rate
+    def _decide(self, caller: str, tokens: float, waiting: int) -> float | None:
+        """The wait before ``caller`` may proceed with ``tokens`` in its bucket (None: at once); raises a 429."""
+        if tokens >= 1.0:
+            return None
+        delay = (1.0 - tokens) / self.rate
         strategy = self.config.penalty_strategy
         if strategy == "reject":
             raise RateLimited(caller, delay, f"{self.config.requests_per_minute} requests per minute")
-        if strategy == "queue" and bucket.waiting >= self.config.burst_limit:
-            raise RateLimited(
-                caller, delay, f"{bucket.waiting} requests already queued (at most {self.config.burst_limit})"
-            )
+        if strategy == "queue" and waiting >= self.config.burst_limit:
+            raise RateLimited(caller, delay, f"{waiting} requests already queued (at most {self.config.burst_limit})")
         if strategy == "throttle" and delay > self.max_delay_s:
             raise RateLimited(
                 caller, delay - self.max_delay_s, f"a throttle delay of {delay:.1f} s exceeds {self.max_delay_s:.0f} s"
             )
+        return delay
+
+    async def admit(self, caller: str) -> None:
+        """Return when ``caller`` may proceed; raise :class:`RateLimited` (a 429) when it may not."""
+        if not self.config.enabled:
+            return
+        if self.shared is not None:
+            await self._admit_shared(caller, self.shared)
+            return
+        bucket = self._bucket(caller)
+        delay = self._decide(caller, bucket.tokens, bucket.waiting)
         bucket.tokens -= 1.0
+        if delay is None:
+            return
         bucket.waiting += 1
         try:
             await self.sleep(delay)
@@ -112,7 +122,29 @@ class RateLimiter:
         finally:
             bucket.waiting -= 1
 
+    async def _admit_shared(self, caller: str, shared: SharedBuckets) -> None:
+        """The same decision on the bucket every replica shares (``runtime/rate_buckets.py``)."""
+        capacity = float(self.config.burst_limit)
+
+        def take(state: BucketState) -> tuple[BucketState, float | None]:
+            delay = self._decide(caller, state.tokens, state.waiting)  # a 429 leaves the row as it was
+            return BucketState(state.tokens - 1.0, state.waiting + (delay is not None)), delay
+
+        def settle(tokens_back: float) -> Callable[[BucketState], tuple[BucketState, None]]:
+            return lambda state: (BucketState(state.tokens + tokens_back, max(0, state.waiting - 1)), None)
+
+        delay = await asyncio.to_thread(shared.update, caller, capacity, self.rate, take)
+        if delay is None:
+            return
+        try:
+            await self.sleep(delay)
+        except BaseException:
+            # cancelled while waiting: the reserved token goes back (shielded: the row must not stay reserved)
+            await asyncio.shield(asyncio.to_thread(shared.update, caller, capacity, self.rate, settle(1.0)))
+            raise
+        await asyncio.to_thread(shared.update, caller, capacity, self.rate, settle(0.0))
+
     def waiting(self, caller: str) -> int:
-        """Requests of ``caller`` held right now (queued or throttled)."""
+        """Requests of ``caller`` held right now (queued or throttled) by this process."""
         bucket = self._buckets.get(caller)
         return bucket.waiting if bucket else 0

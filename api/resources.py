@@ -281,7 +281,7 @@ async def list_workflows(
 ) -> WorkflowList:
     """Definitions in the workflow search path, with their triggers and the deployment their runs go to
     (those the key's ``workflows`` condition names, when it has one)."""
-    found, invalid = index.scan()
+    found, invalid = await index.listing()
     if principal.scope.restricted:
         found = {wid: w for wid, w in found.items() if principal.scope.admits(principal.name, wid)}
         invalid = []  # files that name no workflow are no business of a key limited to some
@@ -296,6 +296,7 @@ async def list_workflows(
                 description=d.description,
                 version=d.version,
                 path=str(entry.path),
+                stored_copy=entry.deployment is not None,
                 inputs=d.inputs,
                 triggers=[t.model_dump(mode="json", by_alias=True) for t in d.triggers],
                 deployment=full_name(d),
@@ -327,7 +328,7 @@ async def list_runs(
     scope = principal.scope
     if workflow_id is not None and not scope.reaches_workflow(workflow_id):
         raise refuse(request, status.HTTP_403_FORBIDDEN, outside_scope(principal, f"workflow {workflow_id!r}"))
-    found, _ = index.scan()
+    found, _ = await index.listing()
     workflows = [
         w for wid, w in found.items() if (workflow_id is None or wid == workflow_id) and scope.reaches_workflow(wid)
     ]

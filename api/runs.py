@@ -57,7 +57,7 @@ async def start_run(
 ) -> RunSummary:
     """Start a run of the workflow's deployment (``agentparty deploy``); a worker picks it up."""
     inputs = (body or StartRunRequest()).inputs
-    found = index.scan()[0].get(workflow_id)
+    found = await index.lookup(workflow_id)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no workflow {workflow_id!r} in the search path")
     _, problems = found.definition.resolve_run_inputs(inputs)
@@ -95,10 +95,11 @@ async def start_run(
     )
 
 
-def run_in_scope(request: Request, principal: Principal, flow: str, tags: list[str] | tuple[str, ...]) -> bool:
-    """Whether a run of the flow named ``flow`` with these tags is within the key's conditions (approvals)."""
+async def run_in_scope(request: Request, principal: Principal, flow: str, tags: list[str] | tuple[str, ...]) -> bool:
+    """Whether a run of the flow named ``flow`` with these tags is within the key's conditions (approvals); its
+    workflow is found in the search path or among the copies stored with the deployments."""
     if not principal.scope.restricted:
         return True
     index: WorkflowIndex = request.app.state.workflows
-    by_flow = {flow_name(entry.definition): wid for wid, entry in index.scan()[0].items()}
+    by_flow = {flow_name(entry.definition): wid for wid, entry in (await index.listing())[0].items()}
     return principal.scope.admits(principal.name, by_flow.get(flow), run_owner(list(tags)))

@@ -98,6 +98,7 @@ def template_registry(request: Request) -> TemplateRegistry:
             settings.tool_policy(),
             settings.model_registry(),
             settings.agent_runtime.prompt_templates,
+            backend=settings.state_backend(),
         )
         request.app.state.templates = registry
     return registry

@@ -54,7 +54,10 @@ class WorkflowSummary(BaseModel):
     description: str | None = None
     version: str | None = None
     path: str
-    """The definition file."""
+    """The definition file (for a stored copy: the file it was deployed from, on the deploying host)."""
+    stored_copy: bool = False
+    """True when read from the copy stored with its deployment on the Prefect server, as no file in the API's
+    search path defines it (``agentparty deploy`` and ``serve`` store one)."""
     inputs: dict[str, Any] = Field(default_factory=dict)
     """Run inputs: name → JSON Schema (a webhook's body is such an object)."""
     triggers: list[dict[str, Any]]

@@ -18,9 +18,15 @@ jittered retries were tried and kept the database locked); when it gives up,
 or Prefect is unreachable, the delivery stays queued and the dispatcher backs
 off, then tries again. A deployment that is gone, or inputs Prefect refuses,
 fail the delivery for good (its sender's retry, or an operator's requeue, queues
-it again). Deliveries
-left queued by a crash, or by another API process on the same home, are found
-by a scan of the store at start and every ``POLL_S``.
+it again).
+
+Several API processes (replicas, on one host or many sharing PostgreSQL) share
+the store, each with its own dispatcher, and a delivery's run is created by the
+one dispatcher that claims it (:meth:`WebhookDeliveries.claim`): the replica that
+accepted it, at once, or, when that one is gone, whichever replica's scan (at
+start and every ``POLL_S``) takes it after its lease lapsed. A dispatcher renews
+the leases of what it holds every ``RENEW_S`` and releases what it drops
+unfinished (a pause after a Prefect failure, ``stop``).
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -37,7 +46,7 @@ from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from agentparty.api.deployment_directory import DeploymentDirectory
 from agentparty.deployments.naming import deployment_parameters
 from agentparty.runtime.tracing import run_trace_labels
-from agentparty.runtime.webhook_deliveries import Acceptance, Delivery, WebhookDeliveries, delivery_id_for
+from agentparty.runtime.webhook_deliveries import LEASE_S, Acceptance, Delivery, WebhookDeliveries, delivery_id_for
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
@@ -49,6 +58,8 @@ POLL_S = 5.0
 """How often queued deliveries are looked for without being told (another API process's, or after an outage)."""
 BATCH = 100
 """Deliveries in flight at once (creating, or waiting for a slot)."""
+RENEW_S = LEASE_S / 4
+"""How often the leases of the deliveries in flight are renewed: a few renewals may fail before one lapses."""
 BACKOFF_S = (1.0, 30.0)
 """First and longest pause after Prefect failed to take a run."""
 ACKNOWLEDGEMENTS_FIRST_S = 0.1
@@ -120,6 +131,9 @@ class DeliveryDispatcher:
         self._backoff = 0.0
         self._resume_at = 0.0
         self._loop: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        """Who this dispatcher is in the store's claims: unique per process and start."""
 
     # -- for the webhook route ----------------------------------------------------------------
 
@@ -151,7 +165,7 @@ class DeliveryDispatcher:
     async def requeue(self, delivery_id: str, wait_s: float) -> tuple[Acceptance, Outcome | None] | None:
         """Queue a failed delivery again (:meth:`WebhookDeliveries.requeue`) and wait as ``submit`` does; None: unknown."""
         return await self._queue_and_wait(
-            delivery_id, lambda: asyncio.to_thread(self.deliveries.requeue, delivery_id), wait_s
+            delivery_id, lambda: asyncio.to_thread(self.deliveries.requeue, delivery_id, self.holder), wait_s
         )
 
     async def _queue_and_wait(
@@ -198,7 +212,9 @@ class DeliveryDispatcher:
         while self._arrivals:
             batch, self._arrivals = self._arrivals, []
             try:
-                results = await asyncio.to_thread(self.deliveries.accept_many, [arrival for arrival, _ in batch])
+                results = await asyncio.to_thread(
+                    self.deliveries.accept_many, [arrival for arrival, _ in batch], self.holder
+                )
             except Exception as exc:  # every request of the group answers 500: nothing was acknowledged
                 for _, stored in batch:
                     if not stored.done():
@@ -213,16 +229,34 @@ class DeliveryDispatcher:
     def start(self) -> None:
         if self._loop is None:
             self._loop = asyncio.create_task(self._run(), name="agentparty-webhook-dispatch")
+            self._heartbeat = asyncio.create_task(self._renew(), name="agentparty-webhook-leases")
 
     async def stop(self) -> None:
-        """Stop creating runs; deliveries not yet created stay queued for the next start."""
-        tasks = [t for t in (self._loop, *self._tasks) if t is not None]
+        """Stop creating runs; deliveries not yet created stay queued, released for any replica or the next start."""
+        holding = list(self._in_flight)
+        tasks = [t for t in (self._loop, self._heartbeat, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._loop = None
+        self._loop = self._heartbeat = None
+        if holding:
+            try:
+                await asyncio.to_thread(self.deliveries.release, self.holder, holding)
+            except Exception:  # their leases lapse instead
+                logger.exception("releasing %d webhook deliveries failed", len(holding))
+
+    async def _renew(self) -> None:
+        """Keep the claims of the deliveries in flight: a run may wait for a slot, or for Prefect, longer than
+        a lease. If this process dies, the renewals stop and another replica takes them over."""
+        while True:
+            await asyncio.sleep(RENEW_S)
+            if self._in_flight:
+                try:
+                    await asyncio.to_thread(self.deliveries.renew, self.holder, list(self._in_flight))
+                except Exception:
+                    logger.exception("renewing the claims of webhook deliveries failed")
 
     def _enqueue(self, delivery: Delivery) -> None:
         """Dispatch the delivery unless it is in flight already (it waits for a slot, in arrival order)."""
@@ -241,14 +275,16 @@ class DeliveryDispatcher:
             pause = self._resume_at - loop.time()
             if pause > 0:
                 await asyncio.sleep(pause)
+            room = BATCH - len(self._in_flight)
             try:
-                queued = await asyncio.to_thread(self.deliveries.pending, BATCH)
-            except Exception:  # the store is local; log and keep the loop alive
-                logger.exception("reading queued webhook deliveries failed")
+                queued = await asyncio.to_thread(self.deliveries.claim, self.holder, room) if room > 0 else []
+            except Exception:  # log and keep the loop alive: the next scan tries again
+                logger.exception("claiming queued webhook deliveries failed")
                 queued = []
             for delivery in queued:
                 self._enqueue(delivery)
-            self._more_queued = len(queued) == BATCH  # more may be waiting: look again once these are done
+            # more may be waiting: look again once these are done
+            self._more_queued = room <= 0 or (bool(queued) and len(queued) == room)
             self._look_again.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._look_again.wait(), POLL_S)
@@ -257,7 +293,9 @@ class DeliveryDispatcher:
         try:
             async with self._slots:
                 if self._resume_at > asyncio.get_running_loop().time():
-                    return  # Prefect failed a moment ago: the loop takes it up again after the pause
+                    # Prefect failed a moment ago: this loop (or another replica) takes it up again after the pause
+                    await asyncio.to_thread(self.deliveries.release, self.holder, [delivery.delivery_id])
+                    return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._intake_quiet.wait(), ACKNOWLEDGEMENTS_FIRST_S)
                 outcome = await self._create(delivery)

@@ -131,8 +131,8 @@ def _no_deployment(deployment: str) -> HTTPException:
     return _refuse(status.HTTP_404_NOT_FOUND, no_deployment_reason(deployment))
 
 
-def _webhook_of(index: WorkflowIndex, workflow_id: str) -> tuple[IndexedWorkflow, WebhookTriggerConfig]:
-    found = index.get(workflow_id)
+async def _webhook_of(index: WorkflowIndex, workflow_id: str) -> tuple[IndexedWorkflow, WebhookTriggerConfig]:
+    found = await index.lookup(workflow_id)
     trigger = found.webhook if found is not None else None
     if found is None or trigger is None:
         # Callers are not authenticated yet: the same answer whether the id is unknown or has no webhook.
@@ -268,7 +268,7 @@ async def receive_webhook(workflow_id: WorkflowId, request: Request) -> Any:
     """
     # The app's index directly rather than as a dependency: FastAPI's dependency solving was a tenth of a
     # webhook's CPU, and a burst's slowest acknowledgement waits for every request before it.
-    found, config = _webhook_of(request.app.state.workflows, workflow_id)
+    found, config = await _webhook_of(request.app.state.workflows, workflow_id)
     await refuse_unknown_query(request)
     await request.app.state.rate_limiter.admit(f"webhook:{workflow_id}")  # a queued request is not arriving yet
     dispatcher: DeliveryDispatcher | None = request.app.state.dispatcher  # None without a Prefect API: 503 below

@@ -19,6 +19,7 @@ from agentparty.cli import (
     graph,
     keys,
     local,
+    migrate,
     monitoring,
     run,
     templates,
@@ -36,6 +37,7 @@ validate.register(app)
 local.register(app)
 run.register(app)
 deploy.register(app)
+migrate.register(app)
 app.add_typer(graph.app, name="graph")
 app.add_typer(templates.app, name="templates")
 app.add_typer(agents.app, name="agents")

@@ -92,8 +92,11 @@ def graph_config() -> DatabaseConfig:
     return settings().database or local().graph.database_config()
 
 
-def migrate_graph(config: DatabaseConfig) -> list[int]:
-    """Apply the graph schema migrations; the numbers applied now."""
+def migrate_graph(config: DatabaseConfig, *, explicit: bool = False, assume_yes: bool = False) -> list[int]:
+    """Apply the graph schema migrations as ``versioning.migrationStrategy`` allows; the numbers applied now.
+
+    ``explicit``: a person asked for it (``agentparty migrate`` / ``graph migrate``); ``assisted`` then asks first.
+    """
     from neo4j import GraphDatabase
 
     from agentparty.runtime.graph_migrations import migrate
@@ -101,7 +104,13 @@ def migrate_graph(config: DatabaseConfig) -> list[int]:
 
     with GraphDatabase.driver(config.uri, auth=(config.username, config.password.get_secret_value())) as driver:
         driver.verify_connectivity()  # fail at once, not after the managed transactions' retries
-        applied = migrate(driver, DATABASE_NAME)
+        applied = migrate(
+            driver,
+            DATABASE_NAME,
+            policy=settings().migration_policy(),
+            explicit=explicit,
+            confirm=(lambda plan: True) if assume_yes else (lambda plan: typer.confirm(f"{plan}. Apply?")),
+        )
     typer.echo(f"graph schema: {'applied migrations ' + ', '.join(map(str, applied)) if applied else 'up to date'}")
     return applied
 

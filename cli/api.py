@@ -87,7 +87,7 @@ def configured_access(config: Settings) -> ApiAccessConfig:
 def key_store(config: Settings) -> ApiKeyStore:
     from agentparty.runtime.api_keys import ApiKeyStore
 
-    return ApiKeyStore.at(config.home)
+    return ApiKeyStore.at(config.home, config.state_backend())
 
 
 def _first_key(config: Settings) -> None:
@@ -98,7 +98,7 @@ def _first_key(config: Settings) -> None:
     value, _ = store.create("admin", "admin")
     config.audit_log().append(cli_actor(), "key.create", "admin", role="admin", first_start=True)
     typer.echo(
-        f"created the API's first key, 'admin' (role admin), in {store.path}; it is shown only now, keep it:\n\n"
+        f"created the API's first key, 'admin' (role admin), in {store.location}; it is shown only now, keep it:\n\n"
         f"    {value}\n"
     )
 
@@ -234,7 +234,7 @@ def import_access(path: Annotated[Path, typer.Argument(exists=True, dir_okay=Fal
         if entry.key_sha256 is not None and store.add_digest(entry.name, entry.role, entry.key_sha256):
             imported += 1
             config.audit_log().append(cli_actor(), "key.create", entry.name, role=entry.role, imported_from=str(path))
-    typer.echo(f"{imported} key(s) imported into {store.path}")
+    typer.echo(f"{imported} key(s) imported into {store.location}")
 
 
 def _when(seconds: float) -> str:

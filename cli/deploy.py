@@ -119,7 +119,7 @@ def _worker_metrics(address: str | None) -> list[Any]:
     if config.enabled:
         directory = worker_directory(home, config.retention_period * HOURS)
         use_directory(directory)
-    exporter = MetricsExporter.build(config, home, multiproc_dir=directory)
+    exporter = MetricsExporter.build(config, home, multiproc_dir=directory, state=settings().state_backend())
     running: list[Any] = [pusher] if (pusher := exporter.start_otlp("agentparty-worker")) else []
     if address is not None:
         try:

@@ -71,7 +71,7 @@ def relay(
     if once:
         report = relay_.drain()
         if not report.sender:
-            typer.echo(f"process {outbox.sender_pid()} sends this outbox; waiting up to {wait:g} s for it", err=True)
+            typer.echo(f"{outbox.sender()} sends this outbox; waiting up to {wait:g} s for it", err=True)
             pending = relay_.wait_delivered(None, wait)
             relay_.stop()
             typer.echo(f"pending {pending}")
@@ -79,15 +79,13 @@ def relay(
         relay_.stop()
         typer.echo(f"delivered {report.delivered}, failed {report.failed}, pending {report.pending}")
         raise typer.Exit(0 if report.pending == 0 else 1)
-    typer.echo(f"relaying {outbox.path} to {','.join(kafka().bootstrap_servers)}; Ctrl-C stops", err=True)
+    typer.echo(f"relaying {outbox.where} to {','.join(kafka().bootstrap_servers)}; Ctrl-C stops", err=True)
     relay_.start(interval)
     said = None
     try:
         while True:
-            sender = outbox.sender_pid()
-            status = (
-                "sending" if relay_.is_sender else f"standing by (process {sender} sends)" if sender else "starting"
-            )
+            sender = outbox.sender()
+            status = "sending" if relay_.is_sender else f"standing by ({sender} sends)" if sender else "starting"
             pending = outbox.pending_count()
             if (status, pending) != said:
                 typer.echo(f"{status}; pending {pending}", err=True)

@@ -12,13 +12,17 @@ app = typer.Typer(help="The results graph (Neo4j 5 or the local Bolt server).", 
 
 
 @app.command("migrate")
-def graph_migrate() -> None:
+def graph_migrate(
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Apply without asking (migrationStrategy assisted).")
+    ] = False,
+) -> None:
     """Apply the graph schema migrations (constraints and indexes); safe to run again."""
     from neo4j.exceptions import ServiceUnavailable
 
     config = graph_config()
     try:
-        migrate_graph(config)
+        migrate_graph(config, explicit=True, assume_yes=yes)
     except ServiceUnavailable as exc:
         typer.echo(f"error: no graph server at {config.uri} ({exc}); start one with `agentparty up`", err=True)
         raise typer.Exit(1) from None

@@ -22,7 +22,9 @@ def _registry() -> TemplateRegistry:
     from agentparty.tasks.templates import TemplateRegistry  # deferred: the CLI's start-up
 
     configured = settings()
-    return TemplateRegistry.at(configured.home, configured.tool_policy(), configured.model_registry())
+    return TemplateRegistry.at(
+        configured.home, configured.tool_policy(), configured.model_registry(), backend=configured.state_backend()
+    )
 
 
 def _fail(exc: Exception) -> typer.Exit:

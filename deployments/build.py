@@ -12,7 +12,9 @@ starts the run. Kafka-bridged event triggers expect the events that
 The deployment points at the module-level entrypoint of
 :mod:`agentparty.flows.deployed` (DESIGN.md §6) and carries the definition's
 folder in ``AGENTPARTY_WORKFLOWS``, so a worker's flow-run process rebuilds the
-same flow from the same file.
+same flow from the same file. A copy of the definition is stored with the
+deployment (:mod:`agentparty.deployments.definition_copies`), so the API needs
+no access to that file.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
@@ -35,6 +38,8 @@ from prefect.schedules import Cron, Interval, RRule, Schedule
 from prefect.types.entrypoint import EntrypointType
 from prefect.workers.process import ProcessWorker
 
+from agentparty.deployments.dead_runs import HEARTBEAT_ENV, ensure_dead_run_automation
+from agentparty.deployments.definition_copies import store_copy
 from agentparty.deployments.kafka_bridge import ROUTE_LABEL, bridge_event_name
 from agentparty.deployments.naming import INPUTS_PARAMETER, deployment_name, full_name
 from agentparty.flows.compiler import compile_workflow
@@ -133,7 +138,12 @@ def runner_deployment(definition: WorkflowDefinition, source: Path) -> RunnerDep
         description=definition.description or definition.name,
         version=definition.version,
         tags=[*TAGS, *definition.tags],
-        job_variables={"env": {WORKFLOWS_ENV: _search_path_with(source.parent)}},
+        job_variables={
+            "env": {
+                WORKFLOWS_ENV: _search_path_with(source.parent),
+                HEARTBEAT_ENV: str(get_settings().run_heartbeat_s),  # dead runs are found by their silence
+            }
+        },
         enforce_parameter_schema=True,
     )
     assert isinstance(deployment, RunnerDeployment)  # a sync caller gets the deployment, not a coroutine
@@ -170,16 +180,25 @@ def deploy_workflows(
     *,
     work_pool: str,
 ) -> list[DeployedWorkflow]:
-    """Create or update one deployment per definition on ``work_pool`` (created when missing).
+    """Create or update one deployment per definition on ``work_pool`` (created when missing), each with a
+    copy of its definition on the server (:mod:`agentparty.deployments.definition_copies`: the API reads it).
 
     Call from synchronous code: Prefect's ``apply`` dispatches to its sync
     client outside an event loop.
     """
     ensure_work_pool(work_pool)
+    settings = get_settings()
+    with get_client(sync_client=True) as client:
+        ensure_dead_run_automation(client, settings.dead_run_after_s)
+    registry = settings.model_registry()
     deployed: list[DeployedWorkflow] = []
     for definition, source in sources:
         deployment = runner_deployment(definition, source)
         deployment_id = deployment.apply(work_pool_name=work_pool)
+        assert isinstance(deployment_id, UUID)  # a sync caller gets the id, not a coroutine
+        store_copy(
+            definition, source, deployment=full_name(definition), deployment_id=deployment_id, model_registry=registry
+        )
         deployed.append(
             DeployedWorkflow(
                 workflow_id=definition.id,

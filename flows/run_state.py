@@ -42,6 +42,9 @@ class RunState:
     """Why the run stopped starting steps (the first reason given); None while it goes on."""
     staffing: Staffing | None = None
     """The team the recommender staffed capability-only agent steps with, if any."""
+    result_version: str | None = None
+    """The definition version step results are keyed under when a resumed run began with another, compatible one
+    (``flows/resume_versions.py``); None: the definition's own."""
     mcp: McpPool = field(default_factory=McpPool)
     """The run's MCP connections: opened when a step first uses a server, shared by its steps, closed at its end."""
 

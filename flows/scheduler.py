@@ -21,6 +21,7 @@ from neo4j.exceptions import DriverError, Neo4jError
 
 from agentparty.flows.artifacts import publish_staffing, publish_steps_table
 from agentparty.flows.fallbacks import fallback
+from agentparty.flows.resume_versions import resumed_version
 from agentparty.flows.run_observers import RunObservers
 from agentparty.flows.run_state import RunState
 from agentparty.flows.services import RunServices
@@ -86,6 +87,8 @@ class WorkflowRun:
         self.done = {sid: asyncio.Event() for sid in compiled.graph.order}
         observers = RunObservers(definition, compiled.services, run_key, run_id)
         self.run = RunState(definition, resolved, run_key, run_id, slots, observers)
+        if resume_key:
+            self.run.result_version = resumed_version(definition, run_key, compiled.services)
         self.steps = StepRunner(compiled, self.run)
 
     async def execute(self) -> WorkflowResult:

@@ -121,6 +121,7 @@ class RunServices:
                         policy,
                         config.models if config else None,
                         self.settings.agent_runtime.prompt_templates,
+                        backend=self.settings.state_backend(),
                     ),
                     runtime=self.settings.agent_runtime,
                     conversations=ConversationStore.at(self.home),

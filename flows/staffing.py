@@ -9,9 +9,10 @@ budget. Each step then goes to the recommended member that covers its
 capability (else the most suitable member).
 
 Only agents a step can put to work are candidates (they carry a ``handle``:
-``template@version`` or an ad-hoc agent's name). The staffing is kept under
-AGENTPARTY_HOME keyed by the run, so a resumed run keeps its team even though
-the graph has changed since.
+``template@version`` or an ad-hoc agent's name). The staffing is kept in the
+state database keyed by the run (``runtime/run_documents.py``), so a resumed run
+keeps its team even though the graph has changed since, on whichever host it
+resumes.
 """
 
 from __future__ import annotations
@@ -104,8 +105,8 @@ def staff_run(definition: WorkflowDefinition, run_key: str, task_id: str, store:
     staffing = Staffing(
         run_key=run_key, formation_method=definition.formation_method, recommendation=recommendation, steps=staffed
     )
-    kept.write(run_key, staffing.model_dump_json(indent=2))
-    return staffing
+    # two hosts staffing the same run key at once keep one team: the first written
+    return Staffing.model_validate_json(kept.write_once(run_key, staffing.model_dump_json(indent=2)))
 
 
 def staffing_markdown(staffing: Staffing) -> str:

@@ -178,7 +178,9 @@ class StepRunner:
     ) -> StepOutcome:
         """One call of the step's task, keyed for reuse by a resumed run, told to the observers as it ends."""
         observers = self.run.observers
-        key = step_cache_key(self.run.run_key, self.run.definition, step.id, item_index, inputs)
+        key = step_cache_key(
+            self.run.run_key, self.run.definition, step.id, item_index, inputs, self.run.result_version
+        )
         call = StepCall(
             key,
             run_name or step.id,

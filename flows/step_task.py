@@ -147,10 +147,19 @@ STEP_TASK: StepTask = Task(
 
 
 def step_cache_key(
-    run_key: str, definition: WorkflowDefinition, step_id: str, item_index: int | None, inputs: dict[str, Any]
+    run_key: str,
+    definition: WorkflowDefinition,
+    step_id: str,
+    item_index: int | None,
+    inputs: dict[str, Any],
+    version: str | None = None,
 ) -> str:
-    """Where a step's result is persisted: the same for the same run, definition version, step, item and inputs."""
-    return _stable_key(run_key, definition.id, definition.version, step_id, item_index, inputs)
+    """Where a step's result is persisted: the same for the same run, definition version, step, item and inputs.
+
+    ``version``: the version a resumed run began with, when it differs from the definition's but is compatible
+    with it (``flows/resume_versions.py``), so the run reuses what its first attempt completed.
+    """
+    return _stable_key(run_key, definition.id, version or definition.version, step_id, item_index, inputs)
 
 
 def _stable_key(*parts: Any) -> str:

@@ -124,6 +124,10 @@ class RunInputError(NonRetryableError):
         super().__init__("invalid run inputs: " + "; ".join(problems))
 
 
+class ResumeRefused(NonRetryableError):
+    """A run resumed under a definition version its first attempt's version is not compatible with."""
+
+
 def is_retryable(exc: BaseException) -> bool:
     return not isinstance(exc, NonRetryableError)
 

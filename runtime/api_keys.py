@@ -1,9 +1,11 @@
 """The HTTP API's key list: SHA-256 digests of keys, their names, roles, ages and last use.
 
 Keys themselves are never stored: ``agentparty api key create`` and
-``rotate-key`` print a new key once and keep its digest here, in
-``<home>/state/api-keys.sqlite`` (through :func:`~agentparty.runtime.state_db.state_db`,
-so the CLI and a running API share it). The rules that say what a key's role
+``rotate-key`` print a new key once and keep its digest here, in the engine's
+state backend (``runtime/state_backend.py``): ``<home>/state/api-keys.sqlite``
+on one machine, so the CLI and a running API share it, or the shared PostgreSQL
+schema, so every API replica on every host knows the same keys and their last
+use. The rules that say what a key's role
 may do live in ``security.accessControl`` of the SDK configuration; this file
 only says which keys exist.
 
@@ -23,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentparty.models.authentication import ApiKeyRotationConfig
-from agentparty.runtime.state_db import state_db
+from agentparty.runtime.settings import state_backend_at
+from agentparty.runtime.state_backend import Migration, SqliteBackend, StateBackend, as_backend
 
 KEY_PREFIX = "ap_"
 HOUR_S = 3600.0
@@ -35,13 +38,15 @@ CREATE TABLE IF NOT EXISTS api_keys (
     digest TEXT PRIMARY KEY,
     name TEXT NOT NULL,
     role TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    valid_until REAL,
-    revoked_at REAL,
-    last_used_at REAL
+    created_at {real} NOT NULL,
+    valid_until {real},
+    revoked_at {real},
+    last_used_at {real}
 );
-CREATE INDEX IF NOT EXISTS api_keys_by_name ON api_keys (name);
+CREATE INDEX IF NOT EXISTS api_keys_by_name ON api_keys (name)
 """
+MIGRATIONS = (Migration(1, sqlite=_SCHEMA.format(real="REAL"), postgresql=_SCHEMA.format(real="DOUBLE PRECISION")),)
+_RECORD = "SELECT digest, name, role, created_at, valid_until, revoked_at, last_used_at FROM api_keys"
 
 
 def new_key() -> str:
@@ -97,48 +102,60 @@ class ApiKeyProblem(LookupError):
 
 
 class ApiKeyStore:
-    """The key list of one home; safe to share between processes (the CLI rotates while the API serves)."""
+    """The key list of one home, or of every host sharing PostgreSQL; safe to share between processes (the
+    CLI rotates while the API serves)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    STORE = "api-keys"
+    """The store's name: ``state/api-keys.sqlite`` on SQLite, its schema version's key on PostgreSQL."""
+
+    def __init__(self, where: StateBackend | Path) -> None:
+        """``where``: the state backend, or the path of a SQLite file of the store's own."""
+        self.backend = as_backend(where)
+        self.path = self.backend.path(self.STORE) if isinstance(self.backend, SqliteBackend) else None
+        """The SQLite file, when the store is one; None on PostgreSQL."""
         self._ready = False
 
     @classmethod
-    def at(cls, home: Path) -> ApiKeyStore:
-        return cls(home / "state" / "api-keys.sqlite")
+    def at(cls, home: Path, backend: StateBackend | None = None) -> ApiKeyStore:
+        """The keys of ``home``: in ``backend``, by default where the settings keep engine state."""
+        return cls(backend or state_backend_at(home))
+
+    @property
+    def location(self) -> str:
+        """Where the keys are kept, for messages: the file, or the database."""
+        return str(self.path) if self.path is not None else self.backend.describe()
 
     def exists(self) -> bool:
-        return self.path.exists()
+        return self.path.exists() if self.path is not None else bool(self.records())
 
     def _schema(self) -> None:
         if not self._ready:
-            with state_db(self.path) as db:
-                db.executescript(_SCHEMA)
+            self.backend.migrate(self.STORE, MIGRATIONS)
             self._ready = True
 
     def records(self, name: str | None = None) -> list[ApiKeyRecord]:
         """Every key (of ``name``), oldest first."""
-        if not self.path.exists():
-            return []
+        if self.path is not None and not self.path.exists():
+            return []  # reading does not create the file: a home without keys stays without one
         self._schema()
-        with state_db(self.path) as db:
-            query = "SELECT digest, name, role, created_at, valid_until, revoked_at, last_used_at FROM api_keys"
+        with self.backend.transaction(self.STORE) as db:
             rows = (
-                db.execute(query + " WHERE name = ? ORDER BY created_at", (name,))
+                db.execute(_RECORD + " WHERE name = ? ORDER BY created_at", (name,))
                 if name is not None
-                else db.execute(query + " ORDER BY created_at")
+                else db.execute(_RECORD + " ORDER BY created_at")
             ).fetchall()
         return [ApiKeyRecord(*row) for row in rows]
 
     def add_digest(self, name: str, role: str, digest: str, created_at: float | None = None) -> bool:
         """Record a key by its digest (imported from the old access file); False when that digest is known."""
         self._schema()
-        with state_db(self.path, write=True) as db:
+        with self.backend.transaction(self.STORE, write=True) as db:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO api_keys (digest, name, role, created_at) VALUES (?, ?, ?, ?)",
+                "INSERT INTO api_keys (digest, name, role, created_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(digest) DO NOTHING",
                 (digest, name, role, time.time() if created_at is None else created_at),
             )
-            return cursor.rowcount == 1
+            return bool(cursor.rowcount == 1)
 
     def create(self, name: str, role: str) -> tuple[str, ApiKeyRecord]:
         """A new key for a new name: the key (shown once) and its record. A name with a current key is refused."""
@@ -154,10 +171,10 @@ class ApiKeyStore:
         self._schema()
         key = new_key()
         now = time.time()
-        with state_db(self.path, write=True) as db:
-            row = db.execute(
+        with self.backend.transaction(self.STORE, write=True) as db:
+            row = db.execute(  # on PostgreSQL the name's current keys are locked: one rotation at a time
                 "SELECT role FROM api_keys WHERE name = ? AND valid_until IS NULL AND revoked_at IS NULL "
-                "ORDER BY created_at DESC LIMIT 1",
+                "ORDER BY created_at DESC" + self.backend.for_update,
                 (name,),
             ).fetchone()
             if row is None:
@@ -176,19 +193,20 @@ class ApiKeyStore:
     def revoke(self, name: str) -> int:
         """Revoke every key of ``name`` at once (overlap or not); how many were still valid."""
         self._schema()
-        with state_db(self.path, write=True) as db:
+        with self.backend.transaction(self.STORE, write=True) as db:
             cursor = db.execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", (time.time(), name)
             )
-            return cursor.rowcount
+            return int(cursor.rowcount)
 
     def touch(self, last_used: dict[str, float]) -> None:
         """Record when keys (by digest) were last used; one transaction for all of them."""
         if not last_used:
             return
         self._schema()
-        with state_db(self.path, write=True) as db:
-            db.executemany(
-                "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE digest = ?",
-                [(at, digest) for digest, at in last_used.items()],
-            )
+        with self.backend.transaction(self.STORE, write=True) as db:
+            for digest, at in sorted(last_used.items()):  # one lock order across replicas
+                db.execute(  # never moves back: another replica may have recorded a later use
+                    "UPDATE api_keys SET last_used_at = ? WHERE digest = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+                    (at, digest, at),
+                )

@@ -99,6 +99,14 @@ def read_document(path: Path) -> Document:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DocumentError(path, [FieldError("", f"cannot read: {exc}", "read_error")]) from None
+    return parse_document(text, path)
+
+
+def parse_document(text: str, path: Path) -> Document:
+    """Parse a file's text as :func:`read_document` does; ``path`` names it in errors and picks JSON or YAML.
+
+    Separate from reading so that a copy of a definition kept elsewhere (the one stored with its
+    Prefect deployment) is parsed exactly as the file it was deployed from."""
     is_json = path.suffix.lower() == ".json"
     lines: dict[PathKey, int] = {}
     problems: list[FieldError] = []

@@ -1,6 +1,7 @@
 """Where the engine emits events: the durable outbox first, Prefect's event feed beside it, Kafka through the relay.
 
-``emit`` appends to the outbox (one SQLite transaction per call, duplicates of a
+``emit`` appends to the outbox (one transaction per call, in SQLite or, with
+engine state on PostgreSQL, in the table every host shares; duplicates of a
 known event id ignored), mirrors each new event as a Prefect event (resource =
 the agent, team, task or breaker it is about, so it shows in the Prefect UI's
 event feed and can trigger automations and deployments) and wakes the relay

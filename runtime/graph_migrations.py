@@ -15,10 +15,16 @@ migration whose statements changed is an error rather than a silent drift.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+from agentparty.runtime.schema_versions import MigrationDeclined, MigrationPolicy, SchemaBehind
 
 logger = logging.getLogger("agentparty.graph")
 
@@ -112,27 +118,69 @@ def applied_migrations(driver: Any, database: str) -> dict[int, dict[str, Any]]:
     return {r["version"]: dict(r) for r in records}
 
 
-def migrate(driver: Any, database: str, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
-    """Apply the migrations not yet recorded; return the versions applied now.
+def migrate(
+    driver: Any,
+    database: str,
+    migrations: tuple[Migration, ...] = MIGRATIONS,
+    *,
+    policy: MigrationPolicy | None = None,
+    explicit: bool = False,
+    confirm: Callable[[str], bool] | None = None,
+) -> list[int]:
+    """Apply the migrations not yet recorded, as ``policy`` (``versioning.migrationStrategy``) allows; return the
+    versions applied now.
 
-    Schema statements run one per transaction (Neo4j refuses schema and data
-    changes in one transaction); the record is written after they all succeed,
-    and every statement is ``IF NOT EXISTS``, so an interrupted migration simply
-    runs again.
+    A graph with no migration recorded is being created, which every strategy
+    allows; an older one is upgraded only under ``automatic``, or when a person
+    asks (``explicit``: ``agentparty migrate`` / ``graph migrate``; ``assisted``
+    asks ``confirm`` first). ``dataBackup`` exports every node and relationship
+    to ``HOME/backups`` first (:func:`export_graph`). Schema statements run one
+    per transaction (Neo4j refuses schema and data changes in one transaction);
+    the record is written after they all succeed; with ``rollbackSupport`` a
+    failure drops what the failed migration had created, without it every
+    statement being ``IF NOT EXISTS`` lets a later run simply continue.
     """
+    policy = policy or MigrationPolicy()
     done = applied_migrations(driver, database)
-    applied: list[int] = []
+    pending = []
     for migration in migrations:
         recorded = done.get(migration.version)
-        if recorded is not None:
-            if recorded["checksum"] != migration.checksum:
-                raise MigrationDrift(
-                    f"migration {migration.version} ({migration.name}) was applied with checksum {recorded['checksum']}, "
-                    f"but the code now has {migration.checksum}: add a new migration instead of editing an applied one"
-                )
-            continue
+        if recorded is None:
+            pending.append(migration)
+        elif recorded["checksum"] != migration.checksum:
+            raise MigrationDrift(
+                f"migration {migration.version} ({migration.name}) was applied with checksum {recorded['checksum']}, "
+                f"but the code now has {migration.checksum}: add a new migration instead of editing an applied one"
+            )
+    if pending and done:  # an upgrade of a graph that holds data, not its creation
+        plan = f"graph schema: applies {', '.join(f'{m.version} ({m.name})' for m in pending)}"
+        if policy.strategy != "automatic" and not explicit:
+            raise SchemaBehind(f"{plan} is needed, and versioning.migrationStrategy is {policy.strategy!r}: run "
+                               "`agentparty migrate`")  # fmt: skip
+        if policy.strategy == "assisted" and explicit and not (confirm and confirm(plan)):
+            raise MigrationDeclined(f"not applied: {plan}")
+        if policy.backup:
+            if policy.backup_dir is None:
+                raise ValueError("versioning.migrationStrategy.dataBackup needs a backup folder")
+            export_graph(driver, database, policy.backup_dir)
+    applied: list[int] = []
+    for migration in pending:
+        _apply(driver, database, migration, rollback=policy.rollback)
+        logger.info("graph migration %s applied: %s", migration.version, migration.name)
+        applied.append(migration.version)
+    return applied
+
+
+_CREATED = re.compile(r"^CREATE (CONSTRAINT|INDEX) (\w+) IF NOT EXISTS", re.IGNORECASE)
+
+
+def _apply(driver: Any, database: str, migration: Migration, *, rollback: bool) -> None:
+    created: list[str] = []
+    try:
         for statement in migration.statements:
             driver.execute_query(statement, database_=database)
+            if found := _CREATED.match(statement.strip()):
+                created.append(f"DROP {found[1].upper()} {found[2]} IF EXISTS")
         driver.execute_query(
             "MERGE (m:SchemaMigration {version: $version}) SET m.name = $name, m.checksum = $checksum, m.applied_at = $at",
             version=migration.version,
@@ -141,6 +189,32 @@ def migrate(driver: Any, database: str, migrations: tuple[Migration, ...] = MIGR
             at=datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z",
             database_=database,
         )
-        logger.info("graph migration %s applied: %s", migration.version, migration.name)
-        applied.append(migration.version)
-    return applied
+    except Exception:
+        if rollback:
+            for undo in reversed(created):
+                driver.execute_query(undo, database_=database)
+        raise
+
+
+def export_graph(driver: Any, database: str, folder: Path) -> Path:
+    """Every node (labels, properties) and relationship (type, ends, properties) as JSON lines; the file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"graph-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.jsonl"
+    with target.open("w", encoding="utf-8") as out:
+        nodes, _, _ = driver.execute_query(
+            "MATCH (n) RETURN id(n) AS id, labels(n) AS labels, properties(n) AS props",
+            database_=database,
+            routing_="r",
+        )
+        for record in nodes:
+            out.write(json.dumps({"node": record["id"], "labels": record["labels"], "props": record["props"]},
+                                 default=str) + "\n")  # fmt: skip
+        edges, _, _ = driver.execute_query(
+            "MATCH (a)-[r]->(b) RETURN id(a) AS start, type(r) AS type, id(b) AS end, properties(r) AS props",
+            database_=database,
+            routing_="r",
+        )
+        for record in edges:
+            out.write(json.dumps({"start": record["start"], "type": record["type"], "end": record["end"],
+                                  "props": record["props"]}, default=str) + "\n")  # fmt: skip
+    return target

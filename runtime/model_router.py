@@ -49,6 +49,7 @@ from agentparty.runtime.provider_auth import BASE_URL_ENV, ProviderCredentials, 
 from agentparty.runtime.providers.base import Completion, CompletionRequest, Provider, TextCallback
 from agentparty.runtime.providers.simulated import SimulatedProvider
 from agentparty.runtime.rate_limits import PrefectRateLimiter, limits_from_runtime
+from agentparty.runtime.schema_versions import MigrationPolicy
 from agentparty.runtime.secrets import as_secret, redact_exception
 from agentparty.runtime.settings import get_settings
 from agentparty.runtime.state_backend import resolve_state_backend
@@ -185,7 +186,8 @@ class ModelRouter:
             providers[name] = build_provider(credentials, pool=_connection_pool(config))
         limits = limits_from_runtime(get_settings().agent_runtime.models)
         url = get_settings().state_db_url
-        state = resolve_state_backend(home, url.get_secret_value() if url else None)
+        policy = MigrationPolicy.from_config(config.versioning, home) if config else get_settings().migration_policy()
+        state = resolve_state_backend(home, url.get_secret_value() if url else None, policy)
         registry = registry or (config.models if config else get_settings().model_registry())
         return cls(
             registry=registry,

@@ -12,6 +12,15 @@ of the same id is still recognised, then pruned.
 Many processes append to one outbox (every flow run a worker starts); exactly
 one of them sends it at a time: the relay that holds the outbox's sender slot
 (``runtime/outbox_sender.py``, which says why one sender and not per-row claims).
+
+Where the engine's state is on PostgreSQL (``runtime/state_backend.py``), the
+outbox is there too (:class:`~agentparty.runtime.outbox_postgres.PostgresOutbox`,
+which :meth:`Outbox.at` returns then): because event ids derive from (run, step,
+transition) and are stored once, ever, a run resumed on host B after host A died
+would send again what A had sent if each host kept an outbox of its own, and what
+A had not sent yet would wait on A's dead disk. With one outbox every host shares,
+the unique event id de-duplicates across hosts, and whichever host's relay holds
+the sender slot sends what a dead host left.
 """
 
 from __future__ import annotations
@@ -22,8 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from agentparty.models.events import BaseEvent
-from agentparty.runtime.outbox_sender import SenderSlot, SenderWaker, current_sender
+from agentparty.runtime.outbox_sender import SenderSlot, SenderWaker, SendingSlot, current_sender
 from agentparty.runtime.sealing import SealedColumn, Sealer, sealer_at, store_home
+from agentparty.runtime.settings import state_backend_at
+from agentparty.runtime.state_backend import StateBackend
 from agentparty.runtime.state_db import state_db
 
 RETENTION_S = 7 * 24 * 3600
@@ -86,8 +97,26 @@ class Outbox:
                 db.execute(statement)
 
     @classmethod
-    def at(cls, home: Path, topic_prefix: str = "agentparty.", sealer: Sealer | None = None) -> Outbox:
+    def at(
+        cls,
+        home: Path,
+        topic_prefix: str = "agentparty.",
+        sealer: Sealer | None = None,
+        backend: StateBackend | None = None,
+    ) -> Outbox:
+        """The home's outbox, where its state backend is (``backend``, else as this process's settings say):
+        ``state/outbox.sqlite`` on one machine, the shared table on PostgreSQL."""
+        backend = backend or state_backend_at(home)
+        if backend.dialect == "postgresql":
+            from agentparty.runtime.outbox_postgres import PostgresOutbox  # deferred: it imports this module
+
+            return PostgresOutbox(backend, topic_prefix, sealer or sealer_at(home))
         return cls(home / "state" / "outbox.sqlite", topic_prefix, sealer)
+
+    @property
+    def where(self) -> str:
+        """Where the outbox is, for people (a file here; the database on PostgreSQL)."""
+        return str(self.path)
 
     def topic_for(self, event: BaseEvent[Any]) -> str:
         return f"{self.topic_prefix}{event.family}"
@@ -133,7 +162,7 @@ class Outbox:
 
     # -- the one sender ----------------------------------------------------------------------
 
-    def try_acquire_sender(self) -> SenderSlot | None:
+    def try_acquire_sender(self) -> SendingSlot | None:
         """The right to send this outbox, if no relay in any process holds it (released with the slot or at exit)."""
         return SenderSlot.try_acquire(self.path)
 
@@ -144,6 +173,11 @@ class Outbox:
     def sender_pid(self) -> int | None:
         """The process whose relay sends this outbox now, or None."""
         return current_sender(self.path)
+
+    def sender(self) -> str | None:
+        """Who sends this outbox now, for people (``process 123``; on PostgreSQL with its host), or None."""
+        pid = self.sender_pid()
+        return None if pid is None else f"process {pid}"
 
     def pending(self, limit: int = 10_000, after: int = 0) -> list[OutboxRow]:
         """Undelivered events in emission order (``after``: past this sequence number, for a relay with sends in flight).

@@ -21,8 +21,10 @@ One sender per outbox, rather than per-row claims with leases, because:
 Appenders wake the sender with a datagram on a Unix socket the sender binds (in
 the temp folder: a socket path must stay under ~100 bytes, and a home's path may
 not); the sender also polls, so a lost wake-up delays an event by at most the
-poll interval. On PostgreSQL the same contract is a session advisory lock
-(``pg_try_advisory_lock``) and ``LISTEN``/``NOTIFY``.
+poll interval. On PostgreSQL (``runtime/outbox_postgres.py``) the same contract
+holds across hosts: the slot is a session advisory lock (``pg_try_advisory_lock``)
+on a connection of its own, which the server releases when that session ends
+(its process died, or its host did), and the wake-up is ``LISTEN``/``NOTIFY``.
 """
 
 from __future__ import annotations
@@ -36,8 +38,24 @@ import socket
 import tempfile
 import threading
 from pathlib import Path
+from typing import Protocol
 
 _WAKE = b"!"
+
+
+class SendingSlot(Protocol):
+    """What the relay holds while it sends: an ``flock`` here (:class:`SenderSlot`), an advisory lock on PostgreSQL."""
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep until an appender wakes the sender or ``timeout`` passes; True if woken."""
+        ...
+
+    def release(self) -> None: ...
+
+    @property
+    def released(self) -> bool:
+        """True once released, or lost (on PostgreSQL: its session ended, and the lock with it)."""
+        ...
 
 
 def wake_address(outbox_path: Path) -> str:

@@ -47,7 +47,9 @@ def postgres_bin_dir() -> Path | None:
         return Path(configured)
     on_path = shutil.which("initdb")
     if on_path:
-        return Path(on_path).parent
+        return (
+            Path(on_path).resolve().parent
+        )  # Debian links a few programs into /usr/local/bin; the rest sit beside the target
 
     def major(initdb: Path) -> int:
         version = initdb.parent.parent.name

@@ -8,6 +8,10 @@ off, sealed ones back to plaintext). Each state file is rewritten in one
 immediate transaction (``runtime/state_db.py``), so running stores queue behind
 it and never see half of it; a record that cannot be opened stops it with the
 error naming the store and the record, and that file's changes roll back.
+
+Where the engine's state is on PostgreSQL, the sealed columns of the stores kept
+there (:data:`SHARED_COLUMNS`) are rewritten in the shared schema as well, each
+in one transaction that locks the rows it reads (``SELECT … FOR UPDATE``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from agentparty.runtime.data_keys import DEFAULT_KEY_FILE, DataKey, rotate_key_f
 from agentparty.runtime.outbox import SEALED_COLUMNS as OUTBOX_COLUMNS
 from agentparty.runtime.sealed_results import reseal_result_file
 from agentparty.runtime.sealing import SealedColumn, Sealer
-from agentparty.runtime.settings import Settings
+from agentparty.runtime.settings import Settings, state_backend_at
+from agentparty.runtime.state_backend import SCHEMA, StateBackend
 from agentparty.runtime.state_db import state_db
 from agentparty.runtime.template_store import SEALED_COLUMNS as TEMPLATE_COLUMNS
 from agentparty.runtime.webhook_deliveries import SEALED_COLUMNS as DELIVERY_COLUMNS
@@ -33,6 +38,8 @@ SEALED_COLUMNS: tuple[SealedColumn, ...] = (
     *MEMORY_COLUMNS,
     *TEMPLATE_COLUMNS,
 )
+SHARED_COLUMNS: tuple[SealedColumn, ...] = (*OUTBOX_COLUMNS, *DELIVERY_COLUMNS, *TEMPLATE_COLUMNS)
+"""The sealed columns of stores that live in the shared schema when the state backend is PostgreSQL."""
 
 
 class RotationRefused(Exception):
@@ -66,14 +73,20 @@ class Reencrypted:
         return sum(self.counts.values())
 
 
-def reencrypt(home: Path, sealer: Sealer) -> Reencrypted:
-    """Rewrite every record of the home that is not as ``sealer`` writes now (see the module docstring)."""
+def reencrypt(home: Path, sealer: Sealer, backend: StateBackend | None = None) -> Reencrypted:
+    """Rewrite every record of the home that is not as ``sealer`` writes now (see the module docstring);
+    ``backend``: the home's state backend (else as this process's settings say)."""
     report = Reencrypted()
     for column in SEALED_COLUMNS:
         path = home / "state" / column.file
         if path.exists():
             label = f"{column.store}: {column.table}.{column.column}"
             report.counts[label] = reseal_column(path, column, sealer)
+    backend = backend or state_backend_at(home)
+    if backend.dialect == "postgresql":
+        for column in SHARED_COLUMNS:
+            label = f"{column.store}: {column.table}.{column.column} (PostgreSQL)"
+            report.counts[label] = reseal_shared_column(backend, column, sealer)
     results = home / "results"
     if results.is_dir():
         report.counts["results: persisted step and flow results"] = sum(
@@ -101,5 +114,28 @@ def reseal_column(path: Path, column: SealedColumn, sealer: Sealer) -> int:
             else:
                 fresh = column.seal(sealer, column.open(sealer, value, *key), *key)
             db.execute(f"UPDATE {column.table} SET {column.column} = ? WHERE rowid = ?", (fresh, rowid))
+            changed += 1
+    return changed
+
+
+def reseal_shared_column(backend: StateBackend, column: SealedColumn, sealer: Sealer) -> int:
+    """Rewrite one column's records in the PostgreSQL schema, in one transaction; how many changed."""
+    keys = ", ".join(column.key)
+    match = " AND ".join(f"{name} = ?" for name in column.key)
+    changed = 0
+    with backend.transaction(column.store, write=True) as db:
+        if db.execute("SELECT to_regclass(?)", (f"{SCHEMA}.{column.table}",)).fetchone()[0] is None:
+            return 0
+        rows = db.execute(
+            f"SELECT {keys}, {column.column} FROM {column.table} WHERE {column.column} IS NOT NULL{backend.for_update}"
+        ).fetchall()
+        for *key, value in rows:  # psycopg reads BYTEA as bytes, as sqlite3 reads BLOB
+            if sealer.is_current(value):
+                continue
+            if column.binary:
+                fresh: bytes | str = column.seal_bytes(sealer, column.open_bytes(sealer, value, *key), *key)
+            else:
+                fresh = column.seal(sealer, column.open(sealer, value, *key), *key)
+            db.execute(f"UPDATE {column.table} SET {column.column} = ? WHERE {match}", (fresh, *key))
             changed += 1
     return changed

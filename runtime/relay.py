@@ -41,7 +41,7 @@ from confluent_kafka.cimpl import NewTopic
 from agentparty.models.config import KafkaConfig
 from agentparty.models.sdk_config import BatchingConfig
 from agentparty.runtime.outbox import Outbox
-from agentparty.runtime.outbox_sender import SenderSlot
+from agentparty.runtime.outbox_sender import SendingSlot
 
 logger = logging.getLogger("agentparty.events")
 
@@ -203,7 +203,7 @@ class OutboxRelay:
         self.batching = RelayBatching.of(batching or BatchingConfig())
         """``communication.batching``: the built-in configuration's unless the caller hands one in."""
         self._producer: Any = None
-        self._slot: SenderSlot | None = None
+        self._slot: SendingSlot | None = None
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -223,6 +223,8 @@ class OutboxRelay:
 
     def _take_slot(self) -> bool:
         with self._lock:
+            if self._slot is not None and self._slot.released:  # lost (PostgreSQL: its session ended): try again
+                self._slot = None
             if self._slot is None:
                 self._slot = self.outbox.try_acquire_sender()
             return self._slot is not None
@@ -369,7 +371,7 @@ class OutboxRelay:
         self._thread = threading.Thread(target=loop, name="agentparty-event-relay", daemon=True)
         self._thread.start()
 
-    def _fill(self, slot: SenderSlot) -> None:
+    def _fill(self, slot: SendingSlot) -> None:
         """Woken: wait up to ``maxWaitTime`` for a full batch (``maxBatchSize`` pending), re-counting at each
         wake-up, so a burst of appends goes out in full batches and a lone event at most that much later."""
         deadline = time.monotonic() + self.batching.wait_s

@@ -97,14 +97,14 @@ class StateResultStorage(WritableFileSystem):
         return await asyncio.to_thread(self._read, path)
 
     @async_dispatch(aread_path)
-    def read_path(self, path: str) -> bytes:
+    def read_path(self, path: str) -> bytes:  # type: ignore[override]  # sync or async by caller, as Prefect's own
         return self._read(path)
 
     async def awrite_path(self, path: str, content: bytes) -> str:
         return await asyncio.to_thread(self._write, path, content)
 
-    @async_dispatch(awrite_path)  # type: ignore[arg-type]  # Prefect's own blocks pair them the same way
-    def write_path(self, path: str, content: bytes) -> str:
+    @async_dispatch(awrite_path)
+    def write_path(self, path: str, content: bytes) -> str:  # type: ignore[override]  # as LocalFileSystem's
         return self._write(path, content)
 
 

@@ -89,6 +89,7 @@ from agentparty.runtime.graph_server import DATABASE_NAME
 from agentparty.runtime.graph_store import GraphBatch, GraphStore, GraphWriteError, graph_value
 from agentparty.runtime.local_services import local_services
 from agentparty.runtime.masking import Masker
+from agentparty.runtime.schema_versions import MigrationPolicy
 
 if TYPE_CHECKING:
     from agentparty.runtime.settings import Settings
@@ -381,6 +382,8 @@ class GraphRecorder:
         """``security.dataMasking``: every node's and relationship's properties are masked before they are written
         (set by the run's services)."""
         self._schema_checked = False
+        self.policy: MigrationPolicy | None = None
+        """``versioning.migrationStrategy`` for the schema check at first use (automatic when unset)."""
 
     def _ensure_schema(self) -> None:
         """Migrations at first use ("at startup" for a process that never ran ``agentparty up``)."""
@@ -388,7 +391,7 @@ class GraphRecorder:
             return
 
         try:
-            migrate(self.store.driver, self.store.database)
+            migrate(self.store.driver, self.store.database, policy=self.policy)
         except (Neo4jError, ServiceUnavailable, SessionExpired, OSError) as exc:
             raise GraphWriteError(f"graph schema at {self.store.config.uri}: {exc}") from exc
         self._schema_checked = True
@@ -440,13 +443,17 @@ def configured_recorder(settings: Settings) -> GraphRecorder | None:
     if settings.graph == "off":
         return None
     if settings.database is not None:
-        return recorder_for(settings.database)
-
-    server = local_services(settings).graph
-    if settings.graph == "auto" and (server.pid() is None or not server.accepting()):
-        logger.info("not recording runs in a graph: no graph server under %s (agentparty up starts one)", settings.home)
-        return None
-    return recorder_for(server.database_config(), DATABASE_NAME)
+        recorder = recorder_for(settings.database)
+    else:
+        server = local_services(settings).graph
+        if settings.graph == "auto" and (server.pid() is None or not server.accepting()):
+            logger.info(
+                "not recording runs in a graph: no graph server under %s (agentparty up starts one)", settings.home
+            )
+            return None
+        recorder = recorder_for(server.database_config(), DATABASE_NAME)
+    recorder.policy = settings.migration_policy()
+    return recorder
 
 
 def configured_store(settings: Settings) -> GraphStore:

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agentparty.models import DEFAULT_MODEL_REGISTRY, ModelRegistry, SDKConfiguration
@@ -22,11 +22,13 @@ from agentparty.models.tools import ToolPolicy
 from agentparty.runtime.audit import AuditLog
 from agentparty.runtime.documents import read_document, validate_document
 from agentparty.runtime.providers.simulated import SimulatedSettings
+from agentparty.runtime.schema_versions import MigrationPolicy
 from agentparty.runtime.state_backend import StateBackend, resolve_state_backend
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AGENTPARTY_", env_nested_delimiter="__", extra="ignore")
+    _migration_policy: MigrationPolicy | None = PrivateAttr(default=None)
 
     home: Path = Field(default_factory=lambda: Path.home() / ".agentparty")
     """Where local servers keep their data, logs and pid files."""
@@ -69,6 +71,12 @@ class Settings(BaseSettings):
     gnn_schedule: str = "0 2 * * *"
     """Cron of the scheduled training deployment (default nightly at 02:00)."""
     gnn_timezone: str = "UTC"
+    run_heartbeat_s: int = Field(default=30, ge=30)
+    """``AGENTPARTY_RUN_HEARTBEAT_S``: seconds between a deployed run's heartbeats (Prefect's
+    ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``, passed to its process; Prefect's minimum is 30)."""
+    dead_run_after_s: int = Field(default=90, ge=0)
+    """``AGENTPARTY_DEAD_RUN_AFTER_S``: a deployed run silent this long after a heartbeat is taken for dead (its
+    worker or host stopped) and rescheduled for any worker (``deployments/dead_runs.py``); 0 turns that off."""
     work_pool: str = "agentparty"
     """Prefect process work pool that ``agentparty deploy`` targets and ``agentparty worker`` serves."""
     traces_endpoint: str | None = None
@@ -165,6 +173,15 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _dead_runs_after_heartbeats(self) -> Settings:
+        if self.dead_run_after_s and self.dead_run_after_s <= self.run_heartbeat_s:
+            raise ValueError(
+                f"AGENTPARTY_DEAD_RUN_AFTER_S ({self.dead_run_after_s}) must exceed AGENTPARTY_RUN_HEARTBEAT_S "
+                f"({self.run_heartbeat_s}), or every live run would look dead between two heartbeats (0 turns it off)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _tls_in_pairs(self) -> Settings:
         if (self.api_tls_cert is None) != (self.api_tls_key is None):
             given, missing = (
@@ -201,7 +218,13 @@ class Settings(BaseSettings):
     def state_backend(self) -> StateBackend:
         """Where engine state lives (``runtime/state_backend.py``): PostgreSQL when configured, else SQLite files."""
         url = self.state_db_url.get_secret_value() if self.state_db_url else None
-        return resolve_state_backend(self.home, url)
+        return resolve_state_backend(self.home, url, self.migration_policy())
+
+    def migration_policy(self) -> MigrationPolicy:
+        """``versioning.migrationStrategy`` of the SDK configuration, read once per settings object."""
+        if self._migration_policy is None:
+            self._migration_policy = MigrationPolicy.from_config(self.load_sdk_configuration().versioning, self.home)
+        return self._migration_policy
 
     def model_registry(self) -> ModelRegistry:
         if self.sdk_config is None:
@@ -230,3 +253,11 @@ def _audit_load(settings: Settings, path: Path, config: SDKConfiguration) -> Non
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def state_backend_at(home: Path) -> StateBackend:
+    """Where ``home``'s engine state lives under this process's settings: for stores built from a home alone
+    (``WebhookDeliveries.at(home)``), so they find the same PostgreSQL as ``Settings.state_backend``."""
+    settings = get_settings()
+    url = settings.state_db_url.get_secret_value() if settings.state_db_url else None
+    return resolve_state_backend(home, url, settings.migration_policy())

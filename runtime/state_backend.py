@@ -27,11 +27,12 @@ import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from agentparty.runtime.schema_versions import MigrationPolicy, migrate_store
 from agentparty.runtime.state_db import state_db
 
 Dialect = Literal["sqlite", "postgresql"]
@@ -91,9 +92,6 @@ class StateBackend(Protocol):
     def describe(self) -> str: ...
 
 
-_VERSIONS_SQLITE = "CREATE TABLE IF NOT EXISTS schema_versions (store TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-
-
 @dataclass(frozen=True)
 class SqliteBackend:
     """One SQLite file per store under ``folder`` (``AGENTPARTY_HOME/state``), or every store in one ``file``."""
@@ -104,6 +102,8 @@ class SqliteBackend:
     dialect: Dialect = "sqlite"
     for_update: str = ""
     skip_locked: str = ""
+    policy: MigrationPolicy = field(default_factory=MigrationPolicy)
+    """How schema upgrades are applied (``versioning.migrationStrategy``; ``runtime/schema_versions.py``)."""
 
     @classmethod
     def of_file(cls, path: Path) -> SqliteBackend:
@@ -118,23 +118,10 @@ class SqliteBackend:
             yield db
 
     def migrate(self, store: str, migrations: Sequence[Migration]) -> int:
-        with state_db(self.path(store), write=True) as db:
-            db.execute(_VERSIONS_SQLITE)
-            row = db.execute("SELECT version FROM schema_versions WHERE store = ?", (store,)).fetchone()
-            current = row[0] if row else 0
-            for migration in sorted(migrations, key=lambda m: m.version):
-                if migration.version > current:
-                    for statement in migration.statements("sqlite"):
-                        db.execute(statement)
-                    current = migration.version
-            db.execute(
-                "INSERT INTO schema_versions VALUES (?, ?) ON CONFLICT(store) DO UPDATE SET version = excluded.version",
-                (store, current),
-            )
-        return current
+        return migrate_store(self, store, migrations, self.policy)
 
     def describe(self) -> str:
-        return f"SQLite files under {self.folder}"
+        return f"SQLite file {self.file}" if self.file else f"SQLite files under {self.folder}"
 
 
 _PLACEHOLDER = re.compile(r"\?")
@@ -162,9 +149,10 @@ class PostgresBackend:
     for_update = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
 
-    def __init__(self, url: str, *, max_size: int = 8) -> None:
+    def __init__(self, url: str, *, max_size: int = 8, policy: MigrationPolicy | None = None) -> None:
         self.url = _libpq_url(url)
         self.max_size = max_size
+        self.policy = policy or MigrationPolicy()
         self._pool: Any = None
         self._pool_pid = 0
         self._guard = threading.Lock()
@@ -196,22 +184,7 @@ class PostgresBackend:
             yield _PgConnection(connection)
 
     def migrate(self, store: str, migrations: Sequence[Migration]) -> int:
-        with self.transaction(store, write=True) as db:
-            # one migrator at a time, across hosts: a transaction-scoped advisory lock on the store's name
-            db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"agentparty.migrate.{store}",))
-            db.execute("CREATE TABLE IF NOT EXISTS schema_versions (store TEXT PRIMARY KEY, version INTEGER NOT NULL)")
-            row = db.execute("SELECT version FROM schema_versions WHERE store = ?", (store,)).fetchone()
-            current = row[0] if row else 0
-            for migration in sorted(migrations, key=lambda m: m.version):
-                if migration.version > current:
-                    for statement in migration.statements("postgresql"):
-                        db.execute(statement)
-                    current = migration.version
-            db.execute(
-                "INSERT INTO schema_versions VALUES (?, ?) ON CONFLICT(store) DO UPDATE SET version = excluded.version",
-                (store, current),
-            )
-        return current
+        return migrate_store(self, store, migrations, self.policy)
 
     def close(self) -> None:
         with self._guard:
@@ -232,16 +205,17 @@ def _without_password(url: str) -> str:
     return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
-_backends: dict[str, PostgresBackend] = {}
+_backends: dict[tuple[str, MigrationPolicy], PostgresBackend] = {}
 _backends_guard = threading.Lock()
 
 
-def postgres_backend(url: str) -> PostgresBackend:
+def postgres_backend(url: str, policy: MigrationPolicy | None = None) -> PostgresBackend:
     """One backend (one pool) per URL per process: stores built anywhere in the process share it."""
+    policy = policy or MigrationPolicy()
     with _backends_guard:
-        backend = _backends.get(url)
+        backend = _backends.get((url, policy))
         if backend is None:
-            backend = _backends[url] = PostgresBackend(url)
+            backend = _backends[(url, policy)] = PostgresBackend(url, policy=policy)
         return backend
 
 
@@ -264,7 +238,9 @@ def local_state_url(home: Path) -> str | None:
     return cluster.url(STATE_DATABASE, driver="postgresql") if cluster.record else None
 
 
-def resolve_state_backend(home: Path, url: str | None) -> StateBackend:
+def resolve_state_backend(home: Path, url: str | None, policy: MigrationPolicy | None = None) -> StateBackend:
     """PostgreSQL at ``url`` (``AGENTPARTY_STATE_DB_URL``), else the home's chosen cluster, else SQLite files."""
     url = url or local_state_url(home)
-    return postgres_backend(url) if url else SqliteBackend(home / "state")
+    if url:
+        return postgres_backend(url, policy)
+    return SqliteBackend(home / "state", policy=policy or MigrationPolicy())

@@ -41,6 +41,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from agentparty.models.sdk_config import MetricsConfig
+from agentparty.runtime.state_backend import StateBackend
 from agentparty.runtime.telemetry_multiproc import CompactingCollector
 from agentparty.runtime.telemetry_stores import StoreCollector
 
@@ -79,6 +80,7 @@ class MetricsExporter:
         *,
         multiproc_dir: Path | None = None,
         approvals: Callable[[], int | None] | None = None,
+        state: StateBackend | None = None,
     ) -> MetricsExporter:
         """The exporter of a process serving ``home``; ``multiproc_dir``: merge the files of the processes that
         write there (a worker's flow runs) instead of reading this process's registry."""
@@ -90,7 +92,9 @@ class MetricsExporter:
         else:
             registry.register(_Delegate(REGISTRY))
         stores = (
-            StoreCollector(home, interval) if approvals is None else StoreCollector(home, interval, approvals=approvals)
+            StoreCollector(home, interval, state=state)
+            if approvals is None
+            else StoreCollector(home, interval, approvals=approvals, state=state)
         )
         registry.register(stores)
         return cls(config, registry, stores)

@@ -9,7 +9,11 @@ milliseconds): scrapes in between get the figures of the last read, so a Prometh
 seconds, or several of them, cost the stores one read per interval.
 
 The reads open each SQLite file read-only and only when it exists (a home that never emitted an event has no
-outbox and reports no backlog, rather than creating one). Approvals waiting are the flow runs in Prefect state
+outbox and reports no backlog, rather than creating one). With engine state on PostgreSQL
+(``runtime/state_backend.py``) the same queries read the shared schema instead, so every replica and worker
+reports the figures of all hosts; a table no store has created yet reads as nothing.
+
+Approvals waiting are the flow runs in Prefect state
 PAUSED (each waits for an answer: an approval, a tool call's approval, a human intervention), counted by the
 Prefect API when one is configured (``PREFECT_API_URL``), with a short timeout so a slow server cannot hold a
 scrape up; when it cannot be asked, the metric is left out rather than reported as 0.
@@ -32,6 +36,7 @@ from prometheus_client.registry import Collector
 
 from agentparty.runtime import telemetry_metrics as names
 from agentparty.runtime.breakers import BreakerState
+from agentparty.runtime.state_backend import StateBackend
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +54,16 @@ def _rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
             return db.execute(sql).fetchall()
     except sqlite3.Error as exc:  # a store being created or migrated right now: the next read will see it
         logger.debug("metrics: %s not read: %s", path, exc)
+        return []
+
+
+def _shared_rows(backend: StateBackend, sql: str) -> list[tuple[Any, ...]]:
+    """The query's rows from the shared state database; none when its table does not exist yet."""
+    try:
+        with backend.transaction("metrics") as db:
+            return [tuple(row) for row in db.execute(sql).fetchall()]
+    except Exception as exc:  # no such table yet (psycopg's UndefinedTable), or the database unreachable
+        logger.debug("metrics: shared state not read: %s", exc)
         return []
 
 
@@ -95,8 +110,11 @@ class StoreCollector(Collector):
         *,
         approvals: Callable[[], int | None] = approvals_waiting,
         clock: Callable[[], float] = time.monotonic,
+        state: StateBackend | None = None,
     ) -> None:
         self.home = home
+        self.state = state if state is not None and state.dialect == "postgresql" else None
+        """The shared state database to read, when engine state is on PostgreSQL; else the home's SQLite files."""
         self.interval_s = interval_s
         self.approvals = approvals
         self.clock = clock
@@ -118,13 +136,17 @@ class StoreCollector(Collector):
         limit.add_metric([], self._memory_limit)
         return iter([*families, limit])
 
+    def _query(self, store: str, sql: str) -> list[tuple[Any, ...]]:
+        if self.state is not None:
+            return _shared_rows(self.state, sql)
+        return _rows(self.home / "state" / f"{store}.sqlite", sql)
+
     def _read(self) -> list[GaugeMetricFamily]:
-        state = self.home / "state"
-        families = [*self._outbox(state / "outbox.sqlite"), self._deliveries(state / "webhooks.sqlite")]
+        families = [*self._outbox(), self._deliveries()]
         breakers = GaugeMetricFamily(
             names.BREAKER_STATE, "Circuit breaker state per target: 0 closed, 1 half-open, 2 open.", labels=["target"]
         )
-        for target, value in _rows(state / "breakers.sqlite", "SELECT target, state FROM breakers"):
+        for target, value in self._query("breakers", "SELECT target, state FROM breakers"):
             breakers.add_metric([str(target)], BREAKER_VALUES.get(str(value), 0.0))
         families.append(breakers)
         waiting = self.approvals()
@@ -134,8 +156,8 @@ class StoreCollector(Collector):
             )
         return families
 
-    def _outbox(self, path: Path) -> list[GaugeMetricFamily]:
-        rows = _rows(path, "SELECT count(*), min(created_at) FROM outbox WHERE delivered_at IS NULL")
+    def _outbox(self) -> list[GaugeMetricFamily]:
+        rows = self._query("outbox", "SELECT count(*), min(created_at) FROM outbox WHERE delivered_at IS NULL")
         count, oldest = rows[0] if rows else (0, None)
         backlog = GaugeMetricFamily(names.OUTBOX_BACKLOG, "Events in the outbox not yet delivered to the broker.")
         backlog.add_metric([], float(count or 0))
@@ -143,13 +165,13 @@ class StoreCollector(Collector):
         lag.add_metric([], max(0.0, time.time() - float(oldest)) if oldest is not None else 0.0)
         return [backlog, lag]
 
-    def _deliveries(self, path: Path) -> GaugeMetricFamily:
+    def _deliveries(self) -> GaugeMetricFamily:
         family = GaugeMetricFamily(
             names.WEBHOOK_DELIVERIES, "Accepted webhook deliveries kept in the store, by status.", labels=["status"]
         )
         found = dict(
-            _rows(
-                path,
+            self._query(
+                "webhooks",
                 "SELECT CASE WHEN flow_run_id IS NOT NULL THEN 'created' WHEN failed_reason IS NOT NULL THEN 'failed'"
                 " ELSE 'queued' END AS status, count(*) FROM webhook_deliveries GROUP BY status",
             )

@@ -96,6 +96,19 @@ def endpoints(
             found.append(
                 Endpoint(what, server, host, encrypted, "set AGENTPARTY_KAFKA__SECURITY_PROTOCOL to SSL or SASL_SSL")
             )
+    if settings.state_db_url is not None:
+        url = settings.state_db_url.get_secret_value()
+        parsed = urlparse(url)
+        ssl = dict(part.split("=", 1) for part in parsed.query.split("&") if "=" in part).get("sslmode", "")
+        found.append(
+            Endpoint(
+                "the state database (AGENTPARTY_STATE_DB_URL)",
+                f"{parsed.scheme}://{parsed.hostname}:{parsed.port or 5432}{parsed.path}",  # never the password
+                parsed.hostname or "",
+                ssl in {"require", "verify-ca", "verify-full"},
+                "add ?sslmode=verify-full (or require) to the URL",
+            )
+        )
     for provider in config.authentication.providers:
         if provider.endpoint:
             what = f"model provider {provider.name!r} endpoint"

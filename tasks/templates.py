@@ -28,7 +28,10 @@ from agentparty.models.model_registry import ModelRegistry
 from agentparty.models.step_errors import StepValidationError, TemplateError, ToolsRefused
 from agentparty.models.templates import VersionBump, VersionRecord
 from agentparty.models.tools import AgentTooling, ToolPolicy
-from agentparty.runtime.template_store import SqliteTemplateStore, TemplateStore
+from agentparty.runtime.sealing import sealer_at
+from agentparty.runtime.settings import state_backend_at
+from agentparty.runtime.state_backend import StateBackend
+from agentparty.runtime.template_store import SharedTemplateStore, TemplateStore
 
 
 def persistent_agent_id(*identity: str) -> str:
@@ -120,8 +123,11 @@ class TemplateRegistry:
         policy: ToolPolicy | None = None,
         models: ModelRegistry | None = None,
         prompt_templates: Mapping[str, str] | None = None,
+        backend: StateBackend | None = None,
     ) -> TemplateRegistry:
-        return cls(SqliteTemplateStore(home / "state" / "templates.sqlite"), policy, models, prompt_templates)
+        """The registry of ``home``: in ``backend``, by default where the settings keep engine state."""
+        store = SharedTemplateStore(backend or state_backend_at(home), sealer_at(home))
+        return cls(store, policy, models, prompt_templates)
 
     def check_prompt_template(self, name: str, prompt_template: str | None) -> None:
         """Refuse a prompt template the runtime configuration does not define."""

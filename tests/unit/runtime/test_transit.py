@@ -207,3 +207,14 @@ def test_mcp_servers_by_url_are_checked_naming_the_server(tmp_path: Path) -> Non
     for allowed in ("https://mcp.example.com/mcp", "http://127.0.0.1:3000/mcp"):
         validated = SDKConfiguration.model_validate({"tools": {"mcpServers": [{"name": "docs", "url": allowed}]}})
         assert check_in_transit(settings(tmp_path), validated, None, environ={}) == []
+
+
+def test_a_plaintext_state_database_off_loopback_is_refused_and_tls_or_trust_admits_it(tmp_path: Path) -> None:
+    plain = "postgresql://agentparty:secret@10.9.8.7:5432/state"
+    with pytest.raises(PlaintextEndpointError, match=r"state database \(AGENTPARTY_STATE_DB_URL\)") as refused:
+        check_in_transit(settings(tmp_path, state_db_url=plain), config(), None)
+    assert "secret" not in str(refused.value) and "sslmode" in str(refused.value)
+    assert check_in_transit(settings(tmp_path, state_db_url=plain + "?sslmode=verify-full"), config(), None) == []
+    assert check_in_transit(settings(tmp_path, state_db_url="postgresql://a:b@127.0.0.1:5432/s"), config(), None) == []
+    uses = check_in_transit(settings(tmp_path, state_db_url=plain), config(trustedNetworks=["10.9.8.0/24"]), None)
+    assert [use.endpoint.what for use in uses] == ["the state database (AGENTPARTY_STATE_DB_URL)"]
