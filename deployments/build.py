@@ -19,6 +19,7 @@ no access to that file.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from agentparty.flows.deployed import WORKFLOWS_ENV
 from agentparty.models import WorkflowDefinition
 from agentparty.models.workflow import EventTrigger, ManualTrigger, ScheduleTrigger, WebhookTrigger
 from agentparty.runtime.documents import WorkflowCatalog, load_workflow
+from agentparty.runtime.result_storage import share_results_through_server
 from agentparty.runtime.settings import get_settings
 
 TAGS = ("agentparty", "workflow")
@@ -190,6 +192,8 @@ def deploy_workflows(
     settings = get_settings()
     with get_client(sync_client=True) as client:
         ensure_dead_run_automation(client, settings.dead_run_after_s)
+    if settings.state_backend().dialect == "postgresql":  # results every worker reaches (runtime/result_storage.py)
+        asyncio.run(_share_results())
     registry = settings.model_registry()
     deployed: list[DeployedWorkflow] = []
     for definition, source in sources:
@@ -211,6 +215,11 @@ def deploy_workflows(
             )
         )
     return deployed
+
+
+async def _share_results() -> None:
+    async with get_client() as client:
+        await share_results_through_server(client)
 
 
 def deploy_training(work_pool: str) -> DeployedWorkflow:

@@ -58,18 +58,6 @@ def shared_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
             cluster.remove()
 
 
-def _share_results(api: str) -> None:
-    from prefect.client.orchestration import PrefectClient
-
-    from agentparty.runtime.result_storage import share_results_through_server
-
-    async def share() -> None:
-        async with PrefectClient(api) as client:
-            await share_results_through_server(client)
-
-    asyncio.run(share())
-
-
 def _definition(folder: Path) -> Path:
     log, started, flag = folder / "executions.log", folder / "started", folder / "release"
     doc = {
@@ -165,12 +153,11 @@ def test_a_run_whose_host_dies_completes_on_the_other_host(shared_services: dict
     api, state_url = shared_services["api"], shared_services["state_url"]
     keys = "k1=" + base64.b64encode(os.urandom(32)).decode()
     pool = f"two-hosts-{uuid.uuid4().hex[:6]}"
-    _share_results(api)
     path = _definition(tmp_path)
     deployer = _env(tmp_path / "deployer", api, state_url, keys)
     deployed = subprocess.run([AGENTPARTY, "deploy", str(path), "--pool", pool, "--no-training"], env=deployer,
                               capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr  # it made results shared (state on PostgreSQL)
 
     worker_a = _worker(host_a, _env(tmp_path / "home-a", api, state_url, keys), pool, tmp_path / "worker-a.log")
     worker_b = None
