@@ -49,7 +49,10 @@ def use_prefect(*, quiet: bool = True, patient: bool = False, api_bind: str | No
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     if patient:
         os.environ.setdefault("PREFECT_CLIENT_MAX_RETRIES", "10")
-    url = use_prefect_api(settings(), lambda ui: typer.echo(f"started the Prefect server at {ui}", err=True))
+    try:
+        url = use_prefect_api(settings(), lambda ui: typer.echo(f"started the Prefect server at {ui}", err=True))
+    except RuntimeError as exc:  # the local server's database cannot be prepared, or it exited: say why
+        raise fail(str(exc)) from None
     check_in_transit(url, api_bind)
     return url
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import enum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -10,10 +12,24 @@ import typer
 from agentparty.cli._bootstrap import fail, local, migrate_graph, settings
 from agentparty.cli.events import init_topics
 from agentparty.runtime.postgres_server import LocalPostgres, postgres_bin_dir
+from agentparty.runtime.prefect_database import (
+    PrefectDatabase,
+    choose_postgres,
+    chosen_state_db,
+    marker_file,
+    running_database,
+)
 from agentparty.runtime.trace_viewer import PHOENIX_REQUIREMENT, LocalTraceViewer
 
 if TYPE_CHECKING:
     from agentparty.runtime.local_services import LocalServices
+
+
+class StateDb(enum.StrEnum):
+    """``agentparty up --state-db``: where Prefect's tables and the engine's own state live."""
+
+    sqlite = "sqlite"
+    postgres = "postgres"
 
 
 def up(
@@ -33,17 +49,36 @@ def up(
             "Alertmanager on them (apt-get install prometheus prometheus-alertmanager).",
         ),
     ] = False,
+    state_db: Annotated[
+        StateDb | None,
+        typer.Option(
+            "--state-db",
+            help="Where Prefect's tables and the engine's own state live: sqlite (files under the home, the default) "
+            "or postgres (the home's own PostgreSQL cluster, or the server AGENTPARTY_STATE_DB_URL names). A home "
+            "keeps what it chose: later commands start Prefect on it again.",
+            case_sensitive=False,
+        ),
+    ] = None,
 ) -> None:
     """Start the local services under AGENTPARTY_HOME: the Prefect server with its UI, the Bolt graph server, the Kafka broker."""
     servers, config = local(), settings()
+    if state_db is not None:
+        servers = _choose_state_db(servers, state_db)
     if traces:
         _start_traces(servers.traces, servers.postgres)
     server = servers.prefect
-    started = server.start()
+    try:
+        started = server.start()
+    except RuntimeError as exc:  # its database cannot be prepared, or it exited: say why, no traceback
+        raise fail(str(exc)) from None
     typer.echo(
         f"Prefect server {'started' if started else 'already running'}: UI {server.ui_url}, API {server.api_url}"
     )
     typer.echo(f"state: {server.home}  log: {server.log_file}")
+    if server.database is not None:
+        typer.echo(f"Prefect database: {server.database.describe()}; engine state: {config.state_backend().describe()}")
+        asyncio.run(_share_results(server.api_url))
+        typer.echo("run results: in the state database (the Prefect server's default result storage), for any host")
     if config.database is None:
         graph = servers.graph
         started = graph.start()
@@ -63,6 +98,47 @@ def up(
     typer.echo(f"event topics: created {', '.join(created)}" if created else "event topics: up to date")
     if monitoring:
         _start_monitoring(servers)
+
+
+def _choose_state_db(servers: LocalServices, state_db: StateDb) -> LocalServices:
+    """Record ``--state-db postgres`` for the home (after making its databases); refuse what would split its state."""
+    home, config = servers.prefect.home, settings()
+    chosen = chosen_state_db(home)
+    if state_db is StateDb.sqlite:
+        if chosen != "sqlite":
+            raise fail(
+                f"{home} keeps Prefect's tables and its engine state on PostgreSQL ({marker_file(home)}); "
+                "they are not copied back to SQLite: use a new AGENTPARTY_HOME for SQLite"
+            )
+        return servers
+    if servers.prefect.healthy() and running_database(home) != "postgresql":
+        raise fail(
+            "the Prefect server of this home is running on SQLite: stop it first with `agentparty down`, "
+            "then run `agentparty up --state-db postgres` (runs recorded in SQLite are not copied)"
+        )
+    if config.state_db_url is not None:
+        database = PrefectDatabase(server_url=config.state_db_url.get_secret_value())
+    elif postgres_bin_dir() is None:
+        raise fail("PostgreSQL was not found (set AGENTPARTY_POSTGRES_BIN, or apt-get install postgresql)")
+    else:
+        database = PrefectDatabase(cluster=servers.postgres)
+        started = servers.postgres.start()
+        typer.echo(f"PostgreSQL {'started' if started else 'already running'}: port {servers.postgres.port}")
+    try:
+        database.prepare()  # its databases exist before the choice is recorded and anything uses them
+    except RuntimeError as exc:
+        raise fail(str(exc)) from None
+    choose_postgres(home, external=database.server_url is not None)
+    return local()  # rebuilt: the Prefect server now has its PostgreSQL database
+
+
+async def _share_results(api_url: str) -> None:
+    from prefect.client.orchestration import PrefectClient
+
+    from agentparty.runtime.result_storage import share_results_through_server
+
+    async with PrefectClient(api_url) as client:
+        await share_results_through_server(client)
 
 
 def _start_traces(viewer: LocalTraceViewer, postgres: LocalPostgres) -> None:
@@ -123,6 +199,9 @@ def status() -> None:
     server = servers.prefect
     healthy = server.healthy()
     typer.echo(f"Prefect server: {'running' if healthy else 'stopped'} ({server.api_url}, pid {server.pid() or '-'})")
+    if server.database is not None:
+        typer.echo(f"Prefect database: {server.database.describe()}")
+        typer.echo(f"engine state: {settings().state_backend().describe()}")
     graph = servers.graph
     graph_healthy = graph.healthy()
     typer.echo(f"graph server: {'running' if graph_healthy else 'stopped'} ({graph.uri}, pid {graph.pid() or '-'})")

@@ -1,7 +1,9 @@
-"""The local Prefect server behind ``agentparty up``: SQLite, UI on 127.0.0.1:4200, state under AGENTPARTY_HOME.
+"""The local Prefect server behind ``agentparty up``: UI on 127.0.0.1:4200, state under AGENTPARTY_HOME.
 
 A real server rather than Prefect's ephemeral mode: ephemeral mode takes 11-28 s
 to start on every command and drops task-run records at exit (DESIGN.md §5).
+Its tables are in SQLite under the home, or in PostgreSQL for a home that chose
+it with ``agentparty up --state-db postgres`` (``runtime/prefect_database.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentparty.runtime.local_service import PidFileService
+from agentparty.runtime.prefect_database import PrefectDatabase, running_database_file
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,8 @@ class LocalPrefectServer(PidFileService):
     home: Path
     host: str = "127.0.0.1"
     port: int = 4200
+    database: PrefectDatabase | None = None
+    """PostgreSQL (prepared, and the home's cluster started, when the server starts); None: SQLite under the home."""
 
     @property
     def api_url(self) -> str:
@@ -46,8 +51,10 @@ class LocalPrefectServer(PidFileService):
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         }
 
-    def _server_env(self) -> dict[str, str]:
+    def _server_env(self, database_url: str | None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+        if database_url is not None:
+            env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
         env.update(
             PREFECT_HOME=str(self.home / "prefect"),
             PREFECT_SERVER_API_HOST=self.host,
@@ -71,14 +78,16 @@ class LocalPrefectServer(PidFileService):
         """Start the server unless it already answers; returns True if this call started it."""
         if self.healthy():
             return False
+        database_url = self.database.prepare() if self.database is not None else None
         for folder in (self.pid_file.parent, self.log_file.parent, self.home / "prefect", self.home / "results"):
             folder.mkdir(parents=True, exist_ok=True)
+        running_database_file(self.home).write_text("postgresql\n" if database_url else "sqlite\n")
         self.launch(
             [sys.executable, "-m", "prefect", "server", "start", "--host", self.host, "--port", str(self.port)],
             self.healthy,
             name="Prefect server",
             timeout=timeout,
             poll=0.5,
-            env=self._server_env(),
+            env=self._server_env(database_url),
         )
         return True

@@ -228,14 +228,38 @@ STATE_DATABASE = "agentparty"
 """The database the home's own cluster keeps engine state in (Prefect's server has ``prefect`` beside it)."""
 
 
+_started_clusters: set[Path] = set()
+
+
+class StateDatabaseMissing(RuntimeError):
+    """The home chose a PostgreSQL server for its state that this process has no address for."""
+
+
 def local_state_url(home: Path) -> str | None:
-    """The home's cluster, when ``agentparty up --state-db postgres`` chose it for engine state (a marker file)."""
+    """The home's cluster, when ``agentparty up --state-db postgres`` chose it for engine state (a marker file),
+    started when it is not running (as the home's Prefect server is); None for a home that never chose it.
+
+    A home that chose the server of ``AGENTPARTY_STATE_DB_URL`` (marker ``external``) while the variable is not
+    set is refused: falling back to SQLite would quietly split its state in two.
+    """
     from agentparty.runtime.postgres_server import LocalPostgres  # deferred: only homes that chose PostgreSQL
 
-    if not (home / "postgres" / "state-db").exists():
+    try:
+        chosen = (home / "postgres" / "state-db").read_text().strip()
+    except OSError:
         return None
+    if chosen == "external":
+        raise StateDatabaseMissing(
+            f"{home} keeps its engine state on the PostgreSQL server of AGENTPARTY_STATE_DB_URL "
+            "(chosen by `agentparty up --state-db postgres`), but it is not set in this process"
+        )
     cluster = LocalPostgres(home)
-    return cluster.url(STATE_DATABASE, driver="postgresql") if cluster.record else None
+    if cluster.record is None:
+        return None
+    if home not in _started_clusters:  # once per process: a stopped cluster (`agentparty down`) comes back
+        cluster.start()
+        _started_clusters.add(home)
+    return cluster.url(STATE_DATABASE, driver="postgresql")
 
 
 def resolve_state_backend(home: Path, url: str | None, policy: MigrationPolicy | None = None) -> StateBackend:
