@@ -24,6 +24,7 @@ from agentparty.models.run_history import task_id_for, team_id_for
 from agentparty.runtime.event_bus import EventBus
 from agentparty.runtime.graph_store import GraphStore
 from agentparty.runtime.outbox import Outbox
+from agentparty.runtime.run_documents import RunDocuments
 from agentparty.runtime.run_recorder import GraphRecorder
 from agentparty.tasks.agent import ModelAgentRunner
 
@@ -165,7 +166,8 @@ def test_the_recommender_staffs_an_agent_step_and_the_graph_records_it(
     [(member, role)] = assembled["payload"]["agent_roles"].items()
     assert role == "research"
 
-    staffing = next((tmp_path / "state" / "teams").glob("*.json")).read_text()
+    staffing = RunDocuments(tmp_path, "teams").read("staffed-run")  # what a resume of this run reads
+    assert staffing is not None
     assert '"fallback": true' in staffing and "no champion model yet" in staffing  # no model trained in this home
     records, _, _ = synthetic_graph.driver.execute_query(
         "MATCH (a:Agent)-[:MEMBER_OF]->(t:Team {id: $team}) MATCH (t)-[:ASSEMBLED_BY]->(s:SystemActor) "
