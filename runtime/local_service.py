@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -27,6 +28,8 @@ class PidFileService:
 
     host: str
     port: int
+    stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
+    """What :meth:`stop` sends first (PostgreSQL: SIGINT, its fast shutdown; SIGTERM waits for every session)."""
 
     @property
     def log_file(self) -> Path:
@@ -94,7 +97,7 @@ class PidFileService:
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        os.killpg(pid, signal.SIGKILL if kill else signal.SIGTERM)
+        os.killpg(pid, signal.SIGKILL if kill else self.stop_signal)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.pid() is not None:
             with contextlib.suppress(ChildProcessError):

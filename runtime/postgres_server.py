@@ -15,7 +15,6 @@ chosen once, at ``initdb``, and reused after, so URLs written down stay valid.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -27,7 +26,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, LiteralString
+from typing import TYPE_CHECKING, ClassVar, LiteralString
 from urllib.parse import quote
 
 from agentparty.runtime.local_service import PidFileService, free_port
@@ -92,6 +91,8 @@ class LocalPostgres(PidFileService):
     host: str = "127.0.0.1"
     preferred_port: int = 0
     """The port ``initdb`` records (0: a free one); a cluster already made keeps its own."""
+    stop_signal: ClassVar[signal.Signals] = signal.SIGINT
+    """PostgreSQL's fast shutdown (sessions end, the checkpoint is written); SIGTERM would wait for every session."""
     clients: tuple[str, ...] = ()
     """Networks (CIDR) besides loopback whose hosts may log in (with the password): ``pg_hba.conf`` gets a line
     for each at every start. Empty: loopback only, as ``initdb`` leaves it."""
@@ -239,23 +240,6 @@ class LocalPostgres(PidFileService):
                 raise RuntimeError(f"PostgreSQL exited with code {process.returncode}; see {self.log_file}")
             time.sleep(0.2)
         raise TimeoutError(f"PostgreSQL did not answer within {timeout:.0f}s; see {self.log_file}")
-
-    def stop(self, timeout: float = 30.0, *, kill: bool = False) -> bool:
-        """A fast shutdown (SIGINT: sessions end, the checkpoint is written); ``kill`` crashes it like a power cut."""
-        pid = self.pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return False
-        os.killpg(pid, signal.SIGKILL if kill else signal.SIGINT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.pid() is not None:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.1)
-        if self.pid() is not None:
-            os.killpg(pid, signal.SIGKILL)
-        self.pid_file.unlink(missing_ok=True)
-        return True
 
     def remove(self) -> None:
         """Stop the cluster and delete its data and record (tests; a home being thrown away)."""

@@ -46,6 +46,10 @@ MIGRATIONS = (
 )
 
 
+_migrated: set[int] = set()
+"""Backends (one per URL per process: ``state_backend.postgres_backend``) whose results table is known to exist."""
+
+
 class SharedResultsUnavailable(RuntimeError):
     """This process has no PostgreSQL state backend, yet the Prefect server keeps results in one."""
 
@@ -59,7 +63,9 @@ def _shared_backend() -> StateBackend:
             "this Prefect server keeps run results in the engine's PostgreSQL state database, but this process "
             "has none configured: set AGENTPARTY_STATE_DB_URL (or run `agentparty up --state-db postgres`)"
         )
-    backend.migrate(STORE, MIGRATIONS)
+    if id(backend) not in _migrated:  # once per backend and process, not on every result read or write
+        backend.migrate(STORE, MIGRATIONS)
+        _migrated.add(id(backend))
     return backend
 
 
