@@ -329,6 +329,13 @@ def apply_outcome(tx: Any, outcome: Outcome) -> bool:
     if row is None or row["done"]:
         return False
     at = graph_value(outcome.at)
+    # MERGE of a relationship takes no lock that stops two transactions from both creating it, so concurrent endings
+    # of teams sharing two agents could leave two WORKED_WITH edges (seen in CI). Write-locking both ends first, in
+    # one order, serialises them: the second MERGE then finds the first's edge.
+    ends = sorted({p["a"] for p in outcome.pairs} | {p["b"] for p in outcome.pairs})
+    tx.run(
+        "UNWIND $ids AS id MATCH (x:Agent {id: id}) SET x._merge_lock = true REMOVE x._merge_lock", ids=ends
+    ).consume()
     tx.run(
         "UNWIND $pairs AS p MATCH (a:Agent {id: p.a}) MATCH (b:Agent {id: p.b}) "
         "MERGE (a)-[r:WORKED_WITH]->(b) "
