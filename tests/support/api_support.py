@@ -7,6 +7,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,3 +139,16 @@ def delivery_of(client: Any, accepted: Any, *, created_within: float = 120.0) ->
         if view.json()["status"] != "queued" or time.monotonic() > deadline:
             return dict(view.json())
         time.sleep(0.2)
+
+
+def wait_until_serving(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 120.0) -> None:
+    """Until an ``agentparty api`` process started by a test answers; its log's tail when it exits or never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/openapi.json", timeout=2).read()
+            return
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise AssertionError(f"agentparty api did not start:\n{log.read_text()[-3000:]}") from None
+            time.sleep(0.2)

@@ -17,7 +17,11 @@ from agentparty.runtime.state_backend import PostgresBackend
 
 
 def spend(url: str, limit: int, tokens: int, tries: int) -> int:
-    ledger = BudgetLedger(PostgresBackend(url))
+    return spend_from(BudgetLedger(PostgresBackend(url)), limit, tokens, tries)
+
+
+def spend_from(ledger: BudgetLedger, limit: int, tokens: int, tries: int) -> int:
+    """Reserve and settle ``tokens`` against the user budget ``shared`` ``tries`` times; how many were granted."""
     budget = Budget("user", "shared", limit)
     granted = 0
     for _ in range(tries):

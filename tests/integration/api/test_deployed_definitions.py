@@ -13,8 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +22,16 @@ import httpx
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from support.api_support import HANDLERS, SECRET, SECRET_ENV, access_config, auth, hook_definition, signed
+from support.api_support import (
+    HANDLERS,
+    SECRET,
+    SECRET_ENV,
+    access_config,
+    auth,
+    hook_definition,
+    signed,
+    wait_until_serving,
+)
 from support.deploy_support import wait_for
 
 from agentparty.api import create_app
@@ -227,7 +234,7 @@ def test_serve_then_api_answers_the_webhook_without_agentparty_workflows(
         )
         try:
             url = f"http://127.0.0.1:{port}"
-            _wait_until_serving(url, api, tmp_path / "api.log")
+            wait_until_serving(url, api, tmp_path / "api.log")
             payload = {"ticket_id": "T-7", "subject": "Login fails", "body": "Since today", "customer_tier": "pro"}
             accepted = httpx.post(f"{url}/webhooks/webhook-triage", timeout=60, **signed(payload))
             assert accepted.status_code == 202, accepted.text
@@ -240,18 +247,6 @@ def test_serve_then_api_answers_the_webhook_without_agentparty_workflows(
         finally:
             api.terminate()
             api.wait(30)
-
-
-def _wait_until_serving(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/openapi.json", timeout=2).read()
-            return
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise AssertionError(f"agentparty api did not start:\n{log.read_text()}") from None
-            time.sleep(0.2)
 
 
 def _delivered_run(url: str, accepted: httpx.Response) -> str:

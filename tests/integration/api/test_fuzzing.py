@@ -12,8 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from support.api_support import KEYS, SECRET, SECRET_ENV, HookWorkflows, access_config
+from support.api_support import KEYS, SECRET, SECRET_ENV, HookWorkflows, access_config, wait_until_serving
 
 from agentparty.models.api import CREATE_AGENT_TEMPLATE_EXAMPLE
 from agentparty.runtime.local_service import free_port
@@ -64,15 +62,7 @@ def live_api(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/openapi.json", timeout=2).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise AssertionError(f"agentparty api did not start:\n{(home / 'api.log').read_text()}") from None
-                time.sleep(0.2)
+        wait_until_serving(url, process, home / "api.log")
         yield url
     finally:
         process.terminate()

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 import yaml
+from support.api_support import wait_until_serving
 from support.netns import SERVICES_ADDRESS, Host, netns_available, two_hosts
 
 from agentparty.runtime.local_service import free_port
@@ -196,20 +197,6 @@ def _api(host: Host, env: dict[str, str], port: int, log: Path) -> subprocess.Po
                       stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
 
 
-def _serving(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/openapi.json", timeout=2).read()
-            return
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise AssertionError(f"agentparty api did not start:\n{log.read_text()[-3000:]}") from None
-            time.sleep(0.5)
-
-
 def _runs_of(api: str, deployment_name: str) -> list[Any]:
     from prefect.client.orchestration import PrefectClient
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
@@ -263,7 +250,7 @@ def test_100_webhooks_over_two_api_replicas_make_exactly_100_runs(
     try:
         urls = [f"http://{host.address}:{port}" for host, _ in replicas]
         for (host, process), url in zip(replicas, urls, strict=True):
-            _serving(url, process, tmp_path / f"api-{host.name}.log")
+            wait_until_serving(url, process, tmp_path / f"api-{host.name}.log")
 
         def send(i: int) -> int:
             payload = {"ticket_id": f"T-{i}", "priority": 1 + i % 5}

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.host_work import spend_from
 
 from agentparty.models import CircuitBreakerConfig
-from agentparty.models.step_errors import BudgetExceeded, CircuitOpenError
+from agentparty.models.step_errors import CircuitOpenError
 from agentparty.runtime.breakers import BreakerState, CircuitBreaker, SharedBreakerStore
 from agentparty.runtime.budgets import Budget, BudgetLedger
 from agentparty.runtime.state_backend import PostgresBackend, SqliteBackend, StateBackend
@@ -36,17 +37,7 @@ def _rebuild(kind: str, where: str) -> StateBackend:
 
 
 def _spend(kind: str, where: str, limit: int, tokens: int, out: Any) -> None:
-    ledger = BudgetLedger(_rebuild(kind, where))
-    budget = Budget("user", "shared", limit)
-    granted = 0
-    for _ in range(TRIES):
-        try:
-            reservation = ledger.reserve([budget], tokens)
-        except BudgetExceeded:
-            continue
-        ledger.settle(reservation, [budget], tokens)
-        granted += 1
-    out.put(granted)
+    out.put(spend_from(BudgetLedger(_rebuild(kind, where)), limit, tokens, TRIES))
 
 
 def _fail(kind: str, where: str, failures: int) -> None:
