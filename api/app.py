@@ -44,7 +44,7 @@ from agentparty.flows.deployed import search_dirs
 from agentparty.models.access import ApiAccessConfig
 from agentparty.runtime.alert_routes import relay_channels
 from agentparty.runtime.api_keys import ApiKeyStore
-from agentparty.runtime.audit import AuditLog
+from agentparty.runtime.audit_trail import AuditTrail
 from agentparty.runtime.masking import masker_for
 from agentparty.runtime.provider_auth import check_provider_credentials
 from agentparty.runtime.rate_buckets import SharedBuckets
@@ -71,7 +71,7 @@ def create_app(
     rate_limiter: RateLimiter | None = None,
     graph_store: GraphStore | None = None,
     keys: ApiKeyStore | None = None,
-    audit_log: AuditLog | None = None,
+    audit_log: AuditTrail | None = None,
 ) -> FastAPI:
     """The app; ``access`` (the deprecated access file's rules and keys) replaces ``security.accessControl``.
 

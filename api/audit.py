@@ -1,7 +1,9 @@
 """The API's part of the audit log: every request recorded (who, what, outcome), and ``GET /audit``.
 
 Recording must not slow requests down: an entry is an ``fsync``'d append under
-a file lock (``runtime/audit.py``), a few milliseconds on an ordinary disk. So
+a file lock (``runtime/audit.py``), a few milliseconds on an ordinary disk (with
+state on PostgreSQL, a transaction that waits its turn on the one shared chain:
+``runtime/audit_postgres.py``). So
 requests only put their entry on a bounded queue, and one background thread
 (:class:`AuditWriter`) appends what it finds there in batches. The queue holds
 :data:`QUEUE_SIZE` entries; when the disk cannot keep up, a read (``GET``)
@@ -33,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentparty.api.errors import GUARDED, declared, refuse_unknown_query
 from agentparty.api.security import Principal, require
-from agentparty.runtime.audit import AuditLog
+from agentparty.runtime.audit_trail import AuditTrail
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 class AuditWriter:
     """One thread that appends queued entries to the audit log; ``submit`` never touches the disk."""
 
-    def __init__(self, log: AuditLog, size: int = QUEUE_SIZE) -> None:
+    def __init__(self, log: AuditTrail, size: int = QUEUE_SIZE) -> None:
         self.log = log
         self.dropped = 0
         self._queue: queue.Queue[Any] = queue.Queue(size)
@@ -169,7 +171,7 @@ def record(request: Request, action: str, target: str, outcome: str = "ok", **de
         writer.submit({"actor": actor, "action": action, "target": target, "outcome": outcome, **details})
 
 
-def install_audit(app: FastAPI, log: AuditLog) -> AuditWriter:
+def install_audit(app: FastAPI, log: AuditTrail) -> AuditWriter:
     writer = AuditWriter(log)
     app.state.audit = log
     app.state.audit_writer = writer
@@ -237,7 +239,7 @@ def read_audit(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> AuditPage:
     """The audit log, newest first, filtered by actor, action prefix and time (admins only)."""
-    log: AuditLog = request.app.state.audit
+    log: AuditTrail = request.app.state.audit
     request.app.state.audit_writer.flush()  # what this key's earlier requests queued is in the answer
     found = log.query(actor=actor, action=action, since=since, until=until, limit=limit + 1, offset=offset)
     page = [AuditEntryView.model_validate(entry.as_json()) for entry in found[:limit]]

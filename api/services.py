@@ -108,7 +108,9 @@ def conversation_store(request: Request) -> ConversationStore:
     """Every engagement's conversation under the app's home (the store the workers write), opened on first use."""
     store: ConversationStore | None = getattr(request.app.state, "conversations", None)
     if store is None:
-        store = request.app.state.conversations = ConversationStore.at(settings_of(request).home)
+        settings = settings_of(request)
+        store = ConversationStore.at(settings.home, backend=settings.state_backend())
+        request.app.state.conversations = store
     return store
 
 

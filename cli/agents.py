@@ -34,7 +34,8 @@ def _registry() -> TemplateRegistry:
 def _memory() -> AgentMemoryStore:
     from agentparty.runtime.agent_memory import AgentMemoryStore
 
-    return AgentMemoryStore.at(settings().home)
+    configured = settings()
+    return AgentMemoryStore.at(configured.home, backend=configured.state_backend())
 
 
 def template_agents(registry: TemplateRegistry) -> dict[str, str]:
@@ -66,7 +67,7 @@ def forget(
     known = template_agents(_registry())
     agent_id = _resolve(agent, known)
     memory = _memory()
-    conversations = ConversationStore.at(settings().home)
+    conversations = ConversationStore.at(settings().home, backend=settings().state_backend())
     had_conversations = bool(conversations.engagements(agent_id, limit=1))
     if agent_id not in known and not memory.initialised(agent_id) and not had_conversations:
         typer.echo(

@@ -1,11 +1,12 @@
 """``agentparty audit verify`` checks the audit log's hash chain; ``audit show`` prints its entries.
 
 ``verify`` reads the whole log (``HOME/audit/audit.jsonl``) and its head anchor
-(``audit.head`` beside it) and names the first entry that was edited, removed,
+(``audit.head`` beside it), or, with engine state on PostgreSQL, the one chain
+every host shares (tables ``audit_entries`` and ``audit_head``), and names the first entry that was edited, removed,
 inserted or moved (its line and sequence number), or the entries removed from
 the end, exiting 1; a chain that holds exits 0 with the entry count and the
 head's hash (worth keeping elsewhere: it is what a rewrite of both files would
-change).
+change). ``--path`` reads a JSONL file instead (a home's log from before it moved its state to PostgreSQL).
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from agentparty.cli._bootstrap import settings
+
+if TYPE_CHECKING:
+    from agentparty.runtime.audit_trail import AuditTrail
 
 app = typer.Typer(help="The audit log: verify its hash chain, show its entries.", no_args_is_help=True)
 
@@ -26,22 +30,26 @@ PathOption = Annotated[
 ]
 
 
-def _log_path(path: Path | None) -> Path:
+def _trail(path: Path | None) -> AuditTrail:
+    """The file at ``path``; else the settings' trail: the state database's chain on PostgreSQL, else the home's file."""
     from agentparty.runtime.audit import AuditLog
+    from agentparty.runtime.audit_trail import open_audit_trail
 
-    return path or AuditLog.at(settings().home).path
+    if path is not None:
+        return AuditLog(path)
+    config = settings()
+    return open_audit_trail(config.home, config.state_backend())
 
 
 @app.command()
 def verify(path: PathOption = None) -> None:
     """Check that no entry was edited, removed, reordered or cut off the end; name the first one that was (exit 1)."""
-    from agentparty.runtime.audit import check, head_path
-
-    log = _log_path(path)
-    if not log.exists() and not head_path(log).exists():
+    trail = _trail(path)
+    log = trail.location
+    found = trail.check()
+    if found.broken is None and found.entries == 0 and found.head is None:
         typer.echo(f"{log}: no audit log yet")
         return
-    found = check(log)
     if found.broken is not None:
         where = f"entry {found.broken.seq}" if found.broken.seq is not None else "an entry"
         typer.echo(f"{log}:{found.broken.line}: chain broken at {where}: {found.broken.reason}", err=True)
@@ -64,9 +72,7 @@ def show(
     """The newest entries first."""
     from datetime import UTC
 
-    from agentparty.runtime.audit import AuditLog
-
-    log = AuditLog(_log_path(path))
+    log = _trail(path)
     moment = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
     for entry in log.query(actor=actor, action=action, since=moment, limit=limit):
         if as_json:

@@ -74,6 +74,7 @@ from agentparty.runtime.erasure import (
 from agentparty.runtime.graph_store import GraphStore, GraphWriteError
 from agentparty.runtime.local_services import local_services
 from agentparty.runtime.outbox import Outbox
+from agentparty.runtime.result_storage import forget_shared_results
 from agentparty.runtime.run_index import IndexedRun, RunIndex
 from agentparty.runtime.run_recorder import configured_recorder
 from agentparty.runtime.settings import Settings, get_settings
@@ -128,7 +129,10 @@ async def _delete_prefect_run(client: PrefectClient, settings: Settings, flow_ru
     for artifact in await client.read_artifacts(flow_run_filter=only):
         await client.delete_artifact(artifact.id)
         work.removed.artifacts += 1
-    work.removed.result_files += remove_result_files(settings.home / "results", [k for k in keys if k])
+    stored = [k for k in keys if k]
+    work.removed.result_files += remove_result_files(settings.home / "results", stored)
+    # with engine state on PostgreSQL the server's default result storage is the shared table (result_storage.py)
+    work.removed.result_files += await asyncio.to_thread(forget_shared_results, settings.state_backend(), stored)
     try:
         await client.delete_flow_run(run_id)
         work.removed.flow_runs += 1
@@ -175,10 +179,10 @@ def _erase_local(settings: Settings, runs: list[IndexedRun], work: _Work) -> lis
     home = settings.home
     run_keys = sorted({r.run_key for r in runs})
     flow_run_ids = [r.flow_run_id for r in runs]
-    conversations = ConversationStore.at(home)
+    conversations = ConversationStore.at(home, backend=settings.state_backend())
     states = agent_state_ids([(e.agent_id, engagement_key(e.run_key, e.slot)) for e in conversations.of_runs(run_keys)])
     work.removed.conversation_messages += conversations.forget_runs(run_keys)
-    memory = forget_memory_of_runs(AgentMemoryStore.at(home).path, run_keys)
+    memory = forget_memory_of_runs(AgentMemoryStore.at(home, backend=settings.state_backend()).backend, run_keys)
     work.removed.memory_entries += memory.entries
     work.removed.memory_changes += memory.changes
     work.removed.memory_snapshots += memory.snapshots
@@ -209,7 +213,7 @@ async def erase_user(
     ``prefect_database``: the Prefect server's SQLite file to compact afterwards (default: this home's local
     server's, when it is the one in use)."""
     settings = settings or get_settings()
-    index = RunIndex.at(settings.home)
+    index = RunIndex.at(settings.home, settings.state_backend())
     runs = index.of_user(user_id)
     work = _Work()
     prefect_ok = await _delete_prefect_runs(settings, [r.flow_run_id for r in runs], work)
@@ -258,8 +262,9 @@ async def _old_prefect_runs(cutoff: datetime) -> list[str]:
 
 def _purge_local(settings: Settings, cutoff: datetime, work: _Work) -> None:
     home = settings.home
-    work.removed.conversation_messages += ConversationStore.at(home).forget_before(cutoff)
-    memory = forget_memory_before(AgentMemoryStore.at(home).path, cutoff)
+    conversations = ConversationStore.at(home, backend=settings.state_backend())
+    work.removed.conversation_messages += conversations.forget_before(cutoff)
+    memory = forget_memory_before(AgentMemoryStore.at(home, backend=settings.state_backend()).backend, cutoff)
     work.removed.memory_changes += memory.changes
     work.removed.memory_snapshots += memory.snapshots
     work.removed.webhook_deliveries += WebhookDeliveries.at(home).forget_before(cutoff.timestamp())
@@ -282,7 +287,8 @@ async def purge(
     if days is None:
         days = float(settings.load_sdk_configuration().monitoring.logging.compliance.data_retention)
     cutoff = cutoff or datetime.now(UTC) - timedelta(days=days)
-    index = RunIndex.at(settings.home)
+    backend = settings.state_backend()
+    index = RunIndex.at(settings.home, backend)
     runs = index.started_before(cutoff)
     work = _Work()
     try:
@@ -294,7 +300,7 @@ async def purge(
     states = agent_state_ids(
         [
             (e.agent_id, engagement_key(e.run_key, e.slot))
-            for e in ConversationStore.at(settings.home).of_runs(sorted({r.run_key for r in runs}))
+            for e in ConversationStore.at(settings.home, backend=backend).of_runs(sorted({r.run_key for r in runs}))
         ]
     )
     await asyncio.to_thread(_purge_local, settings, cutoff, work)
@@ -348,7 +354,7 @@ async def _exported_run(client: PrefectClient | None, run: IndexedRun, problems:
 async def export_user(user_id: str, *, settings: Settings | None = None) -> UserExport:
     """The user's runs (index, Prefect's parameters and step states), conversations and graph records."""
     settings = settings or get_settings()
-    runs = RunIndex.at(settings.home).of_user(user_id)
+    runs = RunIndex.at(settings.home, settings.state_backend()).of_user(user_id)
     problems: list[str] = []
     try:
         async with get_client() as client:
@@ -356,7 +362,7 @@ async def export_user(user_id: str, *, settings: Settings | None = None) -> User
     except Exception as exc:  # no Prefect API at all: what the home knows
         problems.append(f"Prefect: {type(exc).__name__}: {exc}")
         exported = [await _exported_run(None, run, problems) for run in runs]
-    store = ConversationStore.at(settings.home)
+    store = ConversationStore.at(settings.home, backend=settings.state_backend())
     conversations = [
         ExportedConversation(
             engagement_id=e.id,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -117,12 +116,12 @@ class RunObservers:
         if self.run_id is None:  # not a Prefect flow run: nothing to erase or purge in Prefect either
             return
         try:
-            index = RunIndex.at(self.services.home)
+            index = RunIndex.at(self.services.home, self.services.settings.state_backend())
             if moment == "start":
                 index.started(self.run_id, self.run_key, self.definition.id, self.services.user_id)
             else:
                 index.finished(self.run_id, status)
-        except (OSError, sqlite3.Error) as exc:
+        except Exception as exc:  # sqlite3's or psycopg's (a PostgreSQL that is down), a file it cannot write
             logger.warning("run %s not recorded in the run index (retention, erasure): %s", self.run_key, exc)
 
     # -- steps ------------------------------------------------------------------------------

@@ -124,11 +124,13 @@ class RunServices:
                         backend=self.settings.state_backend(),
                     ),
                     runtime=self.settings.agent_runtime,
-                    conversations=ConversationStore.at(self.home),
+                    conversations=ConversationStore.at(self.home, backend=self.settings.state_backend()),
                     policy=policy,
                     observer=self._observer(masker),
                 )
-                self._agent_runner = enable_memory(self._agent_runner, AgentMemoryStore.at(self.home))
+                self._agent_runner = enable_memory(
+                    self._agent_runner, AgentMemoryStore.at(self.home, backend=self.settings.state_backend())
+                )
                 self._agent_runner = enable_delegation(self._agent_runner)  # ask_agent runs through the runner
             return self._agent_runner
 

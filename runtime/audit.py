@@ -1,5 +1,9 @@
 """The audit log: append-only, hash-chained, one file per home (``<home>/audit/audit.jsonl``).
 
+This file is the embedded default; with engine state on PostgreSQL the same
+chain lives in the database, shared by every host (``runtime/audit_postgres.py``;
+``runtime/audit_trail.py`` chooses).
+
 Each entry is one JSON line carrying the previous entry's hash and its own
 (SHA-256 over the previous hash and the entry's canonical JSON), so an entry
 edited, removed or moved breaks the chain at that point, and
@@ -172,13 +176,18 @@ class AuditLog:
     def head_path(self) -> Path:
         return head_path(self.path)
 
+    @property
+    def location(self) -> str:
+        """Where the chain is, for messages (``AuditTrail.location``)."""
+        return str(self.path)
+
     def append(
         self, actor: str, action: str, target: str = "", outcome: str = "ok", **details: Any
     ) -> AuditEntry | None:
         """Record one event at the chain's tip; None when the log is off."""
         if not self.enabled:
             return None
-        written = self._write([(actor, action, str(target), str(outcome), _clean(details))])
+        written = self._write([(actor, action, str(target), str(outcome), clean_details(details))])
         return AuditEntry(**written[-1])
 
     def append_many(self, events: list[dict[str, Any]]) -> int:
@@ -191,7 +200,7 @@ class AuditLog:
             fields = dict(event)
             actor, action = str(fields.pop("actor")), str(fields.pop("action"))
             target, outcome = str(fields.pop("target", "")), str(fields.pop("outcome", "ok"))
-            rows.append((actor, action, target, outcome, _clean(fields)))
+            rows.append((actor, action, target, outcome, clean_details(fields)))
         self._write(rows)
         return len(rows)
 
@@ -334,7 +343,7 @@ def _walk(path: Path, head_count: int) -> _Walk:
             except json.JSONDecodeError as exc:
                 walk.broken = ChainBreak(number, None, f"not JSON: {exc}")
                 return walk
-            walk.broken = _entry_break(number, body, (GENESIS, ANCHORED_GENESIS) if number == 1 else (prev,))
+            walk.broken = entry_break(number, body, (GENESIS, ANCHORED_GENESIS) if number == 1 else (prev,))
             if walk.broken is not None:
                 return walk
             prev, walk.entries = body["hash"], number
@@ -344,7 +353,8 @@ def _walk(path: Path, head_count: int) -> _Walk:
     return walk
 
 
-def _entry_break(number: int, body: dict[str, Any], prevs: tuple[str, ...]) -> ChainBreak | None:
+def entry_break(number: int, body: dict[str, Any], prevs: tuple[str, ...]) -> ChainBreak | None:
+    """Why entry ``number`` (as read, ``body``) does not hold, given the ``prev`` s it may have; None when it does."""
     seq = body.get("seq")
     if body.get("prev") not in prevs:
         return ChainBreak(number, seq, "its prev is not the hash of the entry before it (removed or reordered)")
@@ -358,7 +368,7 @@ def _entry_break(number: int, body: dict[str, Any], prevs: tuple[str, ...]) -> C
     return None
 
 
-def _clean(details: dict[str, Any]) -> dict[str, Any]:
+def clean_details(details: dict[str, Any]) -> dict[str, Any]:
     """Details as written: key-redacted, and cut to their start past :data:`MAX_DETAILS_CHARS`."""
     text = redact(json.dumps(details, default=str, sort_keys=True))
     return json.loads(text) if len(text) <= MAX_DETAILS_CHARS else {"truncated": text[:MAX_DETAILS_CHARS]}

@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from agentparty.models.graph import stable_id
+from agentparty.runtime.agent_memory import STORE as MEMORY_STORE
 from agentparty.runtime.graph_store import GraphStore, graph_value, native
-from agentparty.runtime.state_db import state_db
+from agentparty.runtime.state_backend import StateBackend, StateConnection, as_backend
 
 GRAPH_CHUNK = 200
 _STATE_SEQUENCE = 64
@@ -43,19 +44,25 @@ class MemoryForgotten:
     snapshots: int
 
 
-def forget_memory_of_runs(path: Path, run_keys: Sequence[str]) -> MemoryForgotten:
-    """Erase what these runs wrote to any agent's memory (``memory.sqlite`` at ``path``), where it is theirs.
+def forget_memory_of_runs(where: StateBackend | Path, run_keys: Sequence[str]) -> MemoryForgotten:
+    """Erase what these runs wrote to any agent's memory (the memory store's backend, or ``memory.sqlite`` at a
+    path), where it is theirs.
 
     Removed: the runs' change records and step snapshots, and the value of every entry whose current version one
     of the runs wrote (the key stays, deleted at its version, so a version number is never reused). Kept:
     entries another run changed since (the value is that run's), and entries whose change record was pruned
-    already (``agent_memory.RETENTION_DAYS``), which can no longer be attributed.
+    already (``agent_memory.RETENTION_DAYS``), which can no longer be attributed. On PostgreSQL the erasure first
+    takes the turn of every agent the runs touched (their ``memory_agents`` rows, locked in one order), as each
+    change does, so it never interleaves with an agent's change on any host.
     """
+    backend = as_backend(where)
     entries = changes = snapshots = 0
     keys = list(run_keys)
-    with state_db(path, write=True) as db:
-        for start in range(0, len(keys), 500):  # SQLite's bound-parameter limit
-            chunk = keys[start : start + 500]
+    chunks = [keys[start : start + 500] for start in range(0, len(keys), 500)]  # SQLite's bound-parameter limit
+    with backend.transaction(MEMORY_STORE, write=True) as db:
+        if backend.for_update:
+            _lock_agents_of_runs(db, chunks, backend.for_update)
+        for chunk in chunks:
             marks = ",".join("?" * len(chunk))
             entries += db.execute(
                 "UPDATE memory_entries SET value = NULL, bytes = 0 WHERE value IS NOT NULL AND EXISTS "
@@ -68,11 +75,33 @@ def forget_memory_of_runs(path: Path, run_keys: Sequence[str]) -> MemoryForgotte
     return MemoryForgotten(entries, changes, snapshots)
 
 
-def forget_memory_before(path: Path, cutoff: datetime) -> MemoryForgotten:
+def _lock_agents_of_runs(db: StateConnection, chunks: Sequence[Sequence[str]], for_update: str) -> None:
+    """Lock the ``memory_agents`` rows of every agent these runs changed or were shown, sorted by id: the order
+    every locker keeps, so two erasures never deadlock."""
+    agents: set[str] = set()
+    for chunk in chunks:
+        marks = ",".join("?" * len(chunk))
+        rows = db.execute(
+            f"SELECT agent_id FROM memory_changes WHERE run_key IN ({marks}) "
+            f"UNION SELECT agent_id FROM memory_snapshots WHERE run_key IN ({marks})",
+            (*chunk, *chunk),
+        ).fetchall()
+        agents.update(str(row[0]) for row in rows)
+    ordered = sorted(agents)
+    for start in range(0, len(ordered), 500):
+        batch = ordered[start : start + 500]
+        db.execute(
+            f"SELECT agent_id FROM memory_agents WHERE agent_id IN ({','.join('?' * len(batch))}) "
+            f"ORDER BY agent_id{for_update}",
+            batch,
+        ).fetchall()
+
+
+def forget_memory_before(where: StateBackend | Path, cutoff: datetime) -> MemoryForgotten:
     """Drop memory change records and snapshots older than ``cutoff`` (retention). Entries are the agents'
     current memory, not a run's record, and stay."""
     stamp = cutoff.isoformat(timespec="microseconds")
-    with state_db(path, write=True) as db:
+    with as_backend(where).transaction(MEMORY_STORE, write=True) as db:
         changes = db.execute("DELETE FROM memory_changes WHERE changed_at < ?", (stamp,)).rowcount
         snapshots = db.execute("DELETE FROM memory_snapshots WHERE taken_at < ?", (stamp,)).rowcount
     return MemoryForgotten(0, changes, snapshots)

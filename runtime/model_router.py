@@ -41,7 +41,7 @@ from agentparty.models.step_errors import (
     StepError,
     tries_next_model,
 )
-from agentparty.runtime.audit import AuditLog
+from agentparty.runtime.audit_trail import AuditTrail, open_audit_trail
 from agentparty.runtime.breakers import BreakerStore, CircuitBreaker, SharedBreakerStore
 from agentparty.runtime.budgets import Budget, BudgetLedger, estimate_tokens
 from agentparty.runtime.masking import Masker, masker_for
@@ -71,7 +71,7 @@ def detect_credentials(
     config: SDKConfiguration | None = None,
     environ: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.time,
-    audit: AuditLog | None = None,
+    audit: AuditTrail | None = None,
 ) -> dict[str, ProviderCredentials]:
     """Providers that can be called, by name: the SDK configuration's providers (their secrets resolved, or
     :class:`ProviderCredentialsError` naming each that cannot be), then the usual environment variables for
@@ -338,12 +338,14 @@ class ModelRouter:
             await provider.aclose()
 
 
-def _audit_log(home: Path, config: SDKConfiguration | None) -> AuditLog | None:
+def _audit_log(home: Path, config: SDKConfiguration | None) -> AuditTrail | None:
     """The home's audit log, on under the rule of ``Settings.audit_log`` (for the router's own ``home``)."""
     if config is None:  # the keyless default: no configured provider, no provider key to audit
         return None
     enabled = config.security.audit_logging and config.monitoring.logging.compliance.audit_trail
-    return AuditLog.at(home, enabled=enabled)
+    from agentparty.runtime.settings import state_backend_at  # deferred: settings import this layer
+
+    return open_audit_trail(home, state_backend_at(home), enabled=enabled)
 
 
 def _connection_pool(config: SDKConfiguration | None) -> ConnectionPoolConfig:

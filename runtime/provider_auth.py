@@ -50,7 +50,7 @@ from agentparty.models.authentication import (
 )
 from agentparty.models.sdk_config import SDKConfiguration
 from agentparty.models.step_errors import AuthenticationError, NonRetryableError, ProviderUnavailable
-from agentparty.runtime.audit import AuditLog
+from agentparty.runtime.audit_trail import AuditTrail
 from agentparty.runtime.secrets import as_secret, register
 
 logger = logging.getLogger("agentparty.llm")
@@ -142,7 +142,7 @@ class KeyRing:
     keys: list[RingKey]
     rotation: ApiKeyRotationConfig
     clock: Callable[[], float] = time.time
-    audit: AuditLog | None = None
+    audit: AuditTrail | None = None
     """Where the first use and a refusal of each key are recorded (once per process and key id)."""
     _warned: set[str] = field(default_factory=set)
     _audited: set[tuple[str, str]] = field(default_factory=set)
@@ -183,7 +183,7 @@ class KeyRing:
         if self.audit is None or (action, key.id) in self._audited:
             return
         self._audited.add((action, key.id))
-        mark = (str(self.audit.path), action, self.provider, key.id)
+        mark = (self.audit.location, action, self.provider, key.id)
         with _audited_guard:
             if mark in _audited_keys:
                 return
@@ -322,7 +322,7 @@ def configured_providers(
     auth: AuthenticationConfig,
     environ: Mapping[str, str],
     clock: Callable[[], float] = time.time,
-    audit: AuditLog | None = None,
+    audit: AuditTrail | None = None,
 ) -> dict[str, ProviderCredentials]:
     """Every configured provider by name, its secrets resolved; every unresolvable one reported together.
     ``audit``: where rotating keys record their first use and refusals."""
@@ -347,7 +347,7 @@ def _resolve(
     environ: Mapping[str, str],
     clock: Callable[[], float],
     missing: list[str],
-    audit: AuditLog | None = None,
+    audit: AuditTrail | None = None,
 ) -> tuple[SecretStr | None, ProviderAuth | None]:
     """A fixed key, or the :class:`ProviderAuth` of the provider's method; problems are appended to ``missing``."""
 

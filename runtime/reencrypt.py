@@ -38,7 +38,13 @@ SEALED_COLUMNS: tuple[SealedColumn, ...] = (
     *MEMORY_COLUMNS,
     *TEMPLATE_COLUMNS,
 )
-SHARED_COLUMNS: tuple[SealedColumn, ...] = (*OUTBOX_COLUMNS, *DELIVERY_COLUMNS, *TEMPLATE_COLUMNS)
+SHARED_COLUMNS: tuple[SealedColumn, ...] = (
+    *OUTBOX_COLUMNS,
+    *DELIVERY_COLUMNS,
+    *TEMPLATE_COLUMNS,
+    *CONVERSATION_COLUMNS,
+    *MEMORY_COLUMNS,
+)
 """The sealed columns of stores that live in the shared schema when the state backend is PostgreSQL."""
 
 

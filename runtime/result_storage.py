@@ -25,6 +25,7 @@ The class is found by processes that have not imported it through the
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -119,3 +120,22 @@ async def share_results_through_server(client: Any) -> UUID:
     block_id: UUID = await StateResultStorage().asave(BLOCK_NAME, overwrite=True, client=client)
     await client.update_server_default_result_storage(block_id)
     return block_id
+
+
+def forget_shared_results(backend: StateBackend, paths: Sequence[str]) -> int:
+    """Delete the stored results at these paths (the storage keys a run's states name); how many went.
+
+    Retention and erasure (``flows/retention.py``) call this beside removing result files, so a run purged on
+    PostgreSQL loses its results as one on a single machine does. A backend without the table has none to delete.
+    """
+    if backend.dialect != "postgresql" or not paths:
+        return 0
+    backend.migrate(STORE, MIGRATIONS)
+    unique = sorted(set(paths))
+    removed = 0
+    with backend.transaction(STORE, write=True) as db:
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            removed += db.execute(f"DELETE FROM results WHERE path IN ({marks})", chunk).rowcount
+    return removed

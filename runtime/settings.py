@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from agentparty.models import DEFAULT_MODEL_REGISTRY, ModelRegistry, SDKConfiguration
 from agentparty.models.config import AgentRuntimeConfig, DatabaseConfig, GNNTrainingConfig, KafkaConfig
 from agentparty.models.tools import ToolPolicy
-from agentparty.runtime.audit import AuditLog
+from agentparty.runtime.audit_trail import AuditTrail, open_audit_trail
 from agentparty.runtime.documents import read_document, validate_document
 from agentparty.runtime.providers.simulated import SimulatedSettings
 from agentparty.runtime.schema_versions import MigrationPolicy
@@ -209,11 +209,12 @@ class Settings(BaseSettings):
         _audit_load(self, self.sdk_config, config)
         return config
 
-    def audit_log(self, config: SDKConfiguration | None = None) -> AuditLog:
-        """This home's audit log, on when ``security.auditLogging`` and ``compliance.auditTrail`` both are."""
+    def audit_log(self, config: SDKConfiguration | None = None) -> AuditTrail:
+        """This home's audit log (the state database's one chain when state is on PostgreSQL), on when
+        ``security.auditLogging`` and ``compliance.auditTrail`` both are."""
         config = config or self.load_sdk_configuration()
         enabled = config.security.audit_logging and config.monitoring.logging.compliance.audit_trail
-        return AuditLog.at(self.home, enabled=enabled)
+        return open_audit_trail(self.home, self.state_backend(), enabled=enabled)
 
     def state_backend(self) -> StateBackend:
         """Where engine state lives (``runtime/state_backend.py``): PostgreSQL when configured, else SQLite files."""

@@ -11,13 +11,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agentparty.runtime import (
+    agent_memory,
     api_keys,
+    audit_postgres,
     breakers,
     budgets,
+    conversations,
     outbox_postgres,
     rate_buckets,
     result_storage,
     run_documents,
+    run_index,
     template_store,
     webhook_deliveries,
 )
@@ -40,7 +44,12 @@ STATE_STORES: tuple[StateStore, ...] = (
     StateStore(api_keys.ApiKeyStore.STORE, api_keys.MIGRATIONS),
     StateStore(rate_buckets.STORE, rate_buckets.MIGRATIONS),
     StateStore(run_documents.STORE, run_documents.MIGRATIONS),
+    StateStore(conversations.STORE, conversations.MIGRATIONS),
+    StateStore(run_index.STORE, run_index.MIGRATIONS),
+    StateStore(agent_memory.STORE, agent_memory.MIGRATIONS),
     StateStore(result_storage.STORE, result_storage.MIGRATIONS, ("postgresql",)),
     # the SQLite outbox keeps its own, tuned schema (runtime/outbox.py); on PostgreSQL it is a migrated store
     StateStore(outbox_postgres.STORE, outbox_postgres.MIGRATIONS, ("postgresql",)),
+    # on SQLite the audit chain is the home's JSONL file (runtime/audit.py)
+    StateStore(audit_postgres.STORE, audit_postgres.MIGRATIONS, ("postgresql",)),
 )

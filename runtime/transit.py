@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from agentparty.models.sdk_config import SDKConfiguration
-from agentparty.runtime.audit import AuditLog
+from agentparty.runtime.audit_trail import AuditTrail
 from agentparty.runtime.provider_auth import BASE_URL_ENV
 from agentparty.runtime.settings import Settings
 
@@ -168,7 +168,7 @@ def classify(host: str, trusted: Sequence[Network]) -> tuple[bool, Network | Non
 def check_in_transit(
     settings: Settings,
     config: SDKConfiguration,
-    audit: AuditLog | None,
+    audit: AuditTrail | None,
     *,
     prefect_api_url: str | None = None,
     api_bind: str | None = None,

@@ -155,3 +155,24 @@ def test_a_run_killed_on_host_a_resumes_on_host_b_from_shared_results(
     with psycopg.connect(url) as db:
         stored = db.execute("SELECT count(*) FROM agentparty.results").fetchone()
     assert stored is not None and stored[0] >= 3, "the steps' results are in the state database"
+    _purge_removes_the_stored_results(host_b, api, url)
+
+
+def _purge_removes_the_stored_results(home: Path, api: str, url: str) -> None:
+    """Retention on host B deletes the finished runs' rows from the results table, as it deletes result files."""
+    purged = subprocess.run(
+        [str(Path(sys.executable).with_name("agentparty")), "gdpr", "purge", "--older-than", "0", "--json"],
+        env=_host(home, api, url) | {
+            "AGENTPARTY_DATABASE__URI": "bolt://127.0.0.1:9",
+            "AGENTPARTY_DATABASE__USERNAME": "neo4j",
+            "AGENTPARTY_DATABASE__PASSWORD": "unreached",
+        },  # no graph: reported
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert "{" in purged.stdout, purged.stdout[-2000:] + purged.stderr[-3000:]
+    report = json.loads(purged.stdout[purged.stdout.index("{") :])
+    removed = report["removed"]
+    assert removed.get("resultFiles", removed.get("result_files", 0)) >= 3, report
+    with psycopg.connect(url) as db:
+        left = db.execute("SELECT path FROM agentparty.results").fetchall()
+    assert left == [], f"results of purged runs remain: {left}"
