@@ -24,6 +24,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 SUBNET = "10.77.0"
+NETNS_GROUP = "netns"
+"""The pytest-xdist group of every test module that makes hosts: they share the subnet, the bridge and the
+namespace names, so they run one after another on one worker (``--dist loadgroup``)."""
 SERVICES_ADDRESS = f"{SUBNET}.254"
 
 

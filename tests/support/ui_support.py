@@ -11,9 +11,6 @@ from support.workflow_docs import REPO_ROOT
 UI_TIMEOUT_MS = 60_000
 """How long a page may take to show what a test waits for (the SPA renders after its API calls)."""
 
-artifacts: list[Path] = []
-"""Screenshots taken in this session (the terminal summary lists them)."""
-
 
 def artifacts_dir() -> Path:
     """``$AGENTPARTY_TEST_ARTIFACTS/ui``, else ``test-artifacts/ui`` under the repository root."""
@@ -21,11 +18,6 @@ def artifacts_dir() -> Path:
     folder = root / "ui"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def record_artifact(path: Path) -> None:
-    """Listed in the terminal summary, so a run says where its screenshots are."""
-    artifacts.append(path)
 
 
 _SCROLL_HEIGHT_JS = """() => Math.max(document.documentElement.scrollHeight,
@@ -51,6 +43,5 @@ def full_page_screenshot(page: Any, name: str) -> Path:
     finally:
         if viewport:
             page.set_viewport_size(viewport)
-    record_artifact(path)
     print(f"screenshot: {path}")
     return path

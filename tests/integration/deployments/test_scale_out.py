@@ -19,6 +19,10 @@ from support.deploy_support import flow_runs_of, stamp_workflow, wait_for, write
 
 from agentparty.deployments.build import deploy_workflows, load_sources
 from agentparty.runtime.budgets import Budget, BudgetLedger
+from agentparty.runtime.local_service import free_port
+from agentparty.runtime.postgres_server import LocalPostgres
+from agentparty.runtime.prefect_database import PrefectDatabase
+from agentparty.runtime.prefect_server import LocalPrefectServer
 
 pytestmark = pytest.mark.slow
 RUNS = 20
@@ -31,12 +35,44 @@ RATE_LIMIT = {"provider": "simulated", "requests_per_minute": 1, "burst_limit": 
 
 
 @pytest.fixture
-def two_workers(prefect_server: str, agentparty_home: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
+def prefect_on_postgres(postgres_cluster: LocalPostgres, tmp_path: Path) -> Iterator[str]:
+    """A Prefect server of this test's own on PostgreSQL (``agentparty up --state-db postgres``'s setup), made the
+    API of this process too; its URL.
+
+    Two workers with eight flow-run processes between them are the load Prefect's SQLite server answers with 503s
+    and minute-long stalls while it waits for its write lock (seen here: a run creation refused, runs stuck a
+    minute); several workers on one pool is what the PostgreSQL server is for (README "Beyond one machine").
+    """
+    from prefect.context import _temporary_global_settings_context, get_settings_context
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    server = LocalPrefectServer(
+        tmp_path / "prefect-home", port=free_port(), database=PrefectDatabase(cluster=postgres_cluster)
+    )
+    server.start()
+    previous = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        with (
+            temporary_settings(updates={PREFECT_API_URL: server.api_url}),
+            _temporary_global_settings_context(get_settings_context()),
+        ):
+            yield server.api_url
+    finally:
+        if previous is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = previous
+        server.stop()
+
+
+@pytest.fixture
+def two_workers(prefect_on_postgres: str, agentparty_home: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
     pool = f"scale-{uuid.uuid4().hex[:8]}"
     user = f"scale-user-{uuid.uuid4().hex[:6]}"
     env = {
         **os.environ,
-        "PREFECT_API_URL": prefect_server,
+        "PREFECT_API_URL": prefect_on_postgres,
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "PREFECT_LOGGING_LEVEL": "WARNING",
         "AGENTPARTY_HOME": str(agentparty_home),
@@ -186,7 +222,8 @@ def test_two_workers_share_the_runs_the_budget_and_the_breaker(two_workers: dict
     )
     for run in sorted(runs, key=lambda r: r.start_time):
         print(
-            f"{run.name}: started {run.start_time:%H:%M:%S} after {run.estimated_start_time_delta}, ran {run.total_run_time}"
+            f"{run.name}: started {run.start_time:%H:%M:%S} after {run.estimated_start_time_delta}, "
+            f"ran {run.total_run_time}, attempts {run.run_count}"
         )
 
     crashed = [f"{run.name}: {run.state.message}" for run in runs if run.state.is_crashed()]

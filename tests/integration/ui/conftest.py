@@ -11,12 +11,12 @@ Python package skips (it comes with the ``test`` extra).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import ui_support
 from support.apt_packages import ensure_binaries
 from support.ui_support import UI_TIMEOUT_MS, artifacts_dir
 
@@ -34,10 +34,15 @@ CHROMIUM_ARGS = [
 log = logging.getLogger("agentparty.tests.ui")
 
 
+_SESSION_STARTED = time.time()
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if ui_support.artifacts:
+    """The screenshots this session saved: read from the folder, as under pytest-xdist the workers took them."""
+    taken = sorted(p for p in artifacts_dir().glob("*.png") if p.stat().st_mtime >= _SESSION_STARTED)
+    if taken:
         terminalreporter.section("Prefect UI screenshots")
-        for path in ui_support.artifacts:
+        for path in taken:
             terminalreporter.write_line(str(path))
 
 
