@@ -53,6 +53,8 @@ FETCH_WAIT_MS = 5
 """How long the broker may hold the reader's fetch when there is nothing new (the reader's added latency)."""
 EXIT_GRACE_S = 1.0
 """At a process's exit, how long it waits for the broker to take what it has streamed."""
+CLOSE_GRACE_S = 2.0
+"""How long ``close`` waits for the purged items' reports (it returns as soon as they are served)."""
 
 
 def stream_producer_config(config: KafkaConfig) -> dict[str, Any]:
@@ -123,9 +125,14 @@ class LiveStream:
         return int(self._producer.flush(timeout))
 
     def close(self) -> None:
-        """Drop what is still queued (a live view has no use for it later) and stop sending."""
+        """Drop what is still queued (a live view has no use for it later) and stop sending.
+
+        The purged items leave the producer only once their delivery reports are served, which librdkafka
+        does from its own threads: ``flush(0)`` served what was ready (on a busy machine, not all of them),
+        so this waits for them, briefly: after the purge nothing is left to send.
+        """
         self._producer.purge()
-        self._producer.flush(0)
+        self._producer.flush(CLOSE_GRACE_S)
 
 
 _STREAMS: dict[tuple[str, str], LiveStream] = {}
