@@ -33,14 +33,3 @@ def agentparty_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def examples_dir() -> Path:
     return EXAMPLES
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``-n 2 --dist loadgroup`` in ``pyproject.toml``) each test file runs on one worker, as
-    with ``--dist loadfile``, so a module's fixtures start their servers once and its tests keep their order;
-    files that name one ``xdist_group`` share a worker (the two-host tests: ``support.netns.NETNS_GROUP``).
-    Runs first: xdist's own hook turns the groups into node ids."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))

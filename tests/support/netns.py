@@ -17,16 +17,19 @@ separate homes on loopback and say so in their output.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 SUBNET = "10.77.0"
-NETNS_GROUP = "netns"
-"""The pytest-xdist group of every test module that makes hosts: they share the subnet, the bridge and the
-namespace names, so they run one after another on one worker (``--dist loadgroup``)."""
+LOCK = Path(tempfile.gettempdir()) / "agentparty-netns.lock"
+"""Held while hosts exist: every user of :func:`two_hosts` shares the subnet and the bridge's address, so two
+test modules on two pytest-xdist workers (or two sessions) take turns instead of colliding."""
 SERVICES_ADDRESS = f"{SUBNET}.254"
 
 
@@ -67,29 +70,50 @@ class Host:
 
 @contextlib.contextmanager
 def two_hosts(tag: str | None = None) -> Iterator[tuple[Host, Host]]:
-    """Hosts A and B on the bridge; everything made is removed on exit, whatever happened."""
+    """Hosts A and B on the bridge; everything made is removed on exit, whatever happened. One user at a time
+    (:data:`LOCK`): what a killed session left under the same names is removed first."""
     tag = tag or str(os.getpid() % 100_000)
     bridge = f"apbr{tag}"[:15]
     hosts = (Host(f"apA{tag}", f"{SUBNET}.1"), Host(f"apB{tag}", f"{SUBNET}.2"))
-    made: list[tuple[str, ...]] = []
-    try:
-        _ip("link", "add", bridge, "type", "bridge")
-        made.append(("link", "del", bridge))
-        _ip("addr", "add", f"{SERVICES_ADDRESS}/24", "dev", bridge)
-        _ip("link", "set", bridge, "up")
-        for i, host in enumerate(hosts):
-            outer, inner = f"apv{tag}o{i}"[:15], f"apv{tag}i{i}"[:15]
-            _ip("netns", "add", host.name)
-            made.append(("netns", "del", host.name))
-            _ip("link", "add", outer, "type", "veth", "peer", "name", inner)
-            made.append(("link", "del", outer))
-            _ip("link", "set", inner, "netns", host.name)
-            _ip("link", "set", outer, "master", bridge)
-            _ip("link", "set", outer, "up")
-            _ip("-n", host.name, "addr", "add", f"{host.address}/24", "dev", inner)
-            _ip("-n", host.name, "link", "set", inner, "up")
-            _ip("-n", host.name, "link", "set", "lo", "up")
-        yield hosts
-    finally:
-        for args in reversed(made):
-            subprocess.run(["ip", *args], capture_output=True)
+    with LOCK.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        _remove_left_over()
+        made: list[tuple[str, ...]] = []
+        try:
+            _ip("link", "add", bridge, "type", "bridge")
+            made.append(("link", "del", bridge))
+            _ip("addr", "add", f"{SERVICES_ADDRESS}/24", "dev", bridge)
+            _ip("link", "set", bridge, "up")
+            for i, host in enumerate(hosts):
+                _attach(host, f"apv{tag}o{i}"[:15], f"apv{tag}i{i}"[:15], bridge, made)
+            yield hosts
+        finally:
+            for args in reversed(made):
+                subprocess.run(["ip", *args], capture_output=True)
+
+
+def _attach(host: Host, outer: str, inner: str, bridge: str, made: list[tuple[str, ...]]) -> None:
+    """The host's namespace, with one end of a veth pair in it and the other on the bridge; each step that made
+    something adds its undo to ``made`` at once, so a failure part way is undone too."""
+    _ip("netns", "add", host.name)
+    made.append(("netns", "del", host.name))
+    _ip("link", "add", outer, "type", "veth", "peer", "name", inner)
+    made.append(("link", "del", outer))
+    _ip("link", "set", inner, "netns", host.name)
+    _ip("link", "set", outer, "master", bridge)
+    _ip("link", "set", outer, "up")
+    _ip("-n", host.name, "addr", "add", f"{host.address}/24", "dev", inner)
+    _ip("-n", host.name, "link", "set", inner, "up")
+    _ip("-n", host.name, "link", "set", "lo", "up")
+
+
+def _remove_left_over() -> None:
+    """What killed sessions left (their ``finally`` never ran): every bridge and host namespace of ours, whatever
+    its tag, since each holds the subnet; nobody else holds the lock, so none of them is in use."""
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout.splitlines()
+    bridges = {line.split(": ")[1].split("@")[0] for line in links if ": apbr" in line}
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    for namespace in (n for n in namespaces if n.startswith(("apA", "apB"))):
+        subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
+    for bridge in bridges:
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True)

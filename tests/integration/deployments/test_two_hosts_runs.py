@@ -28,13 +28,13 @@ from typing import Any
 import pytest
 import yaml
 from support.api_support import wait_until_serving
-from support.netns import NETNS_GROUP, SERVICES_ADDRESS, Host, netns_available, two_hosts
+from support.netns import SERVICES_ADDRESS, Host, netns_available, two_hosts
 
 from agentparty.runtime.local_service import free_port
 from agentparty.runtime.postgres_server import LocalPostgres
 from agentparty.runtime.prefect_server import LocalPrefectServer
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group(NETNS_GROUP)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 TESTS = Path(__file__).resolve().parents[2]
 AGENTPARTY = str(Path(sys.executable).with_name("agentparty"))

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.netns import NETNS_GROUP, SERVICES_ADDRESS, Host, netns_available, two_hosts
+from support.netns import SERVICES_ADDRESS, Host, netns_available, two_hosts
 
 from agentparty.runtime.breakers import BreakerState, SharedBreakerStore
 from agentparty.runtime.budgets import Budget, BudgetLedger
@@ -23,7 +23,6 @@ from agentparty.runtime.local_service import free_port
 from agentparty.runtime.postgres_server import LocalPostgres
 from agentparty.runtime.state_backend import PostgresBackend
 
-pytestmark = pytest.mark.xdist_group(NETNS_GROUP)
 TESTS = Path(__file__).resolve().parents[2]
 LIMIT, TOKENS, TRIES = 3_000, 70, 40  # 42 calls fit; the two hosts try 80
 
