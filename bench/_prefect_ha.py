@@ -89,6 +89,8 @@ def _redis(home: Path) -> tuple[subprocess.Popen[bytes], str]:
     deadline = time.monotonic() + 30
     while b"eady to accept connections" not in (home / "redis.log").read_bytes():
         if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            process.wait()
             raise SystemExit(f"redis-server did not start: {(home / 'redis.log').read_text()[-2000:]}")
         time.sleep(0.1)
     return process, f"redis://127.0.0.1:{port}"
