@@ -195,12 +195,7 @@ class AuditLog:
         details) under one lock and one ``fsync``: how the API's background writer keeps up with requests."""
         if not self.enabled or not events:
             return 0
-        rows: list[Event] = []
-        for event in events:
-            fields = dict(event)
-            actor, action = str(fields.pop("actor")), str(fields.pop("action"))
-            target, outcome = str(fields.pop("target", "")), str(fields.pop("outcome", "ok"))
-            rows.append((actor, action, target, outcome, clean_details(fields)))
+        rows = event_rows(events)
         self._write(rows)
         return len(rows)
 
@@ -366,6 +361,18 @@ def entry_break(number: int, body: dict[str, Any], prevs: tuple[str, ...]) -> Ch
         reason = body.get("details", {}).get("reason", body.get("outcome"))
         return ChainBreak(number, seq, f"this entry records that when it was appended {reason}")
     return None
+
+
+def event_rows(events: list[dict[str, Any]]) -> list[Event]:
+    """``append_many``'s events as rows: ``actor``, ``action``, optional ``target`` and ``outcome``, the rest
+    details (cleaned); shared by the file log and the database chain."""
+    rows: list[Event] = []
+    for event in events:
+        fields = dict(event)
+        actor, action = str(fields.pop("actor")), str(fields.pop("action"))
+        target, outcome = str(fields.pop("target", "")), str(fields.pop("outcome", "ok"))
+        rows.append((actor, action, target, outcome, clean_details(fields)))
+    return rows
 
 
 def clean_details(details: dict[str, Any]) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from agentparty.runtime.audit import (
     clean_details,
     entry_break,
     entry_hash,
+    event_rows,
 )
 from agentparty.runtime.state_backend import Migration, StateBackend, StateConnection
 
@@ -101,12 +102,7 @@ class PostgresAuditLog:
         """Record several events in one transaction (the API's background writer's batches)."""
         if not self.enabled or not events:
             return 0
-        rows: list[Event] = []
-        for event in events:
-            fields = dict(event)
-            actor, action = str(fields.pop("actor")), str(fields.pop("action"))
-            target, outcome = str(fields.pop("target", "")), str(fields.pop("outcome", "ok"))
-            rows.append((actor, action, target, outcome, clean_details(fields)))
+        rows = event_rows(events)
         self._write(rows)
         return len(rows)
 

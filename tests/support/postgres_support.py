@@ -13,7 +13,7 @@ from pathlib import Path
 
 from agentparty.runtime.local_service import free_port
 from agentparty.runtime.postgres_server import LocalPostgres
-from agentparty.runtime.state_backend import PostgresBackend
+from agentparty.runtime.state_backend import PostgresBackend, SqliteBackend, StateBackend
 
 
 def started_cluster(home: Path) -> Iterator[LocalPostgres]:
@@ -39,3 +39,16 @@ def backend_on(cluster: LocalPostgres) -> Iterator[PostgresBackend]:
         yield backend
     finally:
         backend.close()
+
+
+def backend_address(backend: StateBackend) -> tuple[str, str]:
+    """How another process reaches the same store (a backend holds a pool, which does not cross processes)."""
+    if isinstance(backend, PostgresBackend):
+        return "postgres", backend.url
+    assert isinstance(backend, SqliteBackend)
+    return "sqlite", str(backend.folder)
+
+
+def backend_at(kind: str, where: str) -> StateBackend:
+    """The backend :func:`backend_address` named, rebuilt in this process."""
+    return PostgresBackend(where) if kind == "postgres" else SqliteBackend(Path(where))

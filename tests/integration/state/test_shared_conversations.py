@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.postgres_support import fresh_database
+from support.postgres_support import backend_address, backend_at, fresh_database
 
 from agentparty.flows.retention import erase_user, export_user, purge
 from agentparty.models.agent import WorkflowState
@@ -53,18 +53,6 @@ def _home_of(backend: StateBackend, tmp_path: Path) -> Path:
 def _sealer(home: Path) -> Sealer:
     """A sealer with the data key generated under ``home`` (every process given the same home opens the same)."""
     return Sealer(True, "AES-256-GCM", lambda: load_key_ring(home, None, None))
-
-
-def _same_backend(backend: StateBackend) -> tuple[str, str]:
-    """How another process reaches the same store (a backend holds a pool, which does not cross processes)."""
-    if isinstance(backend, PostgresBackend):
-        return "postgres", backend.url
-    assert isinstance(backend, SqliteBackend)
-    return "sqlite", str(backend.folder)
-
-
-def _rebuild(kind: str, where: str) -> StateBackend:
-    return PostgresBackend(where) if kind == "postgres" else SqliteBackend(Path(where))
 
 
 def _system(text: str) -> SystemMessage:
@@ -113,7 +101,7 @@ def test_erasure_and_retention_remove_only_what_they_name(store: ConversationSto
 
 
 def _append_batches(kind: str, where: str, home: str, key: str, writer: int) -> None:
-    store = ConversationStore(_rebuild(kind, where), _sealer(Path(home)))
+    store = ConversationStore(backend_at(kind, where), _sealer(Path(home)))
     sent: list[Message] = []
     for batch in range(BATCHES):
         fresh = [_system(f"w{writer}-{batch}-{n}") for n in range(PER_BATCH)]
@@ -129,7 +117,7 @@ def test_processes_appending_to_one_engagement_lose_and_reorder_nothing(
     context = multiprocessing.get_context("spawn")
     home = str(_home_of(state_backend, tmp_path))
     writers = [
-        context.Process(target=_append_batches, args=(*_same_backend(state_backend), home, key, w))
+        context.Process(target=_append_batches, args=(*backend_address(state_backend), home, key, w))
         for w in range(WRITERS)
     ]
     for writer in writers:

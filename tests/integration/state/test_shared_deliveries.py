@@ -17,30 +17,20 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from support.postgres_support import backend_address, backend_at
+
 from agentparty.runtime.data_keys import load_key_ring
 from agentparty.runtime.sealing import Sealer
-from agentparty.runtime.state_backend import PostgresBackend, SqliteBackend, StateBackend
+from agentparty.runtime.state_backend import StateBackend
 from agentparty.runtime.webhook_deliveries import MIGRATIONS, WebhookDeliveries, delivery_id_for
 
 DISPATCHERS = 4
 DELIVERIES = 200
 
 
-def _same_backend(backend: StateBackend) -> tuple[str, str]:
-    """How another process reaches the same store (a backend holds a pool, which does not cross processes)."""
-    if isinstance(backend, PostgresBackend):
-        return "postgres", backend.url
-    assert isinstance(backend, SqliteBackend)
-    return "sqlite", str(backend.folder)
-
-
-def _rebuild(kind: str, where: str) -> StateBackend:
-    return PostgresBackend(where) if kind == "postgres" else SqliteBackend(Path(where))
-
-
 def _dispatch_all(kind: str, where: str, holder: str, start: Any, out: Any) -> None:
     """A dispatcher: claim a few, "create" their runs, until nothing is queued; report what it claimed."""
-    store = WebhookDeliveries(_rebuild(kind, where))
+    store = WebhookDeliveries(backend_at(kind, where))
     claimed: list[str] = []
     start.wait(timeout=120)  # all at once: the first to start up would otherwise drain the queue alone
     while True:
@@ -58,7 +48,7 @@ def _dispatch_all(kind: str, where: str, holder: str, start: Any, out: Any) -> N
 
 
 def _claim_and_hang(kind: str, where: str, lease_s: float, out: Any) -> None:
-    store = WebhookDeliveries(_rebuild(kind, where))
+    store = WebhookDeliveries(backend_at(kind, where))
     out.put([d.delivery_id for d in store.claim("doomed", limit=100, lease_s=lease_s)])
     time.sleep(600)  # killed long before: its claims are never settled, renewed or released
 
@@ -74,7 +64,7 @@ def test_concurrent_dispatchers_claim_every_delivery_exactly_once(state_backend:
     context = multiprocessing.get_context("spawn")
     out, start = context.Queue(), context.Barrier(DISPATCHERS)
     workers = [
-        context.Process(target=_dispatch_all, args=(*_same_backend(state_backend), f"replica-{n}", start, out))
+        context.Process(target=_dispatch_all, args=(*backend_address(state_backend), f"replica-{n}", start, out))
         for n in range(DISPATCHERS)
     ]
     for worker in workers:
@@ -100,7 +90,7 @@ def test_a_dead_dispatchers_claims_are_taken_over_after_the_lease(state_backend:
     queued = _queue(store, 10)
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
-    doomed = context.Process(target=_claim_and_hang, args=(*_same_backend(state_backend), 3.0, out))
+    doomed = context.Process(target=_claim_and_hang, args=(*backend_address(state_backend), 3.0, out))
     doomed.start()
     held = out.get(timeout=60)
     os.kill(doomed.pid, signal.SIGKILL)  # dies mid-dispatch: no record, no release

@@ -8,40 +8,28 @@ the processes interleave.
 from __future__ import annotations
 
 import multiprocessing
-from pathlib import Path
 from typing import Any
 
 import pytest
 from support.host_work import spend_from
+from support.postgres_support import backend_address, backend_at
 
 from agentparty.models import CircuitBreakerConfig
 from agentparty.models.step_errors import CircuitOpenError
 from agentparty.runtime.breakers import BreakerState, CircuitBreaker, SharedBreakerStore
 from agentparty.runtime.budgets import Budget, BudgetLedger
-from agentparty.runtime.state_backend import PostgresBackend, SqliteBackend, StateBackend
+from agentparty.runtime.state_backend import StateBackend
 
 PROCESSES = 4
 TRIES = 40
 
 
-def _same_backend(backend: StateBackend) -> tuple[str, str]:
-    """How another process reaches the same store (a backend holds a pool, which does not cross processes)."""
-    if isinstance(backend, PostgresBackend):
-        return "postgres", backend.url
-    assert isinstance(backend, SqliteBackend)
-    return "sqlite", str(backend.folder)
-
-
-def _rebuild(kind: str, where: str) -> StateBackend:
-    return PostgresBackend(where) if kind == "postgres" else SqliteBackend(Path(where))
-
-
 def _spend(kind: str, where: str, limit: int, tokens: int, out: Any) -> None:
-    out.put(spend_from(BudgetLedger(_rebuild(kind, where)), limit, tokens, TRIES))
+    out.put(spend_from(BudgetLedger(backend_at(kind, where)), limit, tokens, TRIES))
 
 
 def _fail(kind: str, where: str, failures: int) -> None:
-    store = SharedBreakerStore(_rebuild(kind, where))
+    store = SharedBreakerStore(backend_at(kind, where))
     breaker = CircuitBreaker("model:x", CircuitBreakerConfig(failure_threshold=10_000, recovery_timeout=60), store)
     for _ in range(failures):
         breaker.record_failure()
@@ -56,7 +44,7 @@ def test_a_budget_is_never_overspent_by_concurrent_processes(state_backend: Stat
     BudgetLedger(state_backend)  # migrate once before the race
     limit, tokens = 1_000, 30  # 33 calls fit; the processes try 160
     out = multiprocessing.get_context("spawn").Queue()
-    workers = _processes(_spend, *_same_backend(state_backend), limit, tokens, out)
+    workers = _processes(_spend, *backend_address(state_backend), limit, tokens, out)
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -71,7 +59,7 @@ def test_a_budget_is_never_overspent_by_concurrent_processes(state_backend: Stat
 
 def test_a_breaker_counts_every_failure_from_every_process(state_backend: StateBackend) -> None:
     SharedBreakerStore(state_backend)
-    workers = _processes(_fail, *_same_backend(state_backend), 25)
+    workers = _processes(_fail, *backend_address(state_backend), 25)
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -87,8 +75,8 @@ def test_a_breaker_opened_by_one_process_rejects_calls_in_another(state_backend:
     first = CircuitBreaker("model:y", config, SharedBreakerStore(state_backend))
     for _ in range(3):
         first.record_failure()
-    kind, where = _same_backend(state_backend)
-    other = CircuitBreaker("model:y", config, SharedBreakerStore(_rebuild(kind, where)))
+    kind, where = backend_address(state_backend)
+    other = CircuitBreaker("model:y", config, SharedBreakerStore(backend_at(kind, where)))
     with pytest.raises(CircuitOpenError):
         other.acquire()
 
