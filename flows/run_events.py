@@ -14,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentparty.models import TaskStep, WorkflowDefinition
+from agentparty.flows.task_analysis import analyse_task
+from agentparty.models import WorkflowDefinition
+from agentparty.models.capabilities import CapabilityRegistry
 from agentparty.models.engagements import AgentWork, LifecycleTransition
 from agentparty.models.events import (
     AgentProvisionedEvent,
@@ -41,6 +43,7 @@ from agentparty.models.graph import FormationMethod, new_id, stable_id
 from agentparty.models.run_history import RunTally, required_capabilities, task_id_for, team_id_for
 from agentparty.models.run_results import StepResult, StepStatus, WorkflowResult
 from agentparty.models.states import AgentLifecycleState
+from agentparty.models.task_analysis import TaskAnalysis
 
 _ENDS = frozenset({AgentLifecycleState.COMPLETED, AgentLifecycleState.FAILED, AgentLifecycleState.TERMINATED})
 
@@ -94,10 +97,15 @@ class RunEvents:
     # -- run ------------------------------------------------------------------------------
 
     def run_started(
-        self, team_roles: dict[str, str] | None, formation: FormationMethod = FormationMethod.MANUAL
+        self,
+        team_roles: dict[str, str] | None,
+        formation: FormationMethod = FormationMethod.MANUAL,
+        analysis: TaskAnalysis | None = None,
     ) -> list[BaseEvent[Any]]:
+        """Run started, task submitted, task analyzed (``analysis``: ``flows/task_analysis.py``; without one, the
+        capabilities the steps name), team assembled: the order the Task record moves in (``runtime/run_recorder``)."""
         d = self.definition
-        agent_steps = [s for s in d.all_steps() if isinstance(s, TaskStep) and s.configuration.is_agent]
+        analysis = analysis or analyse_task(d, CapabilityRegistry(), None)
         events: list[BaseEvent[Any]] = [
             self._workflow("workflow_run_started", (self.correlation_id,), step_count=len(d.steps)),
             TaskSubmittedEvent(
@@ -116,13 +124,13 @@ class RunEvents:
                 payload=TaskAnalyzedPayload(
                     task_id=self.task_id,
                     analyzer_id=PRODUCER,
-                    extracted_capabilities=self.required_capabilities(),
+                    extracted_capabilities=analysis.names,
                     complexity=d.complexity,
-                    token_estimate=d.token_budget or sum(1024 for _ in agent_steps),
-                    time_estimate=int(sum(s.timeout or 0 for s in d.all_steps())),
-                    recommended_team_size=max(
-                        1, len(team_roles) if team_roles else len({s.configuration.agent for s in agent_steps})
-                    ),
+                    token_estimate=analysis.token_estimate,
+                    time_estimate=analysis.time_estimate,
+                    recommended_team_size=max(1, len(team_roles)) if team_roles else analysis.recommended_team_size,
+                    capability_confidence=analysis.confidence(),
+                    embedder=analysis.embedder,
                 ),
             ),
         ]

@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 from agentparty.flows.run_events import RunEvents
 from agentparty.flows.services import RunServices
 from agentparty.flows.step_task import StepOutcome
+from agentparty.flows.task_analysis import run_analysis
 from agentparty.models import ParallelStep, TaskStep, WorkflowDefinition, WorkflowStep
 from agentparty.models.engagements import SlotRecord
 from agentparty.models.graph import FormationMethod
 from agentparty.models.run_history import RunTally
 from agentparty.models.run_results import StepResult, StepStatus, WorkflowResult
+from agentparty.models.task_analysis import TaskAnalysis
 from agentparty.runtime.graph_store import GraphWriteError
 from agentparty.runtime.run_index import RunIndex
 from agentparty.runtime.run_recorder import RunGraph
@@ -47,7 +49,19 @@ class RunObservers:
         self.run_id = run_id
         self.tally = RunTally()
         self.recorder = services.recorder()
-        self.graph = RunGraph(definition, run_key, services.user_id, self.tally) if self.recorder is not None else None
+        self.graph = (
+            RunGraph(
+                definition,
+                run_key,
+                services.user_id,
+                self.tally,
+                capabilities=services.settings.capability_registry(),
+                models=services.settings.model_registry(),
+                user=services.user_node(),
+            )
+            if self.recorder is not None
+            else None
+        )
         self.bus = services.event_bus()
         self.events = (
             RunEvents(definition, run_key, run_id, services.user_id, self.tally, current_owner_ref())
@@ -69,11 +83,13 @@ class RunObservers:
         formation = self.staffing.formation_method if self.staffing else FormationMethod.MANUAL
         self._index("start")
         record_run_started(self.definition.id)
+        analysis = await self._analysis()
         if self.events is not None:
-            self._emit(*self.events.run_started(self._planned_team(), formation))
+            self._emit(*self.events.run_started(self._planned_team(), formation, analysis))
         if self.graph is None or self.recorder is None:
             return None
         self.graph.formation_method = formation
+        self.graph.analysis = analysis
         try:
             await self.recorder.write(self.graph.started(), f"start of run {self.run_key}")
         except GraphWriteError as exc:
@@ -81,6 +97,14 @@ class RunObservers:
             logger.error("%s", reason)
             return reason
         return None
+
+    async def _analysis(self) -> TaskAnalysis | None:
+        """``task_analyzed``'s analysis (``flows/task_analysis.py``), when the graph or the bus is there to carry it."""
+        if self.graph is None and self.events is None:
+            return None
+        services = self.services
+        templates = getattr(services.agent_runner(), "templates", None)
+        return await asyncio.to_thread(run_analysis, self.definition, services.settings, services.home, templates)
 
     async def finished(self, result: WorkflowResult, started: float) -> None:
         """The closing graph transaction (a failure fails the run), then the closing events, delivered or counted."""

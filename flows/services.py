@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agentparty.models.graph import User, stable_id
 from agentparty.runtime.agent_memory import AgentMemoryStore
 from agentparty.runtime.breakers import BreakerStore, SharedBreakerStore
 from agentparty.runtime.budgets import Budget
@@ -65,6 +66,19 @@ class RunServices:
     @property
     def home(self) -> Path:
         return self.settings.home
+
+    def user_node(self) -> User:
+        """The graph's User of this process's runs, with what the settings know of them: ``user_id``,
+        ``user_email``, ``user_roles`` and ``user_token_budget`` (0: no limit). Preferences and approved
+        capabilities are not known to the engine and stay empty."""
+        s = self.settings
+        return User(
+            id=stable_id("user", self.user_id),
+            username=self.user_id,
+            email=s.user_email,
+            roles=list(s.user_roles),
+            token_budget=s.user_token_budget or 0,
+        )
 
     def user_budget(self) -> Budget | None:
         """The user's token budget across runs, when one is set."""

@@ -110,8 +110,14 @@ class CachedEmbedder:
         self.name = embedder.name
         self.dim = embedder.dim
         self.encoded = 0
+        self._lock = threading.Lock()
+        """One embedding at a time: a run's task analysis runs in a worker thread (``flows/task_analysis.py``)."""
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            return self._embed(texts)
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
         digests = [text_digest(t) for t in texts]
         known = self.cache.get(self.name, sorted(set(digests))) if self.cache else {}
         missing: dict[str, str] = {}

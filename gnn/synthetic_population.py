@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from agentparty.models.capabilities import GENERAL_CAPABILITIES
 from agentparty.models.config import SyntheticDataConfig
 from agentparty.models.graph import Agent, Capability, Task, capability_id, stable_id
 from agentparty.models.graph_relationships import HasCapability, Requires
@@ -27,32 +28,11 @@ ANCHOR = datetime(2026, 1, 1, tzinfo=UTC)
 HISTORY_DAYS = 180
 ZIPF_EXPONENT = 1.1
 
-CAPABILITY_VOCABULARY: tuple[tuple[str, str, str], ...] = (
-    ("research", "research", "Find, read and cite sources on a topic"),
-    ("writing", "content", "Write clear prose for a given audience"),
-    ("summarization", "content", "Condense long documents into key points"),
-    ("code_generation", "engineering", "Write working code from a specification"),
-    ("code_review", "engineering", "Review code for bugs, style and security"),
-    ("data_analysis", "analytics", "Analyse tabular data and report findings"),
-    ("translation", "content", "Translate text between languages faithfully"),
-    ("planning", "management", "Break a goal into ordered, estimated tasks"),
-    ("fact_checking", "research", "Verify claims against reliable sources"),
-    ("customer_support", "support", "Answer customer questions politely and correctly"),
-    ("sql", "engineering", "Write and optimise SQL queries"),
-    ("visualization", "analytics", "Design charts that explain data"),
-    ("testing", "engineering", "Design and write automated tests"),
-    ("legal_review", "compliance", "Check documents for legal and compliance risks"),
-    ("marketing_copy", "content", "Write persuasive marketing copy"),
-    ("security_audit", "compliance", "Find security weaknesses in systems"),
-    ("classification", "analytics", "Label items into categories consistently"),
-    ("extraction", "analytics", "Extract structured fields from documents"),
-    ("ux_review", "design", "Critique user interfaces for usability"),
-    ("devops", "engineering", "Automate builds, deployments and infrastructure"),
-    ("negotiation", "management", "Reach agreements between parties"),
-    ("forecasting", "analytics", "Predict future values from history"),
-    ("image_captioning", "vision", "Describe images accurately"),
-    ("math", "analytics", "Solve quantitative problems step by step"),
+CAPABILITY_VOCABULARY: tuple[tuple[str, str, str], ...] = tuple(
+    (name, category, description) for name, category, description, _, _ in GENERAL_CAPABILITIES
 )
+"""(name, category, description) of the built-in registry's general capabilities, in its order: synthetic
+capabilities are named from it (their token costs and compatibility are drawn, not taken from the registry)."""
 TASK_VERBS = ("Prepare", "Deliver", "Draft", "Investigate", "Produce", "Review", "Assemble", "Plan")
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, NonNegativeInt, StrictBool
+from pydantic import ConfigDict, Field, NonNegativeInt, StrictBool, model_validator
 
 from ._base import Fraction, NonEmptyStr, SeedModel, UtcDatetime, utc_now
+from .capabilities import CapabilityDefinition
 from .governance import GovernanceRules
 from .graph import ModelParameters
 from .live_stream import AgentActivity, StreamEvent
@@ -83,6 +84,24 @@ class CreateAgentTemplateRequest(SeedModel):
     use as the system prompt; a name the server does not define is refused."""
     memory: MemoryConfig | None = None
     """A memory the version's agent keeps across runs (``remember``/``recall`` tools); none when absent."""
+    capability_definitions: list[CapabilityDefinition] = Field(default_factory=list)
+    """Extension: this template's own definitions of some of its ``capabilities`` (description, category, token
+    cost, compatibility, required model), written to their graph nodes over the capability registry's, field by
+    field (``models/capabilities.py``). Each names one of ``capabilities``, once."""
+
+    @model_validator(mode="after")
+    def _definitions_of_own_capabilities(self) -> CreateAgentTemplateRequest:
+        seen: set[str] = set()
+        for index, definition in enumerate(self.capability_definitions):
+            if definition.name not in self.capabilities:
+                raise ValueError(
+                    f"capability_definitions[{index}].name: {definition.name!r} is not one of the template's "
+                    f"capabilities ({', '.join(self.capabilities) or 'none'})"
+                )
+            if definition.name in seen:
+                raise ValueError(f"capability_definitions[{index}].name: {definition.name!r} is defined twice")
+            seen.add(definition.name)
+        return self
 
     @property
     def tooling(self) -> AgentTooling:

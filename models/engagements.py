@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .capabilities import CapabilityDefinition
 from .events import AgentProvisionedPayload, AgentStateTransitionPayload
 from .graph import Agent, AgentStateRecord, AgentTemplate, TemplateVersion
 from .memory import MemoryChange
@@ -62,6 +63,10 @@ class AgentWork:
     memory: tuple[MemoryChange, ...] = ()
     """Changes the engagement made to the agent's persistent memory, every attempt's so far (none in results
     persisted before memory: a dataclass default)."""
+    capability_definitions: tuple[CapabilityDefinition, ...] = ()
+    """The template version's own definitions of its capabilities (category, token cost, ...), which win over the
+    capability registry's (none for ad-hoc agents, for templates that only name their capabilities, and in results
+    persisted before them: a dataclass default)."""
 
     def delegated(self) -> Iterator[tuple[str, AgentWork]]:
         """Every engagement this one's hand-offs led to, however deep, as (slot, work), askers before the asked."""

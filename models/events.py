@@ -131,6 +131,11 @@ class TaskAnalyzedPayload(SeedModel):
     time_estimate: NonNegativeInt
     """Seconds."""
     recommended_team_size: Annotated[int, Field(ge=1)]
+    capability_confidence: dict[str, Fraction] = Field(default_factory=dict)
+    """Extension: how sure the analysis is of each extracted capability (1.0: a step names it; else the cosine
+    similarity of the task's text and the capability's description, ``flows/task_analysis.py``)."""
+    embedder: str | None = None
+    """Extension: the text embedder the analysis matched with (``all-MiniLM-L6-v2``)."""
 
 
 class AgentProvisionedEvent(BaseEvent[AgentProvisionedPayload]):

@@ -146,12 +146,25 @@ class TemplatePerformance(SeedModel):
 
 
 class AgentStateMetrics(SeedModel):
-    """Seed 000 AgentState ``metrics`` ("state-specific metrics")."""
+    """Seed 000 AgentState ``metrics`` ("state-specific metrics"): what the agent did while in the state, counted
+    by its loop (``tasks/agent_loop.py``) and filled in when it leaves the state (the state's ``duration`` and
+    ``token_count`` sit beside them on the node)."""
 
     requests: NonNegativeInt = 0
+    """Model calls (turns, and summaries of a conversation that outgrew the window)."""
     errors: NonNegativeInt = 0
+    """Tool calls answered with an error (refusals not counted: see ``refused``)."""
     input_tokens: NonNegativeInt = 0
     output_tokens: NonNegativeInt = 0
+    tool_calls: NonNegativeInt = 0
+    """Tool calls made, whatever their result."""
+    refused: NonNegativeInt = 0
+    """Tool calls refused (a tool the agent may not call, a human said no, nobody answered)."""
+
+    def plus(self, other: AgentStateMetrics) -> AgentStateMetrics:
+        """Both counts added, field by field."""
+        mine, theirs = self.model_dump(), other.model_dump()
+        return AgentStateMetrics(**{name: mine[name] + theirs[name] for name in mine})
 
 
 class UserPreferences(SeedModel):
@@ -271,7 +284,9 @@ class FormationMethod(StrEnum):
 
 class Team(GraphNode):
     label: ClassVar[str] = "Team"
-    kept_fields: ClassVar[frozenset[str]] = frozenset({"created_at", "outcome_recorded"})
+    kept_fields: ClassVar[frozenset[str]] = frozenset({"created_at", "outcome_recorded", "status", "status_history"})
+    """``status`` (and its history) changes only by a checked move of the Team machine (``runtime/graph_store.py``
+    ``StatusMove``), never by an upsert: a late write cannot move a finished team back."""
 
     name: NonEmptyStr
     created_at: UtcDatetime = Field(default_factory=utc_now)
@@ -287,10 +302,17 @@ class Team(GraphNode):
     outcome_recorded: bool = False
     """Extension: set in the transaction that adds this team's outcome to WORKED_WITH, proficiencies and
     reliability, so a replayed or resumed run never counts the same task twice."""
+    status_history: list[str] | None = None
+    """Extension: every status the team has had, in order (the moves of the Team machine a run made)."""
 
 
 class Task(GraphNode):
     label: ClassVar[str] = "Task"
+    kept_fields: ClassVar[frozenset[str]] = frozenset(
+        {"created_at", "status", "status_history", "completed_at", "estimated_completion"}
+    )
+    """``status``, its history and the timestamps of its moves change only by a checked move of the Task machine
+    (``runtime/graph_store.py`` ``StatusMove``), never by an upsert: a late write cannot move a completed task back."""
 
     title: NonEmptyStr
     description: str = ""
@@ -304,6 +326,8 @@ class Task(GraphNode):
     completed_at: UtcDatetime | None = None
     token_budget: NonNegativeInt = 0
     token_usage: NonNegativeInt = 0
+    status_history: list[str] | None = None
+    """Extension: every status the task has had, in order (the moves of the Task machine its runs made)."""
 
 
 class Capability(GraphNode):
@@ -355,12 +379,22 @@ class User(GraphNode):
 
 
 class Model(GraphNode):
-    """Target of ``TemplateVersion-[:REQUIRES_MODEL]->``; the seed names it but gives no properties."""
+    """Target of ``TemplateVersion-[:REQUIRES_MODEL]->``; the seed names it but gives no properties.
+
+    Beside its name and provider it carries what the model registry (seed 002 ``ModelInfo``) says of it; None
+    where the registry does not list the model (its provider is then ``unknown``).
+    """
 
     label: ClassVar[str] = "Model"
 
     name: NonEmptyStr
     provider: str
+    context_window: PositiveJsonInt | None = None
+    """Tokens (seed 002 ``ModelCapabilities.maxTokens``)."""
+    supports_functions: bool | None = None
+    supports_vision: bool | None = None
+    supports_streaming: bool | None = None
+    deprecated: bool | None = None
 
 
 class Output(GraphNode):

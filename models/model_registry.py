@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from ._base import CamelModel, NonEmptyStr, PositiveStrictInt
+from .graph import Model, stable_id
 
 ModelProvider = Literal["openai", "anthropic", "google", "simulated"]
 
@@ -90,6 +91,24 @@ class ModelRegistry(CamelModel):
 
     def is_registered(self, name: str) -> bool:
         return name in self.available_models
+
+    def graph_node(self, name: str) -> Model:
+        """Seed 000's Model node of ``name`` (a TemplateVersion REQUIRES_MODEL it): provider, context window and
+        features as registered; provider ``unknown`` (and no features) for a model the registry does not list."""
+        info = self.available_models.get(name)
+        if info is None:
+            return Model(id=stable_id("model", name), name=name, provider="unknown")
+        caps = info.capabilities
+        return Model(
+            id=stable_id("model", name),
+            name=name,
+            provider=info.provider,
+            context_window=caps.max_tokens,
+            supports_functions=caps.supports_functions,
+            supports_vision=caps.supports_vision,
+            supports_streaming=caps.supports_streaming,
+            deprecated=bool(info.deprecated),
+        )
 
     def unregistered_message(self, name: str) -> str:
         return f"model {name!r} is not registered in the model registry; registered: {', '.join(sorted(self.available_models))}"

@@ -66,6 +66,9 @@ class TaskStatus(StrEnum):
 
 S = TypeVar("S", bound=StrEnum)
 
+SETBACK_TRIGGERS = frozenset({"fail", "cancel", "terminate"})
+"""Triggers a :meth:`StateMachine.route` takes only as its last step."""
+
 
 class IllegalTransition(ValueError):
     """A state change the machine does not allow; the message says what is allowed instead."""
@@ -159,6 +162,37 @@ class StateMachine(Generic[S]):
     def keys(self) -> tuple[str, ...]:
         return tuple(t.key for t in self.transitions)
 
+    def route(self, source: S | str, target: S | str, *, resume: bool = False) -> tuple[Transition[S], ...]:
+        """The shortest chain of legal transitions from ``source`` to ``target``; empty when already there.
+
+        This is how a run moves a Task or Team record to where it stands now whatever state an earlier attempt
+        left it in: a new task goes submitted → analyzed → assigned → in_progress, a resumed failed one goes
+        failed → in_progress, one already there does not move (re-applying a move is idempotent). A chain passes
+        through a setback (a ``fail``, ``cancel`` or ``terminate`` trigger) only when that is where it ends, so
+        submitted → in_progress never takes the shorter submitted → failed → in_progress; and it takes a
+        ``resume`` transition only when asked (the start of a resumed run does, an ending never does: a failed
+        task is not completed by a late ending). No chain (a completed task asked back to in_progress) raises
+        :class:`IllegalTransition` naming what is allowed.
+        """
+        src, dst = self.state(source), self.state(target)
+        if src == dst:
+            return ()
+        paths: dict[S, tuple[Transition[S], ...]] = {src: ()}
+        frontier = [src]
+        while frontier:
+            following: list[S] = []
+            for state in frontier:
+                for t in self.transitions:
+                    setback = t.trigger in SETBACK_TRIGGERS and t.target != dst
+                    barred = setback or (t.trigger == "resume" and not resume)
+                    if t.source == state and t.target not in paths and not barred:
+                        paths[t.target] = (*paths[state], t)
+                        following.append(t.target)
+            if dst in paths:
+                return tuple(self.check(t.source, t.target) for t in paths[dst])
+            frontier = following
+        raise IllegalTransition(self.name, src.value, dst.value, (s.value for s in self.allowed_from(src)))
+
 
 def _machine(
     name: str, states: type[S], initial: S, terminal: Iterable[S], rows: Iterable[tuple[S, S, str]]
@@ -219,12 +253,13 @@ TEAM_MACHINE: StateMachine[TeamStatus] = _machine(
     "team status",
     TeamStatus,
     initial=_T.FORMING,
-    terminal=[_T.COMPLETED, _T.FAILED],
+    terminal=[_T.COMPLETED],
     rows=[
         (_T.FORMING, _T.ACTIVE, "activate"),
         (_T.FORMING, _T.FAILED, "fail"),
         (_T.ACTIVE, _T.COMPLETED, "complete"),
         (_T.ACTIVE, _T.FAILED, "fail"),
+        (_T.FAILED, _T.ACTIVE, "resume"),  # resuming a failed run puts its team back to work, like its task
     ],
 )
 

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from .capabilities import CapabilityDefinition
 from .graph import TemplateVersion
 from .memory import MemoryConfig
 from .tools import AgentTooling
@@ -25,6 +26,9 @@ class VersionRecord(BaseModel):
     status: VersionStatus = "draft"
     capabilities: dict[str, float] = Field(default_factory=dict)
     """Capability name → proficiency in [0, 1]."""
+    capability_definitions: list[CapabilityDefinition] = Field(default_factory=list)
+    """The version's own definitions of some of its capabilities (``CreateAgentTemplateRequest``); they win over
+    the capability registry's when runs write the capability nodes (none for versions stored before them)."""
     system_prompt: str = ""
     prompt_template: str | None = None
     """A prompt template of the runtime configuration (``agentRuntime.promptTemplates``) used instead of

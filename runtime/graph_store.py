@@ -37,6 +37,7 @@ from neo4j.exceptions import ConstraintError, Neo4jError, ServiceUnavailable, Se
 
 from agentparty.models.config import DatabaseConfig
 from agentparty.models.graph import GraphNode, RelationshipProperties
+from agentparty.models.states import IllegalTransition, StateMachine
 
 logger = logging.getLogger("agentparty.graph")
 
@@ -106,12 +107,72 @@ class Edge:
         return source, target
 
 
+@dataclass(frozen=True)
+class StatusMove:
+    """Move a node's ``status`` to ``target`` along its state machine, inside the batch's transaction.
+
+    The node's status is read in the transaction and the shortest legal chain to ``target`` is taken
+    (:meth:`~agentparty.models.states.StateMachine.route`, every link checked); the write is a guarded ``SET``
+    (only while the status is still the one read), which also appends the chain to ``status_history`` and sets
+    ``props`` (timestamps such as ``completed_at``). Already at ``target``: nothing changes, so a replay is
+    idempotent. No legal chain (a late write asking a completed task back to ``in_progress``): nothing changes and
+    the refusal is logged with the machine's message; the status a node has can only move forward.
+    """
+
+    label: str
+    node_id: str
+    machine: StateMachine[Any]
+    target: str
+    props: dict[str, Any] = field(default_factory=dict)
+    resume: bool = False
+    """Whether the chain may take a ``resume`` transition (failed → in_progress): a run's start may, its end not."""
+
+    def apply(self, tx: Any) -> tuple[str, ...]:
+        """Run in a managed write transaction; the states passed through (empty when nothing moved)."""
+        # write-lock the node before reading it (as apply_outcome does): on Neo4j a concurrent move then waits for
+        # this transaction and reads what it wrote; ArcadeDB's optimistic transactions retry the loser instead
+        query = (
+            f"MATCH (n:{self.label} {{id: $id}}) SET n._move_lock = true REMOVE n._move_lock RETURN n.status AS status"
+        )
+        row = tx.run(query, id=self.node_id).single()
+        if row is None or row["status"] is None:
+            raise GraphWriteError(f"{self.label} {self.node_id} has no status to move to {self.target!r}")
+        try:
+            chain = self.machine.route(row["status"], self.target, resume=self.resume)
+        except IllegalTransition as exc:
+            logger.warning("%s %s left at %r: %s", self.label, self.node_id, row["status"], exc)
+            return ()
+        if not chain:
+            return ()
+        passed = [t.target.value for t in chain]
+        tx.run(
+            f"MATCH (n:{self.label} {{id: $id}}) WHERE n.status = $source "
+            "SET n.status = $target, n.status_history = coalesce(n.status_history, [$source]) + $passed, n += $props",
+            id=self.node_id,
+            source=row["status"],
+            target=self.target,
+            passed=passed,
+            props={k: graph_value(v) for k, v in self.props.items() if v is not None},
+        ).consume()
+        return tuple(passed)
+
+
 @dataclass
 class GraphBatch:
     nodes: list[GraphNode] = field(default_factory=list)
     edges: list[Edge] = field(default_factory=list)
     ensured: set[str] = field(default_factory=set)
     """Ids of nodes added with :meth:`ensure`."""
+    moves: list[StatusMove] = field(default_factory=list)
+    """Status moves applied after the nodes and edges are written, in order (:meth:`apply_moves`)."""
+
+    def move(self, move: StatusMove) -> GraphBatch:
+        self.moves.append(move)
+        return self
+
+    def apply_moves(self, tx: Any) -> None:
+        for move in self.moves:
+            move.apply(tx)
 
     def add(self, *nodes: GraphNode) -> GraphBatch:
         """Upsert: create the node, or refresh every property but its ``kept_fields``."""
@@ -132,6 +193,7 @@ class GraphBatch:
         self.nodes.extend(other.nodes)
         self.edges.extend(other.edges)
         self.ensured |= other.ensured
+        self.moves.extend(other.moves)
         return self
 
     def statements(self) -> list[tuple[str, dict[str, Any]]]:
@@ -200,12 +262,13 @@ class GraphStore:
     def write(self, batch: GraphBatch, what: str = "graph batch") -> WriteSummary:
         """Write the batch in one managed transaction; idempotent, so retries and replays are safe."""
         statements = batch.statements()
-        if not statements:
+        if not statements and not batch.moves:
             return WriteSummary(0, 0, 0.0)
 
         def work(tx: Any) -> None:
             for query, params in statements:
                 tx.run(query, params).consume()
+            batch.apply_moves(tx)
 
         started = time.perf_counter()
         self.transact(work, what)

@@ -1,10 +1,15 @@
 """A workflow run, written into seed 000's graph step by step.
 
 One run is one **Task** (REQUESTED_BY its **User**, REQUIRES the capabilities
-its agent steps ask for) worked on by one **Team** (ASSEMBLED_BY the workflow
-engine). The agents the steps put to work join the team (MEMBER_OF, role = the
-step's capability, else the step id); each is a persistent **Agent** that
-INSTANTIATES its TemplateVersion and HAS_CAPABILITY what the template declares.
+its agent steps ask for and those ``task_analyzed`` found, importance = confidence) worked on by one **Team**
+(ASSEMBLED_BY the workflow engine). Their statuses move only through the Task and Team machines
+(:class:`~agentparty.runtime.graph_store.StatusMove`: checked, guarded, idempotent): submitted → analyzed →
+assigned → in_progress at the start, forming → active with the first member, completed/failed at the end.
+The agents the steps put to work join the team (MEMBER_OF, role = the step's capability, else the step id);
+each is a persistent **Agent** that
+INSTANTIATES its TemplateVersion (which REQUIRES_MODEL its **Model**, as the model registry
+describes it) and HAS_CAPABILITY what the template declares (each **Capability** with its definition: the
+template's own over the capability registry's, :mod:`agentparty.models.capabilities`).
 Every lifecycle state of an engagement is an **AgentState** (HAS_STATE, and
 TRANSITIONED_BY the governance actor or the approving User), and every completed
 ``task`` step leaves an **Output** (CREATED by its agent, RESULTED_IN of the task).
@@ -34,19 +39,19 @@ import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from neo4j.exceptions import Neo4jError, ServiceUnavailable, SessionExpired
 
-from agentparty.models import WorkflowDefinition
+from agentparty.models import DEFAULT_MODEL_REGISTRY, ModelRegistry, WorkflowDefinition
 from agentparty.models._base import utc_now
+from agentparty.models.capabilities import BUILTIN_CAPABILITY_REGISTRY, CapabilityDefinition, CapabilityRegistry
 from agentparty.models.config import DatabaseConfig
 from agentparty.models.engagements import AUTOMATIC_APPROVER, AgentWork, Handoff, SlotRecord
 from agentparty.models.graph import (
     Asked,
     AssembledBy,
-    Capability,
     Created,
     DefinesCapabilities,
     FormationMethod,
@@ -58,6 +63,7 @@ from agentparty.models.graph import (
     Output,
     RequestedBy,
     Requires,
+    RequiresModel,
     ResultedIn,
     SystemActor,
     Task,
@@ -72,8 +78,6 @@ from agentparty.models.graph import (
 )
 from agentparty.models.memory import ChangedMemory
 from agentparty.models.run_history import (
-    PROFICIENCY_PRIOR,
-    RELIABILITY_RATE,
     Outcome,
     RunTally,
     outcome_of,
@@ -82,13 +86,15 @@ from agentparty.models.run_history import (
     team_id_for,
 )
 from agentparty.models.run_results import StepStatus, WorkflowResult
-from agentparty.models.states import TaskStatus, TeamStatus
+from agentparty.models.states import TASK_MACHINE, TEAM_MACHINE, TaskStatus, TeamStatus
+from agentparty.models.task_analysis import TaskAnalysis
 from agentparty.models.tools import ToolCallRecord
 from agentparty.runtime.graph_migrations import migrate
 from agentparty.runtime.graph_server import DATABASE_NAME
-from agentparty.runtime.graph_store import GraphBatch, GraphStore, GraphWriteError, graph_value
+from agentparty.runtime.graph_store import GraphBatch, GraphStore, GraphWriteError, StatusMove
 from agentparty.runtime.local_services import local_services
 from agentparty.runtime.masking import Masker
+from agentparty.runtime.run_outcome import apply_outcome
 from agentparty.runtime.schema_versions import MigrationPolicy
 
 if TYPE_CHECKING:
@@ -126,6 +132,16 @@ class RunGraph:
     started_at: datetime = field(default_factory=utc_now)
     formation_method: FormationMethod = FormationMethod.MANUAL
     """``recommended`` / ``auto`` when the team recommender staffed the run (ASSEMBLED_BY the recommender)."""
+    capabilities: CapabilityRegistry = field(default_factory=lambda: BUILTIN_CAPABILITY_REGISTRY)
+    """``agentRuntime.capability_registry``: what the Capability nodes say beyond their names (the templates' own
+    definitions win, field by field)."""
+    models: ModelRegistry = field(default_factory=lambda: DEFAULT_MODEL_REGISTRY)
+    """What the Model nodes of the template versions say (provider, context window, features)."""
+    user: User | None = None
+    """The requesting User as the engine knows it (``RunServices.user_node``); a bare one of ``username`` when None."""
+    analysis: TaskAnalysis | None = None
+    """``task_analyzed``'s analysis (``flows/task_analysis.py``): the Task's capabilities and their REQUIRES
+    importance (the confidence); None: the capabilities the steps name, importance 1.0."""
 
     @property
     def task_id(self) -> str:
@@ -138,29 +154,45 @@ class RunGraph:
     def required_capabilities(self) -> list[str]:
         return required_capabilities(self.definition)
 
-    def task(self, status: TaskStatus, completed_at: datetime | None = None) -> Task:
+    def requester(self) -> User:
+        return self.user if self.user is not None else _user(self.username)
+
+    def capability(self, batch: GraphBatch, name: str, template: CapabilityDefinition | None = None) -> str:
+        """Write the capability's node into ``batch``; its id. A defined one (template or registry) is upserted
+        with its definition; one nobody defines is only created when missing (an existing node keeps what it has)."""
+        node, defined = self.capabilities.node(name, template)
+        if defined:
+            batch.add(node)
+        else:
+            batch.ensure(node)
+        return node.id
+
+    def task(self) -> Task:
+        """The Task as an upsert writes it: created ``submitted``; its status moves only by :meth:`move_task`."""
         d = self.definition
         return Task(
             id=self.task_id,
             title=d.name,
             description=d.description,
             created_at=self.started_at,
-            status=status,
+            status=TASK_MACHINE.initial,
+            status_history=[TASK_MACHINE.initial.value],
             priority=d.priority,
             complexity=d.complexity,
-            required_capabilities=self.required_capabilities(),
-            created_by=_user(self.username).id,
-            completed_at=completed_at,
+            required_capabilities=self.analysis.names if self.analysis else self.required_capabilities(),
+            created_by=self.requester().id,
             token_budget=d.token_budget or 0,
             token_usage=self.tally.token_usage,
         )
 
-    def team(self, status: TeamStatus, **extra: Any) -> Team:
+    def team(self, **extra: Any) -> Team:
+        """The Team as an upsert writes it: created ``forming``; its status moves only by :meth:`move_team`."""
         return Team(
             id=self.team_id,
             name=f"{self.definition.name} team",
             created_at=self.started_at,
-            status=status,
+            status=TEAM_MACHINE.initial,
+            status_history=[TEAM_MACHINE.initial.value],
             formation_method=self.formation_method,
             size=len(self.tally.members),
             task_id=self.task_id,
@@ -169,21 +201,39 @@ class RunGraph:
             **extra,
         )
 
+    def move_task(self, target: TaskStatus, *, resume: bool = False, **props: Any) -> StatusMove:
+        """The Task to ``target`` along the Task machine (checked, guarded, idempotent: ``StatusMove``); ``resume``:
+        the chain may pick a failed task up again (a run's start, never its end)."""
+        return StatusMove("Task", self.task_id, TASK_MACHINE, target.value, props, resume)
+
+    def move_team(self, target: TeamStatus, *, resume: bool = False, **props: Any) -> StatusMove:
+        return StatusMove("Team", self.team_id, TEAM_MACHINE, target.value, props, resume)
+
+    def _requires(self, batch: GraphBatch) -> None:
+        """One REQUIRES per required capability: importance = the analysis's confidence (1.0 for named ones)."""
+        complexity = self.definition.complexity
+        confidence = self.analysis.confidence() if self.analysis else dict.fromkeys(self.required_capabilities(), 1.0)
+        for name, importance in confidence.items():
+            batch.link(
+                Requires(importance=importance, complexity=complexity), self.task_id, self.capability(batch, name)
+            )
+
     # -- the three kinds of write ---------------------------------------------------------
 
     def started(self) -> GraphBatch:
-        user = _user(self.username)
+        user = self.requester()
         manual = self.formation_method is FormationMethod.MANUAL
         engine = _actor(ENGINE_ACTOR, "assembler") if manual else _actor(RECOMMENDER_ACTOR, "recommender")
-        batch = GraphBatch().ensure(user, engine).add(self.task(TaskStatus.IN_PROGRESS), self.team(TeamStatus.FORMING))
+        batch = GraphBatch().ensure(engine).add(user).add(self.task(), self.team())
         batch.link(RequestedBy(), self.task_id, user.id)
         batch.link(WorksOn(), self.team_id, self.task_id)
         batch.link(AssembledBy(), self.team_id, engine.id, target_label="SystemActor")
-        complexity = self.definition.complexity
-        for name in self.required_capabilities():
-            batch.ensure(Capability(id=capability_id(name), name=name))
-            batch.link(Requires(importance=1.0, complexity=complexity), self.task_id, capability_id(name))
-        return batch
+        self._requires(batch)
+        # submitted → analyzed (the analysis above) → assigned (the team above) → in_progress (the steps start); a
+        # resumed run's failed task goes failed → in_progress, one already in progress stays
+        estimate = self.analysis.time_estimate if self.analysis else 0
+        expected = self.started_at + timedelta(seconds=estimate) if estimate else None
+        return batch.move(self.move_task(TaskStatus.IN_PROGRESS, resume=True, estimated_completion=expected))
 
     def step(self, records: Iterable[SlotRecord]) -> GraphBatch:
         """The step's slots (already in the tally), with the task and team as they stand now."""
@@ -196,10 +246,9 @@ class RunGraph:
                 self._memory(batch, work)
             if record.completed:
                 self._output(batch, record)
-        batch.add(
-            self.task(TaskStatus.IN_PROGRESS),
-            self.team(TeamStatus.ACTIVE if self.tally.members else TeamStatus.FORMING),
-        )
+        batch.add(self.task(), self.team())
+        if self.tally.members:  # forming → active with its first member (failed → active: a resumed run)
+            batch.move(self.move_team(TeamStatus.ACTIVE, resume=True))
         return batch
 
     def finished(self, result: WorkflowResult) -> tuple[GraphBatch, Outcome]:
@@ -207,13 +256,11 @@ class RunGraph:
         ended = utc_now()
         score = self.tally.performance_score(ok)
         batch = GraphBatch().add(
-            self.task(TaskStatus.COMPLETED if ok else TaskStatus.FAILED, completed_at=ended),
-            self.team(
-                TeamStatus.COMPLETED if ok else TeamStatus.FAILED,
-                completion_time=max(0, int((ended - self.started_at).total_seconds())),
-                performance_score=score,
-            ),
+            self.task(),
+            self.team(completion_time=max(0, int((ended - self.started_at).total_seconds())), performance_score=score),
         )
+        batch.move(self.move_task(TaskStatus.COMPLETED if ok else TaskStatus.FAILED, completed_at=ended))
+        batch.move(self.move_team(TeamStatus.COMPLETED if ok else TeamStatus.FAILED))
         return batch, outcome_of(self.tally, self.team_id, score, ended)
 
     # -- pieces ---------------------------------------------------------------------------
@@ -221,15 +268,19 @@ class RunGraph:
     def _agent(self, batch: GraphBatch, work: AgentWork) -> None:
         agent = work.agent
         batch.add(agent)
+        defined = {d.name: d for d in work.capability_definitions}
         if work.template is not None and work.version is not None:
             batch.add(work.template, work.version)
             batch.link(HasVersion(), work.template.id, work.version.id)
             batch.link(Instantiates(), agent.id, work.version.id)
+            model = self.models.graph_node(work.version.model)
+            batch.add(model)
+            batch.link(RequiresModel(), work.version.id, model.id)
             for name, proficiency in work.capabilities.items():
                 batch.link(DefinesCapabilities(proficiency=proficiency), work.template.id, capability_id(name))
         for name, proficiency in work.capabilities.items():
-            batch.ensure(Capability(id=capability_id(name), name=name))
-            batch.link(HasCapability(proficiency=proficiency), agent.id, capability_id(name), create_only=True)
+            cap = self.capability(batch, name, defined.get(name))
+            batch.link(HasCapability(proficiency=proficiency), agent.id, cap, create_only=True)
         batch.link(
             MemberOf(role=work.role, joined_at=self.started_at), agent.id, self.team_id, key=("role",), create_only=True
         )
@@ -323,51 +374,6 @@ class RunGraph:
             batch.link(Created(timestamp=output.created_at), work.agent.id, output.id)
 
 
-def apply_outcome(tx: Any, outcome: Outcome) -> bool:
-    """Add the outcome unless the team's was already added; runs inside the closing transaction."""
-    row = tx.run("MATCH (t:Team {id: $id}) RETURN t.outcome_recorded AS done", id=outcome.team_id).single()
-    if row is None or row["done"]:
-        return False
-    at = graph_value(outcome.at)
-    # MERGE of a relationship takes no lock that stops two transactions from both creating it, so concurrent endings
-    # of teams sharing two agents could leave two WORKED_WITH edges (seen in CI). Write-locking both ends first, in
-    # one order, serialises them: the second MERGE then finds the first's edge.
-    ends = sorted({p["a"] for p in outcome.pairs} | {p["b"] for p in outcome.pairs})
-    tx.run(
-        "UNWIND $ids AS id MATCH (x:Agent {id: id}) SET x._merge_lock = true REMOVE x._merge_lock", ids=ends
-    ).consume()
-    tx.run(
-        "UNWIND $pairs AS p MATCH (a:Agent {id: p.a}) MATCH (b:Agent {id: p.b}) "
-        "MERGE (a)-[r:WORKED_WITH]->(b) "
-        "ON CREATE SET r.success_score = p.score, r.task_count = 1, r.last_collaboration = $at "
-        "ON MATCH SET r.success_score = (r.success_score * r.task_count + p.score) / (r.task_count + 1), "
-        "r.task_count = r.task_count + 1, r.last_collaboration = $at",
-        pairs=outcome.pairs,
-        at=at,
-    ).consume()
-    # models.run_history.updated_proficiency, in Cypher (read and written in one transaction)
-    tx.run(
-        "UNWIND $rows AS row MATCH (a:Agent {id: row.agent})-[h:HAS_CAPABILITY]->(c:Capability {id: row.capability}) "
-        "WITH h, row, toFloat(coalesce(h.usage_count, 0)) AS u, h.proficiency AS p, "
-        "toFloat(coalesce(h.token_efficiency, 0.0)) AS te "
-        "SET h.proficiency = (p * (u + $prior) + row.completed) / (u + $prior + row.used), "
-        "h.token_efficiency = (te * u + row.tokens) / (u + row.used), "
-        "h.usage_count = toInteger(u) + row.used",
-        rows=outcome.capabilities,
-        prior=PROFICIENCY_PRIOR,
-    ).consume()
-    # models.run_history.updated_reliability, in Cypher
-    tx.run(
-        "UNWIND $rows AS row MATCH (a:Agent {id: row.agent}) "
-        "WITH a, row, a.reliability_score AS r, coalesce(a.token_count, 0) AS t "
-        "SET a.reliability_score = (1.0 - $rate) * r + $rate * row.share, a.token_count = t + row.tokens",
-        rows=outcome.agents,
-        rate=RELIABILITY_RATE,
-    ).consume()
-    tx.run("MATCH (t:Team {id: $id}) SET t.outcome_recorded = true", id=outcome.team_id).consume()
-    return True
-
-
 def write_finished(store: GraphStore, batch: GraphBatch, outcome: Outcome, what: str) -> bool:
     """The closing transaction: final task and team state, then the outcome (once per team)."""
     statements = batch.statements()
@@ -375,6 +381,7 @@ def write_finished(store: GraphStore, batch: GraphBatch, outcome: Outcome, what:
     def work(tx: Any) -> bool:
         for query, params in statements:
             tx.run(query, params).consume()
+        batch.apply_moves(tx)
         return apply_outcome(tx, outcome)
 
     return store.transact(work, what)
@@ -389,26 +396,33 @@ class GraphRecorder:
         """``security.dataMasking``: every node's and relationship's properties are masked before they are written
         (set by the run's services)."""
         self._schema_checked = False
+        self._schema_lock = threading.Lock()
         self.policy: MigrationPolicy | None = None
         """``versioning.migrationStrategy`` for the schema check at first use (automatic when unset)."""
 
     def _ensure_schema(self) -> None:
-        """Migrations at first use ("at startup" for a process that never ran ``agentparty up``)."""
+        """Migrations at first use ("at startup" for a process that never ran ``agentparty up``).
+
+        One thread at a time: concurrent runs in one process write from several worker threads, and a second
+        check while the first is creating a fresh graph's schema would find it part-applied, take it for an
+        upgrade, and refuse it under ``assisted`` (seen with three runs at once on a fresh graph)."""
         if self._schema_checked:
             return
-
-        try:
-            migrate(self.store.driver, self.store.database, policy=self.policy)
-        except (Neo4jError, ServiceUnavailable, SessionExpired, OSError) as exc:
-            raise GraphWriteError(f"graph schema at {self.store.config.uri}: {exc}") from exc
-        self._schema_checked = True
+        with self._schema_lock:
+            if self._schema_checked:
+                return
+            try:
+                migrate(self.store.driver, self.store.database, policy=self.policy)
+            except (Neo4jError, ServiceUnavailable, SessionExpired, OSError) as exc:
+                raise GraphWriteError(f"graph schema at {self.store.config.uri}: {exc}") from exc
+            self._schema_checked = True
 
     def _masked(self, batch: GraphBatch) -> GraphBatch:
         masker = self.masker
         if masker is None:
             return batch
         edges = [replace(edge, props=masker.model(edge.props)) for edge in batch.edges]
-        return GraphBatch([masker.model(node) for node in batch.nodes], edges, set(batch.ensured))
+        return GraphBatch([masker.model(node) for node in batch.nodes], edges, set(batch.ensured), list(batch.moves))
 
     def _write(self, batch: GraphBatch, what: str) -> None:
         self._ensure_schema()

@@ -17,9 +17,11 @@ from pydantic import Field, IPvAnyNetwork, PrivateAttr, SecretStr, field_validat
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agentparty.models import DEFAULT_MODEL_REGISTRY, ModelRegistry, SDKConfiguration
+from agentparty.models.capabilities import CapabilityRegistry
 from agentparty.models.config import AgentRuntimeConfig, DatabaseConfig, GNNTrainingConfig, KafkaConfig
 from agentparty.models.tools import ToolPolicy
 from agentparty.runtime.audit_trail import AuditTrail, open_audit_trail
+from agentparty.runtime.capability_registry import load_capability_registry
 from agentparty.runtime.documents import read_document, validate_document
 from agentparty.runtime.providers.simulated import SimulatedSettings
 from agentparty.runtime.schema_versions import MigrationPolicy
@@ -29,6 +31,7 @@ from agentparty.runtime.state_backend import StateBackend, resolve_state_backend
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AGENTPARTY_", env_nested_delimiter="__", extra="ignore")
     _migration_policy: MigrationPolicy | None = PrivateAttr(default=None)
+    _capability_registry: tuple[str, CapabilityRegistry] | None = PrivateAttr(default=None)
 
     home: Path = Field(default_factory=lambda: Path.home() / ".agentparty")
     """Where local servers keep their data, logs and pid files."""
@@ -66,6 +69,11 @@ class Settings(BaseSettings):
     """Who runs workflows from this process, for user budgets and the graph's REQUESTED_BY."""
     user_token_budget: int | None = None
     """Tokens the user may spend across runs; no limit when unset."""
+    user_email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
+    """``AGENTPARTY_USER_EMAIL``: the user's address, recorded on their User node in the graph (nothing is sent to it)."""
+    user_roles: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """``AGENTPARTY_USER_ROLES``: comma-separated roles recorded on the user's User node in the graph (they describe
+    the user; they grant nothing: API permissions come from API keys)."""
     gnn_training: GNNTrainingConfig = Field(default_factory=GNNTrainingConfig)
     """Seed 000 ``GNNTrainingConfig`` for the training flow (``AGENTPARTY_GNN_TRAINING`` as JSON, or ``__FIELD``)."""
     gnn_schedule: str = "0 2 * * *"
@@ -164,7 +172,13 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "tool_modules", "mcp_commands", "mcp_urls", "trusted_networks", "monitoring_worker_addresses", mode="before"
+        "tool_modules",
+        "mcp_commands",
+        "mcp_urls",
+        "trusted_networks",
+        "monitoring_worker_addresses",
+        "user_roles",
+        mode="before",
     )
     @classmethod
     def _split_commas(cls, value: object) -> object:
@@ -189,6 +203,20 @@ class Settings(BaseSettings):
             )
             raise ValueError(f"{given} is set but {missing} is not: TLS needs both (AGENTPARTY_{missing.upper()})")
         return self
+
+    @model_validator(mode="after")
+    def _capability_registry_loads(self) -> Settings:
+        """``agentRuntime.capability_registry`` is read here, once: a bad file is refused when the settings load."""
+        self.capability_registry()
+        return self
+
+    def capability_registry(self) -> CapabilityRegistry:
+        """The capability definitions runs write to the graph (``agentRuntime.capability_registry``), read once
+        per settings object and source (a ``model_copy`` that changes the source reads the new one)."""
+        source = self.agent_runtime.capability_registry
+        if self._capability_registry is None or self._capability_registry[0] != source:
+            self._capability_registry = (source, load_capability_registry(source))
+        return self._capability_registry[1]
 
     def tool_policy(self) -> ToolPolicy:
         """The allowlist of tool code: the SDK configuration's ``tools``, plus these settings."""

@@ -397,7 +397,7 @@ class ModelAgentRunner:
         loop = AgentLoop(
             self.router,
             self.approver,
-            on_tokens=lifecycle.charge,
+            on_usage=lifecycle.use,
             observer=self.observer,
             log=log,
             context=ContextWindow(

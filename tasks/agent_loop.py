@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from agentparty.models.graph import AgentStateMetrics
 from agentparty.models.messages import AgentMessage, ErrorDetail, ErrorMessage, Message, SystemMessage
 from agentparty.models.step_errors import LoopLimitExceeded
 from agentparty.models.tools import ToolCall, ToolCallRecord, ToolResult, TurnRecord
@@ -39,7 +40,7 @@ from agentparty.runtime.tracing import chat_answered, chat_span, tool_answered, 
 from agentparty.tasks.checkpoints import checkpointed, tool_call_key, turn_key
 from agentparty.tasks.context_window import ContextWindow, estimate, summary_request_messages
 from agentparty.tasks.conversation_log import NO_LOG, ConversationLog
-from agentparty.tasks.lifecycle import Approver, ToolApprovalRequest
+from agentparty.tasks.lifecycle import Approver, ToolApprovalRequest, call_usage, tool_usage
 from agentparty.tasks.toolbox import BoundTool, Toolbox, shown_arguments
 from agentparty.tasks.tools import ToolContext, call_idempotency_key
 
@@ -149,8 +150,9 @@ class LoopOutcome:
 class AgentLoop:
     router: ModelRouter
     approver: Approver
-    on_tokens: Callable[[int], None] = lambda _tokens: None
-    """Told each turn's tokens as they are used (the lifecycle charges them to the state the agent is in)."""
+    on_usage: Callable[[AgentStateMetrics], None] = lambda _usage: None
+    """Told each model call (its tokens) and each turn's tool calls as they happen (the lifecycle counts them in
+    the state the agent is in: its AgentState's ``metrics`` and ``token_count``)."""
     observer: LoopObserver = field(default_factory=LoopObserver)
     log: ConversationLog = field(default_factory=lambda: NO_LOG)
     """Where the engagement's conversation is kept (each turn's messages written at its end)."""
@@ -223,7 +225,7 @@ class AgentLoop:
             routed, cached = await self._turn(turn_request, turn, place, budgets)
             completion = routed.completion
             outcome = _tally(outcome, routed)
-            self.on_tokens(completion.tokens)
+            self.on_usage(call_usage(completion))
             if completion.input_tokens:
                 reported, covered = completion.input_tokens, len(messages)
             record = TurnRecord(
@@ -249,6 +251,7 @@ class AgentLoop:
                 )
             results = await self._calls(completion.tool_calls, toolbox, turn, place, limits.max_parallel_tool_calls)
             calls_made += len(results)
+            self.on_usage(tool_usage([call_record for _, call_record in results]))
             for index, (call, (result, call_record)) in enumerate(zip(completion.tool_calls, results, strict=True)):
                 record.tool_calls.append(call_record)
                 messages.append(self.log.add(f"{turn}/tool/{index}", _result_message(result)))
@@ -314,7 +317,7 @@ class AgentLoop:
             else:
                 routed = await ask()
             tally = _tally(tally, routed)
-            self.on_tokens(routed.completion.tokens)
+            self.on_usage(call_usage(routed.completion))
             return routed.completion.text
 
         fitted = await self.context.fit(messages, summarize)

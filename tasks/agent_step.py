@@ -134,6 +134,7 @@ class StepAgent:
             provisioned=lifecycle.provisioned,
             turns=turns,
             handoffs=handoffs,
+            capability_definitions=tuple(resolved.record.capability_definitions) if resolved else (),
         )
 
 

@@ -26,7 +26,7 @@ import hashlib
 import logging
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -40,7 +40,9 @@ from agentparty.models.events import AgentProvisionedPayload, AgentStateTransiti
 from agentparty.models.governance import ApprovalMode, GovernanceRules
 from agentparty.models.graph import AgentStateMetrics, AgentStateRecord, stable_id
 from agentparty.models.step_errors import NonRetryableError
+from agentparty.models.tools import ToolCallRecord
 from agentparty.runtime.human_input import ApprovalDecision, ToolCallDecision
+from agentparty.runtime.providers.base import Completion
 
 logger = logging.getLogger("agentparty.lifecycle")
 
@@ -162,6 +164,8 @@ class AgentLifecycle:
     state: AgentLifecycleState = AgentLifecycleState.INITIALIZED
     entered_at: float = field(default=0.0)
     tokens_in_state: int = 0
+    metrics_in_state: AgentStateMetrics = field(default_factory=AgentStateMetrics)
+    """What the agent did in the current state so far (its AgentState's ``metrics`` when it leaves it)."""
     _current: AgentStateRecord | None = None
     _sequence: int = 0
     _pending: list[LifecycleTransition] = field(default_factory=list)
@@ -200,6 +204,12 @@ class AgentLifecycle:
         """Tokens used in the current state (reported when the agent leaves it)."""
         self.tokens_in_state += tokens
 
+    def use(self, usage: AgentStateMetrics) -> None:
+        """Model calls, tokens and tool calls of the current state (the loop reports each turn's); the tokens are
+        charged too."""
+        self.metrics_in_state = self.metrics_in_state.plus(usage)
+        self.charge(usage.input_tokens + usage.output_tokens)
+
     async def transition(
         self, target: AgentLifecycleState, reason: str = "", *, notes: str = ""
     ) -> LifecycleTransition:
@@ -226,9 +236,9 @@ class AgentLifecycle:
             reason = decision.reason or reason
         now = self.clock()
         duration = max(0, int(now - self.entered_at))
-        metrics = AgentStateMetrics()
+        metrics = self.metrics_in_state
         assert self._current is not None
-        update: dict[str, object] = {"duration": duration, "token_count": self.tokens_in_state}
+        update: dict[str, object] = {"duration": duration, "token_count": self.tokens_in_state, "metrics": metrics}
         if notes:
             update["notes"] = notes
         left = self._current.model_copy(update=update)
@@ -246,4 +256,19 @@ class AgentLifecycle:
         applied = LifecycleTransition(event=event, record=entered, left=left)
         self._pending.append(applied)
         self.state, self.entered_at, self.tokens_in_state, self._current = target, now, 0, entered
+        self.metrics_in_state = AgentStateMetrics()
         return applied
+
+
+def call_usage(completion: Completion) -> AgentStateMetrics:
+    """One model call, as the agent's state counts it."""
+    return AgentStateMetrics(requests=1, input_tokens=completion.input_tokens, output_tokens=completion.output_tokens)
+
+
+def tool_usage(records: Sequence[ToolCallRecord]) -> AgentStateMetrics:
+    """One turn's tool calls, as the agent's state counts them (errors apart from refusals, like ``USED_TOOL``)."""
+    return AgentStateMetrics(
+        tool_calls=len(records),
+        errors=sum(1 for r in records if not r.ok and not r.refused),
+        refused=sum(1 for r in records if r.refused),
+    )

@@ -206,6 +206,7 @@ class TemplateRegistry:
         record = VersionRecord(
             version=version,
             capabilities=capabilities,
+            capability_definitions=request.capability_definitions,
             system_prompt=default_system_prompt(request.name, request.description, request.personality, capabilities),
             prompt_template=request.prompt_template,
             tooling=request.tooling,
@@ -257,6 +258,7 @@ class TemplateRegistry:
         record = VersionRecord(
             version=version,
             capabilities=caps,
+            capability_definitions=[d for d in latest.capability_definitions if d.name in caps],
             system_prompt=system_prompt
             or default_system_prompt(template.name, template.description, version.personality, caps),
             prompt_template=latest.prompt_template,

@@ -99,7 +99,16 @@ def test_every_emission_point_emits_exactly_once(
         by_type["task_submitted"].payload.title == "Research report"
         and by_type["task_submitted"].payload.submitted_by == "ana"
     )
-    assert by_type["task_analyzed"].payload.extracted_capabilities == ["data_analysis", "report_generation"]
+    analyzed = by_type["task_analyzed"].payload  # the steps' capabilities for certain, then what the text says
+    assert analyzed.extracted_capabilities == ["data_analysis", "report_generation", "research", "web_research"]
+    assert (
+        analyzed.capability_confidence["data_analysis"] == 1.0 and 0.4 <= analyzed.capability_confidence["research"] < 1
+    )
+    assert analyzed.embedder == "all-MiniLM-L6-v2" and analyzed.token_estimate > 0
+    # the Task's machine in the events: submitted, analyzed, assigned (team assembled), then the steps
+    moments = [by_type[t].timestamp for t in ("task_submitted", "task_analyzed", "team_assembled")]
+    first_step = min(e.timestamp for e in events if e.event_type == "step_started")
+    assert moments == sorted(moments) and moments[-1] <= first_step <= by_type["workflow_run_completed"].timestamp
     assert sorted(by_type["team_assembled"].payload.agent_roles.values()) == [
         "data_analysis",
         "plan",

@@ -41,6 +41,7 @@ EXPECTED = {
     "REQUESTED_BY": 1,
     "WORKS_ON": 1,
     "ASSEMBLED_BY": 1,
+    "REQUIRES": 1,  # what task_analyzed infers from the prompts (flows/task_analysis.py): a writer's capability
     "MEMBER_OF": 2,
     "INSTANTIATES": 1,
     "HAS_VERSION": 1,

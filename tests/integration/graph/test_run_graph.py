@@ -66,13 +66,13 @@ EXPECTED = {
     "Agent": 4,
     "AgentTemplate": 2,
     "TemplateVersion": 2,
-    "Capability": 4,  # web_research, data_analysis (researcher); report_generation, summarisation (writer)
+    "Capability": 5,  # web_research, data_analysis (researcher); report_generation, summarisation (writer); research
     "AgentState": 18,  # 6 engagements (plan, research x3, draft, review) x initialized, running, completed
     "Output": 7,  # every completed task slot; the handler's too
     "REQUESTED_BY": 1,
     "WORKS_ON": 1,
     "ASSEMBLED_BY": 1,
-    "REQUIRES": 2,  # data_analysis, report_generation
+    "REQUIRES": 4,  # data_analysis, report_generation (steps); research, web_research (task_analyzed infers them)
     "MEMBER_OF": 4,
     "INSTANTIATES": 2,
     "HAS_VERSION": 2,
@@ -112,6 +112,8 @@ def test_a_run_writes_exactly_its_subgraph_and_a_replay_changes_nothing(
     assert task.task.title == "Research report" and task.task.required_capabilities == [
         "data_analysis",
         "report_generation",
+        "research",
+        "web_research",
     ]
     assert sorted(o.step_id for o in task.outputs) == [
         "coverage",

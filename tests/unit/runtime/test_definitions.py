@@ -12,6 +12,7 @@ from support.workflow_docs import REPO_ROOT, two_step_workflow
 
 from agentparty.models import CreateAgentTemplateRequest, SDKConfiguration
 from agentparty.models.document_kinds import json_schema, json_schema_text
+from agentparty.runtime.capability_registry import load_capability_registry
 from agentparty.runtime.documents import DocumentError, load_workflow, read_document, validate_document, validate_paths
 
 
@@ -183,5 +184,8 @@ def test_readme_workflow_example_validates(tmp_path: Path) -> None:
             continue
         if block.startswith("# agent-template"):  # an agent template request, not a workflow
             validate_document(read_document(write(tmp_path, "template.yaml", block)), CreateAgentTemplateRequest)
+            continue
+        if block.startswith("# capability-registry"):  # agentRuntime.capability_registry's file, not a workflow
+            assert load_capability_registry(str(write(tmp_path, "capabilities.yaml", block))).capabilities
             continue
         assert load_workflow(write(tmp_path, "readme.yaml", block)).steps

@@ -305,3 +305,25 @@ def test_a_model_without_functions_is_skipped_when_the_step_has_tools(tmp_path: 
     only = registry().model_copy(update={"fallback_chain": ["gpt-plain"]})
     error = failure(runner(tmp_path, server, reg=only), tool("lookup"), model="gpt-plain")
     assert isinstance(error, ModelUnavailable) and "does not support functions" in str(error)
+
+
+def test_the_running_state_left_holds_the_loops_calls_errors_and_tokens(tmp_path: Path, server: WireServer) -> None:
+    server.script(tool_calls=[call("explode", {"reason": "disk full"}), call("lookup", {"city": "Paris"})])
+    server.script(tool_calls=[call("lookup", {"city": 5})])
+    server.script(output={"summary": "21 C"})
+    response = ask(runner(tmp_path, server), tool("explode"), tool("lookup"))
+    assert response.work is not None
+    left = {t.left.name.value: t.left for t in response.work.transitions}
+    running = left["running"]
+    assert running.metrics.model_dump() == {
+        "requests": 3,
+        "errors": 2,  # the exception, and the arguments that did not validate
+        "input_tokens": response.input_tokens,
+        "output_tokens": response.output_tokens,
+        "tool_calls": 3,
+        "refused": 0,
+    }
+    assert running.token_count == response.input_tokens + response.output_tokens > 0
+    assert left["initialized"].metrics.requests == 0, "nothing happens before the agent runs"
+    completed = next(t for t in response.work.transitions if t.record.name.value == "completed")
+    assert completed.event.metrics == running.metrics, "the transition event carries the same figures"
