@@ -1,36 +1,28 @@
-"""GNN team recommender: training cost at two sizes, scoring latency, encoder throughput, evaluation.
+"""GNN team recommender: every method on the hidden truth at two sizes, training cost, scoring latency.
 
-    python bench/gnn.py [--json] [--quick] [--epochs N]
+    python bench/gnn.py [--json] [--quick] [--large-only] [--ncn-only] [--epochs N] [--config JSON]
 
-Training (one fresh subprocess per size, so the peak RSS of one size does not
-leak into the other): ``generate`` a synthetic history, ``GraphSnapshot.from_batch``,
-``prepare`` (split, features, tensors) and ``train_model`` for a fixed number
-of full-batch epochs (early stopping off; ``--epochs``, default 10 and 3 at the
-large size). Reported: generate (with the snapshot) and prepare seconds,
-message-graph nodes and edges (training period), mean seconds per epoch
-(forward, backward and the validation forward), peak RSS (``ru_maxrss``, taken
-right after training) and torch's thread count during training
-(``train_model`` uses one thread below 50,000 nodes, and restores the count
-after). Sizes: the seed default ``SyntheticDataConfig()``
-(50 agents, 20 capabilities, 100 tasks, 30 teams) and a large one (10,000
-agents, 500 capabilities, 100,000 tasks, 30,000 teams). Both use the stand-in
-``HashingEmbedder`` (in a ``CachedEmbedder`` without a cache file): encoding
-100,000 task texts with MiniLM would take minutes and is not what is measured;
-MiniLM's own throughput is a separate row (256 distinct task texts, after one
-warm-up call). Mini-batch training is not measured: optional mini-batching
-(neighbour sampling) needs pyg-lib or torch-sparse, which are not installed.
+One fresh subprocess per size and model type (GraphSAGE, NCN), so peak RSS does not
+leak between them: ``generate`` a synthetic history (the seed default
+``SyntheticDataConfig()``: 50 agents, 20 capabilities, 100 tasks, 30 teams; and a large
+one: 10,000 agents, 500 capabilities, 100,000 tasks, 30,000 teams), then
+``train_candidate`` as the training flow runs it, with the truth: early stopping on
+(at most ``--epochs``, default 100 and 25; patience 10 and 5), three validation folds at
+the seed size and one at the large size (each fold is one more training), ``--config``
+fields over those. The seed size uses the production embedder (MiniLM behind its
+cache); the large one the hashing stand-in (encoding 100,000 task texts with MiniLM
+would take many minutes and is not what is measured). Reported per child: nodes and
+edges of the training graph, generation and train+evaluate seconds, epochs (and the
+best one), mean seconds per epoch, peak RSS (``ru_maxrss``), torch threads, the method
+promotion would serve, and the evaluation table (the NCN child's table has every
+baseline and the declared ensemble; the GraphSAGE child its own row).
 
-Latency (seed default size, after training): scoring 1,000 candidate agents for
-one task from the cached node embeddings (the pairs' link features, vectorised,
-and the head; agent rows repeat: that graph has 50 agents;
-``GNNScorer.suitability``, 200 calls
-after 10 warm-ups; target <= 5 ms), against the same call for 1 candidate; and
-one whole team recommendation (``assemble``, size 4, no budget). The large child
-times the same two calls on its 10,000-agent test graph.
-
-Evaluation: ``train_candidate`` at the seed default size with the production
-embedder (MiniLM behind its cache), against the baselines, scored on the hidden
-truth; ``--quick`` skips the large size.
+Latency after training, from cached node embeddings: scoring 1,000 candidate agents
+for one task (``GNNScorer.suitability``: the pairs' link features, the NCN's
+common-neighbour paths, the head; agent rows repeat on the 50-agent graph), 200 calls
+after 10 warm-ups at the seed size and 1,000 at the large size (target: median <= 5 ms,
+and p99 < 10 ms on the large graph), against 1 candidate; and one whole team
+recommendation (``assemble``, size 4, no budget). MiniLM's throughput is a separate row.
 """
 
 from __future__ import annotations
@@ -52,18 +44,19 @@ import torch
 
 from agentparty.gnn.data import TASK, GraphSnapshot, node_tables
 from agentparty.gnn.embeddings import CachedEmbedder, HashingEmbedder, MiniLMEmbedder, default_embedder
-from agentparty.gnn.evaluate import table
+from agentparty.gnn.evaluate import MethodMetrics, table
 from agentparty.gnn.pipeline import train_candidate
 from agentparty.gnn.recommend import assemble
 from agentparty.gnn.synthetic import generate
-from agentparty.gnn.train import GNNScorer, PreparedData, prepare, train_model
+from agentparty.gnn.train import GNNScorer, PreparedData
 from agentparty.models.config import GNNTrainingConfig, SyntheticDataConfig
 
 SIZES = {
     "seed default": SyntheticDataConfig(),
     "large": SyntheticDataConfig(num_agents=10_000, num_capabilities=500, num_tasks=100_000, num_teams=30_000),
 }
-EPOCHS = {"seed default": 10, "large": 3}
+EPOCHS = {"seed default": 100, "large": 25}
+MODELS = ("GraphSAGE", "NCN")
 NOTE = "full batch only: optional mini-batching needs pyg-lib/torch-sparse, not installed"
 
 
@@ -95,13 +88,13 @@ def latency(name: str, samples: list[float], target: str = "", baseline: float |
     }
 
 
-def scoring(data: PreparedData, scorer: GNNScorer, label: str) -> list[dict[str, Any]]:
+def scoring(data: PreparedData, scorer: GNNScorer, label: str, repeat: int = 200) -> list[dict[str, Any]]:
     test = data.graphs["test"]
     n_agents = len(test.tables.agent_ids)
     task_row = test.index[TASK][data.split.test_tasks[0]]
     agents, tasks = np.arange(1000) % n_agents, np.full(1000, 0)
     one = timings(lambda: scorer.suitability(agents[:1], tasks[:1]))
-    many = timings(lambda: scorer.suitability(agents, tasks))
+    many = timings(lambda: scorer.suitability(agents, tasks), repeat=repeat)
     team = timings(
         lambda: assemble(test, task_row, scorer, size=4, token_budget=0),
         repeat=20 if n_agents > 1000 else 200,
@@ -115,48 +108,71 @@ def scoring(data: PreparedData, scorer: GNNScorer, label: str) -> list[dict[str,
     ]
 
 
-def child(size: str, epochs: int) -> dict[str, Any]:
-    """One size, in this (fresh) process: build, train, and measure; the result as a dict."""
-    config = GNNTrainingConfig(num_epochs=epochs, early_stopping_patience=1000)
-    embedder = CachedEmbedder(HashingEmbedder(), None)
-    started = time.perf_counter()
-    history = generate(SIZES[size])
-    generated = time.perf_counter()
-    snapshot = GraphSnapshot.from_batch(history.batch)
-    snapshotted = time.perf_counter()
-    data = prepare(snapshot, config, embedder)
-    prepared = time.perf_counter()
-    rss_prepared = peak_rss_mib()
-    threads: set[int] = set()
-    run = train_model(data, on_epoch=lambda _: threads.add(torch.get_num_threads()))
-    trained = time.perf_counter()
+def child(size: str, epochs: int, model_type: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One size and model, in this (fresh) process: build, train (early stopping, at most ``epochs``), measure,
+    and evaluate on the hidden truth; the NCN child also evaluates the baselines and the declared ensemble."""
+    large = size == "large"
+    settings: dict[str, Any] = {
+        "model_type": model_type,
+        "num_epochs": epochs,
+        "early_stopping_patience": 5 if large else 10,
+        "validation_folds": 1 if large else 3,
+    }
+    config = GNNTrainingConfig.model_validate({**settings, **(overrides or {})})
+    with tempfile.TemporaryDirectory(prefix="agentparty-gnn-bench-") as home:
+        embedder = CachedEmbedder(HashingEmbedder(), None) if large else default_embedder(Path(home))
+        started = time.perf_counter()
+        history = generate(SIZES[size])
+        snapshot = GraphSnapshot.from_batch(history.batch)
+        generated = time.perf_counter()
+        rss_generated = peak_rss_mib()
+        threads: set[int] = set()
+        candidate = train_candidate(
+            snapshot, config, embedder, history.truth, on_epoch=lambda _: threads.add(torch.get_num_threads())
+        )
+        done = time.perf_counter()
+    data, run = candidate.data, candidate.run
     graph = data.graphs["train"].data
+    rows = candidate.rows if model_type == "NCN" else [candidate.metrics]
     result = {
         "size": size,
+        "model_type": model_type,
         "config": SIZES[size].model_dump(include={"num_agents", "num_capabilities", "num_tasks", "num_teams"}),
+        "embedder": embedder.name,
         "nodes": sum(s.num_nodes for s in graph.node_stores),
         "edges": graph.num_edges,
         "generate_s": generated - started,
-        "snapshot_s": snapshotted - generated,
-        "prepare_s": prepared - snapshotted,
-        "train_s": trained - prepared,
+        "candidate_s": done - generated,
         "epochs": len(run.curves),
+        "best_epoch": run.best_epoch,
         "seconds_per_epoch": run.seconds_per_epoch,
-        "epoch_seconds": [e.seconds for e in run.curves],
-        "peak_rss_before_train_mib": rss_prepared,
+        "peak_rss_before_train_mib": rss_generated,
         "peak_rss_mib": peak_rss_mib(),
-        "torch_threads": max(threads),
+        "torch_threads": max(threads) if threads else torch.get_num_threads(),
         "device": run.device,
+        "served": candidate.selection.winner if candidate.selection else None,
+        "evaluation": [r.as_dict() for r in rows],
     }
     scorer = GNNScorer.on(run.model, data.graphs["test"], data.history("test"), data.scaler)
-    result["latency"] = scoring(data, scorer, size)
+    result["latency"] = scoring(data, scorer, f"{size}, {model_type}", repeat=1000 if large else 200)
     return result
 
 
-def run_child(size: str, epochs: int) -> dict[str, Any]:
+def run_child(size: str, epochs: int, model_type: str, overrides: str = "{}") -> dict[str, Any]:
     started = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, __file__, "--child", size, "--epochs", str(epochs)],
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            size,
+            "--epochs",
+            str(epochs),
+            "--model",
+            model_type,
+            "--config",
+            overrides,
+        ],
         check=True,
         stdout=subprocess.PIPE,
         text=True,
@@ -188,60 +204,61 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--quick", action="store_true", help="skip the large size")
-    parser.add_argument("--epochs", type=int, default=None, help=f"full-batch epochs per size (default: {EPOCHS})")
+    parser.add_argument("--epochs", type=int, default=None, help=f"most epochs per size (default: {EPOCHS})")
     parser.add_argument("--child", choices=sorted(SIZES), help=argparse.SUPPRESS)
+    parser.add_argument("--model", choices=MODELS, default="NCN", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--config",
+        default="{}",
+        help='GNNTrainingConfig fields over the defaults, as JSON (e.g. \'{"ncn": {"fit_prior": true}}\')',
+    )
+    parser.add_argument("--large-only", action="store_true", help="skip the seed default size")
+    parser.add_argument("--ncn-only", action="store_true", help="skip GraphSAGE")
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.epochs or EPOCHS[args.child])))
+        print(json.dumps(child(args.child, args.epochs or EPOCHS[args.child], args.model, json.loads(args.config))))
         return
 
-    sizes = [run_child(size, args.epochs or EPOCHS[size]) for size in SIZES if not (args.quick and size == "large")]
+    sizes = [
+        run_child(size, args.epochs or EPOCHS[size], model, args.config)
+        for size in SIZES
+        if not (args.quick and size == "large") and not (args.large_only and size != "large")
+        for model in MODELS
+        if not (args.ncn_only and model != "NCN")
+    ]
     with tempfile.TemporaryDirectory(prefix="agentparty-gnn-bench-") as home:
         embedder = default_embedder(Path(home))  # what production uses: MiniLM behind the embedding cache
         assert isinstance(embedder.embedder, MiniLMEmbedder)
         rows = [row for s in sizes for row in s.pop("latency")] + [minilm_throughput(embedder.embedder)]
-        history = generate(SIZES["seed default"])
-        started = time.perf_counter()
-        candidate = train_candidate(
-            GraphSnapshot.from_batch(history.batch), GNNTrainingConfig(), embedder, history.truth
-        )
-        candidate_s = time.perf_counter() - started
-
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "note": NOTE,
-                    "sizes": sizes,
-                    "latency": rows,
-                    "evaluation": [r.as_dict() for r in candidate.rows],
-                    "evaluation_epochs": len(candidate.run.curves),
-                    "evaluation_seconds": candidate_s,
-                },
-                indent=2,
-            )
-        )
+        print(json.dumps({"note": NOTE, "sizes": sizes, "latency": rows}, indent=2))
         return
-    print(f"Training, hashing stand-in embedder ({NOTE})")
+    print(f"Training ({NOTE}); seed default size with MiniLM features, large with the hashing stand-in")
     print(
-        f"{'size':<13} {'nodes':>8} {'edges':>9} {'gen s':>7} {'prep s':>7} {'epochs':>6} {'s/epoch':>8}"
-        f" {'peak MiB':>9} {'threads':>7}"
+        f"{'size':<13} {'model':<9} {'nodes':>8} {'edges':>9} {'gen s':>7} {'train+eval s':>12} {'epochs':>6}"
+        f" {'best':>4} {'s/epoch':>8} {'peak MiB':>9} {'threads':>7}"
     )
     for s in sizes:
         print(
-            f"{s['size']:<13} {s['nodes']:>8,} {s['edges']:>9,} {s['generate_s'] + s['snapshot_s']:>7.2f} {s['prepare_s']:>7.2f} "
-            f"{s['epochs']:>6} {s['seconds_per_epoch']:>8.3f} {s['peak_rss_mib']:>9.0f} {s['torch_threads']:>7}"
+            f"{s['size']:<13} {s['model_type']:<9} {s['nodes']:>8,} {s['edges']:>9,} {s['generate_s']:>7.1f} "
+            f"{s['candidate_s']:>12.1f} {s['epochs']:>6} {s['best_epoch']:>4} {s['seconds_per_epoch']:>8.3f} "
+            f"{s['peak_rss_mib']:>9.0f} {s['torch_threads']:>7}"
         )
-    print(f"\n{'benchmark':<48} {'median ms':>10} {'p99 ms':>8} {'per s':>7} {'threads':>7} {'ratio':>6}  target")
+    print(f"\n{'benchmark':<52} {'median ms':>10} {'p99 ms':>8} {'per s':>7} {'threads':>7} {'ratio':>6}  target")
     for r in rows:
         p99 = f"{r['p99_ms']:.3f}" if r["p99_ms"] is not None else ""
         per_s = f"{r['per_s']:.0f}" if r["per_s"] else ""
         ratio = f"{r['ratio']:.2f}" if r["ratio"] else ""
         print(
-            f"{r['benchmark']:<48} {r['median_ms']:>10.3f} {p99:>8} {per_s:>7} {r['threads']:>7} {ratio:>6}  {r['target']}"
+            f"{r['benchmark']:<52} {r['median_ms']:>10.3f} {p99:>8} {per_s:>7} {r['threads']:>7} {ratio:>6}  {r['target']}"
         )
-    print(f"\nEvaluation, seed default size, MiniLM features ({len(candidate.run.curves)} epochs, {candidate_s:.1f} s)")
-    print(table(candidate.rows))
+    for size in SIZES:
+        evaluated = [row for s in sizes if s["size"] == size for row in s["evaluation"]]
+        if not evaluated:
+            continue
+        served = next(s["served"] for s in sizes if s["size"] == size and s["model_type"] == "NCN")
+        print(f"\nEvaluation on the hidden truth, {size} (served by promotion: {served})")
+        print(table([MethodMetrics.from_dict(row) for row in evaluated]))
 
 
 if __name__ == "__main__":

@@ -82,6 +82,7 @@ def train(
     typer.echo(
         f"\nmodel {result['model_id']}: {'champion' if promotion['promoted'] else 'not promoted'} ({promotion['reason']})"
     )
+    typer.echo(f"served: {promotion.get('served') or 'unchanged'}")
     typer.echo(
         f"{result['epochs']} epochs, {result['seconds_per_epoch'] * 1000:.1f} ms per epoch; data {result['snapshot'][:16]}"
     )
@@ -94,11 +95,11 @@ def evaluate(
         typer.Option(help="The graph came from `gnn synth --seed N` with default sizes: add ground-truth columns."),
     ] = None,
 ) -> None:
-    """Print the evaluation table: the champion (re-scored on the current graph) beside every baseline."""
+    """Print the evaluation table: the champion and every baseline on the current validation window, and what is served."""
+    from agentparty.gnn.baselines import fitted_baselines
     from agentparty.gnn.embeddings import default_embedder
-    from agentparty.gnn.evaluate import evaluate as evaluate_method
     from agentparty.gnn.evaluate import table
-    from agentparty.gnn.pipeline import extract, fitted_baselines, rescore, synthetic_truth
+    from agentparty.gnn.pipeline import evaluate_on_window, extract, rescore, synthetic_truth
     from agentparty.gnn.registry import ModelRegistry
     from agentparty.gnn.train import prepare
     from agentparty.models.config import SyntheticDataConfig
@@ -118,12 +119,20 @@ def evaluate(
     rows = []
     if champion is not None:
         row = rescore(registry, champion, snapshot, champion.training_config(), embedder, truth)
-        row.method = f"graphsage ({champion.id})"
+        row.method = f"{row.method} ({champion.id})"
         rows.append(row)
     data = prepare(snapshot, champion.training_config() if champion else config.gnn_training, embedder)
-    rows += [evaluate_method(method, data, truth) for method in fitted_baselines(data)]
+    rows += [evaluate_on_window(method, data, truth) for method in fitted_baselines(data)]
     typer.echo(table(rows))
-    if champion is None:
+    typer.echo("\n(selection and val nDCG@k here: the current validation window only; promotion pools time folds)")
+    served = registry.served()
+    if served is not None:
+        pooled = ", ".join(f"{k.removeprefix('selection_')} {v}" for k, v in served.selection.items())
+        typer.echo(f"served: {served.method} ({served.kind}); pooled at promotion: {pooled}")
+        if served.components:
+            typer.echo(f"  ensemble of {', '.join(served.components)} with weights {served.weights}")
+        typer.echo(f"  decided {served.decided_at:%Y-%m-%d %H:%M} UTC: {served.reason}")
+    elif champion is None:
         typer.echo("\nno champion model yet: `agentparty gnn train` trains one")
 
 

@@ -44,6 +44,9 @@ from agentparty.runtime.settings import get_settings
 
 DEPLOYMENT_NAME = "scheduled"
 FLOW_NAME = "train-gnn"
+MIN_FINISHED_TEAMS = 3
+"""Below this, ``gnn/split.py``'s time split has no validation or no test task: one to train on, one to pick the
+served method by, one to report. Figures on a history this small are noise (a few runs); they firm up with tens."""
 
 
 @task(name="extract-graph", cache_policy=NO_CACHE, persist_result=False)
@@ -64,9 +67,13 @@ def extract_graph(store: GraphStore) -> GraphSnapshot:
 def train_and_evaluate(
     snapshot: GraphSnapshot, training: GNNTrainingConfig, embedder: TextEmbedder, truth: GroundTruth | None
 ) -> Candidate:
-    if len(snapshot.teams) == 0:
+    if len(snapshot.teams) < MIN_FINISHED_TEAMS:
+        have = len(snapshot.teams)
         raise ValueError(
-            "the graph holds no finished teams to learn from: run workflows first, or `agentparty gnn synth`"
+            f"the graph holds {have or 'no'} finished team{'' if have == 1 else 's'}: training needs at least "
+            f"{MIN_FINISHED_TEAMS} (the time split sets the latest tasks aside, one to validate and one to test): "
+            f"run {MIN_FINISHED_TEAMS - have} more workflow{'' if MIN_FINISHED_TEAMS - have == 1 else 's'} that "
+            "finish, or `agentparty gnn synth`"
         )
     logger = get_run_logger()
     candidate = train_candidate(snapshot, training, embedder, truth)
@@ -102,7 +109,9 @@ def evaluation_markdown(candidate: Candidate, promotion: Promotion, curves: byte
         [
             f"# GNN training {card.id if card else ''}",
             f"**{'Promoted to champion' if promotion.promoted else 'Not promoted'}**: {promotion.reason}. "
-            f"Best baseline on validation: {promotion.best_baseline} ({_fmt(promotion.best_baseline_score)}).",
+            f"Best baseline on validation: {promotion.best_baseline} ({_fmt(promotion.best_baseline_score)}). "
+            f"Served: **{promotion.served or 'unchanged'}** (the selection column: every agent ranked for each "
+            f"validation task, pooled over {candidate.data.config.validation_folds} time folds).",
             markdown_table(candidate.rows),
             f"Data snapshot `{candidate.data.digest[:16]}`, {len(candidate.run.curves)} epochs "
             f"(best {candidate.run.best_epoch}), "
@@ -122,7 +131,7 @@ def train_gnn(
     truth_from: SyntheticDataConfig | None = None,
     publish: bool = True,
 ) -> dict[str, Any]:
-    """Extract the graph, train the GraphSAGE recommender, evaluate it beside the baselines, promote it if better.
+    """Extract the graph, train the configured model, rank it beside the baselines and ensembles, promote and serve the best.
 
     ``truth_from``: the SyntheticDataConfig the graph was synthesised from, to add the ground-truth columns
     (recall@k, nDCG@k) to the evaluation.

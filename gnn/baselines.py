@@ -19,7 +19,8 @@ import numpy as np
 
 from agentparty.gnn.data import GraphTensors
 from agentparty.gnn.link_features import CapabilityView, pair_features, suitability_features
-from agentparty.gnn.scoring import History
+from agentparty.gnn.scoring import History, Method
+from agentparty.gnn.train import PreparedData
 
 
 @dataclass
@@ -131,3 +132,19 @@ class LogisticRegressionBaseline:
         if self.suit_model is None:
             raise RuntimeError("fit the logistic-regression baseline before scoring")
         return LogisticScorer(CapabilityView(graph), history, self.suit_model, self.pair_model)
+
+
+def fitted_baselines(data: PreparedData) -> list[Method]:
+    """Every baseline, fitted on ``data``'s training period where it needs fitting."""
+    train = data.labelled["train"]
+    logistic = LogisticRegressionBaseline(seed=data.config.random_seed).fit(
+        data.graphs["train"],
+        data.history("train"),
+        train.suit_agent,
+        train.suit_task,
+        train.suit_label,
+        train.pair_a,
+        train.pair_b,
+        train.pair_label,
+    )
+    return [Popularity(), logistic, CommonNeighbours()]

@@ -25,6 +25,7 @@ from agentparty.gnn.data import GraphTensors
 from agentparty.gnn.scoring import History
 
 SUITABILITY_FEATURES = 8
+TASK_CACHE = 16
 PAIR_FEATURES = 7
 
 
@@ -45,6 +46,24 @@ class CapabilityView:
         self.weight = np.where(degree > 0, 1.0 / np.log1p(np.maximum(degree, 1)), 0.0)
         self.need_count = np.asarray(self.needs.sum(axis=1)).ravel()
         self.reliability = np.array([f.reliability_score for f in tables.agents])
+        self._columns: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def task_columns(self, task: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A task's required capability rows, and every agent's holding (0/1) and proficiency in them (dense,
+        agents × required). The last :data:`TASK_CACHE` tasks are kept: a recommendation scores one task's
+        candidates many times, and both the link features and the NCN's paths read these columns."""
+        cached = self._columns.get(task)
+        if cached is None:
+            required = self.needs.indices[self.needs.indptr[task] : self.needs.indptr[task + 1]]
+            cached = (
+                required,
+                self.holds_by_capability[:, required].toarray(),
+                self.proficiency_by_capability[:, required].toarray(),
+            )
+            if len(self._columns) >= TASK_CACHE:
+                self._columns.pop(next(iter(self._columns)))
+            self._columns[task] = cached
+        return cached
 
     def shared(self, agents: np.ndarray, tasks: np.ndarray) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
         """Per pair, the shared capabilities (0/1) and the agent's proficiency in them."""
@@ -67,9 +86,8 @@ def suitability_features(view: CapabilityView, history: History, agents: np.ndar
     for task in np.unique(tasks):
         rows = np.flatnonzero(tasks == task)
         who = agents[rows]
-        required = view.needs.indices[view.needs.indptr[task] : view.needs.indptr[task + 1]]
-        shared = view.holds_by_capability[:, required].toarray()[who]
-        levels = view.proficiency_by_capability[:, required].toarray()[who]
+        required, holding, proficiency = view.task_columns(int(task))
+        shared, levels = holding[who], proficiency[who]
         count = shared.sum(axis=1)
         out[rows, 0] = count
         out[rows, 1] = count / max(len(required), 1)

@@ -22,6 +22,8 @@ forward pass before the optimizer is created (:meth:`TeamGNN.materialise`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
@@ -69,10 +71,10 @@ class TeamGNN(nn.Module):
             for _ in range(config.num_layers)
         )
         self.dropout = nn.Dropout(config.dropout)
-        self.suitability_head = nn.Sequential(
+        self.suitability_head: nn.Module = nn.Sequential(
             nn.Linear(3 * hidden + SUITABILITY_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, 1)
         )
-        self.collaboration_head = nn.Sequential(
+        self.collaboration_head: nn.Module = nn.Sequential(
             nn.Linear(2 * hidden + PAIR_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, 1)
         )
 
@@ -89,6 +91,21 @@ class TeamGNN(nn.Module):
                 updated[kind] = new + h[kind] if self.config.use_skip_connections else new
             h = updated
         return h
+
+    uses_paths: bool = False
+    """Whether the heads read common-neighbour paths (:mod:`agentparty.gnn.common_neighbours`); the NCN model does."""
+
+    def score_suitability(
+        self, h: dict[str, Tensor], agents: Tensor, tasks: Tensor, links: Tensor, paths: Any = None
+    ) -> Tensor:
+        """Logits for (agent row, task row) pairs from the node embeddings ``h`` (``paths``: unused here)."""
+        return self.suitability(h["Agent"][agents], h["Task"][tasks], links)
+
+    def score_collaboration(
+        self, h: dict[str, Tensor], a: Tensor, b: Tensor, links: Tensor, paths: Any = None
+    ) -> Tensor:
+        """Logits for agent-row pairs (``paths``: unused here)."""
+        return self.collaboration(h["Agent"][a], h["Agent"][b], links)
 
     def suitability(self, agents: Tensor, tasks: Tensor, links: Tensor) -> Tensor:
         """Logits for (agent, task) pairs: embeddings, their product, and the pairs' standardised link features."""

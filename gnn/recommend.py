@@ -281,7 +281,7 @@ class Recommender:
                     covers=covers,
                     past_collaboration=past,
                     estimated_tokens=pick.estimated_tokens,
-                    explanation=_explain(covers, pick, past, len(tables.agent_ids)),
+                    explanation=f"{_explain(covers, pick, past, len(tables.agent_ids))}; ranked by {self.note}",
                 )
             )
         required = sorted(set(task.required_capabilities))

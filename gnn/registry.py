@@ -6,10 +6,12 @@ to AGENTPARTY_HOME unless absolute) as ``<UTC time>-<digest prefix>``, with its
 same split, the validation score, the data snapshot hash, the feature scaler,
 the training curves, times.
 
-A candidate becomes the champion only if its validation score beats the
-champion's *on the candidate's data* (the champion is re-scored on the same
-split with its own scaler, so a grown graph does not compare apples with
-oranges); the best baseline's score is recorded beside both.
+A candidate becomes the champion only if it wins the pooled validation against
+every baseline and declared ensemble (or is part of the winning ensemble) *and*
+beats the champion *on the candidate's data* (the champion is re-scored on the
+same validation window with its own scaler, so a grown graph does not compare
+apples with oranges). ``served.json`` (:class:`ServedMethod`) records which
+method recommends teams: the model, a baseline, or an ensemble.
 """
 
 from __future__ import annotations
@@ -36,10 +38,14 @@ class ModelCard(BaseModel):
     scaler_mean: dict[str, list[float]]
     scaler_std: dict[str, list[float]]
     metrics: dict[str, dict[str, Any]]
-    """Method name → its metrics (``MethodMetrics.as_dict``); the model's own under ``graphsage``."""
+    """Method name → its metrics (``MethodMetrics.as_dict``, the pooled selection figures included): the model's
+    under its method name (``ncn``, ``graphsage``), every baseline's and every declared ensemble's."""
     validation_score: float | None
+    """The figure promotion uses: the selection score (a card from before serving decisions: the pooled pair AUC)."""
     best_baseline: str | None = None
     best_baseline_score: float | None = None
+    served: str | None = None
+    """The method the pooled validation ranked first when this model was trained (what promotion serves)."""
     epochs: int
     best_epoch: int
     seconds_per_epoch: float
@@ -65,6 +71,33 @@ class Promotion(BaseModel):
     best_baseline: str | None
     best_baseline_score: float | None
     reason: str
+    served: str | None = None
+    """The method serving after this promotion."""
+
+
+class ServedMethod(BaseModel):
+    """Which method recommends teams: the decision the last promotion took, on one validation figure."""
+
+    method: str
+    """A method name: the model's (``ncn``/``graphsage``), a baseline's, or a declared ensemble's."""
+    kind: str
+    """``model``, ``baseline`` or ``ensemble``."""
+    components: list[str] = Field(default_factory=list)
+    """An ensemble's methods, in order."""
+    weights: list[float] = Field(default_factory=list)
+    model_id: str | None = None
+    """The champion whose weights the method uses, when it uses the model."""
+    selection: dict[str, Any] = Field(default_factory=dict)
+    """Its pooled validation figures (``Figures.as_dict``)."""
+    decided_at: datetime
+    reason: str
+
+    def summary(self) -> str:
+        """One line for a recommendation's reasons and the CLI."""
+        figures = self.selection
+        score, tasks = figures.get("selection_score"), figures.get("selection_tasks")
+        shown = "n/a" if score is None else f"{score:.3f}"
+        return f"{self.method} (served {self.kind}; selection score {shown} over {tasks} validation tasks)"
 
 
 class ModelRegistry:
@@ -96,6 +129,13 @@ class ModelRegistry:
 
     def load_state(self, model_id: str) -> dict[str, Any]:
         return self.files.load_state(model_id)
+
+    def served(self) -> ServedMethod | None:
+        text = self.files.served_json()
+        return ServedMethod.model_validate_json(text) if text else None
+
+    def serve(self, decision: ServedMethod) -> None:
+        self.files.serve(decision.model_dump_json(indent=2))
 
 
 def new_model_id(digest: str, now: datetime | None = None) -> str:

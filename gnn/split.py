@@ -62,12 +62,17 @@ class TimeSplit:
         return {"train": self.pair_start, "val": self.val_start, "test": self.test_start}[name]
 
 
-def time_split(snapshot: GraphSnapshot, config: GNNTrainingConfig) -> TimeSplit:
+def time_split(snapshot: GraphSnapshot, config: GNNTrainingConfig, fold: int = 0) -> TimeSplit:
+    """Train, validation and test tasks by creation time. ``fold`` k > 0 moves the validation window k windows
+    earlier (training is what comes before it; the test tasks stay where they are): the earlier folds of the
+    pooled, rolling-origin validation that promotion ranks methods by (:mod:`agentparty.gnn.selection`)."""
     ordered = sorted(snapshot.tasks, key=lambda t: (snapshot.tasks[t]["created_at"], t))
     n = len(ordered)
     n_test = max(1, round(n * config.test_split)) if n >= 3 else 0
     n_val = max(1, round(n * config.validation_split)) if n >= 3 else 0
-    train, val, test = ordered[: n - n_val - n_test], ordered[n - n_val - n_test : n - n_test], ordered[n - n_test :]
+    val_end = n - n_test - fold * n_val
+    val_start_index = max(0, val_end - n_val)
+    train, val, test = ordered[:val_start_index], ordered[val_start_index:val_end], ordered[n - n_test :]
     far = datetime.max.replace(tzinfo=UTC)
     val_start = snapshot.tasks[val[0]]["created_at"] if val else far
     test_start = snapshot.tasks[test[0]]["created_at"] if test else far

@@ -1,4 +1,8 @@
-"""Training the GNN: full batch, both heads at once, early stopping on the validation score.
+"""Training the GNN: both heads at once, early stopping on the validation score.
+
+``training_mode: full`` (the default) takes one step per epoch over the whole training graph;
+``mini-batch`` takes one per ``batch_size`` labelled pairs, each on a subgraph of sampled
+neighbours (:mod:`agentparty.gnn.minibatch`). Validation always embeds the whole graph.
 
 The checkpoint kept is the epoch with the best pooled validation AUC, the figure a
 champion is chosen by (the validation loss when no AUC is defined): on small
@@ -20,11 +24,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch_geometric.data import HeteroData
 
+from agentparty.gnn.common_neighbours import Neighbourhood, capability_paths, collaborator_adjacency, collaborator_paths
 from agentparty.gnn.data import (
     AGENT,
     CAPABILITY,
@@ -43,8 +50,16 @@ from agentparty.gnn.data import (
     time_split,
 )
 from agentparty.gnn.embeddings import TextEmbedder
-from agentparty.gnn.link_features import CapabilityView, pair_features, suitability_features
+from agentparty.gnn.link_features import (
+    PAIR_FEATURES,
+    SUITABILITY_FEATURES,
+    CapabilityView,
+    pair_features,
+    suitability_features,
+)
+from agentparty.gnn.minibatch import MiniBatches, NeighbourSampler
 from agentparty.gnn.model import TeamGNN, pick_device
+from agentparty.gnn.ncn import CommonNeighbourGNN
 from agentparty.gnn.scoring import History, auc, comparisons, pooled_auc
 from agentparty.models.config import GNNTrainingConfig
 from agentparty.models.gnn import GraphSAGEModelConfig
@@ -86,18 +101,30 @@ class PreparedData:
     histories: dict[str, History]
     """Per period, the team history its graph may see (what the hand features read)."""
     digest: str
+    paths: dict[str, tuple[Neighbourhood, Neighbourhood]] = field(default_factory=dict)
+    """Per period, the common-neighbour paths of its labelled suitability and collaboration pairs (NCN only)."""
 
     def history(self, period: str) -> History:
         return self.histories[period]
 
 
 def prepare(
-    snapshot: GraphSnapshot, config: GNNTrainingConfig, embedder: TextEmbedder, scaler: FeatureScaler | None = None
+    snapshot: GraphSnapshot,
+    config: GNNTrainingConfig,
+    embedder: TextEmbedder,
+    scaler: FeatureScaler | None = None,
+    *,
+    fold: int = 0,
+    tables: NodeTables | None = None,
+    vectors: dict[str, np.ndarray] | None = None,
 ) -> PreparedData:
-    """Split and tensorise; ``scaler`` given (a saved model's) means scale as that model was trained."""
-    split = time_split(snapshot, config)
-    tables = node_tables(snapshot)
-    vectors = embed_nodes(tables, embedder)
+    """Split and tensorise; ``scaler`` given (a saved model's) means scale as that model was trained.
+
+    ``fold`` > 0: an earlier validation window (:func:`~agentparty.gnn.split.time_split`); ``tables`` and
+    ``vectors`` let the folds share one snapshot's node tables and text embeddings."""
+    split = time_split(snapshot, config, fold)
+    tables = tables or node_tables(snapshot)
+    vectors = vectors if vectors is not None else embed_nodes(tables, embedder)
     fit = scaler is None
     scaler = scaler or FeatureScaler()
     graphs: dict[str, GraphTensors] = {}
@@ -132,7 +159,21 @@ def prepare(
                 scaler, PAIR_LINKS, pair_features(view, history, ex.pair_a, ex.pair_b), fit and period == "train"
             ),
         )
-    return PreparedData(snapshot, config, split, tables, scaler, graphs, labelled, links, histories, snapshot.digest())
+    data = PreparedData(snapshot, config, split, tables, scaler, graphs, labelled, links, histories, snapshot.digest())
+    if config.model_type == "NCN":
+        data.paths = {period: example_paths(data, period) for period in labelled}
+    return data
+
+
+def example_paths(data: PreparedData, period: str) -> tuple[Neighbourhood, Neighbourhood]:
+    """The common-neighbour paths of a period's labelled pairs (what the NCN heads multiply embeddings with)."""
+    ex, graph = data.labelled[period], data.graphs[period]
+    adjacency = collaborator_adjacency(data.histories[period], len(graph.tables.agent_ids))
+    history = data.histories[period]
+    return (
+        capability_paths(CapabilityView(graph), history, ex.suit_agent, ex.suit_task),
+        collaborator_paths(adjacency, history, CapabilityView(graph).reliability, ex.pair_a, ex.pair_b),
+    )
 
 
 SUITABILITY_LINKS, PAIR_LINKS = "links|suitability", "links|collaboration"
@@ -153,13 +194,16 @@ class GNNScorer:
     view: CapabilityView
     history: History
     scaler: FeatureScaler
+    adjacency: Any = None
+    """Past collaborators (agents × agents, scipy): the NCN pair head's common neighbours."""
 
     @classmethod
     @torch.no_grad()
     def on(cls, model: TeamGNN, graph: GraphTensors, history: History, scaler: FeatureScaler) -> GNNScorer:
         model.eval()
         device = next(model.parameters()).device
-        return cls(model, dict(model(graph.data.to(device))), CapabilityView(graph), history, scaler)
+        adjacency = collaborator_adjacency(history, len(graph.tables.agent_ids)) if model.uses_paths else None
+        return cls(model, dict(model(graph.data.to(device))), CapabilityView(graph), history, scaler, adjacency)
 
     def _device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -170,22 +214,42 @@ class GNNScorer:
         links = scaled_links(
             self.scaler, SUITABILITY_LINKS, suitability_features(self.view, self.history, agents, tasks), False
         )
-        a = self.embeddings[AGENT][torch.as_tensor(agents, dtype=torch.long, device=device)]
-        t = self.embeddings[TASK][torch.as_tensor(tasks, dtype=torch.long, device=device)]
-        return torch.sigmoid(self.model.suitability(a, t, links.to(device))).cpu().numpy()
+        paths = (
+            capability_paths(self.view, self.history, agents, tasks, dense=True).to(device)
+            if self.model.uses_paths
+            else None
+        )
+        logits = self.model.score_suitability(
+            self.embeddings,
+            torch.as_tensor(agents, dtype=torch.long, device=device),
+            torch.as_tensor(tasks, dtype=torch.long, device=device),
+            links.to(device),
+            paths,
+        )
+        return torch.sigmoid(logits).cpu().numpy()
 
     @torch.no_grad()
     def collaboration(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         device = self._device()
         links = scaled_links(self.scaler, PAIR_LINKS, pair_features(self.view, self.history, a, b), False)
-        x = self.embeddings[AGENT][torch.as_tensor(a, dtype=torch.long, device=device)]
-        y = self.embeddings[AGENT][torch.as_tensor(b, dtype=torch.long, device=device)]
-        return torch.sigmoid(self.model.collaboration(x, y, links.to(device))).cpu().numpy()
+        paths = (
+            collaborator_paths(self.adjacency, self.history, self.view.reliability, a, b).to(device)
+            if self.model.uses_paths
+            else None
+        )
+        logits = self.model.score_collaboration(
+            self.embeddings,
+            torch.as_tensor(a, dtype=torch.long, device=device),
+            torch.as_tensor(b, dtype=torch.long, device=device),
+            links.to(device),
+            paths,
+        )
+        return torch.sigmoid(logits).cpu().numpy()
 
 
 @dataclass
 class GNNMethod:
-    """A trained model as a recommender method (``scorer`` embeds the graph once)."""
+    """A trained model as a recommender method (``scorer`` embeds the graph once); named by its ``model_type``."""
 
     model: TeamGNN
     scaler: FeatureScaler
@@ -228,8 +292,47 @@ def architecture(config: GNNTrainingConfig) -> GraphSAGEModelConfig:
     )
 
 
-def new_model(config: GraphSAGEModelConfig) -> TeamGNN:
-    return TeamGNN(config, list(EDGE_TYPES), [AGENT, CAPABILITY, TASK])
+def new_model(config: GNNTrainingConfig) -> TeamGNN:
+    """An untrained model of the configured ``model_type`` (GraphSAGE, or NCN: its encoder plus common-neighbour heads)."""
+    sage = architecture(config)
+    if config.model_type == "NCN":
+        return CommonNeighbourGNN(
+            sage,
+            config.ncn_parameters,
+            list(EDGE_TYPES),
+            [AGENT, CAPABILITY, TASK],
+            SUITABILITY_FEATURES,
+            PAIR_FEATURES,
+        )
+    return TeamGNN(sage, list(EDGE_TYPES), [AGENT, CAPABILITY, TASK])
+
+
+Paths = tuple[Neighbourhood, Neighbourhood] | None
+
+
+SUITABILITY, COLLABORATION_HEAD = 0, 1
+"""Which head :func:`_logits` scores: the index of its links and paths in a period's pairs."""
+
+
+def _logits(
+    model: TeamGNN,
+    h: dict[str, torch.Tensor],
+    ex: Examples,
+    links: tuple[torch.Tensor, torch.Tensor],
+    paths: Paths,
+    device: torch.device,
+    head: int,
+) -> torch.Tensor:
+    """One head's logits for the period's labelled pairs: (agent, task) suitability or (agent, agent) collaboration."""
+    score = model.score_suitability if head == SUITABILITY else model.score_collaboration
+    left, right = (ex.suit_agent, ex.suit_task) if head == SUITABILITY else (ex.pair_a, ex.pair_b)
+    return score(
+        h,
+        torch.as_tensor(left, device=device),
+        torch.as_tensor(right, device=device),
+        links[head].to(device),
+        paths[head].to(device) if paths else None,
+    )
 
 
 def _validation_score(
@@ -237,26 +340,17 @@ def _validation_score(
     h: dict[str, torch.Tensor],
     ex: Examples,
     links: tuple[torch.Tensor, torch.Tensor],
+    paths: Paths,
     device: torch.device,
 ) -> float:
-    """The pooled validation AUC (the figure a champion is chosen by; NaN with one class only)."""
+    """The pooled validation AUC (what early stopping watches; NaN with one class only)."""
     parts = []
     if len(ex.suit_label):
-        a, t = (
-            h[AGENT][torch.as_tensor(ex.suit_agent, device=device)],
-            h[TASK][torch.as_tensor(ex.suit_task, device=device)],
-        )
-        parts.append(
-            (auc(ex.suit_label, model.suitability(a, t, links[0].to(device)).cpu().numpy()), comparisons(ex.suit_label))
-        )
+        scores = _logits(model, h, ex, links, paths, device, SUITABILITY).cpu().numpy()
+        parts.append((auc(ex.suit_label, scores), comparisons(ex.suit_label)))
     if len(ex.pair_label):
-        x, y = h[AGENT][torch.as_tensor(ex.pair_a, device=device)], h[AGENT][torch.as_tensor(ex.pair_b, device=device)]
-        parts.append(
-            (
-                auc(ex.pair_label, model.collaboration(x, y, links[1].to(device)).cpu().numpy()),
-                comparisons(ex.pair_label),
-            )
-        )
+        scores = _logits(model, h, ex, links, paths, device, COLLABORATION_HEAD).cpu().numpy()
+        parts.append((auc(ex.pair_label, scores), comparisons(ex.pair_label)))
     return pooled_auc(parts)
 
 
@@ -265,20 +359,17 @@ def _loss(
     h: dict[str, torch.Tensor],
     ex: Examples,
     links: tuple[torch.Tensor, torch.Tensor],
+    paths: Paths,
     device: torch.device,
 ) -> torch.Tensor:
     bce = nn.functional.binary_cross_entropy_with_logits
     losses = []
     if len(ex.suit_label):
-        a = h[AGENT][torch.as_tensor(ex.suit_agent, device=device)]
-        t = h[TASK][torch.as_tensor(ex.suit_task, device=device)]
-        losses.append(bce(model.suitability(a, t, links[0].to(device)), torch.as_tensor(ex.suit_target, device=device)))
+        logits = _logits(model, h, ex, links, paths, device, SUITABILITY)
+        losses.append(bce(logits, torch.as_tensor(ex.suit_target, device=device)))
     if len(ex.pair_label):
-        x = h[AGENT][torch.as_tensor(ex.pair_a, device=device)]
-        y = h[AGENT][torch.as_tensor(ex.pair_b, device=device)]
-        losses.append(
-            bce(model.collaboration(x, y, links[1].to(device)), torch.as_tensor(ex.pair_target, device=device))
-        )
+        logits = _logits(model, h, ex, links, paths, device, COLLABORATION_HEAD)
+        losses.append(bce(logits, torch.as_tensor(ex.pair_target, device=device)))
     if not losses:
         return torch.zeros((), device=device, requires_grad=True)
     return torch.stack(losses).sum()
@@ -292,35 +383,82 @@ def train_model(
         return _train(data, device, on_epoch, max_epochs)
 
 
+def _full_batch_step(
+    model: TeamGNN, optimizer: torch.optim.Optimizer, data: PreparedData, graph: HeteroData, device: torch.device
+) -> float:
+    """``training_mode: full``: one forward of the whole training graph, one step over every labelled pair."""
+    optimizer.zero_grad()
+    loss = _loss(model, model(graph), data.labelled["train"], data.links["train"], data.paths.get("train"), device)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+def _mini_batches(data: PreparedData, graph: HeteroData) -> MiniBatches:
+    sampler = NeighbourSampler(graph, list(EDGE_TYPES), data.config.fanout)
+    train = data.labelled["train"]
+    return MiniBatches(graph, sampler, train, data.links["train"], data.paths.get("train"), data.config.batch_size)
+
+
+def _mini_batch_steps(
+    model: TeamGNN,
+    optimizer: torch.optim.Optimizer,
+    batches: MiniBatches,
+    device: torch.device,
+    rng: np.random.Generator,
+) -> float:
+    """``training_mode: mini-batch``: the pairs shuffled (``rng``), one step per batch on its sampled subgraph (the
+    same loss as a full step, on the batch's pairs); the epoch's loss is the pair-weighted mean."""
+    total, seen = 0.0, 0
+    for batch in batches.epoch(rng):
+        optimizer.zero_grad()
+        loss = _loss(model, model(batch.graph.to(device)), batch.examples, batch.links, batch.paths, device)
+        loss.backward()
+        optimizer.step()
+        total, seen = total + float(loss.detach()) * batch.size, seen + batch.size
+    return total / max(seen, 1)
+
+
 def _train(
     data: PreparedData, device: torch.device, on_epoch: Callable[[EpochLog], None] | None, max_epochs: int | None
 ) -> TrainingRun:
     config = data.config
     seed_everything(config.random_seed)
-    model = new_model(architecture(config)).to(device)
+    model = new_model(config).to(device)
     train_graph = data.graphs["train"].data.to(device)
     val_graph = data.graphs["val"].data.to(device)
     model.materialise(train_graph)  # lazy sizes before the optimizer (DESIGN.md §8)
+    if isinstance(model, CommonNeighbourGNN) and config.ncn_parameters.fit_prior and "train" in data.paths:
+        ex, (suit_paths, pair_paths) = data.labelled["train"], data.paths["train"]
+        model.fit_priors(
+            suit_paths.to(device),
+            torch.as_tensor(ex.suit_target, device=device),
+            pair_paths.to(device),
+            torch.as_tensor(ex.pair_target, device=device),
+        )
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     run = TrainingRun(model=model, device=device.type)
     best, best_state, waited = -math.inf, copy.deepcopy(model.state_dict()), 0
-    val, val_links = data.labelled["val"], data.links["val"]
+    val, val_links, val_paths = data.labelled["val"], data.links["val"], data.paths.get("val")
     val_has_labels = len(val.suit_label) + len(val.pair_label) > 0
+    batches = _mini_batches(data, train_graph) if config.training_mode == "mini-batch" else None
     for epoch in range(1, (max_epochs or config.num_epochs) + 1):
         started = time.perf_counter()
         model.train()
-        optimizer.zero_grad()
-        loss = _loss(model, model(train_graph), data.labelled["train"], data.links["train"], device)
-        loss.backward()
-        optimizer.step()
+        if batches is None:
+            train_loss = _full_batch_step(model, optimizer, data, train_graph, device)
+        else:
+            train_loss = _mini_batch_steps(
+                model, optimizer, batches, device, np.random.default_rng([config.random_seed, epoch])
+            )
         model.eval()
-        val_loss, val_score = float(loss.detach()), math.nan
+        val_loss, val_score = train_loss, math.nan
         if val_has_labels:
             with torch.no_grad():
                 h = model(val_graph)
-                val_loss = float(_loss(model, h, val, val_links, device))
-                val_score = _validation_score(model, h, val, val_links, device)
-        log = EpochLog(epoch, float(loss.detach()), val_loss, time.perf_counter() - started, val_score)
+                val_loss = float(_loss(model, h, val, val_links, val_paths, device))
+                val_score = _validation_score(model, h, val, val_links, val_paths, device)
+        log = EpochLog(epoch, train_loss, val_loss, time.perf_counter() - started, val_score)
         run.curves.append(log)
         if on_epoch:
             on_epoch(log)

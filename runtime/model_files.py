@@ -17,6 +17,7 @@ from typing import Any
 
 CHAMPION_FILE = "champion.json"
 CARD_FILE = "card.json"
+SERVED_FILE = "served.json"
 CURVES_FILE = "curves.png"
 STATE_FILE = "model.pt"
 
@@ -58,6 +59,14 @@ class ModelFiles:
 
     def crown(self, model_id: str, promotion: dict[str, Any]) -> None:
         atomic_write(self.root / CHAMPION_FILE, json.dumps({"id": model_id, "promotion": promotion}, indent=2))
+
+    def served_json(self) -> str | None:
+        """The serving decision (which method recommends teams), or None before the first promotion wrote one."""
+        pointer = self.root / SERVED_FILE
+        return pointer.read_text() if pointer.is_file() else None
+
+    def serve(self, decision_json: str) -> None:
+        atomic_write(self.root / SERVED_FILE, decision_json)
 
     def load_state(self, model_id: str) -> dict[str, Any]:
         import torch  # deferred, as in save

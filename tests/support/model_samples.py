@@ -723,7 +723,17 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "prompt_templates": {"research": "Research {topic}"},
         "capability_registry": "builtin",
     },
-    "GNNTrainingConfig": {"use_gpu": False, "num_epochs": 5},
+    "GNNTrainingConfig": {
+        "use_gpu": False,
+        "num_epochs": 5,
+        "model_type": "NCN",
+        "ncn": {"common_neighbours": True, "heuristic_prior": True, "prior_weight": 2.0, "deep_weight_init": "zero"},
+        "ensembles": [{"name": "blend", "methods": ["ncn", "adamic-adar"], "weights": [0.5, 0.5]}],
+        "validation_folds": 2,
+        "training_mode": "mini-batch",
+        "batch_size": 64,
+        "neighbour_fanout": [15, 10],
+    },
     "SyntheticDataConfig": {"num_agents": 10, "capability_distribution": "uniform"},
 }
 

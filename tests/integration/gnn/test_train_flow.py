@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,20 +37,6 @@ def synthetic_graph(graph_store: GraphStore, history: SyntheticHistory) -> Graph
     return graph_store
 
 
-@pytest.fixture
-def graph_settings(bolt_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Point the process settings (what a deployed flow run reads) at the session's Bolt server."""
-    from agentparty.runtime.settings import get_settings
-
-    config = bolt_server.database_config()
-    monkeypatch.setenv("AGENTPARTY_DATABASE__URI", config.uri)
-    monkeypatch.setenv("AGENTPARTY_DATABASE__USERNAME", config.username)
-    monkeypatch.setenv("AGENTPARTY_DATABASE__PASSWORD", config.password.get_secret_value())
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-
-
 def test_synthetic_history_round_trips_through_the_graph(
     synthetic_graph: GraphStore, history: SyntheticHistory, snapshot: GraphSnapshot
 ) -> None:
@@ -76,7 +61,19 @@ def test_the_training_flow_runs_end_to_end_and_its_deployment_is_scheduled(
     training = GNNTrainingConfig(num_epochs=15, save_path=str(tmp_path / "models"))
     result = train_gnn(training=training, truth_from=SyntheticDataConfig())
     assert result["promotion"]["promoted"], result["promotion"]
-    assert [m["method"] for m in result["metrics"]] == ["graphsage", "popularity", "logistic-regression", "adamic-adar"]
+    assert [m["method"] for m in result["metrics"]] == [
+        "ncn",
+        "popularity",
+        "logistic-regression",
+        "adamic-adar",
+        "ncn+adamic-adar",
+    ]
+    served = ModelRegistry(tmp_path, training).served()
+    assert (
+        served is not None and served.method == result["promotion"]["served"] and served.model_id == result["model_id"]
+    )
+    winner = max(result["metrics"], key=lambda m: m["selection_score"])
+    assert served.selection["selection_score"] <= winner["selection_score"] + 1e-9
     assert result["metrics"][0]["recall_at_k"] is not None  # ground-truth columns, from truth_from
     records, _, _ = synthetic_graph.driver.execute_query(
         "MATCH (a:Agent) RETURN count(a) AS n, min(size(a.embeddings)) AS low, max(size(a.embeddings)) AS high",
@@ -104,7 +101,8 @@ def test_the_training_flow_runs_end_to_end_and_its_deployment_is_scheduled(
 
     artifacts, deployment = asyncio.run(published())
     markdown = artifacts[-1].data
-    assert "| graphsage |" in markdown and "logistic-regression" in markdown and "data:image/png;base64," in markdown
+    assert "| ncn |" in markdown and "logistic-regression" in markdown and "data:image/png;base64," in markdown
+    assert f"Served: **{served.method}**" in markdown
     assert deployment.entrypoint == "agentparty.flows.train_gnn.train_gnn"
     assert deployment.work_pool_name == "agentparty-test"
     [schedule] = deployment.schedules
