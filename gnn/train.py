@@ -208,41 +208,38 @@ class GNNScorer:
     def _device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    @torch.no_grad()
     def suitability(self, agents: np.ndarray, tasks: np.ndarray) -> np.ndarray:
-        device = self._device()
-        links = scaled_links(
-            self.scaler, SUITABILITY_LINKS, suitability_features(self.view, self.history, agents, tasks), False
-        )
+        links = suitability_features(self.view, self.history, agents, tasks)
+        paths = capability_paths(self.view, self.history, agents, tasks, dense=True) if self.model.uses_paths else None
+        return self._probabilities(self.model.score_suitability, SUITABILITY_LINKS, links, paths, agents, tasks)
+
+    def collaboration(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        links = pair_features(self.view, self.history, a, b)
         paths = (
-            capability_paths(self.view, self.history, agents, tasks, dense=True).to(device)
+            collaborator_paths(self.adjacency, self.history, self.view.reliability, a, b)
             if self.model.uses_paths
             else None
         )
-        logits = self.model.score_suitability(
-            self.embeddings,
-            torch.as_tensor(agents, dtype=torch.long, device=device),
-            torch.as_tensor(tasks, dtype=torch.long, device=device),
-            links.to(device),
-            paths,
-        )
-        return torch.sigmoid(logits).cpu().numpy()
+        return self._probabilities(self.model.score_collaboration, PAIR_LINKS, links, paths, a, b)
 
     @torch.no_grad()
-    def collaboration(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def _probabilities(
+        self,
+        head: Callable[..., torch.Tensor],
+        kind: str,
+        links: np.ndarray,
+        paths: Neighbourhood | None,
+        left: np.ndarray,
+        right: np.ndarray,
+    ) -> np.ndarray:
+        """One head's probabilities for row pairs, from the cached embeddings and the pairs' scaled link features."""
         device = self._device()
-        links = scaled_links(self.scaler, PAIR_LINKS, pair_features(self.view, self.history, a, b), False)
-        paths = (
-            collaborator_paths(self.adjacency, self.history, self.view.reliability, a, b).to(device)
-            if self.model.uses_paths
-            else None
-        )
-        logits = self.model.score_collaboration(
+        logits = head(
             self.embeddings,
-            torch.as_tensor(a, dtype=torch.long, device=device),
-            torch.as_tensor(b, dtype=torch.long, device=device),
-            links.to(device),
-            paths,
+            torch.as_tensor(left, dtype=torch.long, device=device),
+            torch.as_tensor(right, dtype=torch.long, device=device),
+            scaled_links(self.scaler, kind, links, False).to(device),
+            paths.to(device) if paths is not None else None,
         )
         return torch.sigmoid(logits).cpu().numpy()
 
